@@ -1,0 +1,30 @@
+package redistest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestServerLifecycle(t *testing.T) {
+	s := Start(t)
+	got, err := s.Do("SET", "k", "v")
+	require.NoError(t, err)
+	require.Equal(t, "+OK", got)
+	got, err = s.Do("GET", "k")
+	require.NoError(t, err)
+	require.Equal(t, "$1", got)
+
+	s.Stop()
+	_, err = s.Do("PING")
+	require.Error(t, err, "stopped server must refuse connections")
+	s.Stop() // idempotent
+
+	s.Restart()
+	got, err = s.Do("GET", "k")
+	require.NoError(t, err)
+	require.Equal(t, "$-1", got, "restart starts with an empty dataset")
+	got, err = s.Do("DEBUG", "SLEEP", "0")
+	require.NoError(t, err)
+	require.Equal(t, "+OK", got, "DEBUG is enabled for fault tests")
+}

@@ -1,0 +1,163 @@
+package telemetry_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+
+	"github.com/apiguard/apiguard/telemetry"
+)
+
+// exampleLogger writes JSON records without the time, so output is stable.
+func exampleLogger() *slog.Logger {
+	h := slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})
+	return slog.New(telemetry.NewLogHandler(h))
+}
+
+func ExampleNew() {
+	obs, err := telemetry.New(telemetry.Config{Logger: exampleLogger()})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "order %s", r.PathValue("id"))
+	})
+	h := obs.Handler(mux)
+
+	req := httptest.NewRequest("GET", "/orders/7", nil)
+	req.Header.Set("X-Request-ID", "mobile-7f3a")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, rec.Header().Get("X-Request-ID"), rec.Body.String())
+	// Output: 200 mobile-7f3a order 7
+}
+
+// An attacker puts a CRLF in the correlation ID to inject a header into the
+// response and a line into the logs. The ID is replaced, never echoed.
+func ExampleObserver_Handler_headerInjection() {
+	obs, err := telemetry.New(telemetry.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Request-ID", "x\r\nSet-Cookie: session=attacker")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	id := rec.Header().Get("X-Request-ID")
+	fmt.Println("replaced:", !strings.Contains(id, "Set-Cookie"), "valid:", telemetry.ValidID(id), "length:", len(id))
+	// Output: replaced: true valid: true length: 32
+}
+
+func ExampleIDFrom() {
+	obs, err := telemetry.New(telemetry.Config{})
+	if err != nil {
+		panic(err)
+	}
+	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("handling", telemetry.IDFrom(r.Context()))
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Request-ID", "req-1")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	fmt.Printf("outside a request: %q\n", telemetry.IDFrom(context.Background()))
+	// Output:
+	// handling req-1
+	// outside a request: ""
+}
+
+func ExampleNewLogHandler() {
+	logger := exampleLogger()
+	obs, err := telemetry.New(telemetry.Config{Logger: logger})
+	if err != nil {
+		panic(err)
+	}
+	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Any package can log a security event; it is counted in
+		// apiguard.security.events and carries the correlation ID.
+		logger.WarnContext(r.Context(), "token rejected", "event", "auth_failed", "reason", "expired")
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Request-ID", "req-2")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	// Output: {"level":"WARN","msg":"token rejected","event":"auth_failed","reason":"expired","correlation_id":"req-2"}
+}
+
+func ExampleObserver_ReportHandler() {
+	obs, err := telemetry.New(telemetry.Config{Logger: exampleLogger()})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /reports", obs.ReportHandler())
+	h := obs.Handler(mux)
+
+	body := `[{"type":"pinning-failure","age":3000,"url":"https://api.example.com/v1/pay","user_agent":"Shop/5.2 iOS/18.1","body":{}}]`
+	req := httptest.NewRequest("POST", "/reports", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/reports+json")
+	req.Header.Set("X-Request-ID", "req-3")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code)
+
+	bad := httptest.NewRequest("POST", "/reports", strings.NewReader(`{"not":"a list"}`))
+	bad.Header.Set("Content-Type", "application/reports+json")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, bad)
+	fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
+	// Output:
+	// {"level":"WARN","msg":"telemetry: client report","event":"client_pinning_failure","reason":"pinning-failure","age_ms":3000,"host":"api.example.com","correlation_id":"req-3"}
+	// 204
+	// 400 application/problem+json
+}
+
+func ExampleNewTransport() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("backend got", r.Header.Get("X-Request-ID"))
+	}))
+	defer backend.Close()
+	client := &http.Client{Transport: telemetry.NewTransport(nil)}
+
+	obs, err := telemetry.New(telemetry.Config{})
+	if err != nil {
+		panic(err)
+	}
+	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out, _ := http.NewRequestWithContext(r.Context(), "GET", backend.URL, nil)
+		resp, err := client.Do(out)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Request-ID", "req-4")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	// Output: backend got req-4
+}
+
+func ExampleSetRoute() {
+	obs, err := telemetry.New(telemetry.Config{})
+	if err != nil {
+		panic(err)
+	}
+	// A router that is not http.ServeMux names the route itself.
+	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		telemetry.SetRoute(r.Context(), "/users/{id}")
+		fmt.Println("served", r.URL.Path)
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/users/42", nil))
+	// Output: served /users/42
+}

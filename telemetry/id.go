@@ -1,0 +1,41 @@
+package telemetry
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+)
+
+// MaxIDLength is the longest incoming correlation ID that is kept.
+const MaxIDLength = 128
+
+// ValidID reports whether id is acceptable as an incoming correlation ID:
+// 1 to [MaxIDLength] characters, each of A-Z a-z 0-9 and . _ ~ : -.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '_', c == '~', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newID returns 128 random bits as 32 lower-case hex characters.
+func newID(src io.Reader) string {
+	var b [16]byte
+	if _, err := io.ReadFull(src, b[:]); err != nil {
+		// A failing random source must not stop the request; fall back
+		// to the operating system's generator, which cannot fail.
+		_, _ = rand.Read(b[:])
+	}
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
+}

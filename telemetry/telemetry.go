@@ -1,0 +1,359 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// scope is the instrumentation scope of apiguard's meters and tracers.
+const scope = "github.com/apiguard/apiguard/telemetry"
+
+// Metric names.
+const (
+	// MetricRequestDuration is the server request duration histogram, in
+	// seconds, as OpenTelemetry's HTTP semantic conventions name it.
+	MetricRequestDuration = "http.server.request.duration"
+	// MetricSecurityEvents counts security events by event and reason.
+	MetricSecurityEvents = "apiguard.security.events"
+)
+
+// UnmatchedRoute is the http.route value of requests that matched no
+// route pattern.
+const UnmatchedRoute = "unmatched"
+
+// Config configures an [Observer]. A zero field takes the default in its
+// comment; the zero Config is ready to use.
+type Config struct {
+	// Header carries the correlation ID in and out. Default: X-Request-ID.
+	Header string
+	// Logger receives the observer's own records (replaced IDs, client
+	// reports, baseline drift). It is wrapped with [NewLogHandler] unless
+	// it already is. Default: slog.Default().
+	Logger *slog.Logger
+	// MeterProvider creates the request-duration histogram and the
+	// security-event counter. Default: otel.GetMeterProvider(), a no-op
+	// until the application installs an SDK.
+	MeterProvider metric.MeterProvider
+	// TracerProvider starts one server span per request. Default:
+	// otel.GetTracerProvider(), a no-op until the application installs an
+	// SDK; a valid incoming traceparent is still carried through the
+	// context to logs and [NewTransport].
+	TracerProvider trace.TracerProvider
+	// Propagator extracts the incoming trace context. Default:
+	// propagation.TraceContext{} (W3C traceparent and tracestate).
+	Propagator propagation.TextMapPropagator
+	// Rand is the source of new correlation IDs. Default: crypto/rand.Reader.
+	Rand io.Reader
+	// Now is the clock for durations and the drift baseline. Default: time.Now.
+	Now func() time.Time
+	// MaxReportBytes caps the body of one client report request; a larger
+	// body is answered 413. Default: 64 KiB.
+	MaxReportBytes int64
+	// MaxReports caps the reports in one request; more are answered 400.
+	// Default: 100.
+	MaxReports int
+	// Drift configures baseline-drift detection.
+	Drift DriftConfig
+}
+
+// Observer is the telemetry middleware and its state. It is safe for
+// concurrent use by multiple goroutines. The zero value is not usable;
+// create one with [New].
+type Observer struct {
+	header     string // canonical form
+	logger     *slog.Logger
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	rand       io.Reader
+	now        func() time.Time
+	maxReport  int64
+	maxReports int
+
+	duration metric.Float64Histogram
+	events   *eventCounter
+	drift    *drift
+
+	spanOpts []trace.SpanStartOption
+	attrs    sync.Map // attrKey -> []metric.RecordOption
+	nattrs   atomic.Int32
+}
+
+// maxAttrSets bounds the cached attribute sets of the duration histogram.
+const maxAttrSets = 4096
+
+type attrKey struct {
+	method string
+	status int
+	route  string
+}
+
+// New returns an Observer for cfg. It returns an error for an invalid
+// configuration: a Header that is not a valid header field name, or a
+// negative limit.
+func New(cfg Config) (*Observer, error) {
+	if cfg.Header == "" {
+		cfg.Header = "X-Request-ID"
+	}
+	if !validHeaderName(cfg.Header) {
+		return nil, fmt.Errorf("telemetry: Config.Header %q is not a valid header name", cfg.Header)
+	}
+	if cfg.MaxReportBytes < 0 || cfg.MaxReports < 0 {
+		return nil, errors.New("telemetry: Config.MaxReportBytes and Config.MaxReports must not be negative")
+	}
+	if cfg.MaxReportBytes == 0 {
+		cfg.MaxReportBytes = 64 << 10
+	}
+	if cfg.MaxReports == 0 {
+		cfg.MaxReports = 100
+	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = otel.GetMeterProvider()
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = propagation.TraceContext{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d, err := newDrift(cfg.Drift)
+	if err != nil {
+		return nil, err
+	}
+	meter := cfg.MeterProvider.Meter(scope)
+	duration, err := meter.Float64Histogram(MetricRequestDuration,
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of HTTP server requests."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: create %s: %w", MetricRequestDuration, err)
+	}
+	events, err := newEventCounter(cfg.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	o := &Observer{
+		header:     textproto.CanonicalMIMEHeaderKey(cfg.Header),
+		tracer:     cfg.TracerProvider.Tracer(scope),
+		prop:       cfg.Propagator,
+		rand:       cfg.Rand,
+		now:        cfg.Now,
+		maxReport:  cfg.MaxReportBytes,
+		maxReports: cfg.MaxReports,
+		duration:   duration,
+		events:     events,
+		drift:      d,
+		spanOpts:   []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)},
+	}
+	h := cfg.Logger.Handler()
+	if lh, ok := h.(*logHandler); ok {
+		o.logger = slog.New(lh)
+	} else {
+		o.logger = slog.New(&logHandler{next: h, counter: events})
+	}
+	return o, nil
+}
+
+// Handler returns next wrapped with correlation IDs, trace context,
+// metrics and drift detection. Put it outermost, so that every other
+// middleware sees the ID. It panics if next is nil.
+func (o *Observer) Handler(next http.Handler) http.Handler {
+	if next == nil {
+		panic("telemetry: nil handler")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.serve(w, r, next)
+	})
+}
+
+func (o *Observer) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	start := o.now()
+	st := &reqState{obs: o}
+	replaced := false
+	if vals := r.Header[o.header]; len(vals) == 1 && ValidID(vals[0]) {
+		st.id = vals[0]
+	} else {
+		replaced = len(vals) > 0
+		st.id = newID(o.rand)
+	}
+	st.Context = o.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := o.tracer.Start(st, r.Method, o.spanOpts...)
+	st.hdr[0] = st.id
+	w.Header()[o.header] = st.hdr[:]
+	st.rw.w = w
+	r2 := r.WithContext(ctx)
+	if replaced {
+		o.logger.LogAttrs(ctx, slog.LevelWarn, "telemetry: incoming correlation ID replaced",
+			slog.String("event", "correlation_id_replaced"),
+			slog.String("reason", "invalid_id"))
+	}
+
+	next.ServeHTTP(&st.rw, r2)
+
+	status := st.rw.statusCode()
+	route := st.route
+	if route == "" {
+		route = patternPath(r2.Pattern)
+	}
+	if route == "" {
+		route = UnmatchedRoute
+	}
+	method := normalizeMethod(r.Method)
+	end := o.now()
+	elapsed := end.Sub(start)
+	o.duration.Record(ctx, elapsed.Seconds(), o.recordOptions(method, status, route)...)
+	if span.IsRecording() {
+		span.SetName(method + " " + route)
+		span.SetAttributes(
+			attribute.String("http.request.method", method),
+			attribute.Int("http.response.status_code", status),
+			attribute.String("http.route", route),
+			attribute.String("apiguard.correlation_id", st.id))
+		if status >= 500 {
+			span.SetStatus(codes.Error, "")
+		}
+	}
+	span.End()
+	if o.drift != nil {
+		if ev := o.drift.observe(route, status, elapsed, end); ev != nil {
+			o.logger.LogAttrs(ctx, slog.LevelWarn, "telemetry: baseline drift",
+				slog.String("event", "baseline_drift"),
+				slog.String("reason", ev.reason),
+				slog.String("route", route),
+				slog.Float64("live", ev.live),
+				slog.Float64("baseline", ev.baseline))
+		}
+	}
+}
+
+func (o *Observer) recordOptions(method string, status int, route string) []metric.RecordOption {
+	k := attrKey{method, status, route}
+	if v, ok := o.attrs.Load(k); ok {
+		return v.([]metric.RecordOption)
+	}
+	opts := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("http.request.method", method),
+		attribute.Int("http.response.status_code", status),
+		attribute.String("http.route", route)))}
+	if o.nattrs.Load() < maxAttrSets {
+		if _, loaded := o.attrs.LoadOrStore(k, opts); !loaded {
+			o.nattrs.Add(1)
+		}
+	}
+	return opts
+}
+
+// patternPath drops the method from a ServeMux pattern ("GET /x/{id}"
+// becomes "/x/{id}"), as http.route holds the path template only.
+func patternPath(p string) string {
+	if i := strings.IndexByte(p, ' '); i >= 0 {
+		return strings.TrimLeft(p[i+1:], " \t")
+	}
+	return p
+}
+
+// normalizeMethod keeps the standard methods and folds the rest into
+// "_OTHER", as OpenTelemetry's HTTP conventions ask, so that a client
+// inventing methods cannot add series.
+func normalizeMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ':' || c == '"' || c == '(' || c == ')' || c == ',' ||
+			c == '/' || c == ';' || c == '<' || c == '=' || c == '>' || c == '?' || c == '@' ||
+			c == '[' || c == '\\' || c == ']' || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
+}
+
+// reqState is the per-request state. It is itself the context that
+// carries it, which saves an allocation per request.
+type reqState struct {
+	context.Context
+	obs   *Observer
+	id    string
+	route string
+	hdr   [1]string
+	rw    responseWriter
+}
+
+type stateKeyType struct{}
+
+var stateKey = &stateKeyType{}
+
+// Value returns the request state for telemetry's key and defers to the
+// parent context for every other key.
+func (s *reqState) Value(key any) any {
+	if key == stateKey {
+		return s
+	}
+	return s.Context.Value(key)
+}
+
+func stateFrom(ctx context.Context) *reqState {
+	if ctx == nil {
+		return nil
+	}
+	st, _ := ctx.Value(stateKey).(*reqState)
+	return st
+}
+
+// IDFrom returns the correlation ID of the request whose context is ctx,
+// or "" when ctx did not come through [Observer.Handler].
+func IDFrom(ctx context.Context) string {
+	if st := stateFrom(ctx); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// SetRoute names the route of the request whose context is ctx, for
+// routers other than [net/http.ServeMux] (chi's route pattern, say), or
+// when middleware between telemetry and the mux copies the request so
+// that telemetry cannot see r.Pattern. The route becomes the http.route
+// metric attribute, so it must be a pattern, never a raw path. Call it
+// from the handler's goroutine before the handler returns. It does nothing
+// for a context that did not come through [Observer.Handler].
+func SetRoute(ctx context.Context, route string) {
+	if st := stateFrom(ctx); st != nil {
+		st.route = route
+	}
+}
