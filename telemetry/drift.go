@@ -42,16 +42,11 @@ type DriftConfig struct {
 	Cooldown time.Duration
 }
 
-// maxDriftRoutes bounds the routes tracked; routes beyond it are not.
-const maxDriftRoutes = 1024
-
 // reservoirSize is the number of latencies sampled per window.
 const reservoirSize = 128
 
 type drift struct {
-	cfg    DriftConfig
-	mu     sync.RWMutex
-	routes map[string]*routeStats
+	cfg DriftConfig
 }
 
 type routeStats struct {
@@ -103,35 +98,12 @@ func newDrift(cfg DriftConfig) (*drift, error) {
 	if cfg.Cooldown == 0 {
 		cfg.Cooldown = 5 * time.Minute
 	}
-	return &drift{cfg: cfg, routes: make(map[string]*routeStats)}, nil
-}
-
-func (d *drift) stats(route string, now time.Time) *routeStats {
-	d.mu.RLock()
-	rs := d.routes[route]
-	d.mu.RUnlock()
-	if rs != nil {
-		return rs
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if rs = d.routes[route]; rs == nil {
-		if len(d.routes) >= maxDriftRoutes {
-			return nil
-		}
-		rs = &routeStats{start: now}
-		d.routes[route] = rs
-	}
-	return rs
+	return &drift{cfg: cfg}, nil
 }
 
 // observe adds one request and, when it closes a window that drifted,
 // returns the event to log.
-func (d *drift) observe(route string, status int, elapsed time.Duration, now time.Time) *driftEvent {
-	rs := d.stats(route, now)
-	if rs == nil {
-		return nil
-	}
+func (d *drift) observe(rs *routeStats, status int, elapsed time.Duration, now time.Time) *driftEvent {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	var ev *driftEvent

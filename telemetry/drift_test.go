@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -88,22 +90,34 @@ func TestDriftQuietWindowsIgnored(t *testing.T) {
 	d, err := newDrift(DriftConfig{Window: time.Second, MinRequests: 10, Warmup: 1})
 	require.NoError(t, err)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rs := &routeStats{start: t0}
 	// Windows with fewer than MinRequests never form a baseline or alert.
 	for i := range 20 {
 		now := t0.Add(time.Duration(i) * 2 * time.Second)
-		require.Nil(t, d.observe("/x", 500, time.Second, now))
+		require.Nil(t, d.observe(rs, 500, time.Second, now))
 	}
-	require.Equal(t, 0, d.routes["/x"].windows)
+	require.Equal(t, 0, rs.windows)
 }
 
-func TestDriftRoutesBounded(t *testing.T) {
-	d, err := newDrift(DriftConfig{})
-	require.NoError(t, err)
-	now := time.Now()
-	for i := range maxDriftRoutes + 100 {
-		d.observe(string(rune(i+1000)), 200, time.Millisecond, now)
+func TestRoutesBounded(t *testing.T) {
+	o, _, reader := newObserver(t, Config{})
+	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SetRoute(r.Context(), r.URL.Path) // a misuse: raw paths as routes
+	}))
+	for i := range maxRoutes + 100 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", fmt.Sprintf("/u/%d", i), nil))
 	}
-	require.Len(t, d.routes, maxDriftRoutes)
+	require.Len(t, o.routes, maxRoutes)
+	m := findMetric(collect(t, reader), MetricRequestDuration)
+	hist := m.Data.(metricdata.Histogram[float64])
+	require.Len(t, hist.DataPoints, maxRoutes+1)
+	var overflow uint64
+	for _, dp := range hist.DataPoints {
+		if v, _ := dp.Attributes.Value("http.route"); v.AsString() == OverflowRoute {
+			overflow = dp.Count
+		}
+	}
+	require.Equal(t, uint64(100), overflow)
 }
 
 func TestDriftDisabled(t *testing.T) {

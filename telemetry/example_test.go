@@ -92,8 +92,9 @@ func ExampleNewLogHandler() {
 	}))
 	req := httptest.NewRequest("GET", "/", nil)
 	req.Header.Set("X-Request-ID", "req-2")
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	h.ServeHTTP(httptest.NewRecorder(), req)
-	// Output: {"level":"WARN","msg":"token rejected","event":"auth_failed","reason":"expired","correlation_id":"req-2"}
+	// Output: {"level":"WARN","msg":"token rejected","event":"auth_failed","reason":"expired","correlation_id":"req-2","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}
 }
 
 func ExampleObserver_ReportHandler() {
@@ -109,6 +110,7 @@ func ExampleObserver_ReportHandler() {
 	req := httptest.NewRequest("POST", "/reports", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/reports+json")
 	req.Header.Set("X-Request-ID", "req-3")
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	fmt.Println(rec.Code)
@@ -119,7 +121,7 @@ func ExampleObserver_ReportHandler() {
 	h.ServeHTTP(rec, bad)
 	fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
 	// Output:
-	// {"level":"WARN","msg":"telemetry: client report","event":"client_pinning_failure","reason":"pinning-failure","age_ms":3000,"host":"api.example.com","correlation_id":"req-3"}
+	// {"level":"WARN","msg":"telemetry: client report","event":"client_pinning_failure","reason":"pinning-failure","age_ms":3000,"host":"api.example.com","correlation_id":"req-3","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}
 	// 204
 	// 400 application/problem+json
 }

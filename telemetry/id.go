@@ -27,15 +27,15 @@ func ValidID(id string) bool {
 	return true
 }
 
-// newID returns 128 random bits as 32 lower-case hex characters.
-func newID(src io.Reader) string {
-	var b [16]byte
+// newID fills b from src and returns its first 128 bits as 32 lower-case
+// hex characters. The other 64 bits are for the caller.
+func newID(src io.Reader, b *[24]byte) string {
 	if _, err := io.ReadFull(src, b[:]); err != nil {
 		// A failing random source must not stop the request; fall back
 		// to the operating system's generator, which cannot fail.
 		_, _ = rand.Read(b[:])
 	}
 	var out [32]byte
-	hex.Encode(out[:], b[:])
+	hex.Encode(out[:], b[:16])
 	return string(out[:])
 }

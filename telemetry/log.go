@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Attribute keys read from and added to log records.
@@ -91,7 +90,7 @@ func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	st := stateFrom(ctx)
+	sc, st := spanContextOf(ctx)
 	if event != "" {
 		c := h.counter
 		if st != nil {
@@ -102,7 +101,6 @@ func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
 	if !h.next.Enabled(ctx, rec.Level) {
 		return nil
 	}
-	sc := trace.SpanContextFromContext(ctx)
 	if st != nil || sc.IsValid() {
 		rec = rec.Clone()
 		if st != nil {

@@ -519,3 +519,52 @@ func TestConcurrentRequests(t *testing.T) {
 var _ func() (net.Conn, *bufio.ReadWriter, error) = (&responseWriter{}).Hijack
 
 var _ = context.Background
+
+func TestTraceWithoutTracer(t *testing.T) {
+	const incomingTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var outgoing http.Header
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		outgoing = r.Header.Clone()
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})
+	client := &http.Client{Transport: NewTransport(base)}
+	tests := []struct {
+		name        string
+		traceparent string
+		wantTrace   string
+	}{
+		{name: "valid_continues", traceparent: "00-" + incomingTrace + "-00f067aa0ba902b7-01", wantTrace: incomingTrace},
+		{name: "malformed_new_root", traceparent: "00-" + incomingTrace + "-00f067aa0ba902b7-zz"},
+		{name: "absent_new_root"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, logs, _ := newObserver(t, Config{})
+			logger := slog.New(NewLogHandler(slog.NewJSONHandler(logs, nil)))
+			h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				logger.InfoContext(r.Context(), "hello")
+				req, _ := http.NewRequestWithContext(r.Context(), "GET", "http://backend.test/", nil)
+				resp, err := client.Do(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+			}))
+			req := httptest.NewRequest("GET", "/", nil)
+			if tt.traceparent != "" {
+				req.Header.Set("Traceparent", tt.traceparent)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			recs := logs.records(t)
+			require.Len(t, recs, 1)
+			traceID, _ := recs[0]["trace_id"].(string)
+			require.Len(t, traceID, 32)
+			if tt.wantTrace != "" {
+				require.Equal(t, tt.wantTrace, traceID)
+				require.Equal(t, "00f067aa0ba902b7", recs[0]["span_id"])
+			} else {
+				require.NotEqual(t, incomingTrace, traceID, "a new root, not the malformed one")
+			}
+			tp := outgoing.Get("Traceparent")
+			require.True(t, strings.HasPrefix(tp, "00-"+traceID+"-"), "downstream continues the same trace: %s", tp)
+		})
+	}
+}

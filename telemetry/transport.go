@@ -28,8 +28,7 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	st := stateFrom(ctx)
-	sc := trace.SpanContextFromContext(ctx)
+	sc, st := spanContextOf(ctx)
 	addID := st != nil && len(req.Header[st.obs.header]) == 0
 	addTrace := sc.IsValid() && req.Header.Get("Traceparent") == ""
 	if !addID && !addTrace {
@@ -43,7 +42,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r2.Header[st.obs.header] = []string{st.id}
 	}
 	if addTrace {
-		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(r2.Header))
+		propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(ctx, sc), propagation.HeaderCarrier(r2.Header))
 	}
 	return t.base.RoundTrip(r2)
 }
