@@ -15,7 +15,8 @@ import (
 // bare is the handler every middleware wraps: it writes a status and nothing else.
 var bare = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 
-// serve runs h on one request per iteration. The request and recorder are
+// serveParallel runs h on one request per iteration from GOMAXPROCS
+// goroutines. The request and recorder are
 // reused, with the recorder's header map cleared, so that only the
 // middleware's own cost is measured.
 func serveParallel(b *testing.B, h http.Handler, setup func(*http.Request)) {
@@ -60,6 +61,9 @@ func BenchmarkTelemetry(b *testing.B) {
 	b.Run("otelhttp/new_id", func(b *testing.B) { serve(b, otelhttp.NewHandler(bare, "orders"), nil) })
 	b.Run("apiguard/new_id", func(b *testing.B) { serve(b, obs.Handler(bare), nil) })
 	b.Run("apiguard/incoming_id", func(b *testing.B) { serve(b, obs.Handler(bare), withID) })
+	b.Run("parallel/chi_RequestID/new_id", func(b *testing.B) { serveParallel(b, chimw.RequestID(bare), nil) })
+	b.Run("parallel/otelhttp/new_id", func(b *testing.B) { serveParallel(b, otelhttp.NewHandler(bare, "orders"), nil) })
+	b.Run("parallel/apiguard/new_id", func(b *testing.B) { serveParallel(b, obs.Handler(bare), nil) })
 }
 
 // BenchmarkLogHandler measures what NewLogHandler adds to one record

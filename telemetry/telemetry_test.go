@@ -271,7 +271,7 @@ func TestMetrics(t *testing.T) {
 		meth, _ := dp.Attributes.Value("http.request.method")
 		st, _ := dp.Attributes.Value("http.response.status_code")
 		route, _ := dp.Attributes.Value("http.route")
-		got[meth.AsString()+" "+st.Emit()+" "+route.AsString()] = dp.Count
+		got[meth.AsString()+" "+st.String()+" "+route.AsString()] = dp.Count
 	}
 	require.Equal(t, map[string]uint64{
 		"GET 200 /orders/{id}": 2,
