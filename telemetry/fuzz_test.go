@@ -1,0 +1,41 @@
+package telemetry
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// FuzzHandler sends arbitrary correlation IDs and traceparents: the echoed
+// ID must always be valid and either the incoming one (when valid) or a
+// fresh one, and nothing may panic.
+func FuzzHandler(f *testing.F) {
+	f.Add("app-7f3a-0001", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("x\r\nSet-Cookie: a=b", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz")
+	f.Add("", "ff-00000000000000000000000000000000-0000000000000000-00")
+	f.Add("é", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01")
+	o, err := New(Config{Logger: nopLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if IDFrom(r.Context()) != w.Header().Get("X-Request-ID") {
+			panic("context ID differs from echoed ID")
+		}
+		spanContextOf(r.Context())
+	}))
+	f.Fuzz(func(t *testing.T, id, traceparent string) {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header["X-Request-Id"] = []string{id}
+		req.Header["Traceparent"] = []string{traceparent}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		got := rec.Header().Get("X-Request-ID")
+		if !ValidID(got) {
+			t.Fatalf("invalid echoed ID %q", got)
+		}
+		if ValidID(id) && got != id {
+			t.Fatalf("valid ID %q replaced by %q", id, got)
+		}
+	})
+}
