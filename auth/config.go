@@ -1,0 +1,260 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+// DPoPMode says whether sender-constrained tokens (RFC 9449) are accepted
+// or required.
+type DPoPMode int
+
+const (
+	// DPoPOff accepts Bearer tokens only. A token bound to a key (with
+	// cnf.jkt) is rejected: its binding cannot be checked.
+	DPoPOff DPoPMode = iota
+	// DPoPAllowed accepts Bearer tokens and DPoP-bound tokens with a valid
+	// proof.
+	DPoPAllowed
+	// DPoPRequired accepts DPoP-bound tokens with a valid proof only.
+	DPoPRequired
+)
+
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment.
+type Config struct {
+	// Issuers are the trusted token issuers. Required: at least one. The
+	// token's iss picks the issuer before any key is looked up.
+	Issuers []Issuer
+
+	// ClockSkew is the leeway for exp, nbf and iat. Default: 30s.
+	ClockSkew time.Duration
+	// MaxTokenLifetime rejects tokens whose exp - iat exceeds it, and
+	// tokens without iat: the long-lived token is the classic incident.
+	// Default: 1 hour.
+	MaxTokenLifetime time.Duration
+	// MaxTokenSize caps the token, checked before any parsing. Default:
+	// 8 KiB.
+	MaxTokenSize int
+	// Realm is the realm of the WWW-Authenticate challenges. Default: none.
+	Realm string
+
+	// DPoP says whether DPoP-bound tokens are accepted or required.
+	// Default: DPoPOff.
+	DPoP DPoPMode
+	// DPoPURL is the public base URL of this API as clients call it
+	// ("https://api.example.com", or with a path prefix); a proof's htu
+	// must equal it joined with the request path, ignoring query and
+	// fragment, after normalisation. Required when DPoP is not DPoPOff: the
+	// Host header is the client's to forge.
+	DPoPURL string
+	// DPoPAlgorithms are the proof algorithms accepted, asymmetric only.
+	// Default: ES256, RS256, PS256, EdDSA.
+	DPoPAlgorithms []jwa.SignatureAlgorithm
+	// DPoPProofWindow is how far a proof's iat may be from now. Default:
+	// 60s.
+	DPoPProofWindow time.Duration
+	// DPoPNonceKey, when set (at least 32 bytes), makes the server require
+	// nonces in proofs (RFC 9449 §8). Nonces are stateless, an HMAC over
+	// time, so every instance sharing the key accepts them. Default: none.
+	DPoPNonceKey []byte
+	// DPoPNonceLifetime is how long a nonce is accepted. Default: 5 minutes.
+	DPoPNonceLifetime time.Duration
+	// ReplayStore records used proof jti values. Default: an in-memory
+	// store of ReplayCacheSize entries (see [NewMemoryReplayStore]); use a
+	// shared store (redisstore) when several instances serve one API.
+	ReplayStore ReplayStore
+	// ReplayCacheSize sizes the default ReplayStore. Default: 100000.
+	ReplayCacheSize int
+
+	// TokenCacheSize is the number of verified tokens remembered (by
+	// SHA-256 of the token) so that a token seen before is not verified
+	// again until it expires. Negative disables the cache. Default: 10000.
+	TokenCacheSize int
+
+	// HTTPClient fetches remote JWKS. Default: a client with no redirects
+	// to other hosts and FetchTimeout.
+	HTTPClient *http.Client
+	// FetchTimeout bounds one JWKS fetch. Default: 5s.
+	FetchTimeout time.Duration
+	// MaxJWKSSize caps a JWKS response body. Default: 512 KiB.
+	MaxJWKSSize int64
+	// MinKeyRefresh is the floor of the refresh interval a JWKS's
+	// Cache-Control may ask for, and the least time between two refreshes
+	// caused by unknown kids. Default: 1 minute.
+	MinKeyRefresh time.Duration
+	// MaxKeyRefresh is the ceiling of the refresh interval, and the
+	// interval when the JWKS response sets no max-age. Default: 1 hour.
+	MaxKeyRefresh time.Duration
+	// MaxKeyStaleness is how long the last good keys keep serving while the
+	// JWKS cannot be fetched; past it, requests get 503. Default: 24 hours.
+	MaxKeyStaleness time.Duration
+
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives events (auth_failed with a reason, jwks_refresh,
+	// jwks_error, jwks_key_skipped). Default: slog.Default().
+	Logger *slog.Logger
+	// ErrorHandler writes rejections. Default: [Verifier.WriteError].
+	ErrorHandler func(http.ResponseWriter, *http.Request, error)
+}
+
+// Issuer is one trusted token issuer.
+type Issuer struct {
+	// Issuer is the exact iss value. Required.
+	Issuer string
+	// Audience lists the accepted aud values; the token's aud must contain
+	// one. Required.
+	Audience []string
+	// JWKSURL is the issuer's remote JWKS (https, or http on loopback).
+	// Exactly one of JWKSURL and Keys is required.
+	JWKSURL string
+	// Keys is a static key set.
+	Keys jwk.Set
+	// Algorithms are the accepted token algorithms, asymmetric only.
+	// Default: RS256, PS256, ES256, EdDSA.
+	Algorithms []jwa.SignatureAlgorithm
+	// InsecureAllowJWTType also accepts typ "JWT" (and a missing typ)
+	// instead of only "at+jwt" (RFC 9068), for issuers that do not type
+	// their access tokens. It weakens the defence against ID tokens used
+	// as access tokens; tokens carrying nonce, at_hash or c_hash are still
+	// refused as ID tokens. Default: false.
+	InsecureAllowJWTType bool
+}
+
+var defaultAlgorithms = []jwa.SignatureAlgorithm{jwa.RS256, jwa.PS256, jwa.ES256, jwa.EdDSA}
+
+// supportedAlgorithms are the asymmetric algorithms apiguard verifies.
+var supportedAlgorithms = []jwa.SignatureAlgorithm{
+	jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512,
+	jwa.ES256, jwa.ES384, jwa.ES512, jwa.EdDSA,
+}
+
+func (cfg *Config) setDefaults() error {
+	if len(cfg.Issuers) == 0 {
+		return errors.New("auth: Config.Issuers is required")
+	}
+	if cfg.ClockSkew < 0 || cfg.MaxTokenLifetime < 0 || cfg.MaxTokenSize < 0 || cfg.FetchTimeout < 0 ||
+		cfg.MaxJWKSSize < 0 || cfg.MinKeyRefresh < 0 || cfg.MaxKeyRefresh < 0 || cfg.MaxKeyStaleness < 0 ||
+		cfg.DPoPProofWindow < 0 || cfg.DPoPNonceLifetime < 0 || cfg.ReplayCacheSize < 0 {
+		return errors.New("auth: Config durations and sizes must not be negative")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.ClockSkew, 30*time.Second)
+	def(&cfg.MaxTokenLifetime, time.Hour)
+	def(&cfg.FetchTimeout, 5*time.Second)
+	def(&cfg.MinKeyRefresh, time.Minute)
+	def(&cfg.MaxKeyRefresh, time.Hour)
+	def(&cfg.MaxKeyStaleness, 24*time.Hour)
+	def(&cfg.DPoPProofWindow, 60*time.Second)
+	def(&cfg.DPoPNonceLifetime, 5*time.Minute)
+	if cfg.MaxKeyRefresh < cfg.MinKeyRefresh {
+		return errors.New("auth: Config.MaxKeyRefresh is below Config.MinKeyRefresh")
+	}
+	if cfg.MaxTokenSize == 0 {
+		cfg.MaxTokenSize = 8 << 10
+	}
+	if cfg.MaxJWKSSize == 0 {
+		cfg.MaxJWKSSize = 512 << 10
+	}
+	if cfg.ReplayCacheSize == 0 {
+		cfg.ReplayCacheSize = 100_000
+	}
+	if cfg.TokenCacheSize == 0 {
+		cfg.TokenCacheSize = 10_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{
+			Timeout: cfg.FetchTimeout,
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 3 || req.URL.Host != via[0].URL.Host {
+					return errors.New("auth: JWKS redirect to another host refused")
+				}
+				return nil
+			},
+		}
+	}
+	switch cfg.DPoP {
+	case DPoPOff:
+	case DPoPAllowed, DPoPRequired:
+		if cfg.DPoPURL == "" {
+			return errors.New("auth: Config.DPoPURL is required when DPoP is on")
+		}
+		u, err := url.Parse(cfg.DPoPURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("auth: Config.DPoPURL %q must be an absolute http(s) URL without query or fragment", cfg.DPoPURL)
+		}
+		if len(cfg.DPoPAlgorithms) == 0 {
+			cfg.DPoPAlgorithms = slices.Clone(defaultAlgorithms)
+		}
+		if err := checkAlgorithms("Config.DPoPAlgorithms", cfg.DPoPAlgorithms); err != nil {
+			return err
+		}
+		if cfg.DPoPNonceKey != nil && len(cfg.DPoPNonceKey) < 32 {
+			return errors.New("auth: Config.DPoPNonceKey must be at least 32 bytes")
+		}
+	default:
+		return fmt.Errorf("auth: Config.DPoP has unknown mode %d", cfg.DPoP)
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Issuers {
+		is := &cfg.Issuers[i]
+		if is.Issuer == "" {
+			return fmt.Errorf("auth: Config.Issuers[%d].Issuer is required", i)
+		}
+		if seen[is.Issuer] {
+			return fmt.Errorf("auth: issuer %q configured twice", is.Issuer)
+		}
+		seen[is.Issuer] = true
+		if len(is.Audience) == 0 || slices.Contains(is.Audience, "") {
+			return fmt.Errorf("auth: Config.Issuers[%d].Audience is required and must not hold an empty value", i)
+		}
+		if (is.JWKSURL == "") == (is.Keys == nil) {
+			return fmt.Errorf("auth: Config.Issuers[%d] needs exactly one of JWKSURL and Keys", i)
+		}
+		if is.JWKSURL != "" {
+			u, err := url.Parse(is.JWKSURL)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+				return fmt.Errorf("auth: Config.Issuers[%d].JWKSURL must be an https URL (http only on loopback)", i)
+			}
+		}
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = slices.Clone(defaultAlgorithms)
+		}
+		if err := checkAlgorithms(fmt.Sprintf("Config.Issuers[%d].Algorithms", i), is.Algorithms); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkAlgorithms(field string, algs []jwa.SignatureAlgorithm) error {
+	for _, a := range algs {
+		if !slices.Contains(supportedAlgorithms, a) {
+			return fmt.Errorf("auth: %s: algorithm %q is not allowed (asymmetric algorithms only; never none or HMAC)", field, a)
+		}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}

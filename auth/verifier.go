@@ -1,0 +1,457 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+)
+
+// Verifier verifies access tokens. It is safe for concurrent use by
+// multiple goroutines. The zero value is not usable; create one with
+// [New] and stop its background work with [Verifier.Close].
+type Verifier struct {
+	cfg     Config
+	issuers map[string]*issuerKeys
+	cache   *lru.Cache[[32]byte, *Claims] // nil when disabled
+	bogus   *lru.Cache[string, string]    // issuer\x00kid -> key-set digest
+	dpop    *dpopChecker                  // nil when DPoP is off
+
+	ctx    context.Context // lives until Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New validates cfg, fills in its defaults and returns a Verifier. Remote
+// key sets are fetched in the background from now on; New does not wait
+// for them, so a JWKS outage at start-up does not stop the service (the
+// first requests wait up to Config.FetchTimeout, then get 503).
+func New(cfg Config) (*Verifier, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v := &Verifier{cfg: cfg, issuers: map[string]*issuerKeys{}, ctx: ctx, cancel: cancel}
+	v.bogus, _ = lru.New[string, string](1024)
+	if cfg.TokenCacheSize > 0 {
+		c, err := lru.New[[32]byte, *Claims](cfg.TokenCacheSize)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("auth: token cache: %w", err)
+		}
+		v.cache = c
+	}
+	if cfg.DPoP != DPoPOff {
+		d, err := newDPoPChecker(&v.cfg)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		v.dpop = d
+	}
+	for i := range v.cfg.Issuers {
+		is := &v.cfg.Issuers[i]
+		ik := &issuerKeys{issuer: is, v: v, refreshNow: make(chan struct{}, 1)}
+		if is.Keys != nil {
+			set := buildKeySet(setKeys(is.Keys), is.Algorithms, cfg.Now(), ik.skipLogger())
+			if len(set.all) == 0 {
+				cancel()
+				return nil, fmt.Errorf("auth: Config.Issuers[%d].Keys holds no usable key", i)
+			}
+			ik.cur.Store(set)
+		}
+		v.issuers[is.Issuer] = ik
+	}
+	for _, ik := range v.issuers {
+		if ik.issuer.JWKSURL != "" {
+			v.wg.Add(1)
+			go ik.loop()
+		}
+	}
+	return v, nil
+}
+
+// Close stops the background JWKS refreshes and waits for them to end. It
+// is idempotent and always returns nil. A closed Verifier keeps verifying
+// with the keys it has.
+func (v *Verifier) Close() error {
+	v.once.Do(func() {
+		v.cancel()
+		v.wg.Wait()
+	})
+	return nil
+}
+
+func (v *Verifier) now() time.Time { return v.cfg.Now() }
+
+func (v *Verifier) keysRotated() {
+	if v.cache != nil {
+		v.cache.Purge()
+	}
+	v.bogus.Purge()
+}
+
+func (v *Verifier) isBogusKid(ik *issuerKeys, kid string, set *keySet) bool {
+	d, ok := v.bogus.Get(ik.issuer.Issuer + "\x00" + kid)
+	return ok && d == set.digest
+}
+
+func (v *Verifier) rememberBogusKid(ik *issuerKeys, kid string, set *keySet) {
+	v.bogus.Add(ik.issuer.Issuer+"\x00"+kid, set.digest)
+}
+
+// Verify checks the access token of r, and its DPoP proof when it has
+// one, and returns the token's claims. It writes nothing; the errors match
+// the sentinels of this package (errors.Is). The Claims returned may be
+// shared with other requests that carry the same token: treat them as
+// read-only.
+func (v *Verifier) Verify(r *http.Request) (*Claims, error) {
+	scheme, token, err := v.extract(r)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := v.VerifyToken(r.Context(), token)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkBinding(r, scheme, token, claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// extract returns the scheme ("Bearer" or "DPoP") and token of r.
+func (v *Verifier) extract(r *http.Request) (string, string, error) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		return "", "", ErrNoToken
+	}
+	if len(vals) > 1 {
+		return "", "", ErrInvalidRequest
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	switch {
+	case strings.EqualFold(scheme, "Bearer") && v.cfg.DPoP != DPoPRequired:
+		scheme = "Bearer"
+	case strings.EqualFold(scheme, "DPoP") && v.cfg.DPoP != DPoPOff:
+		scheme = "DPoP"
+	default:
+		// Another scheme (Basic, or one not enabled): no token for us.
+		return "", "", ErrNoToken
+	}
+	if !ok || token == "" || !isB64Token(token) {
+		return "", "", ErrInvalidRequest
+	}
+	return scheme, token, nil
+}
+
+// isB64Token reports whether s is an RFC 6750 b64token.
+func isB64Token(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
+}
+
+// jwsHeader is the protected header of a token or proof.
+type jwsHeader struct {
+	Alg  string           `json:"alg"`
+	Kid  string           `json:"kid"`
+	Typ  string           `json:"typ"`
+	Jku  *json.RawMessage `json:"jku"`
+	X5u  *json.RawMessage `json:"x5u"`
+	Crit *json.RawMessage `json:"crit"`
+	JWK  json.RawMessage  `json:"jwk"`
+}
+
+// compact is a split compact JWS.
+type compact struct {
+	header  jwsHeader
+	payload []byte // decoded
+	input   []byte // the signing input: header "." payload, as sent
+	sig     []byte // decoded
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// parseCompact splits and decodes a compact JWS of at most maxSize bytes.
+func parseCompact(token string, maxSize int) (*compact, error) {
+	if len(token) > maxSize || strings.Count(token, ".") != 2 {
+		return nil, ErrMalformedToken
+	}
+	h, rest, _ := strings.Cut(token, ".")
+	p, s, _ := strings.Cut(rest, ".")
+	if h == "" || p == "" || s == "" {
+		return nil, ErrMalformedToken
+	}
+	hb, err1 := b64.DecodeString(h)
+	pb, err2 := b64.DecodeString(p)
+	sb, err3 := b64.DecodeString(s)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return nil, ErrMalformedToken
+	}
+	c := &compact{payload: pb, input: []byte(token[:len(h)+1+len(p)]), sig: sb}
+	if len(hb) == 0 || hb[0] != '{' || json.Unmarshal(hb, &c.header) != nil {
+		return nil, ErrMalformedToken
+	}
+	if c.header.Jku != nil || c.header.X5u != nil || c.header.Crit != nil {
+		return nil, ErrForbiddenHeader
+	}
+	return c, nil
+}
+
+// VerifyToken checks an access token alone, with no request: signature,
+// issuer, audience, type, lifetime. It does not check DPoP binding; use
+// [Verifier.Verify] for requests.
+func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > v.cfg.MaxTokenSize {
+		return nil, ErrMalformedToken
+	}
+	var key [32]byte
+	if v.cache != nil {
+		key = sha256.Sum256([]byte(token))
+		if c, ok := v.cache.Get(key); ok {
+			if err := v.checkTimes(c); err != nil {
+				v.cache.Remove(key)
+				return nil, err
+			}
+			return c, nil
+		}
+	}
+	c, err := v.verifyToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.Add(key, c)
+	}
+	return c, nil
+}
+
+func (v *Verifier) verifyToken(ctx context.Context, token string) (*Claims, error) {
+	jws, err := parseCompact(token, v.cfg.MaxTokenSize)
+	if err != nil {
+		return nil, err
+	}
+	if len(jws.payload) == 0 || jws.payload[0] != '{' {
+		return nil, ErrMalformedToken
+	}
+	var p payload
+	if err := json.Unmarshal(jws.payload, &p); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrMalformedToken, err)
+	}
+	ik := v.issuers[p.Iss]
+	if ik == nil {
+		return nil, ErrIssuer
+	}
+	alg := jwa.SignatureAlgorithm(jws.header.Alg)
+	if !slices.Contains(ik.issuer.Algorithms, alg) {
+		return nil, ErrAlgorithm
+	}
+	if err := checkType(jws.header.Typ, &p, ik.issuer.InsecureAllowJWTType); err != nil {
+		return nil, err
+	}
+	k, err := ik.keysFor(ctx, jws.header.Kid, alg)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifySignature(alg, k.pub, jws.input, jws.sig); err != nil {
+		return nil, err
+	}
+	if !p.Exp.set {
+		return nil, ErrExpired
+	}
+	if !p.Iat.set {
+		return nil, ErrLifetime
+	}
+	c := p.claims(jws.payload)
+	if err := v.checkTimes(c); err != nil {
+		return nil, err
+	}
+	if c.Expiry.Sub(c.IssuedAt) > v.cfg.MaxTokenLifetime {
+		return nil, ErrLifetime
+	}
+	if !containsAny(c.Audience, ik.issuer.Audience) {
+		return nil, ErrAudience
+	}
+	return c, nil
+}
+
+// checkTimes checks exp, nbf and iat against the clock with skew.
+func (v *Verifier) checkTimes(c *Claims) error {
+	now := v.now()
+	skew := v.cfg.ClockSkew
+	if !now.Before(c.Expiry.Add(skew)) {
+		return ErrExpired
+	}
+	if !c.NotBefore.IsZero() && now.Add(skew).Before(c.NotBefore) {
+		return ErrNotYetValid
+	}
+	if now.Add(skew).Before(c.IssuedAt) {
+		return ErrNotYetValid
+	}
+	return nil
+}
+
+// checkType enforces typ at+jwt (RFC 9068 §4), or with allowJWT also JWT or
+// none, never a token with ID-token claims.
+func checkType(typ string, p *payload, allowJWT bool) error {
+	t := strings.ToLower(typ)
+	switch {
+	case t == "at+jwt" || t == "application/at+jwt":
+	case allowJWT && (t == "" || t == "jwt" || t == "application/jwt"):
+	default:
+		return ErrType
+	}
+	if p.Nonce != nil || p.AtHash != nil || p.CHash != nil {
+		return ErrType
+	}
+	return nil
+}
+
+func containsAny(have, want []string) bool {
+	for _, w := range want {
+		if slices.Contains(have, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Requirement is what an endpoint asks of a verified token beyond
+// validity: scopes, and for step-up (RFC 9470) the authentication context
+// class and the age of the authentication.
+type Requirement struct {
+	// Scopes must all be granted.
+	Scopes []string
+	// ACRValues, when set, lists the acceptable acr values, most preferred
+	// first; a token with another acr gets a step-up challenge.
+	ACRValues []string
+	// MaxAge, when set, is the greatest accepted time since auth_time; a
+	// token without auth_time or with an older one gets a step-up
+	// challenge.
+	MaxAge time.Duration
+}
+
+// Authorize checks claims against req. It returns a *[RequirementError]
+// wrapping [ErrInsufficientScope] or [ErrStepUp].
+func (v *Verifier) Authorize(claims *Claims, req Requirement) error {
+	for _, s := range req.Scopes {
+		if !claims.HasScope(s) {
+			return &RequirementError{Err: ErrInsufficientScope, Scopes: req.Scopes}
+		}
+	}
+	stepUp := len(req.ACRValues) > 0 && !slices.Contains(req.ACRValues, claims.ACR)
+	if req.MaxAge > 0 && (claims.AuthTime.IsZero() || v.now().Sub(claims.AuthTime) > req.MaxAge+v.cfg.ClockSkew) {
+		stepUp = true
+	}
+	if stepUp {
+		return &RequirementError{Err: ErrStepUp, ACRValues: req.ACRValues, MaxAge: req.MaxAge}
+	}
+	return nil
+}
+
+type ctxKey struct{ name string }
+
+var claimsKey = &ctxKey{"claims"}
+
+// claimsCtx carries the claims and the verifier that checked them.
+type claimsCtx struct {
+	claims *Claims
+	v      *Verifier
+}
+
+// ClaimsFrom returns the claims of the token verified for the request
+// whose context is ctx.
+func ClaimsFrom(ctx context.Context) (*Claims, bool) {
+	cc, ok := ctx.Value(claimsKey).(*claimsCtx)
+	if !ok {
+		return nil, false
+	}
+	return cc.claims, true
+}
+
+// Handler returns next behind access-token verification: a request with
+// a valid token reaches next with its claims in the context
+// ([ClaimsFrom]); any other is answered by Config.ErrorHandler and logged
+// as event=auth_failed with its reason. It panics if next is nil.
+func (v *Verifier) Handler(next http.Handler) http.Handler {
+	return v.RequireWith(Requirement{})(next)
+}
+
+// Require returns middleware that verifies the token (unless this
+// Verifier's Handler already did, earlier in the chain) and requires all
+// of scopes: a token without them is answered 403 with
+// WWW-Authenticate: Bearer error="insufficient_scope", scope="...".
+func (v *Verifier) Require(scopes ...string) func(http.Handler) http.Handler {
+	return v.RequireWith(Requirement{Scopes: scopes})
+}
+
+// RequireWith is [Verifier.Require] with step-up requirements (RFC 9470):
+// a token whose acr or auth_time falls short is answered 401 with
+// error="insufficient_user_authentication" and the acr_values and max_age
+// the client must ask the authorization server for.
+func (v *Verifier) RequireWith(req Requirement) func(http.Handler) http.Handler {
+	req.Scopes = slices.Clone(req.Scopes)
+	req.ACRValues = slices.Clone(req.ACRValues)
+	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("auth: nil handler")
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			var claims *Claims
+			if cc, ok := ctx.Value(claimsKey).(*claimsCtx); ok && cc.v == v {
+				claims = cc.claims
+			} else {
+				c, err := v.Verify(r)
+				if err != nil {
+					v.reject(w, r, err)
+					return
+				}
+				claims = c
+				ctx = context.WithValue(ctx, claimsKey, &claimsCtx{claims: c, v: v})
+				r = r.WithContext(ctx)
+			}
+			if err := v.Authorize(claims, req); err != nil {
+				v.reject(w, r, err)
+				return
+			}
+			if v.dpop != nil {
+				v.dpop.refreshNonce(w, r)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, err error) {
+	level := slog.LevelWarn
+	if err == ErrNoToken {
+		level = slog.LevelInfo
+	}
+	v.cfg.Logger.LogAttrs(r.Context(), level, "auth: request rejected",
+		slog.String("event", "auth_failed"),
+		slog.String("reason", reason(err)),
+		slog.String("error", err.Error()))
+	if v.cfg.ErrorHandler != nil {
+		v.cfg.ErrorHandler(w, r, err)
+		return
+	}
+	v.WriteError(w, r, err)
+}

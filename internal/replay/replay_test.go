@@ -1,0 +1,96 @@
+package replay
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func TestUse(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := New(3, clk.t.Add(time.Minute), clk.now)
+	require.Equal(t, BelowFloor, c.Use("before-start", clk.t.Add(time.Minute)), "could have been used before start")
+	clk.t = clk.t.Add(time.Second)
+	exp := clk.t.Add(time.Minute)
+	require.Equal(t, Fresh, c.Use("a", exp))
+	require.Equal(t, Seen, c.Use("a", exp), "replay inside the window")
+	require.Equal(t, Expired, c.Use("b", clk.t), "already expired")
+
+	clk.t = clk.t.Add(2 * time.Minute)
+	require.Equal(t, Fresh, c.Use("a", clk.t.Add(time.Minute)), "expired entry can be used again")
+}
+
+func TestEvictionRaisesFloor(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := New(2, clk.t, clk.now)
+	base := clk.t
+	for i, id := range []string{"n1", "n2", "n3"} {
+		clk.t = base.Add(time.Duration(i) * time.Second)
+		require.Equal(t, Fresh, c.Use(id, clk.t.Add(time.Minute)))
+	}
+	// n1 was evicted unexpired: the floor is its expiry.
+	require.Equal(t, base.Add(time.Minute), c.Floor())
+	require.Equal(t, BelowFloor, c.Use("n1", base.Add(time.Minute)), "replay_after_eviction refused")
+	require.Equal(t, Seen, c.Use("n2", base.Add(time.Second+time.Minute)))
+	clk.t = base.Add(3 * time.Second)
+	require.Equal(t, Fresh, c.Use("n4", clk.t.Add(time.Minute)), "new traffic stays above the floor")
+}
+
+func TestExpiredEvictionKeepsFloor(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := New(1, clk.t, clk.now)
+	start := c.Floor()
+	require.Equal(t, Fresh, c.Use("a", clk.t.Add(time.Second)))
+	clk.t = clk.t.Add(time.Hour)
+	require.Equal(t, Fresh, c.Use("b", clk.t.Add(time.Second)))
+	require.Equal(t, start, c.Floor(), "evicting an expired entry does not raise the floor")
+}
+
+func TestFloodStaysBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood test")
+	}
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	const size = 10_000
+	c := New(size, clk.t, clk.now)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 1_000_000 {
+		c.Use(fmt.Sprintf("nonce-%d", i), clk.t.Add(5*time.Minute))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, size, c.Len())
+	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(8<<20), "heap bounded")
+	require.Equal(t, BelowFloor, c.Use("nonce-0", clk.t.Add(5*time.Minute)), "an evicted nonce is still refused")
+}
+
+func TestConcurrentUseIsSingle(t *testing.T) {
+	c := New(1000, time.Now(), nil)
+	exp := time.Now().Add(time.Minute)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fresh := 0
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c.Use("same", exp) == Fresh {
+				mu.Lock()
+				fresh++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 1, fresh)
+}
