@@ -83,7 +83,7 @@ func (s *MemoryReplayStore) Len() int { return s.c.Len() }
 
 type dpopChecker struct {
 	cfg       *Config
-	base      *url.URL // normalised DPoPURL
+	base      string // normalised DPoPURL, without a trailing slash
 	algsParam string
 	store     ReplayStore
 	nonces    *nonceSource // nil: no server nonces
@@ -94,7 +94,7 @@ func newDPoPChecker(cfg *Config) (*dpopChecker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: Config.DPoPURL: %w", err)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
+	u = strings.TrimSuffix(u, "/")
 	algs := make([]string, len(cfg.DPoPAlgorithms))
 	for i, a := range cfg.DPoPAlgorithms {
 		algs[i] = a.String()
@@ -123,14 +123,7 @@ func (v *Verifier) checkBinding(r *http.Request, scheme, token string, c *Claims
 	case !bound:
 		return ErrDPoPBinding // the DPoP scheme with an unbound token
 	}
-	jkt, err := v.dpop.verifyProof(r, token)
-	if err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare([]byte(jkt), []byte(c.KeyThumbprint)) != 1 {
-		return ErrDPoPBinding
-	}
-	return nil
+	return v.dpop.verifyProof(r, token, c.KeyThumbprint)
 }
 
 // proofClaims are the claims of a DPoP proof.
@@ -146,82 +139,85 @@ type proofClaims struct {
 // maxProofSize caps a DPoP header.
 const maxProofSize = 4 << 10
 
-// verifyProof checks the request's DPoP proof per RFC 9449 §4.3 and returns
-// the RFC 7638 thumbprint of its key. The jti is recorded only after every
-// other check passed, so a failed proof does not burn it.
-func (d *dpopChecker) verifyProof(r *http.Request, token string) (string, error) {
+// verifyProof checks the request's DPoP proof per RFC 9449 §4.3, and that
+// the RFC 7638 thumbprint of its key is jkt (the token's cnf.jkt). The jti
+// is recorded only after every other check passed, so a failed proof does
+// not burn it.
+func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) error {
 	vals := r.Header.Values("DPoP")
 	if len(vals) != 1 {
-		return "", fmt.Errorf("%w: %d DPoP headers", ErrDPoPProof, len(vals))
+		return fmt.Errorf("%w: %d DPoP headers", ErrDPoPProof, len(vals))
 	}
 	jws, err := parseCompact(vals[0], maxProofSize)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrDPoPProof, err)
+		return fmt.Errorf("%w: %v", ErrDPoPProof, err)
 	}
 	if !strings.EqualFold(jws.header.Typ, "dpop+jwt") {
-		return "", fmt.Errorf("%w: typ", ErrDPoPProof)
+		return fmt.Errorf("%w: typ", ErrDPoPProof)
 	}
 	alg := jwa.SignatureAlgorithm(jws.header.Alg)
 	if !slices.Contains(d.cfg.DPoPAlgorithms, alg) {
-		return "", fmt.Errorf("%w: alg", ErrDPoPProof)
+		return fmt.Errorf("%w: alg", ErrDPoPProof)
 	}
 	if len(jws.header.JWK) == 0 {
-		return "", fmt.Errorf("%w: no jwk", ErrDPoPProof)
+		return fmt.Errorf("%w: no jwk", ErrDPoPProof)
 	}
 	key, err := jwk.ParseKey(jws.header.JWK)
 	if err != nil {
-		return "", fmt.Errorf("%w: jwk: %v", ErrDPoPProof, err)
+		return fmt.Errorf("%w: jwk: %v", ErrDPoPProof, err)
 	}
 	if isPrivate(key) {
-		return "", fmt.Errorf("%w: jwk holds private key material", ErrDPoPProof)
+		return fmt.Errorf("%w: jwk holds private key material", ErrDPoPProof)
 	}
 	vk, err := toVerifyKey(key, []jwa.SignatureAlgorithm{alg})
 	if err != nil {
-		return "", fmt.Errorf("%w: jwk: %v", ErrDPoPProof, err)
+		return fmt.Errorf("%w: jwk: %v", ErrDPoPProof, err)
 	}
 	if err := verifySignature(alg, vk.pub, jws.input, jws.sig); err != nil {
-		return "", fmt.Errorf("%w: signature", ErrDPoPProof)
+		return fmt.Errorf("%w: signature", ErrDPoPProof)
 	}
 	var pc proofClaims
 	if len(jws.payload) == 0 || jws.payload[0] != '{' || json.Unmarshal(jws.payload, &pc) != nil {
-		return "", fmt.Errorf("%w: claims", ErrDPoPProof)
+		return fmt.Errorf("%w: claims", ErrDPoPProof)
 	}
 	if pc.Jti == "" || len(pc.Jti) > 256 || pc.Htm == "" || pc.Htu == "" || !pc.Iat.set {
-		return "", fmt.Errorf("%w: missing claim", ErrDPoPProof)
+		return fmt.Errorf("%w: missing claim", ErrDPoPProof)
 	}
 	if pc.Htm != r.Method {
-		return "", fmt.Errorf("%w: htm", ErrDPoPProof)
+		return fmt.Errorf("%w: htm", ErrDPoPProof)
 	}
 	if !d.htuMatches(pc.Htu, r) {
-		return "", fmt.Errorf("%w: htu", ErrDPoPProof)
+		return fmt.Errorf("%w: htu", ErrDPoPProof)
 	}
 	now := d.cfg.Now()
 	window := d.cfg.DPoPProofWindow + d.cfg.ClockSkew
 	if pc.Iat.t.Before(now.Add(-window)) || pc.Iat.t.After(now.Add(window)) {
-		return "", fmt.Errorf("%w: iat outside the window", ErrDPoPProof)
+		return fmt.Errorf("%w: iat outside the window", ErrDPoPProof)
 	}
 	ath := sha256.Sum256([]byte(token))
 	if subtle.ConstantTimeCompare([]byte(pc.Ath), []byte(base64.RawURLEncoding.EncodeToString(ath[:]))) != 1 {
-		return "", fmt.Errorf("%w: ath", ErrDPoPProof)
+		return fmt.Errorf("%w: ath", ErrDPoPProof)
 	}
 	if d.nonces != nil && !d.nonces.valid(pc.Nonce, now, d.cfg.ClockSkew) {
-		return "", ErrDPoPNonce
+		return ErrDPoPNonce
 	}
 	tp, err := key.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return "", fmt.Errorf("%w: thumbprint: %v", ErrDPoPProof, err)
+		return fmt.Errorf("%w: thumbprint: %v", ErrDPoPProof, err)
 	}
-	jkt := base64.RawURLEncoding.EncodeToString(tp)
+	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(tp)), []byte(jkt)) != 1 {
+		return ErrDPoPBinding
+	}
 	// Single use: the id binds jti to the key, hashed to bound its size.
 	id := sha256.Sum256([]byte(jkt + "\x00" + pc.Jti))
 	fresh, err := d.store.Use(r.Context(), "dpop:"+hex.EncodeToString(id[:]), pc.Iat.t.Add(window))
 	if err != nil {
-		return "", &UnavailableError{RetryAfter: time.Second, Err: fmt.Errorf("replay store: %w", err)}
+		return &UnavailableError{RetryAfter: time.Second, Err: fmt.Errorf("replay store: %w", err)}
 	}
 	if !fresh {
-		return "", ErrDPoPReplay
+		return ErrDPoPReplay
 	}
-	return jkt, nil
+	return nil
 }
 
 func isPrivate(k jwk.Key) bool {
@@ -240,27 +236,25 @@ func (d *dpopChecker) htuMatches(htu string, r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	want, err := normalizeURL(d.base.Scheme + "://" + d.base.Host + d.base.Path + r.URL.EscapedPath())
-	if err != nil {
-		return false
-	}
-	return got.Scheme == want.Scheme && got.Host == want.Host && got.Path == want.Path
+	want, err := normalizeURL(d.base + r.URL.EscapedPath())
+	return err == nil && got == want
 }
 
-// normalizeURL parses an absolute http(s) URL and normalises scheme, host,
-// default port, dot segments and percent-encoding; query and fragment are
-// dropped.
-func normalizeURL(raw string) (*url.URL, error) {
+// normalizeURL parses an absolute http(s) URL and returns it normalised
+// (lower-case scheme and host, no default port, percent-encodings
+// upper-cased and unreserved ones decoded, dot segments removed, "/" for
+// an empty path) without query and fragment.
+func normalizeURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return nil, errors.New("not an absolute http(s) URL")
+	scheme := strings.ToLower(u.Scheme)
+	if (scheme != "https" && scheme != "http") || u.Host == "" || u.User != nil {
+		return "", errors.New("not an absolute http(s) URL")
 	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
 		port = ""
 	}
 	if strings.Contains(host, ":") {
@@ -269,14 +263,39 @@ func normalizeURL(raw string) (*url.URL, error) {
 	if port != "" {
 		host += ":" + port
 	}
-	p := normalizePercent(u.EscapedPath())
+	p := removeDotSegments(normalizePercent(u.EscapedPath()))
 	if p == "" {
 		p = "/"
 	}
-	// Remove dot segments by resolving against the root.
-	ref := &url.URL{Path: p}
-	resolved := (&url.URL{Scheme: u.Scheme, Host: host, Path: "/"}).ResolveReference(ref)
-	return &url.URL{Scheme: u.Scheme, Host: host, Path: resolved.EscapedPath()}, nil
+	return scheme + "://" + host + p, nil
+}
+
+// removeDotSegments is RFC 3986 §5.2.4 on an absolute path.
+func removeDotSegments(p string) string {
+	if !strings.Contains(p, ".") {
+		return p
+	}
+	var out []string
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, "/")
 }
 
 // normalizePercent upper-cases percent-encodings and decodes those of

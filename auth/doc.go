@@ -1,0 +1,71 @@
+// Package auth verifies OAuth 2.0 access tokens for APIs that mobile apps
+// call: JWT access tokens (RFC 9068) checked against the issuer's JWKS,
+// with audience, short lifetimes and scopes; DPoP sender-constrained
+// tokens (RFC 9449); step-up challenges (RFC 9470); and PKCE helpers
+// (RFC 7636) for the authorization server side.
+//
+//	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{{
+//		Issuer:   "https://login.example.com/",
+//		Audience: []string{"https://api.example.com"},
+//		JWKSURL:  "https://login.example.com/.well-known/jwks.json",
+//	}}})
+//	if err != nil { ... }
+//	defer v.Close()
+//	mux.Handle("GET /orders", v.Require("orders:read")(orders))
+//	mux.Handle("POST /payouts", v.RequireWith(auth.Requirement{
+//		Scopes: []string{"payouts"}, ACRValues: []string{"urn:example:mfa"}, MaxAge: 5 * time.Minute,
+//	})(payouts))
+//	// in a handler: claims, ok := auth.ClaimsFrom(r.Context())
+//
+// # Place in the chain
+//
+// telemetry outermost, then a rate limiter keyed by client IP (it shields
+// the signature checks from floods), then auth, then limiters keyed by
+// subject or device, which read [ClaimsFrom].
+//
+// # What is checked
+//
+// Before any parsing, the token's size (Config.MaxTokenSize) and shape
+// (three parts). Then: alg from the issuer's allow-list only (never none,
+// never HMAC); jku, x5u and crit refused; typ at+jwt (or, with
+// Issuer.InsecureAllowJWTType, JWT without ID-token claims); iss exactly
+// one of the configured issuers, chosen before any key lookup; the key by
+// kid within that issuer's set, usable only for algorithms that fit its
+// type; the signature; exp (required), nbf and iat with Config.ClockSkew;
+// exp - iat within Config.MaxTokenLifetime; aud containing one of the
+// issuer's audiences.
+//
+// # Errors
+//
+// Rejections match the sentinels (errors.Is) and are answered per RFC 6750:
+// 400 invalid_request, 401 invalid_token, 403 insufficient_scope, and 401
+// insufficient_user_authentication for step-up, with a WWW-Authenticate
+// challenge and a problem+json body whose text is fixed per kind: a client
+// learns "invalid token", never which check failed. The log gets the
+// reason (event=auth_failed). When an issuer's keys cannot be had (JWKS
+// down and nothing fresher than Config.MaxKeyStaleness cached) the answer
+// is 503 with Retry-After, never 401.
+//
+// # Keys
+//
+// A remote JWKS is fetched in the background and refreshed at the interval
+// its Cache-Control asks for, clamped to [Config.MinKeyRefresh,
+// Config.MaxKeyRefresh]. A token with an unknown kid causes at most one
+// deduplicated refresh per MinKeyRefresh; kids still unknown after it are
+// remembered until the key set changes, so a flood of random kids costs no
+// fetches and blocks no other request. A malformed key in a set is skipped
+// and logged (event=jwks_key_skipped). [Verifier.Close] stops the
+// background work.
+//
+// # DPoP
+//
+// With Config.DPoP set, tokens bound to a key (cnf.jkt) are accepted with
+// the DPoP scheme and a proof that passes every check of RFC 9449 §4.3;
+// htu is compared with Config.DPoPURL plus the request path, never with
+// the Host header. Proof jti values are single use through a
+// [ReplayStore]; a proof that fails a check does not burn its jti. A bound
+// token sent as a bearer token is refused whatever the mode. Server nonces
+// (Config.DPoPNonceKey) are stateless, so they work across instances.
+//
+// A Verifier is safe for concurrent use by multiple goroutines.
+package auth

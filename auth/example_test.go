@@ -1,0 +1,171 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/apiguard/apiguard/auth"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// The issuer's key; in production the Verifier fetches its public half
+// from the JWKS URL.
+var issuerKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
+var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// mint signs an access token the way an authorization server does.
+func mint(claims map[string]any) string {
+	hdr := jws.NewHeaders()
+	_ = hdr.Set("typ", "at+jwt")
+	_ = hdr.Set("kid", "2026-03")
+	base := map[string]any{
+		"iss": "https://login.example.com/", "aud": "https://api.example.com", "sub": "user-42",
+		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "scope": "orders:read",
+	}
+	for k, v := range claims {
+		base[k] = v
+	}
+	payload, _ := json.Marshal(base)
+	tok, err := jws.Sign(payload, jws.WithKey(jwa.EdDSA, issuerKey, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		panic(err)
+	}
+	return string(tok)
+}
+
+func newVerifier() *auth.Verifier {
+	pub, _ := jwk.FromRaw(issuerKey.Public())
+	_ = pub.Set(jwk.KeyIDKey, "2026-03")
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{
+			Issuer:   "https://login.example.com/",
+			Audience: []string{"https://api.example.com"},
+			Keys:     set, // or JWKSURL: "https://login.example.com/.well-known/jwks.json"
+		}},
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func get(h http.Handler, token string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("GET", "/orders", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func ExampleNew() {
+	v := newVerifier()
+	defer v.Close()
+	orders := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, _ := auth.ClaimsFrom(r.Context())
+		fmt.Fprintf(w, "orders of %s", claims.Subject)
+	}))
+
+	rec := get(orders, mint(nil))
+	fmt.Println(rec.Code, rec.Body.String())
+	rec = get(orders, "")
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+	// Output:
+	// 200 orders of user-42
+	// 401 Bearer
+}
+
+// An attacker strips the signature and sets alg to none. The token is
+// refused with the same answer as any other invalid token.
+func ExampleVerifier_Handler_algNone() {
+	v := newVerifier()
+	defer v.Close()
+	h := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("never reached")
+	}))
+	enc := base64.RawURLEncoding.EncodeToString
+	forged := enc([]byte(`{"alg":"none","typ":"at+jwt"}`)) + "." +
+		enc([]byte(`{"iss":"https://login.example.com/","aud":"https://api.example.com","sub":"admin","iat":1772366400,"exp":1772366700}`)) + ".AA"
+	rec := get(h, forged)
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+	fmt.Print(rec.Body.String())
+	// Output:
+	// 401 Bearer error="invalid_token"
+	// {"detail":"The access token is invalid.","status":401,"title":"Invalid token","type":"urn:apiguard:problem:invalid-token"}
+}
+
+// A token that lives for a month is refused even with a valid signature:
+// MaxTokenLifetime defaults to one hour.
+func ExampleVerifier_VerifyToken_longLived() {
+	v := newVerifier()
+	defer v.Close()
+	_, err := v.VerifyToken(context.Background(), mint(map[string]any{"exp": now.Add(30 * 24 * time.Hour).Unix()}))
+	fmt.Println(err)
+	// Output: auth: token lifetime too long
+}
+
+func ExampleVerifier_Require() {
+	v := newVerifier()
+	defer v.Close()
+	h := v.Require("orders:write")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rec := get(h, mint(nil)) // the token grants orders:read only
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+	// Output: 403 Bearer error="insufficient_scope", scope="orders:write"
+}
+
+func ExampleVerifier_RequireWith() {
+	v := newVerifier()
+	defer v.Close()
+	payout := v.RequireWith(auth.Requirement{ACRValues: []string{"urn:example:mfa"}, MaxAge: 5 * time.Minute})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "paid") }))
+
+	weak := mint(map[string]any{"acr": "urn:example:pwd", "auth_time": now.Add(-time.Hour).Unix()})
+	rec := get(payout, weak)
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+
+	strong := mint(map[string]any{"acr": "urn:example:mfa", "auth_time": now.Add(-time.Minute).Unix()})
+	rec = get(payout, strong)
+	fmt.Println(rec.Code, rec.Body.String())
+	// Output:
+	// 401 Bearer error="insufficient_user_authentication", acr_values="urn:example:mfa", max_age="300"
+	// 200 paid
+}
+
+func ExamplePKCEChallengeS256() {
+	// RFC 7636 Appendix B.
+	verifier := "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+	challenge := auth.PKCEChallengeS256(verifier)
+	fmt.Println(challenge)
+	fmt.Println(auth.VerifyPKCE(verifier, challenge, "S256"))
+	fmt.Println(auth.VerifyPKCE(verifier, verifier, "plain"))
+	// Output:
+	// E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM
+	// <nil>
+	// auth: PKCE method must be S256
+}
+
+func ExampleClaimsFrom() {
+	v := newVerifier()
+	defer v.Close()
+	h := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := auth.ClaimsFrom(r.Context())
+		fmt.Println(ok, c.Subject, c.Scopes, c.HasScope("orders:read"))
+	}))
+	get(h, mint(nil))
+	// Output: true user-42 [orders:read] true
+}
