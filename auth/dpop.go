@@ -54,23 +54,29 @@ type ReplayStore interface {
 // MemoryReplayStore is the bounded in-memory [ReplayStore]. When it is
 // full it evicts the oldest entries and, so that eviction opens no replay
 // hole, refuses every identifier that expires no later than the newest
-// unexpired entry it evicted; after a restart it refuses proofs made
-// before the restart. It is safe for concurrent use by multiple goroutines.
+// unexpired entry it evicted (fail closed).
+//
+// Its memory ends with the process: a proof used just before a restart
+// could be used again after it, within its window (Config.DPoPProofWindow
+// plus ClockSkew). Refusing every proof from before a restart would refuse
+// honest clients whose clocks run a little behind for that long after each
+// deploy, so the store does not; services for which that window matters
+// use a shared store (redisstore), which survives restarts. It is safe for
+// concurrent use by multiple goroutines.
 type MemoryReplayStore struct {
 	c *replay.Cache
 }
 
 // NewMemoryReplayStore returns a store of at most size entries (Default
-// when size <= 0: 100000) for identifiers valid for window, on the clock
-// now (nil: time.Now).
-func NewMemoryReplayStore(size int, window time.Duration, now func() time.Time) *MemoryReplayStore {
+// when size <= 0: 100000) on the clock now (nil: time.Now).
+func NewMemoryReplayStore(size int, now func() time.Time) *MemoryReplayStore {
 	if size <= 0 {
 		size = 100_000
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryReplayStore{c: replay.New(size, now().Add(window), now)}
+	return &MemoryReplayStore{c: replay.New(size, now(), now)}
 }
 
 // Use implements [ReplayStore].
@@ -101,7 +107,7 @@ func newDPoPChecker(cfg *Config) (*dpopChecker, error) {
 	}
 	d := &dpopChecker{cfg: cfg, base: u, algsParam: strings.Join(algs, " "), store: cfg.ReplayStore}
 	if d.store == nil {
-		d.store = NewMemoryReplayStore(cfg.ReplayCacheSize, cfg.DPoPProofWindow+cfg.ClockSkew, cfg.Now)
+		d.store = NewMemoryReplayStore(cfg.ReplayCacheSize, cfg.Now)
 	}
 	if cfg.DPoPNonceKey != nil {
 		d.nonces = &nonceSource{key: slices.Clone(cfg.DPoPNonceKey), lifetime: cfg.DPoPNonceLifetime}

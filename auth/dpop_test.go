@@ -370,7 +370,7 @@ func TestNormalizeURL(t *testing.T) {
 
 func TestMemoryReplayStore(t *testing.T) {
 	clk := &testClock{t: t0}
-	s := NewMemoryReplayStore(2, time.Minute, clk.Now)
+	s := NewMemoryReplayStore(2, clk.Now)
 	clk.Advance(2 * time.Minute)
 	ctx := context.Background()
 	ok, err := s.Use(ctx, "a", clk.Now().Add(time.Minute))

@@ -180,9 +180,6 @@ func newTestVerifier(t testing.TB, clk *testClock, mod func(*Config), signers ..
 	v, err := New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = v.Close() })
-	// DPoP proofs made at or before start-up are refused (the replay
-	// store's start-up floor): requests come a second later.
-	clk.Advance(time.Second)
 	return v, logs
 }
 

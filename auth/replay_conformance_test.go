@@ -1,0 +1,16 @@
+package auth
+
+import (
+	"testing"
+	"time"
+
+	"github.com/apiguard/apiguard/internal/replaytest"
+)
+
+func TestMemoryReplayStoreConformance(t *testing.T) {
+	replaytest.Run(t, func(t *testing.T) (replaytest.Store, replaytest.Store, func() time.Time) {
+		clk := &testClock{t: t0}
+		s := NewMemoryReplayStore(1000, clk.Now)
+		return s, s, clk.Now
+	})
+}
