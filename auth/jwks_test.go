@@ -138,7 +138,9 @@ func TestJWKSUnknownKidFlood(t *testing.T) {
 	require.Positive(t, srv.fetches.Load()-base, "an unknown kid did trigger a refresh")
 }
 
-func assertIs(err, target error) bool { return err != nil && strings.Contains(err.Error(), target.Error()) }
+func assertIs(err, target error) bool {
+	return err != nil && strings.Contains(err.Error(), target.Error())
+}
 
 func TestJWKSOutage(t *testing.T) {
 	clk := &testClock{t: t0}

@@ -35,9 +35,9 @@ func TestVerifyPKCERejects(t *testing.T) {
 	const v = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 	c := PKCEChallengeS256(v)
 	tests := []struct {
-		name                       string
+		name                        string
 		verifier, challenge, method string
-		want                       error
+		want                        error
 	}{
 		{name: "plain_method", verifier: v, challenge: v, method: "plain", want: ErrPKCEMethod},
 		{name: "empty_method", verifier: v, challenge: c, method: "", want: ErrPKCEMethod},
