@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/apiguard/apiguard/auth"
+	"github.com/apiguard/apiguard/telemetry"
+	"github.com/google/uuid"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// client is the scripted mobile app: a real HTTP client over loopback.
+type client struct {
+	base   string
+	http   *http.Client
+	issuer *issuer // only to forge the attacker's tokens
+
+	dpopKey *ecdsa.PrivateKey
+	dpopPub jwk.Key
+}
+
+func newClient(base string, is *issuer) (*client, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := jwk.FromRaw(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return &client{base: base, http: &http.Client{Timeout: 5 * time.Second}, issuer: is, dpopKey: k, dpopPub: pub}, nil
+}
+
+// call is one request of the script.
+type call struct {
+	method, path string
+	header       map[string]string
+	body         string
+}
+
+func (c *client) do(ctx context.Context, name string, attack bool, expect int, rq call) result {
+	res := result{name: name, attack: attack, expect: expect}
+	var body io.Reader
+	if rq.body != "" {
+		body = strings.NewReader(rq.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, rq.method, c.base+rq.path, body)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	for k, v := range rq.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer resp.Body.Close()
+	res.status = resp.StatusCode
+	res.id = resp.Header.Get("X-Request-ID")
+	res.reason = reasonOf(resp)
+	return res
+}
+
+// reasonOf returns the OAuth error of the challenge or the problem type of
+// a problem+json answer, or the status text.
+func reasonOf(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	for _, ch := range resp.Header.Values("WWW-Authenticate") {
+		if _, after, ok := strings.Cut(ch, `error="`); ok {
+			code, _, _ := strings.Cut(after, `"`)
+			return code
+		}
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+		var p struct{ Type string }
+		if json.Unmarshal(b, &p) == nil {
+			return strings.TrimPrefix(p.Type, "urn:apiguard:problem:")
+		}
+	}
+	var oauth struct{ Error string }
+	if json.Unmarshal(b, &oauth) == nil && oauth.Error != "" {
+		return oauth.Error
+	}
+	if resp.Header.Get("X-Request-ID") != "" && resp.Request != nil && resp.Request.Header.Get("X-Request-ID") != "" &&
+		resp.Header.Get("X-Request-ID") != resp.Request.Header.Get("X-Request-ID") {
+		return "correlation ID replaced"
+	}
+	return http.StatusText(resp.StatusCode)
+}
+
+// login runs the authorization code flow with PKCE; with dpop the token is
+// bound to the app's DPoP key.
+func (c *client) login(ctx context.Context, verifier string, dpop bool) (string, int, error) {
+	challenge := auth.PKCEChallengeS256(verifier)
+	code, _, err := c.form(ctx, "/oauth/authorize", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}, "")
+	if err != nil {
+		return "", 0, err
+	}
+	proof := ""
+	if dpop {
+		if proof, err = c.proof("POST", c.base+"/oauth/token", ""); err != nil {
+			return "", 0, err
+		}
+	}
+	tok, status, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code["code"]}, "code_verifier": {verifier}}, proof)
+	return tok["access_token"], status, err
+}
+
+// stolenCode: malware on the device intercepts the authorization code of a
+// real login and redeems it without the app's PKCE verifier.
+func (c *client) stolenCode(ctx context.Context) result {
+	res := result{name: "stolen authorization code without the PKCE verifier", attack: true, expect: 400}
+	verifier, err := auth.NewPKCEVerifier()
+	if err != nil {
+		res.err = err
+		return res
+	}
+	code, _, err := c.form(ctx, "/oauth/authorize", url.Values{"code_challenge": {auth.PKCEChallengeS256(verifier)}, "code_challenge_method": {"S256"}}, "")
+	if err != nil {
+		res.err = err
+		return res
+	}
+	guess, _ := auth.NewPKCEVerifier()
+	out, status, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code["code"]}, "code_verifier": {guess}}, "")
+	res.status, res.reason, res.err = status, out["error"], err
+	return res
+}
+
+func (c *client) form(ctx context.Context, path string, v url.Values, dpop string) (map[string]string, int, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, strings.NewReader(v.Encode()))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if dpop != "" {
+		req.Header.Set("DPoP", dpop)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	out := map[string]any{}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out)
+	m := map[string]string{}
+	for k, val := range out {
+		m[k] = fmt.Sprint(val)
+	}
+	return m, resp.StatusCode, nil
+}
+
+// proof makes a DPoP proof (RFC 9449) for one request.
+func (c *client) proof(method, htu, token string) (string, error) {
+	claims := map[string]any{"jti": uuid.NewString(), "htm": method, "htu": htu, "iat": time.Now().Unix()}
+	if token != "" {
+		claims["ath"] = auth.AccessTokenHash(token)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	hdr := jws.NewHeaders()
+	_ = hdr.Set("typ", "dpop+jwt")
+	_ = hdr.Set("jwk", c.dpopPub)
+	out, err := jws.Sign(payload, jws.WithKey(jwa.ES256, c.dpopKey, jws.WithProtectedHeaders(hdr)))
+	return string(out), err
+}
+
+func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+
+// script runs the happy path, then the attacks.
+func (c *client) script(ctx context.Context) []result {
+	var out []result
+	add := func(r result) { out = append(out, r) }
+	fail := func(name string, err error) { add(result{name: name, expect: 200, err: err}) }
+
+	// Happy path: PKCE login, then calls with the short-lived token.
+	verifier, err := auth.NewPKCEVerifier()
+	if err != nil {
+		fail("PKCE login", err)
+		return out
+	}
+	token, status, err := c.login(ctx, verifier, false)
+	if err != nil || status != 200 || token == "" {
+		add(result{name: "PKCE login → access token", expect: 200, status: status, err: err})
+		return out
+	}
+	add(result{name: "PKCE login → access token", expect: 200, status: status, reason: "token issued"})
+	add(c.do(ctx, "GET /v1/orders with the token", false, 200, call{method: "GET", path: "/v1/orders",
+		header: map[string]string{"Authorization": "Bearer " + token, "X-Request-ID": "app-7f3a-0001"}}))
+
+	verifier2, _ := auth.NewPKCEVerifier()
+	bound, status, err := c.login(ctx, verifier2, true)
+	if err != nil || status != 200 || bound == "" {
+		add(result{name: "PKCE login with DPoP → bound token", expect: 200, status: status, err: err})
+		return out
+	}
+	proof, _ := c.proof("GET", c.base+"/v1/orders", bound)
+	dpopCall := call{method: "GET", path: "/v1/orders", header: map[string]string{"Authorization": "DPoP " + bound, "DPoP": proof}}
+	add(c.do(ctx, "GET /v1/orders with a DPoP-bound token", false, 200, dpopCall))
+	add(c.do(ctx, "client reports a pinning failure", false, 204, call{method: "POST", path: "/v1/reports",
+		header: map[string]string{"Content-Type": "application/reports+json"},
+		body:   `[{"type":"pinning-failure","age":1200,"url":"https://api.example.com/v1/pay","user_agent":"Shop/5.2","body":{}}]`}))
+
+	// Attacks.
+	now := time.Now()
+	expired, _ := c.issuer.mint(map[string]any{"scope": "orders:read"}, now.Add(-20*time.Minute), 10*time.Minute)
+	add(c.do(ctx, "expired token replayed", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(expired)}))
+	longLived, _ := c.issuer.mint(map[string]any{"scope": "orders:read"}, now, 30*24*time.Hour)
+	add(c.do(ctx, "long-lived token (30 days)", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(longLived)}))
+	otherAud, _ := c.issuer.mint(map[string]any{"scope": "orders:read", "aud": "https://billing.demo.example"}, now, 5*time.Minute)
+	add(c.do(ctx, "token for another audience", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(otherAud)}))
+	add(c.do(ctx, "alg: none", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(algNone(c.issuer, now))}))
+	add(c.do(ctx, "HS256 signed with the public key", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(hs256WithPublicKey(c.issuer, now))}))
+	add(c.do(ctx, "scope escalation: write with a read token", true, 403, call{method: "POST", path: "/v1/orders", header: bearer(token)}))
+	add(c.do(ctx, "stolen DPoP token used without its key", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(bound)}))
+	add(c.do(ctx, "replayed DPoP proof", true, 401, dpopCall))
+	otherProof, _ := c.proof("GET", c.base+"/v1/admin", bound)
+	add(c.do(ctx, "DPoP proof made for another URL", true, 401, call{method: "GET", path: "/v1/orders",
+		header: map[string]string{"Authorization": "DPoP " + bound, "DPoP": otherProof}}))
+	add(c.stolenCode(ctx))
+	add(c.do(ctx, "header injection in X-Request-ID", true, 401, call{method: "GET", path: "/v1/orders",
+		header: map[string]string{"X-Request-ID": "x\"; Set-Cookie: session=attacker"}}))
+	ok := out[len(out)-1]
+	if ok.id == "" || !telemetry.ValidID(ok.id) || strings.Contains(ok.id, "Set-Cookie") {
+		out[len(out)-1].err = fmt.Errorf("malicious correlation ID echoed")
+	} else {
+		out[len(out)-1].reason = "ID replaced, then " + ok.reason
+	}
+	add(c.do(ctx, "malformed client report", true, 400, call{method: "POST", path: "/v1/reports",
+		header: map[string]string{"Content-Type": "application/reports+json"}, body: `[{"type":"x","evil":true}]`}))
+	return out
+}
+
+// algNone forges a token with alg none and no signature.
+func algNone(is *issuer, now time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	h, _ := json.Marshal(map[string]any{"alg": "none", "typ": "at+jwt", "kid": "demo-2026"})
+	p, _ := json.Marshal(map[string]any{"iss": is.url, "aud": is.audience, "sub": "admin", "scope": "orders:read",
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
+	return enc(h) + "." + enc(p) + ".AA"
+}
+
+// hs256WithPublicKey forges a token "signed" with HMAC keyed by the
+// issuer's public key, the classic algorithm-confusion attack.
+func hs256WithPublicKey(is *issuer, now time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	der, _ := x509.MarshalPKIXPublicKey(&is.key.PublicKey)
+	h, _ := json.Marshal(map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": "demo-2026"})
+	p, _ := json.Marshal(map[string]any{"iss": is.url, "aud": is.audience, "sub": "admin", "scope": "orders:read",
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
+	input := enc(h) + "." + enc(p)
+	m := hmac.New(sha256.New, der)
+	m.Write([]byte(input))
+	return input + "." + enc(m.Sum(nil))
+}

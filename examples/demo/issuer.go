@@ -1,0 +1,149 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/apiguard/apiguard/auth"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// issuer is a tiny in-process authorization server: PKCE authorization
+// codes, short-lived ES256 access tokens (DPoP-bound when the client sends
+// a proof key), and a JWKS endpoint. It stands in for the identity
+// provider a real deployment has.
+type issuer struct {
+	url      string
+	audience string
+	key      *ecdsa.PrivateKey
+	pub      jwk.Key
+
+	mu    sync.Mutex
+	codes map[string]string // code -> PKCE challenge
+}
+
+func newIssuer(url, audience string) (*issuer, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := jwk.FromRaw(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	_ = pub.Set(jwk.KeyIDKey, "demo-2026")
+	_ = pub.Set(jwk.KeyUsageKey, "sig")
+	return &issuer{url: url, audience: audience, key: k, pub: pub, codes: map[string]string{}}, nil
+}
+
+func (is *issuer) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		set := jwk.NewSet()
+		_ = set.AddKey(is.pub)
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "max-age=300")
+		_ = json.NewEncoder(w).Encode(set)
+	})
+	// The user signs in; the app sent the PKCE challenge and gets a code.
+	mux.HandleFunc("POST /oauth/authorize", func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("code_challenge_method") != "S256" || r.FormValue("code_challenge") == "" {
+			oauthError(w, "invalid_request")
+			return
+		}
+		code, err := auth.NewPKCEVerifier() // any random string does for a code
+		if err != nil {
+			oauthError(w, "server_error")
+			return
+		}
+		is.mu.Lock()
+		is.codes[code] = r.FormValue("code_challenge")
+		is.mu.Unlock()
+		writeJSON(w, map[string]string{"code": code})
+	})
+	// The app redeems the code with its PKCE verifier; with a DPoP header
+	// the token is bound to the proof's key (RFC 9449 §5).
+	mux.HandleFunc("POST /oauth/token", func(w http.ResponseWriter, r *http.Request) {
+		code := r.FormValue("code")
+		is.mu.Lock()
+		challenge, ok := is.codes[code]
+		delete(is.codes, code) // single use
+		is.mu.Unlock()
+		if !ok || auth.VerifyPKCE(r.FormValue("code_verifier"), challenge, "S256") != nil {
+			oauthError(w, "invalid_grant")
+			return
+		}
+		claims := map[string]any{"scope": "orders:read profile", "acr": "urn:demo:mfa", "auth_time": time.Now().Unix()}
+		if proof := r.Header.Get("DPoP"); proof != "" {
+			jkt, err := proofKeyThumbprint(proof)
+			if err != nil {
+				oauthError(w, "invalid_dpop_proof")
+				return
+			}
+			claims["cnf"] = map[string]any{"jkt": jkt}
+		}
+		tok, err := is.mint(claims, time.Now(), 5*time.Minute)
+		if err != nil {
+			oauthError(w, "server_error")
+			return
+		}
+		writeJSON(w, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 300})
+	})
+}
+
+// mint signs an access token; extra claims override the defaults.
+func (is *issuer) mint(extra map[string]any, iat time.Time, lifetime time.Duration) (string, error) {
+	claims := map[string]any{
+		"iss": is.url, "aud": is.audience, "sub": "user-42", "client_id": "shop-ios",
+		"iat": iat.Unix(), "exp": iat.Add(lifetime).Unix(),
+	}
+	for k, v := range extra {
+		claims[k] = v
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	hdr := jws.NewHeaders()
+	_ = hdr.Set("typ", "at+jwt")
+	_ = hdr.Set("kid", "demo-2026")
+	out, err := jws.Sign(payload, jws.WithKey(jwa.ES256, is.key, jws.WithProtectedHeaders(hdr)))
+	return string(out), err
+}
+
+// proofKeyThumbprint checks that a DPoP proof is signed by the key in its
+// header and returns that key's thumbprint. (A real authorization server
+// checks all of RFC 9449 §4.3 here too; the demo keeps to the binding.)
+func proofKeyThumbprint(proof string) (string, error) {
+	msg, err := jws.Parse([]byte(proof))
+	if err != nil || len(msg.Signatures()) != 1 {
+		return "", errors.New("malformed proof")
+	}
+	hdr := msg.Signatures()[0].ProtectedHeaders()
+	key := hdr.JWK()
+	if key == nil || hdr.Type() != "dpop+jwt" {
+		return "", errors.New("not a DPoP proof")
+	}
+	if _, err := jws.Verify([]byte(proof), jws.WithKey(hdr.Algorithm(), key)); err != nil {
+		return "", err
+	}
+	return auth.Thumbprint(key)
+}
+
+func oauthError(w http.ResponseWriter, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
