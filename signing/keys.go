@@ -1,0 +1,139 @@
+package signing
+
+import (
+	"context"
+	"crypto"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+)
+
+// Algorithms (RFC 9421 §6.2 registry names).
+const (
+	// AlgHMACSHA256 is HMAC with SHA-256 over a shared per-device secret.
+	AlgHMACSHA256 = "hmac-sha256"
+	// AlgECDSAP256SHA256 is ECDSA over P-256 with SHA-256, for keys kept in
+	// the Secure Enclave or Android Keystore; the signature is r || s.
+	AlgECDSAP256SHA256 = "ecdsa-p256-sha256"
+	// AlgEd25519 is EdDSA over Ed25519.
+	AlgEd25519 = "ed25519"
+)
+
+// Key is one device's signing key.
+type Key struct {
+	// ID is the keyid the device signs with.
+	ID string
+	// Algorithm is AlgHMACSHA256, AlgECDSAP256SHA256 or AlgEd25519.
+	Algorithm string
+	// Secret is the HMAC secret (hmac-sha256), at least 32 bytes.
+	Secret []byte
+	// PublicKey is the registered public key (*ecdsa.PublicKey on P-256,
+	// or ed25519.PublicKey) for the asymmetric algorithms.
+	PublicKey crypto.PublicKey
+	// Revoked rejects every signature by this key, with ErrRevokedKey.
+	Revoked bool
+}
+
+// KeyStore finds keys by ID. Key returns an error matching
+// [ErrUnknownKey] for an unknown key; any other error is treated as an
+// outage of the store (503). Implementations must be safe for concurrent
+// use.
+type KeyStore interface {
+	Key(ctx context.Context, keyID string) (Key, error)
+}
+
+// KeyStoreFunc adapts a function to [KeyStore].
+type KeyStoreFunc func(ctx context.Context, keyID string) (Key, error)
+
+// Key implements [KeyStore].
+func (f KeyStoreFunc) Key(ctx context.Context, keyID string) (Key, error) { return f(ctx, keyID) }
+
+// StaticKeys returns a KeyStore of hmac-sha256 secrets by key ID. The map
+// is copied.
+func StaticKeys(secrets map[string][]byte) KeyStore {
+	m := maps.Clone(secrets)
+	return KeyStoreFunc(func(_ context.Context, id string) (Key, error) {
+		s, ok := m[id]
+		if !ok {
+			return Key{}, ErrUnknownKey
+		}
+		return Key{ID: id, Algorithm: AlgHMACSHA256, Secret: s}, nil
+	})
+}
+
+// maxKeyIDLength bounds key IDs that DerivedKeys derives for.
+const maxKeyIDLength = 128
+
+// DerivedKeys returns a KeyStore whose hmac-sha256 secret for key ID id is
+// HKDF-SHA256(master, salt, info = id) (RFC 5869), 32 bytes: the server
+// keeps one master secret, and each device gets its own secret at
+// enrolment. A versioned key ID ("device-42.v2") rotates a device's
+// secret. Every well-formed key ID has a secret, so revocation needs
+// [WithRevocation]. master must be at least 32 bytes; it panics
+// otherwise, at wiring time.
+func DerivedKeys(master []byte, salt []byte) KeyStore {
+	if len(master) < 32 {
+		panic("signing: DerivedKeys master secret must be at least 32 bytes")
+	}
+	m, s := append([]byte(nil), master...), append([]byte(nil), salt...)
+	return KeyStoreFunc(func(_ context.Context, id string) (Key, error) {
+		if !validKeyID(id) {
+			return Key{}, ErrUnknownKey
+		}
+		secret, err := DeriveSecret(m, s, id)
+		if err != nil {
+			return Key{}, err
+		}
+		return Key{ID: id, Algorithm: AlgHMACSHA256, Secret: secret}, nil
+	})
+}
+
+// DeriveSecret returns HKDF-SHA256(master, salt, info = keyID), 32 bytes:
+// the secret a device with keyID signs with under [DerivedKeys]. The
+// enrolment service calls it to hand the device its secret.
+func DeriveSecret(master, salt []byte, keyID string) ([]byte, error) {
+	return derive(master, salt, keyID, 32)
+}
+
+// derive is HKDF-SHA256 (RFC 5869) from the standard library.
+func derive(ikm, salt []byte, info string, n int) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, ikm, salt, info, n)
+	if err != nil {
+		return nil, fmt.Errorf("signing: derive secret: %w", err)
+	}
+	return k, nil
+}
+
+func validKeyID(id string) bool {
+	if id == "" || len(id) > maxKeyIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == ':' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// WithRevocation wraps ks so that keys for which revoked reports true are
+// returned with Revoked set. An error from revoked is a store outage.
+func WithRevocation(ks KeyStore, revoked func(ctx context.Context, keyID string) (bool, error)) KeyStore {
+	return KeyStoreFunc(func(ctx context.Context, id string) (Key, error) {
+		k, err := ks.Key(ctx, id)
+		if err != nil {
+			return k, err
+		}
+		r, err := revoked(ctx, id)
+		if err != nil {
+			return Key{}, fmt.Errorf("signing: revocation check: %w", err)
+		}
+		k.Revoked = k.Revoked || r
+		return k, nil
+	})
+}
+
+var errNoSecret = errors.New("signing: hmac-sha256 key has a secret shorter than 32 bytes")

@@ -1,0 +1,577 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dunglas/httpsfv"
+)
+
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment.
+type Config struct {
+	// Keys finds each device's key by keyid. Required.
+	Keys KeyStore
+	// ReplayStore keeps nonces and per-key high-water marks. Default: a
+	// [MemoryReplayStore] of ReplayCacheSize entries; use redisstore when
+	// several instances serve one API.
+	ReplayStore ReplayStore
+	// ReplayCacheSize sizes the default ReplayStore. Default: 100000.
+	ReplayCacheSize int
+	// Profile is what a signature must cover and carry, for endpoints
+	// wrapped with [Verifier.Handler]. Default: the mobile profile (see
+	// [Profile]).
+	Profile Profile
+	// Window is how far created may be from now, either way. Default: 5
+	// minutes.
+	Window time.Duration
+	// ReorderSlack is how much older than the newest accepted signature of
+	// the same key a signature may be, so that parallel requests pass while
+	// a capture replayed after newer traffic does not. Default: 5s.
+	ReorderSlack time.Duration
+	// MaxBodyBytes caps the body read to check Content-Digest; a larger
+	// body is answered 413. Default: 1 MiB.
+	MaxBodyBytes int64
+	// Scheme is the scheme clients sign in @target-uri and @scheme (a
+	// proxy in front may have terminated TLS). Default: "https".
+	Scheme string
+	// Authority is the authority clients sign in @target-uri and
+	// @authority. Default: the request's Host, lower-cased.
+	Authority string
+	// DeviceModelHeader names a request header whose value (sanitised,
+	// truncated) is logged with signature mismatches, so that emulator
+	// farms show up as clusters. Default: X-Device-Model.
+	DeviceModelHeader string
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives events (signature_mismatch, replay, replay_floor,
+	// signature_rejected). Default: slog.Default().
+	Logger *slog.Logger
+	// ErrorHandler writes rejections. Default: [Verifier.WriteError].
+	ErrorHandler func(http.ResponseWriter, *http.Request, error)
+}
+
+// Profile is what a signature must cover and carry. The zero Profile is
+// the default mobile profile: covered components include @method and
+// @target-uri (or @authority, @path and @query), content-digest whenever
+// the request has a body, and authorization whenever that header is
+// present; the parameters created, keyid and nonce are required. Each
+// loosening is a field named Insecure.
+type Profile struct {
+	// Tag, when set, is required as the signature's tag parameter, and
+	// picks the signature among several. Default: none.
+	Tag string
+	// Components are further required component identifiers, such as
+	// "x-device-id" or `"@query-param";name="id"` (quotes optional for a
+	// plain name).
+	Components []string
+	// InsecureAllowMissingNonce accepts signatures without a nonce:
+	// replays inside the window are then caught only by the per-key
+	// high-water mark.
+	InsecureAllowMissingNonce bool
+	// InsecureAllowUnsignedBody accepts a body that content-digest does not
+	// cover: the body can then be replaced.
+	InsecureAllowUnsignedBody bool
+	// InsecureAllowUncoveredAuthorization accepts a signature that does not
+	// cover the Authorization header: a stolen signature can then carry
+	// another token.
+	InsecureAllowUncoveredAuthorization bool
+	// InsecureAllowUncoveredTarget accepts a signature that covers neither
+	// @target-uri nor @authority, @path and @query.
+	InsecureAllowUncoveredTarget bool
+	// InsecureAllowUncoveredMethod accepts a signature without @method.
+	InsecureAllowUncoveredMethod bool
+}
+
+// Result is a verified signature.
+type Result struct {
+	KeyID     string
+	Label     string
+	Algorithm string
+	Created   time.Time
+	// Covered lists the covered component identifiers, serialized.
+	Covered []string
+	// Body is the request body that Content-Digest was checked against
+	// (nil when it was not read). Verify consumes r.Body; Handler hands
+	// next a request whose body reads these bytes again.
+	Body []byte
+}
+
+// Verifier verifies RFC 9421 signatures on requests. It is safe for
+// concurrent use by multiple goroutines. The zero value is not usable;
+// create one with [New].
+type Verifier struct {
+	cfg Config
+}
+
+// New validates cfg, fills in its defaults and returns a Verifier.
+func New(cfg Config) (*Verifier, error) {
+	if cfg.Keys == nil {
+		return nil, errors.New("signing: Config.Keys is required")
+	}
+	if cfg.Window < 0 || cfg.ReorderSlack < 0 || cfg.MaxBodyBytes < 0 || cfg.ReplayCacheSize < 0 {
+		return nil, errors.New("signing: Config durations and sizes must not be negative")
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 5 * time.Minute
+	}
+	if cfg.ReorderSlack == 0 {
+		cfg.ReorderSlack = 5 * time.Second
+	}
+	if cfg.ReorderSlack > cfg.Window {
+		return nil, errors.New("signing: Config.ReorderSlack exceeds Config.Window")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = "https"
+	}
+	cfg.Scheme = strings.ToLower(cfg.Scheme)
+	if cfg.Scheme != "https" && cfg.Scheme != "http" {
+		return nil, fmt.Errorf("signing: Config.Scheme %q is not http or https", cfg.Scheme)
+	}
+	cfg.Authority = strings.ToLower(cfg.Authority)
+	if cfg.DeviceModelHeader == "" {
+		cfg.DeviceModelHeader = "X-Device-Model"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Profile.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ReplayStore == nil {
+		cfg.ReplayStore = NewMemoryReplayStore(cfg.ReplayCacheSize, cfg.Window, cfg.Now)
+	}
+	return &Verifier{cfg: cfg}, nil
+}
+
+func (p Profile) validate() error {
+	for _, c := range p.Components {
+		if _, err := normalizeComponent(c); err != nil {
+			return fmt.Errorf("signing: Profile.Components: %q: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// normalizeComponent returns the serialized identifier of a component
+// given as `name`, `"name"` or `"name";param`.
+func normalizeComponent(c string) (string, error) {
+	if !strings.HasPrefix(c, `"`) {
+		c = `"` + c + `"`
+	}
+	l, err := httpsfv.UnmarshalList([]string{c})
+	if err != nil || len(l) != 1 {
+		return "", errors.New("not a component identifier")
+	}
+	return httpsfv.Marshal(l)
+}
+
+type ctxKey struct{ name string }
+
+var resultKey = &ctxKey{"signing"}
+
+// KeyIDFrom returns the key ID of the verified signature of the request
+// whose context is ctx.
+func KeyIDFrom(ctx context.Context) (string, bool) {
+	res, ok := ResultFrom(ctx)
+	if !ok {
+		return "", false
+	}
+	return res.KeyID, true
+}
+
+// ResultFrom returns the verified signature of the request whose context
+// is ctx.
+func ResultFrom(ctx context.Context) (*Result, bool) {
+	res, ok := ctx.Value(resultKey).(*Result)
+	return res, ok
+}
+
+// Handler returns next behind signature verification with Config.Profile.
+// It panics if next is nil.
+func (v *Verifier) Handler(next http.Handler) http.Handler {
+	return v.RequireProfile(v.cfg.Profile)(next)
+}
+
+// RequireProfile returns middleware that verifies signatures against p
+// instead of Config.Profile, for endpoints that need more (or, with an
+// Insecure field, less). It panics if p is invalid or next is nil.
+func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
+	if err := p.validate(); err != nil {
+		panic(err.Error())
+	}
+	p.Components = slices.Clone(p.Components)
+	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("signing: nil handler")
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			res, err := v.verify(r, p)
+			if err != nil {
+				v.reject(w, r, p, err, res)
+				return
+			}
+			r2 := r.WithContext(context.WithValue(r.Context(), resultKey, res))
+			if res.Body != nil {
+				r2.Body = io.NopCloser(bytes.NewReader(res.Body))
+				r2.ContentLength = int64(len(res.Body))
+				body := res.Body
+				r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+			}
+			next.ServeHTTP(w, r2)
+		})
+	}
+}
+
+// Verify checks the signature of r against Config.Profile: structured
+// fields and profile, key, signature and Content-Digest, then freshness
+// and replay, in that order, so that unauthenticated traffic never reaches
+// the replay store. It reads r.Body when the request has one (returned in
+// Result.Body). Errors match the package's sentinels.
+func (v *Verifier) Verify(r *http.Request) (*Result, error) {
+	return v.verify(r, v.cfg.Profile)
+}
+
+// sigInput is one parsed, profile-checked signature.
+type sigInput struct {
+	label   string
+	list    httpsfv.InnerList
+	sig     []byte
+	keyID   string
+	nonce   string
+	alg     string
+	created int64
+	expires int64
+	covered []string
+}
+
+func (v *Verifier) verify(r *http.Request, p Profile) (*Result, error) {
+	ctx := r.Context()
+	// 1. Parse and profile checks.
+	in, err := v.parse(r, p)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), Covered: in.covered}
+	// 2. Key lookup.
+	key, err := v.cfg.Keys.Key(ctx, in.keyID)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return res, fmt.Errorf("%w: %q", ErrUnknownKey, in.keyID)
+	case err != nil:
+		return res, fmt.Errorf("%w: key store: %v", ErrStoreUnavailable, err)
+	case key.Revoked:
+		return res, ErrRevokedKey
+	case in.alg != "" && in.alg != key.Algorithm:
+		return res, ErrAlgorithm
+	}
+	res.Algorithm = key.Algorithm
+	// 3. Signature, then the body against Content-Digest.
+	authority := v.cfg.Authority
+	if authority == "" {
+		authority = strings.ToLower(r.Host)
+	}
+	base, err := signatureBase(r, target{scheme: v.cfg.Scheme, authority: authority}, in.list)
+	if err != nil {
+		return res, err
+	}
+	if err := verifyWithKey(key, base, in.sig); err != nil {
+		return res, err
+	}
+	if slices.Contains(in.covered, `"content-digest"`) || hasBody(r) && !p.InsecureAllowUnsignedBody {
+		body, err := readBody(r, v.cfg.MaxBodyBytes)
+		if err != nil {
+			return res, err
+		}
+		if err := checkDigest(r.Header.Values("Content-Digest"), body); err != nil {
+			return res, err
+		}
+		res.Body = body
+	}
+	// 4. Freshness and replay.
+	now := v.cfg.Now()
+	created := time.Unix(in.created, 0)
+	switch {
+	case created.After(now.Add(v.cfg.Window)):
+		return res, ErrFuture
+	case created.Before(now.Add(-v.cfg.Window)):
+		return res, ErrExpired
+	case in.expires != 0 && !now.Before(time.Unix(in.expires, 0)):
+		return res, ErrExpired
+	}
+	ok, err := v.cfg.ReplayStore.Advance(ctx, in.keyID, created, v.cfg.ReorderSlack, 2*v.cfg.Window)
+	if err != nil {
+		return res, fmt.Errorf("%w: replay store: %v", ErrStoreUnavailable, err)
+	}
+	if !ok {
+		return res, ErrStale
+	}
+	if in.nonce != "" {
+		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, created.Add(v.cfg.Window))
+		switch {
+		case errors.Is(err, ErrReplayFloor):
+			return res, ErrReplayFloor
+		case err != nil:
+			return res, fmt.Errorf("%w: replay store: %v", ErrStoreUnavailable, err)
+		case !ok:
+			return res, ErrReplay
+		}
+	}
+	return res, nil
+}
+
+// parse reads Signature-Input and Signature, picks the signature to
+// verify and checks it against the profile.
+func (v *Verifier) parse(r *http.Request, p Profile) (*sigInput, error) {
+	inLines, sigLines := r.Header.Values("Signature-Input"), r.Header.Values("Signature")
+	if len(inLines) == 0 && len(sigLines) == 0 {
+		return nil, ErrMissingSignature
+	}
+	if len(inLines) == 0 || len(sigLines) == 0 {
+		return nil, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
+	}
+	inputs, err := parseDictionary(inLines)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
+	}
+	sigs, err := parseDictionary(sigLines)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
+	}
+	var lastErr error = fmt.Errorf("%w: no signature to verify", ErrProfile)
+	for _, label := range inputs.Names() {
+		m, _ := inputs.Get(label)
+		list, ok := m.(httpsfv.InnerList)
+		if !ok {
+			return nil, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, label)
+		}
+		if tag, _ := list.Params.Get("tag"); p.Tag != "" && tag != p.Tag {
+			continue
+		}
+		in, err := checkProfile(r, label, list, p)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		sm, ok := sigs.Get(label)
+		if !ok {
+			return nil, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, label)
+		}
+		it, ok := sm.(httpsfv.Item)
+		sig, isBytes := it.Value.([]byte)
+		if !ok || !isBytes {
+			return nil, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, label)
+		}
+		in.sig = sig
+		return in, nil
+	}
+	return nil, lastErr
+}
+
+// checkProfile checks one signature's parameters and covered components.
+func checkProfile(r *http.Request, label string, list httpsfv.InnerList, p Profile) (*sigInput, error) {
+	in := &sigInput{label: label, list: list}
+	for _, name := range list.Params.Names() {
+		val, _ := list.Params.Get(name)
+		var ok bool
+		switch name {
+		case "created":
+			in.created, ok = val.(int64)
+		case "expires":
+			in.expires, ok = val.(int64)
+		case "keyid":
+			in.keyID, ok = val.(string)
+		case "nonce":
+			in.nonce, ok = val.(string)
+		case "alg":
+			in.alg, ok = val.(string)
+		default:
+			ok = true // tag and unknown parameters are signed, not interpreted
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: parameter %q has the wrong type", ErrMalformed, name)
+		}
+	}
+	switch {
+	case in.created <= 0:
+		return nil, fmt.Errorf("%w: created is required", ErrProfile)
+	case in.keyID == "":
+		return nil, fmt.Errorf("%w: keyid is required", ErrProfile)
+	case in.nonce == "" && !p.InsecureAllowMissingNonce:
+		return nil, fmt.Errorf("%w: nonce is required", ErrProfile)
+	case len(in.nonce) > 256:
+		return nil, fmt.Errorf("%w: nonce too long", ErrMalformed)
+	}
+	for _, it := range list.Items {
+		id, err := httpsfv.Marshal(httpsfv.List{it})
+		if err != nil {
+			return nil, fmt.Errorf("%w: component identifier", ErrMalformed)
+		}
+		in.covered = append(in.covered, id)
+	}
+	covers := func(id string) bool { return slices.Contains(in.covered, id) }
+	if !covers(`"@method"`) && !p.InsecureAllowUncoveredMethod {
+		return nil, fmt.Errorf("%w: @method not covered", ErrProfile)
+	}
+	if !covers(`"@target-uri"`) && !(covers(`"@authority"`) && covers(`"@path"`) && covers(`"@query"`)) && !p.InsecureAllowUncoveredTarget {
+		return nil, fmt.Errorf("%w: target URI not covered", ErrProfile)
+	}
+	if hasBody(r) && !covers(`"content-digest"`) && !p.InsecureAllowUnsignedBody {
+		return nil, fmt.Errorf("%w: body not covered by content-digest", ErrProfile)
+	}
+	if r.Header.Get("Authorization") != "" && !covers(`"authorization"`) && !p.InsecureAllowUncoveredAuthorization {
+		return nil, fmt.Errorf("%w: authorization not covered", ErrProfile)
+	}
+	for _, c := range p.Components {
+		id, _ := normalizeComponent(c)
+		if !covers(id) {
+			return nil, fmt.Errorf("%w: %s not covered", ErrProfile, id)
+		}
+	}
+	return in, nil
+}
+
+// hasBody reports whether the request carries a body.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
+}
+
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return []byte{}, nil
+	}
+	if r.ContentLength > limit {
+		return nil, ErrBodyTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, ErrBodyTooLarge
+	}
+	return b, nil
+}
+
+// verifyWithKey checks sig over base with key's algorithm.
+func verifyWithKey(key Key, base, sig []byte) error {
+	switch key.Algorithm {
+	case AlgHMACSHA256:
+		if len(key.Secret) < 32 {
+			return fmt.Errorf("%w: %v", ErrUnknownKey, errNoSecret)
+		}
+		m := hmac.New(sha256.New, key.Secret)
+		m.Write(base)
+		if !hmac.Equal(m.Sum(nil), sig) {
+			return ErrSignature
+		}
+		return nil
+	case AlgECDSAP256SHA256:
+		pub, ok := key.PublicKey.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() || len(sig) != 64 {
+			return ErrSignature
+		}
+		h := sha256.Sum256(base)
+		if !ecdsa.Verify(pub, h[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+			return ErrSignature
+		}
+		return nil
+	case AlgEd25519:
+		pub, ok := key.PublicKey.(ed25519.PublicKey)
+		if !ok || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, base, sig) {
+			return ErrSignature
+		}
+		return nil
+	}
+	return ErrAlgorithm
+}
+
+// acceptSignature is the Accept-Signature value for r under the default
+// profile: what a client must sign.
+func (v *Verifier) acceptSignature(r *http.Request) string {
+	items := []httpsfv.Item{httpsfv.NewItem("@method"), httpsfv.NewItem("@target-uri")}
+	if hasBody(r) {
+		items = append(items, httpsfv.NewItem("content-digest"))
+	}
+	if r.Header.Get("Authorization") != "" {
+		items = append(items, httpsfv.NewItem("authorization"))
+	}
+	list := httpsfv.InnerList{Items: items, Params: httpsfv.NewParams()}
+	list.Params.Add("created", true)
+	list.Params.Add("keyid", true)
+	list.Params.Add("nonce", true)
+	if v.cfg.Profile.Tag != "" {
+		list.Params.Add("tag", v.cfg.Profile.Tag)
+	}
+	d := httpsfv.NewDictionary()
+	d.Add("sig1", list)
+	s, err := httpsfv.Marshal(d)
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, res *Result) {
+	event := "signature_rejected"
+	switch {
+	case errors.Is(err, ErrSignature):
+		event = "signature_mismatch"
+	case errors.Is(err, ErrReplay), errors.Is(err, ErrStale):
+		event = "replay"
+	case errors.Is(err, ErrReplayFloor):
+		event = "replay_floor"
+	}
+	attrs := []slog.Attr{slog.String("event", event), slog.String("reason", reason(err))}
+	if res != nil {
+		attrs = append(attrs, slog.String("key_id", res.KeyID))
+	}
+	if m := deviceModel(r.Header.Get(v.cfg.DeviceModelHeader)); m != "" {
+		attrs = append(attrs, slog.String("device_model", m))
+	}
+	level := slog.LevelWarn
+	if errors.Is(err, ErrMissingSignature) {
+		level = slog.LevelInfo
+	}
+	v.cfg.Logger.LogAttrs(r.Context(), level, "signing: request rejected", attrs...)
+	if v.cfg.ErrorHandler != nil {
+		v.cfg.ErrorHandler(w, r, err)
+		return
+	}
+	v.WriteError(w, r, err)
+}
+
+// deviceModel keeps a device model header fit for logs: at most 64
+// characters of a conservative set.
+func deviceModel(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(" ._,-()/", c) >= 0) {
+			return ""
+		}
+	}
+	return s
+}
