@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -36,11 +38,17 @@ func (o *Options) defaults() {
 	}
 }
 
-// ReplayStore records single-use identifiers (DPoP proof jti values,
-// request nonces) in Redis with SET NX PX: the first use of an id wins,
-// every later one until its expiry loses, across all instances. It
-// implements auth.ReplayStore. It is safe for concurrent use by multiple
+// ReplayStore records single-use identifiers in Redis with SET NX PX: the
+// first use of an id wins, every later one until its expiry loses, across
+// all instances. It implements auth.ReplayStore (DPoP proof jti values)
+// and signing.ReplayStore (request nonces and per-key high-water marks,
+// the latter in one Lua script). It is safe for concurrent use by multiple
 // goroutines.
+//
+// Redis must not evict these keys before they expire: run it with
+// maxmemory-policy noeviction (or a volatile-* policy with room to
+// spare). A Redis restart without persistence forgets the nonces of the
+// current window.
 type ReplayStore struct {
 	rdb  redis.UniversalClient
 	opts Options
@@ -78,4 +86,46 @@ func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, 
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return ok, nil
+}
+
+// UseNonce implements signing.ReplayStore: nonce is single use per key
+// until exp. The Redis key is a SHA-256 of key ID and nonce, so its size
+// is bounded whatever the client sent.
+func (s *ReplayStore) UseNonce(ctx context.Context, keyID, nonce string, _ time.Time, exp time.Time) (bool, error) {
+	h := sha256.Sum256([]byte(keyID + "\x00" + nonce))
+	return s.Use(ctx, "sig:"+hex.EncodeToString(h[:]), exp)
+}
+
+// advanceScript checks created (ARGV[1], ms) against the key's mark minus
+// the slack (ARGV[2], ms), raises the mark when created is newer, and
+// keeps it for ARGV[3] ms. One key per call: Redis Cluster safe.
+var advanceScript = redis.NewScript(`
+local created = tonumber(ARGV[1])
+local mark = redis.call('GET', KEYS[1])
+if mark then
+  mark = tonumber(mark)
+  if created < mark - tonumber(ARGV[2]) then
+    return 0
+  end
+  if created <= mark then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    return 1
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+`)
+
+// Advance implements signing.ReplayStore: the per-key high-water mark of
+// accepted created times, checked and raised atomically.
+func (s *ReplayStore) Advance(ctx context.Context, keyID string, created time.Time, slack, ttl time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	h := sha256.Sum256([]byte(keyID))
+	key := s.opts.Prefix + "mark:" + hex.EncodeToString(h[:])
+	n, err := advanceScript.Run(ctx, s.rdb, []string{key}, created.UnixMilli(), slack.Milliseconds(), max(ttl.Milliseconds(), 1)).Int()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return n == 1, nil
 }

@@ -79,3 +79,12 @@ func TestReplayStoreTimeout(t *testing.T) {
 func TestNewReplayStorePanicsOnNil(t *testing.T) {
 	require.PanicsWithValue(t, "redisstore: nil client", func() { NewReplayStore(nil, Options{}) })
 }
+
+func TestSigningReplayStoreConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	replaytest.RunSigning(t, func(t *testing.T) (replaytest.SigningStore, replaytest.SigningStore, func() time.Time) {
+		_, err := srv.Do("FLUSHALL")
+		require.NoError(t, err)
+		return NewReplayStore(newClient(t, srv.Addr()), Options{}), NewReplayStore(newClient(t, srv.Addr()), Options{}), time.Now
+	})
+}

@@ -30,8 +30,8 @@ type ReplayStore interface {
 // most its size of nonces and of keys' high-water marks, evicting the
 // oldest. An evicted nonce must not become usable again, so the store
 // keeps a floor: the newest created time of a nonce evicted before its
-// expiry, and at start the moment the store was made (a restart forgets
-// every nonce). Signatures created at or below the floor are refused with
+// expiry, and at start the second the store was made in (a restart
+// forgets every nonce). Signatures created at or below the floor are refused with
 // [ErrReplayFloor] and logged as event=replay_floor. It is safe for
 // concurrent use by multiple goroutines.
 type MemoryReplayStore struct {
@@ -54,8 +54,10 @@ func NewMemoryReplayStore(size int, window time.Duration, now func() time.Time) 
 	}
 	marks, _ := lru.NewLRU[string, int64](size, nil)
 	// Nonces expire at created + window, so a floor on expiry is a floor
-	// on created: start + window refuses everything created before start.
-	return &MemoryReplayStore{nonces: replay.New(size, now().Add(window), now), window: window, marks: marks}
+	// on created. created has whole seconds: everything created in a
+	// second before the one the store starts in is refused.
+	start := now().Truncate(time.Second).Add(-time.Nanosecond)
+	return &MemoryReplayStore{nonces: replay.New(size, start.Add(window), now), window: window, marks: marks}
 }
 
 // UseNonce implements [ReplayStore].
