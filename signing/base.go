@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/dunglas/httpsfv"
+	"github.com/apiguard/apiguard/internal/sfv"
 )
 
 // target is how the verifier sees the request's URI: the scheme and
@@ -17,226 +17,268 @@ type target struct {
 	authority string
 }
 
-// componentValue returns the value of one covered component (RFC 9421
-// §2.1 and §2.2) of r.
-func componentValue(r *http.Request, t target, c httpsfv.Item) (string, error) {
-	name, ok := c.Value.(string)
-	if !ok || name == "" {
-		return "", fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
+// parseDictionary parses a structured-field dictionary and refuses one
+// that repeats a key: RFC 8941 keeps the last value of a repeated key,
+// which would let a second Signature-Input member silently replace the
+// first, so for signatures a repeated label is an attack.
+func parseDictionary(lines []string) (sfv.Dictionary, error) {
+	d, err := sfv.ParseDictionary(lines)
+	if err != nil {
+		return d, err
 	}
-	params := c.Params
-	if strings.HasPrefix(name, "@") {
-		for _, p := range params.Names() {
-			if !(name == "@query-param" && p == "name") {
-				return "", fmt.Errorf("%w: parameter %q on %s", ErrMalformed, p, name)
+	if d.Repeated {
+		return d, fmt.Errorf("repeated label")
+	}
+	return d, nil
+}
+
+// appendComponentValue appends the value of one covered component (RFC
+// 9421 §2.1 and §2.2) of r.
+func appendComponentValue(dst []byte, r *http.Request, t target, c sfv.Item) ([]byte, error) {
+	if c.Value.Kind != sfv.String || c.Value.Str == "" {
+		return nil, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
+	}
+	name := c.Value.Str
+	if name[0] == '@' {
+		for _, p := range c.Params {
+			if !(name == "@query-param" && p.Key == "name") {
+				return nil, fmt.Errorf("%w: parameter %q on %s", ErrMalformed, p.Key, name)
 			}
 		}
-		return derivedValue(r, t, name, params)
+		return appendDerived(dst, r, t, name, c.Params)
 	}
-	if name != strings.ToLower(name) {
-		return "", fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+	for i := 0; i < len(name); i++ {
+		if 'A' <= name[i] && name[i] <= 'Z' {
+			return nil, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+		}
 	}
 	var sf, bs bool
 	var key string
-	for _, p := range params.Names() {
-		v, _ := params.Get(p)
-		switch p {
-		case "sf":
-			sf = v == true
-		case "bs":
-			bs = v == true
-		case "key":
-			s, ok := v.(string)
-			if !ok {
-				return "", fmt.Errorf("%w: key parameter is not a string", ErrMalformed)
-			}
-			key = s
-		default: // req, tr, name: not supported on requests here
-			return "", fmt.Errorf("%w: unsupported component parameter %q", ErrMalformed, p)
+	for _, p := range c.Params {
+		switch {
+		case p.Key == "sf" && p.Value.Kind == sfv.Boolean:
+			sf = p.Value.Bool
+		case p.Key == "bs" && p.Value.Kind == sfv.Boolean:
+			bs = p.Value.Bool
+		case p.Key == "key" && p.Value.Kind == sfv.String:
+			key = p.Value.Str
+		default: // req, tr, name, or a wrong type: not supported on requests here
+			return nil, fmt.Errorf("%w: unsupported component parameter %q", ErrMalformed, p.Key)
 		}
 	}
-	lines := r.Header.Values(name)
+	lines := r.Header[canonicalName(name)]
 	if name == "host" && len(lines) == 0 && r.Host != "" {
 		lines = []string{r.Host}
 	}
 	if len(lines) == 0 {
-		return "", fmt.Errorf("%w: covered field %q is absent", ErrMalformed, name)
+		return nil, fmt.Errorf("%w: covered field %q is absent", ErrMalformed, name)
 	}
 	switch {
 	case bs && (sf || key != ""):
-		return "", fmt.Errorf("%w: bs with sf or key", ErrMalformed)
+		return nil, fmt.Errorf("%w: bs with sf or key", ErrMalformed)
 	case bs:
-		enc := make([]string, len(lines))
 		for i, l := range lines {
-			enc[i] = ":" + base64.StdEncoding.EncodeToString([]byte(strings.Trim(l, " \t"))) + ":"
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = append(dst, ':')
+			dst = base64.StdEncoding.AppendEncode(dst, []byte(strings.Trim(l, " \t")))
+			dst = append(dst, ':')
 		}
-		return strings.Join(enc, ", "), nil
+		return dst, nil
 	case key != "":
-		d, err := httpsfv.UnmarshalDictionary(lines)
+		d, err := sfv.ParseDictionary(lines)
 		if err != nil {
-			return "", fmt.Errorf("%w: field %q is not a dictionary", ErrMalformed, name)
+			return nil, fmt.Errorf("%w: field %q is not a dictionary", ErrMalformed, name)
 		}
 		m, ok := d.Get(key)
 		if !ok {
-			return "", fmt.Errorf("%w: dictionary %q has no member %q", ErrMalformed, name, key)
+			return nil, fmt.Errorf("%w: dictionary %q has no member %q", ErrMalformed, name, key)
 		}
-		return marshalMember(m)
+		if dst, err = sfv.AppendMember(dst, m); err != nil {
+			return nil, fmt.Errorf("%w: dictionary member", ErrMalformed)
+		}
+		return dst, nil
 	case sf:
-		return reserialize(name, lines)
+		return appendReserialized(dst, name, lines)
 	}
-	vals := make([]string, len(lines))
 	for i, l := range lines {
-		vals[i] = strings.Trim(l, " \t")
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, strings.Trim(l, " \t")...)
 	}
-	return strings.Join(vals, ", "), nil
+	return dst, nil
+}
+
+// commonFields maps the lower-case names of fields often covered to their
+// canonical form, sparing the canonicalisation on the request path.
+var commonFields = map[string]string{
+	"content-digest": "Content-Digest", "authorization": "Authorization", "content-type": "Content-Type",
+	"content-length": "Content-Length", "date": "Date", "host": "Host", "x-device-id": "X-Device-Id",
+}
+
+func canonicalName(name string) string {
+	if c, ok := commonFields[name]; ok {
+		return c
+	}
+	return http.CanonicalHeaderKey(name)
 }
 
 // dictionaryFields are the structured fields of known dictionary type.
 var dictionaryFields = map[string]bool{"content-digest": true, "repr-digest": true, "signature": true, "signature-input": true, "want-content-digest": true}
 
-// reserialize returns the canonical serialization of a structured field.
-func reserialize(name string, lines []string) (string, error) {
-	var v httpsfv.StructuredFieldValue
-	var err error
-	if dictionaryFields[name] {
-		v, err = httpsfv.UnmarshalDictionary(lines)
-	} else if l, lerr := httpsfv.UnmarshalList(lines); lerr == nil {
-		v = l
-	} else if d, derr := httpsfv.UnmarshalDictionary(lines); derr == nil {
-		v = d
-	} else {
-		v, err = httpsfv.UnmarshalItem(lines)
-	}
+// appendReserialized appends the canonical serialization of a structured
+// field: a known dictionary as one, otherwise a list, dictionary or item,
+// whichever parses first.
+func appendReserialized(dst []byte, name string, lines []string) ([]byte, error) {
+	out, err := func() ([]byte, error) {
+		if dictionaryFields[name] {
+			d, err := sfv.ParseDictionary(lines)
+			if err != nil {
+				return nil, err
+			}
+			return sfv.AppendDictionary(dst, d)
+		}
+		if l, err := sfv.ParseList(lines); err == nil {
+			return sfv.AppendList(dst, l)
+		}
+		if d, err := sfv.ParseDictionary(lines); err == nil {
+			return sfv.AppendDictionary(dst, d)
+		}
+		it, err := sfv.ParseItem(lines)
+		if err != nil {
+			return nil, err
+		}
+		return sfv.AppendItem(dst, it)
+	}()
 	if err != nil {
-		return "", fmt.Errorf("%w: field %q is not a structured field", ErrMalformed, name)
+		return nil, fmt.Errorf("%w: field %q is not a structured field", ErrMalformed, name)
 	}
-	s, err := httpsfv.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("%w: field %q: %v", ErrMalformed, name, err)
-	}
-	return s, nil
+	return out, nil
 }
 
-func marshalMember(m httpsfv.Member) (string, error) {
-	var s string
-	var err error
-	switch v := m.(type) {
-	case httpsfv.Item:
-		s, err = httpsfv.Marshal(v)
-	case httpsfv.InnerList:
-		s, err = httpsfv.Marshal(httpsfv.List{v})
-	}
-	if err != nil || s == "" {
-		return "", fmt.Errorf("%w: dictionary member", ErrMalformed)
-	}
-	return s, nil
-}
-
-// derivedValue returns a derived component (RFC 9421 §2.2).
-func derivedValue(r *http.Request, t target, name string, params *httpsfv.Params) (string, error) {
+// appendDerived appends a derived component (RFC 9421 §2.2).
+func appendDerived(dst []byte, r *http.Request, t target, name string, params sfv.Params) ([]byte, error) {
 	switch name {
 	case "@method":
-		return r.Method, nil
+		return append(dst, r.Method...), nil
 	case "@scheme":
-		return t.scheme, nil
+		return append(dst, t.scheme...), nil
 	case "@authority":
-		return t.authority, nil
+		return append(dst, t.authority...), nil
 	case "@target-uri":
-		return t.scheme + "://" + t.authority + requestTarget(r), nil
+		dst = append(dst, t.scheme...)
+		dst = append(dst, "://"...)
+		dst = append(dst, t.authority...)
+		return appendRequestTarget(dst, r), nil
 	case "@request-target":
-		return requestTarget(r), nil
+		return appendRequestTarget(dst, r), nil
 	case "@path":
 		p := r.URL.EscapedPath()
 		if p == "" {
 			p = "/"
 		}
-		return p, nil
+		return append(dst, p...), nil
 	case "@query":
-		return "?" + r.URL.RawQuery, nil
+		dst = append(dst, '?')
+		return append(dst, r.URL.RawQuery...), nil
 	case "@query-param":
 		v, _ := params.Get("name")
-		qn, ok := v.(string)
-		if !ok {
-			return "", fmt.Errorf("%w: @query-param without a name", ErrMalformed)
+		if v.Kind != sfv.String {
+			return nil, fmt.Errorf("%w: @query-param without a name", ErrMalformed)
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
-			return "", fmt.Errorf("%w: query does not parse", ErrMalformed)
+			return nil, fmt.Errorf("%w: query does not parse", ErrMalformed)
 		}
 		// The name in the identifier is percent-encoded (§2.2.8).
-		decoded, err := url.QueryUnescape(qn)
+		decoded, err := url.QueryUnescape(v.Str)
 		if err != nil {
-			return "", fmt.Errorf("%w: @query-param name", ErrMalformed)
+			return nil, fmt.Errorf("%w: @query-param name", ErrMalformed)
 		}
 		vals := q[decoded]
 		if len(vals) != 1 {
-			return "", fmt.Errorf("%w: query parameter %q occurs %d times", ErrMalformed, qn, len(vals))
+			return nil, fmt.Errorf("%w: query parameter %q occurs %d times", ErrMalformed, v.Str, len(vals))
 		}
-		return percentEncode(vals[0]), nil
+		return appendPercentEncoded(dst, vals[0]), nil
 	}
-	return "", fmt.Errorf("%w: unsupported derived component %q", ErrMalformed, name)
+	return nil, fmt.Errorf("%w: unsupported derived component %q", ErrMalformed, name)
 }
 
-func requestTarget(r *http.Request) string {
+func appendRequestTarget(dst []byte, r *http.Request) []byte {
 	p := r.URL.EscapedPath()
 	if p == "" {
 		p = "/"
 	}
+	dst = append(dst, p...)
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
-		p += "?" + r.URL.RawQuery
+		dst = append(dst, '?')
+		dst = append(dst, r.URL.RawQuery...)
 	}
-	return p
+	return dst
 }
 
-// percentEncode encodes every byte outside the unreserved set of the
-// application/x-www-form-urlencoded percent-encode set as %XX.
-func percentEncode(s string) string {
+// appendPercentEncoded encodes every byte outside the unreserved set of
+// the application/x-www-form-urlencoded percent-encode set as %XX.
+func appendPercentEncoded(dst []byte, s string) []byte {
 	const hexDigits = "0123456789ABCDEF"
-	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '*' || c == '-' || c == '.' || c == '_' {
-			b.WriteByte(c)
+			dst = append(dst, c)
 		} else {
-			b.WriteByte('%')
-			b.WriteByte(hexDigits[c>>4])
-			b.WriteByte(hexDigits[c&15])
+			dst = append(dst, '%', hexDigits[c>>4], hexDigits[c&15])
 		}
 	}
-	return b.String()
+	return dst
 }
 
 // signatureBase builds the signature base (RFC 9421 §2.5) of r for the
-// covered components and parameters of one signature.
-func signatureBase(r *http.Request, t target, sig httpsfv.InnerList) ([]byte, error) {
-	var b strings.Builder
-	seen := make(map[string]bool, len(sig.Items))
-	for _, it := range sig.Items {
-		id, err := httpsfv.Marshal(httpsfv.List{it})
-		if err != nil {
+// covered components and parameters of one signature, appending to dst.
+func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params) ([]byte, error) {
+	var err error
+	for i, it := range items {
+		mark := len(dst)
+		if dst, err = sfv.AppendItem(dst, it); err != nil {
 			return nil, fmt.Errorf("%w: component identifier", ErrMalformed)
 		}
-		if seen[id] {
-			return nil, fmt.Errorf("%w: component %s covered twice", ErrMalformed, id)
+		id := dst[mark:]
+		for j := 0; j < i; j++ {
+			if sameIdentifier(items[j], it) {
+				return nil, fmt.Errorf("%w: component %s covered twice", ErrMalformed, id)
+			}
 		}
-		seen[id] = true
-		val, err := componentValue(r, t, it)
-		if err != nil {
+		dst = append(dst, ": "...)
+		valStart := len(dst)
+		if dst, err = appendComponentValue(dst, r, t, it); err != nil {
 			return nil, err
 		}
-		if strings.ContainsAny(val, "\n\r") {
-			return nil, fmt.Errorf("%w: component %s has a line break", ErrMalformed, id)
+		for _, c := range dst[valStart:] {
+			if c == '\n' || c == '\r' {
+				return nil, fmt.Errorf("%w: component %s has a line break", ErrMalformed, id)
+			}
 		}
-		b.WriteString(id)
-		b.WriteString(": ")
-		b.WriteString(val)
-		b.WriteByte('\n')
+		dst = append(dst, '\n')
 	}
-	params, err := httpsfv.Marshal(httpsfv.List{sig})
-	if err != nil {
+	dst = append(dst, `"@signature-params": `...)
+	if dst, err = sfv.AppendInnerList(dst, items, params); err != nil {
 		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
 	}
-	b.WriteString(`"@signature-params": `)
-	b.WriteString(params)
-	return []byte(b.String()), nil
+	return dst, nil
+}
+
+// sameIdentifier reports whether two component identifiers are equal:
+// the same name and the same parameters in the same order.
+func sameIdentifier(a, b sfv.Item) bool {
+	if a.Value.Str != b.Value.Str || len(a.Params) != len(b.Params) {
+		return false
+	}
+	for i := range a.Params {
+		if a.Params[i].Key != b.Params[i].Key || a.Params[i].Value.Str != b.Params[i].Value.Str ||
+			a.Params[i].Value.Kind != b.Params[i].Value.Kind || a.Params[i].Value.Bool != b.Params[i].Value.Bool {
+			return false
+		}
+	}
+	return true
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/dunglas/httpsfv"
+	"github.com/apiguard/apiguard/internal/sfv"
 )
 
 // digestAlgorithms are the Content-Digest algorithms verified (RFC 9530
@@ -21,26 +21,30 @@ var digestAlgorithms = map[string]func() hash.Hash{
 // supported algorithm must be present, and every supported one must
 // match.
 func checkDigest(lines []string, body []byte) error {
-	d, err := httpsfv.UnmarshalDictionary(lines)
+	d, err := sfv.ParseDictionary(lines)
 	if err != nil {
 		return fmt.Errorf("%w: Content-Digest is not a dictionary", ErrMalformed)
 	}
 	checked := 0
-	for _, name := range d.Names() {
-		newHash, ok := digestAlgorithms[name]
+	for _, m := range d.Members {
+		newHash, ok := digestAlgorithms[m.Key]
 		if !ok {
 			continue
 		}
-		m, _ := d.Get(name)
-		it, ok := m.(httpsfv.Item)
-		want, isBytes := it.Value.([]byte)
-		if !ok || !isBytes {
-			return fmt.Errorf("%w: Content-Digest %s is not a byte sequence", ErrMalformed, name)
+		if m.IsInnerList || m.Item.Value.Kind != sfv.ByteSequence {
+			return fmt.Errorf("%w: Content-Digest %s is not a byte sequence", ErrMalformed, m.Key)
 		}
-		h := newHash()
-		h.Write(body)
-		if subtle.ConstantTimeCompare(h.Sum(nil), want) != 1 {
-			return fmt.Errorf("%w: %s", ErrDigest, name)
+		var sum []byte
+		if m.Key == "sha-256" {
+			s := sha256.Sum256(body)
+			sum = s[:]
+		} else {
+			h := newHash()
+			h.Write(body)
+			sum = h.Sum(nil)
+		}
+		if subtle.ConstantTimeCompare(sum, m.Item.Value.Bytes) != 1 {
+			return fmt.Errorf("%w: %s", ErrDigest, m.Key)
 		}
 		checked++
 	}
@@ -54,8 +58,7 @@ func checkDigest(lines []string, body []byte) error {
 // sha-256 (RFC 9530).
 func ContentDigest(body []byte) string {
 	sum := sha256.Sum256(body)
-	d := httpsfv.NewDictionary()
-	d.Add("sha-256", httpsfv.NewItem(sum[:]))
-	s, _ := httpsfv.Marshal(d)
-	return s
+	b, _ := sfv.AppendDictionary(nil, sfv.Dictionary{Members: []sfv.DictMember{{Key: "sha-256",
+		Member: sfv.Member{Item: sfv.Item{Value: sfv.BareItem{Kind: sfv.ByteSequence, Bytes: sum[:]}}}}}})
+	return string(b)
 }

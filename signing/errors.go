@@ -3,8 +3,6 @@ package signing
 import (
 	"errors"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/apiguard/apiguard/internal/problem"
 )
@@ -104,7 +102,7 @@ func (v *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error)
 	var p problem.Problem
 	switch {
 	case errors.Is(err, ErrStoreUnavailable):
-		w.Header().Set("Retry-After", strconv.Itoa(int(time.Second/time.Second)))
+		w.Header().Set("Retry-After", "1")
 		problem.Write(w, probDown)
 		return
 	case errors.Is(err, ErrBodyTooLarge):

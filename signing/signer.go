@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dunglas/httpsfv"
+	"github.com/apiguard/apiguard/internal/sfv"
 )
 
 // Signer signs requests with hmac-sha256 under the default mobile profile:
@@ -75,22 +75,25 @@ func (s *Signer) Sign(r *http.Request) error {
 	if _, err := io.ReadFull(rnd, n[:]); err != nil {
 		return fmt.Errorf("signing: nonce: %w", err)
 	}
-	list := httpsfv.InnerList{Params: httpsfv.NewParams()}
-	for _, c := range components {
-		list.Items = append(list.Items, httpsfv.NewItem(c))
+	items := make([]sfv.Item, len(components))
+	for i, c := range components {
+		items[i] = sfv.Item{Value: sfv.BareItem{Kind: sfv.String, Str: c}}
 	}
-	list.Params.Add("created", now().Unix())
-	list.Params.Add("keyid", s.keyID)
-	list.Params.Add("nonce", base64.RawURLEncoding.EncodeToString(n[:]))
-	list.Params.Add("alg", AlgHMACSHA256)
+	str := func(v string) sfv.BareItem { return sfv.BareItem{Kind: sfv.String, Str: v} }
+	params := sfv.Params{
+		{Key: "created", Value: sfv.BareItem{Kind: sfv.Integer, Int: now().Unix()}},
+		{Key: "keyid", Value: str(s.keyID)},
+		{Key: "nonce", Value: str(base64.RawURLEncoding.EncodeToString(n[:]))},
+		{Key: "alg", Value: str(AlgHMACSHA256)},
+	}
 	if s.Tag != "" {
-		list.Params.Add("tag", s.Tag)
+		params = append(params, sfv.Param{Key: "tag", Value: str(s.Tag)})
 	}
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
 	}
-	base, err := signatureBase(r, target{scheme: strings.ToLower(r.URL.Scheme), authority: strings.ToLower(host)}, list)
+	base, err := signatureBase(nil, r, target{scheme: strings.ToLower(r.URL.Scheme), authority: strings.ToLower(host)}, items, params)
 	if err != nil {
 		return err
 	}
@@ -100,18 +103,15 @@ func (s *Signer) Sign(r *http.Request) error {
 	if label == "" {
 		label = "sig1"
 	}
-	in := httpsfv.NewDictionary()
-	in.Add(label, list)
-	sig := httpsfv.NewDictionary()
-	sig.Add(label, httpsfv.NewItem(m.Sum(nil)))
-	inStr, err := httpsfv.Marshal(in)
+	in, err := sfv.AppendDictionary(nil, sfv.Dictionary{Members: []sfv.DictMember{{Key: label, Member: sfv.Member{IsInnerList: true, Items: items, Params: params}}}})
 	if err != nil {
 		return fmt.Errorf("signing: %w", err)
 	}
-	sigStr, err := httpsfv.Marshal(sig)
+	sig, err := sfv.AppendDictionary(nil, sfv.Dictionary{Members: []sfv.DictMember{{Key: label, Member: sfv.Member{Item: sfv.Item{Value: sfv.BareItem{Kind: sfv.ByteSequence, Bytes: m.Sum(nil)}}}}}})
 	if err != nil {
 		return fmt.Errorf("signing: %w", err)
 	}
+	inStr, sigStr := string(in), string(sig)
 	r.Header.Set("Signature-Input", inStr)
 	r.Header.Set("Signature", sigStr)
 	return nil

@@ -55,9 +55,9 @@ func TestRFC9421B25(t *testing.T) {
 	// The signature base, byte for byte.
 	loose := Profile{InsecureAllowMissingNonce: true, InsecureAllowUncoveredMethod: true, InsecureAllowUncoveredTarget: true, InsecureAllowUnsignedBody: true}
 	r := vec.request()
-	in, err := (&Verifier{}).parse(r, loose)
+	in, err := (&Verifier{}).parse(r, loose, nil)
 	require.NoError(t, err)
-	base, err := signatureBase(r, target{scheme: "http", authority: "example.com"}, in.list)
+	base, err := signatureBase(nil, r, target{scheme: "http", authority: "example.com"}, in.items, in.params)
 	require.NoError(t, err)
 	require.Equal(t, vec.Base, string(base))
 

@@ -16,9 +16,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/dunglas/httpsfv"
+	"github.com/apiguard/apiguard/internal/sfv"
 )
 
 // Config configures a [Verifier]. A zero field takes the default in its
@@ -103,12 +104,25 @@ type Result struct {
 	Label     string
 	Algorithm string
 	Created   time.Time
-	// Covered lists the covered component identifiers, serialized.
-	Covered []string
 	// Body is the request body that Content-Digest was checked against
 	// (nil when it was not read). Verify consumes r.Body; Handler hands
 	// next a request whose body reads these bytes again.
 	Body []byte
+
+	items []sfv.Item
+}
+
+// Covered returns the covered component identifiers, serialized
+// (`"@method"`, `"@query-param";name="id"`).
+func (res *Result) Covered() []string {
+	out := make([]string, 0, len(res.items))
+	for _, it := range res.items {
+		b, err := sfv.AppendItem(nil, it)
+		if err == nil {
+			out = append(out, string(b))
+		}
+	}
+	return out
 }
 
 // Verifier verifies RFC 9421 signatures on requests. It is safe for
@@ -165,25 +179,34 @@ func New(cfg Config) (*Verifier, error) {
 }
 
 func (p Profile) validate() error {
-	for _, c := range p.Components {
-		if _, err := normalizeComponent(c); err != nil {
-			return fmt.Errorf("signing: Profile.Components: %q: %w", c, err)
-		}
-	}
-	return nil
+	_, err := p.required()
+	return err
 }
 
-// normalizeComponent returns the serialized identifier of a component
-// given as `name`, `"name"` or `"name";param`.
-func normalizeComponent(c string) (string, error) {
+// required parses Profile.Components.
+func (p Profile) required() ([]sfv.Item, error) {
+	var out []sfv.Item
+	for _, c := range p.Components {
+		it, err := parseComponent(c)
+		if err != nil {
+			return nil, fmt.Errorf("signing: Profile.Components: %q: %w", c, err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// parseComponent parses a component identifier given as `name`,
+// `"name"` or `"name";param`.
+func parseComponent(c string) (sfv.Item, error) {
 	if !strings.HasPrefix(c, `"`) {
 		c = `"` + c + `"`
 	}
-	l, err := httpsfv.UnmarshalList([]string{c})
-	if err != nil || len(l) != 1 {
-		return "", errors.New("not a component identifier")
+	it, err := sfv.ParseItem([]string{c})
+	if err != nil || it.Value.Kind != sfv.String {
+		return sfv.Item{}, errors.New("not a component identifier")
 	}
-	return httpsfv.Marshal(l)
+	return it, nil
 }
 
 type ctxKey struct{ name string }
@@ -217,7 +240,8 @@ func (v *Verifier) Handler(next http.Handler) http.Handler {
 // instead of Config.Profile, for endpoints that need more (or, with an
 // Insecure field, less). It panics if p is invalid or next is nil.
 func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
-	if err := p.validate(); err != nil {
+	req, err := p.required()
+	if err != nil {
 		panic(err.Error())
 	}
 	p.Components = slices.Clone(p.Components)
@@ -226,7 +250,7 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 			panic("signing: nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			res, err := v.verify(r, p)
+			res, err := v.verify(r, p, req)
 			if err != nil {
 				v.reject(w, r, p, err, res)
 				return
@@ -249,30 +273,34 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 // the replay store. It reads r.Body when the request has one (returned in
 // Result.Body). Errors match the package's sentinels.
 func (v *Verifier) Verify(r *http.Request) (*Result, error) {
-	return v.verify(r, v.cfg.Profile)
+	req, _ := v.cfg.Profile.required() // validated in New
+	return v.verify(r, v.cfg.Profile, req)
 }
+
+// basePool recycles signature-base buffers.
+var basePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // sigInput is one parsed, profile-checked signature.
 type sigInput struct {
 	label   string
-	list    httpsfv.InnerList
+	items   []sfv.Item
+	params  sfv.Params
 	sig     []byte
 	keyID   string
 	nonce   string
 	alg     string
 	created int64
 	expires int64
-	covered []string
 }
 
-func (v *Verifier) verify(r *http.Request, p Profile) (*Result, error) {
+func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Result, error) {
 	ctx := r.Context()
 	// 1. Parse and profile checks.
-	in, err := v.parse(r, p)
+	in, err := v.parse(r, p, required)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), Covered: in.covered}
+	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), items: in.items}
 	// 2. Key lookup.
 	key, err := v.cfg.Keys.Key(ctx, in.keyID)
 	switch {
@@ -289,16 +317,21 @@ func (v *Verifier) verify(r *http.Request, p Profile) (*Result, error) {
 	// 3. Signature, then the body against Content-Digest.
 	authority := v.cfg.Authority
 	if authority == "" {
-		authority = strings.ToLower(r.Host)
+		authority = lowerASCII(r.Host)
 	}
-	base, err := signatureBase(r, target{scheme: v.cfg.Scheme, authority: authority}, in.list)
+	bp := basePool.Get().(*[]byte)
+	defer basePool.Put(bp)
+	base, err := signatureBase((*bp)[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params)
 	if err != nil {
 		return res, err
+	}
+	if cap(base) <= 64<<10 {
+		*bp = base[:0] // keep a grown buffer, but not a huge one
 	}
 	if err := verifyWithKey(key, base, in.sig); err != nil {
 		return res, err
 	}
-	if slices.Contains(in.covered, `"content-digest"`) || hasBody(r) && !p.InsecureAllowUnsignedBody {
+	if covers(in.items, "content-digest") || hasBody(r) && !p.InsecureAllowUnsignedBody {
 		body, err := readBody(r, v.cfg.MaxBodyBytes)
 		if err != nil {
 			return res, err
@@ -342,7 +375,7 @@ func (v *Verifier) verify(r *http.Request, p Profile) (*Result, error) {
 
 // parse reads Signature-Input and Signature, picks the signature to
 // verify and checks it against the profile.
-func (v *Verifier) parse(r *http.Request, p Profile) (*sigInput, error) {
+func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item) (*sigInput, error) {
 	inLines, sigLines := r.Header.Values("Signature-Input"), r.Header.Values("Signature")
 	if len(inLines) == 0 && len(sigLines) == 0 {
 		return nil, ErrMissingSignature
@@ -358,58 +391,66 @@ func (v *Verifier) parse(r *http.Request, p Profile) (*sigInput, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
 	}
-	var lastErr error = fmt.Errorf("%w: no signature to verify", ErrProfile)
-	for _, label := range inputs.Names() {
-		m, _ := inputs.Get(label)
-		list, ok := m.(httpsfv.InnerList)
-		if !ok {
-			return nil, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, label)
+	var lastErr error
+	for _, m := range inputs.Members {
+		if !m.IsInnerList {
+			return nil, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
 		}
-		if tag, _ := list.Params.Get("tag"); p.Tag != "" && tag != p.Tag {
+		if tag, _ := m.Params.Get("tag"); p.Tag != "" && (tag.Kind != sfv.String || tag.Str != p.Tag) {
 			continue
 		}
-		in, err := checkProfile(r, label, list, p)
+		in, err := checkProfile(r, m.Key, m.Items, m.Params, p, required)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		sm, ok := sigs.Get(label)
+		sm, ok := sigs.Get(m.Key)
 		if !ok {
-			return nil, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, label)
+			return nil, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
 		}
-		it, ok := sm.(httpsfv.Item)
-		sig, isBytes := it.Value.([]byte)
-		if !ok || !isBytes {
-			return nil, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, label)
+		if sm.IsInnerList || sm.Item.Value.Kind != sfv.ByteSequence {
+			return nil, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
-		in.sig = sig
+		in.sig = sm.Item.Value.Bytes
 		return in, nil
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("%w: no signature to verify", ErrProfile)
 	}
 	return nil, lastErr
 }
 
+// covers reports whether items include the plain component name.
+func covers(items []sfv.Item, name string) bool {
+	for _, it := range items {
+		if it.Value.Str == name && len(it.Params) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // checkProfile checks one signature's parameters and covered components.
-func checkProfile(r *http.Request, label string, list httpsfv.InnerList, p Profile) (*sigInput, error) {
-	in := &sigInput{label: label, list: list}
-	for _, name := range list.Params.Names() {
-		val, _ := list.Params.Get(name)
+func checkProfile(r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (*sigInput, error) {
+	in := &sigInput{label: label, items: items, params: params}
+	for _, prm := range params {
 		var ok bool
-		switch name {
+		switch prm.Key {
 		case "created":
-			in.created, ok = val.(int64)
+			in.created, ok = prm.Value.Int, prm.Value.Kind == sfv.Integer
 		case "expires":
-			in.expires, ok = val.(int64)
+			in.expires, ok = prm.Value.Int, prm.Value.Kind == sfv.Integer
 		case "keyid":
-			in.keyID, ok = val.(string)
+			in.keyID, ok = prm.Value.Str, prm.Value.Kind == sfv.String
 		case "nonce":
-			in.nonce, ok = val.(string)
+			in.nonce, ok = prm.Value.Str, prm.Value.Kind == sfv.String
 		case "alg":
-			in.alg, ok = val.(string)
+			in.alg, ok = prm.Value.Str, prm.Value.Kind == sfv.String
 		default:
 			ok = true // tag and unknown parameters are signed, not interpreted
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: parameter %q has the wrong type", ErrMalformed, name)
+			return nil, fmt.Errorf("%w: parameter %q has the wrong type", ErrMalformed, prm.Key)
 		}
 	}
 	switch {
@@ -422,30 +463,28 @@ func checkProfile(r *http.Request, label string, list httpsfv.InnerList, p Profi
 	case len(in.nonce) > 256:
 		return nil, fmt.Errorf("%w: nonce too long", ErrMalformed)
 	}
-	for _, it := range list.Items {
-		id, err := httpsfv.Marshal(httpsfv.List{it})
-		if err != nil {
-			return nil, fmt.Errorf("%w: component identifier", ErrMalformed)
-		}
-		in.covered = append(in.covered, id)
-	}
-	covers := func(id string) bool { return slices.Contains(in.covered, id) }
-	if !covers(`"@method"`) && !p.InsecureAllowUncoveredMethod {
+	if !covers(items, "@method") && !p.InsecureAllowUncoveredMethod {
 		return nil, fmt.Errorf("%w: @method not covered", ErrProfile)
 	}
-	if !covers(`"@target-uri"`) && !(covers(`"@authority"`) && covers(`"@path"`) && covers(`"@query"`)) && !p.InsecureAllowUncoveredTarget {
+	if !covers(items, "@target-uri") && !(covers(items, "@authority") && covers(items, "@path") && covers(items, "@query")) && !p.InsecureAllowUncoveredTarget {
 		return nil, fmt.Errorf("%w: target URI not covered", ErrProfile)
 	}
-	if hasBody(r) && !covers(`"content-digest"`) && !p.InsecureAllowUnsignedBody {
+	if hasBody(r) && !covers(items, "content-digest") && !p.InsecureAllowUnsignedBody {
 		return nil, fmt.Errorf("%w: body not covered by content-digest", ErrProfile)
 	}
-	if r.Header.Get("Authorization") != "" && !covers(`"authorization"`) && !p.InsecureAllowUncoveredAuthorization {
+	if r.Header.Get("Authorization") != "" && !covers(items, "authorization") && !p.InsecureAllowUncoveredAuthorization {
 		return nil, fmt.Errorf("%w: authorization not covered", ErrProfile)
 	}
-	for _, c := range p.Components {
-		id, _ := normalizeComponent(c)
-		if !covers(id) {
-			return nil, fmt.Errorf("%w: %s not covered", ErrProfile, id)
+	for _, want := range required {
+		found := false
+		for _, it := range items {
+			if sameIdentifier(it, want) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %s not covered", ErrProfile, want.Value.Str)
 		}
 	}
 	return in, nil
@@ -462,6 +501,20 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	if r.ContentLength > limit {
 		return nil, ErrBodyTooLarge
+	}
+	if r.ContentLength > 0 {
+		// The length is known: one allocation, and one more byte read to
+		// catch a body longer than announced.
+		b := make([]byte, r.ContentLength+1)
+		n, err := io.ReadFull(r.Body, b)
+		switch {
+		case err == io.ErrUnexpectedEOF && int64(n) == r.ContentLength:
+			return b[:n], nil
+		case err == nil:
+			return nil, fmt.Errorf("%w: body longer than Content-Length", ErrMalformed)
+		default:
+			return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
+		}
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
@@ -509,27 +562,24 @@ func verifyWithKey(key Key, base, sig []byte) error {
 // acceptSignature is the Accept-Signature value for r under the default
 // profile: what a client must sign.
 func (v *Verifier) acceptSignature(r *http.Request) string {
-	items := []httpsfv.Item{httpsfv.NewItem("@method"), httpsfv.NewItem("@target-uri")}
+	comp := func(name string) sfv.Item { return sfv.Item{Value: sfv.BareItem{Kind: sfv.String, Str: name}} }
+	items := []sfv.Item{comp("@method"), comp("@target-uri")}
 	if hasBody(r) {
-		items = append(items, httpsfv.NewItem("content-digest"))
+		items = append(items, comp("content-digest"))
 	}
 	if r.Header.Get("Authorization") != "" {
-		items = append(items, httpsfv.NewItem("authorization"))
+		items = append(items, comp("authorization"))
 	}
-	list := httpsfv.InnerList{Items: items, Params: httpsfv.NewParams()}
-	list.Params.Add("created", true)
-	list.Params.Add("keyid", true)
-	list.Params.Add("nonce", true)
+	flag := sfv.BareItem{Kind: sfv.Boolean, Bool: true}
+	params := sfv.Params{{Key: "created", Value: flag}, {Key: "keyid", Value: flag}, {Key: "nonce", Value: flag}}
 	if v.cfg.Profile.Tag != "" {
-		list.Params.Add("tag", v.cfg.Profile.Tag)
+		params = append(params, sfv.Param{Key: "tag", Value: sfv.BareItem{Kind: sfv.String, Str: v.cfg.Profile.Tag}})
 	}
-	d := httpsfv.NewDictionary()
-	d.Add("sig1", list)
-	s, err := httpsfv.Marshal(d)
+	b, err := sfv.AppendDictionary(nil, sfv.Dictionary{Members: []sfv.DictMember{{Key: "sig1", Member: sfv.Member{IsInnerList: true, Items: items, Params: params}}}})
 	if err != nil {
 		return ""
 	}
-	return s
+	return string(b)
 }
 
 func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, res *Result) {
@@ -571,6 +621,16 @@ func deviceModel(s string) string {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(" ._,-()/", c) >= 0) {
 			return ""
+		}
+	}
+	return s
+}
+
+// lowerASCII lower-cases s, without allocating when it already is.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
 		}
 	}
 	return s

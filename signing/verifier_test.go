@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dunglas/httpsfv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -392,11 +391,7 @@ func signRaw(t testing.TB, keyID string, secret []byte, params string, args ...a
 	t.Helper()
 	r := httptest.NewRequest("GET", api+"/v1/orders", nil)
 	input := "sig1=" + fmt.Sprintf(params, args...)
-	d, err := httpsfv.UnmarshalDictionary([]string{input})
-	require.NoError(t, err)
-	m, _ := d.Get("sig1")
-	list := m.(httpsfv.InnerList)
-	base, err := signatureBase(r, target{scheme: "https", authority: "api.example.com"}, list)
+	base, err := baseFor(t, r, input)
 	if err != nil {
 		base = []byte("unbuildable")
 	}
@@ -481,9 +476,7 @@ func TestAsymmetricKeys(t *testing.T) {
 	sign := func(keyID, alg string, f func(base []byte) []byte) *http.Request {
 		r := httptest.NewRequest("GET", api+"/v1/orders", nil)
 		input := fmt.Sprintf(`sig1=("@method" "@target-uri");created=%d;keyid="%s";nonce="%s";alg="%s"`, clk.Now().Unix(), keyID, keyID+"-n", alg)
-		d, _ := httpsfv.UnmarshalDictionary([]string{input})
-		m, _ := d.Get("sig1")
-		base, err := signatureBase(r, target{scheme: "https", authority: "api.example.com"}, m.(httpsfv.InnerList))
+		base, err := baseFor(t, r, input)
 		require.NoError(t, err)
 		r.Header.Set("Signature-Input", input)
 		r.Header.Set("Signature", "sig1=:"+b64std(f(base))+":")

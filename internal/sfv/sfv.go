@@ -1,0 +1,794 @@
+// Package sfv parses and serializes HTTP Structured Field Values (RFC 8941,
+// with the Date and Display String types of RFC 9651), the syntax of
+// Signature-Input, Signature, Accept-Signature, Content-Digest and the
+// RateLimit fields.
+//
+// It follows the parsing and serialization algorithms of RFC 9651 §4
+// step by step, and is tested against an independent implementation
+// (github.com/dunglas/httpsfv) by differential fuzzing. It exists, rather
+// than that library being used on the request path, because the request
+// path of a signature check cannot afford its allocations: a parsed value
+// here is a few flat slices, and strings point into the input.
+package sfv
+
+import (
+	"encoding/base64"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Kind is the type of a bare item.
+type Kind uint8
+
+// Bare item types.
+const (
+	Integer Kind = iota + 1
+	Decimal
+	String
+	Token
+	ByteSequence
+	Boolean
+	Date
+	DisplayString
+)
+
+// BareItem is one bare item. Int holds Integer and Date, Dec holds Decimal,
+// Str holds String, Token and DisplayString, Bytes holds ByteSequence and
+// Bool holds Boolean.
+type BareItem struct {
+	Kind  Kind
+	Int   int64
+	Dec   float64
+	Str   string
+	Bytes []byte
+	Bool  bool
+}
+
+// Param is one parameter.
+type Param struct {
+	Key   string
+	Value BareItem
+}
+
+// Params are the parameters of an item or inner list, in order.
+type Params []Param
+
+// Get returns the value of key.
+func (ps Params) Get(key string) (BareItem, bool) {
+	for _, p := range ps {
+		if p.Key == key {
+			return p.Value, true
+		}
+	}
+	return BareItem{}, false
+}
+
+// Item is a bare item with parameters.
+type Item struct {
+	Value  BareItem
+	Params Params
+}
+
+// Member is a list or dictionary member: an item, or an inner list of
+// items with the list's own parameters.
+type Member struct {
+	IsInnerList bool
+	Item        Item   // when !IsInnerList
+	Items       []Item // when IsInnerList
+	Params      Params // the inner list's parameters, when IsInnerList
+}
+
+// List is a structured-field list.
+type List []Member
+
+// DictMember is one dictionary member.
+type DictMember struct {
+	Key string
+	Member
+}
+
+// Dictionary is a structured-field dictionary, in order.
+type Dictionary struct {
+	Members []DictMember
+	// Repeated reports that a key appeared more than once; as RFC 9651
+	// §4.2.2 asks, the later value replaced the earlier one.
+	Repeated bool
+}
+
+// Get returns the member of key.
+func (d *Dictionary) Get(key string) (Member, bool) {
+	for i := range d.Members {
+		if d.Members[i].Key == key {
+			return d.Members[i].Member, true
+		}
+	}
+	return Member{}, false
+}
+
+// Errors.
+var (
+	ErrSyntax = errors.New("sfv: invalid structured field")
+)
+
+type parser struct {
+	s   string
+	off int
+}
+
+func (p *parser) eof() bool { return p.off >= len(p.s) }
+func (p *parser) peek() byte {
+	if p.eof() {
+		return 0
+	}
+	return p.s[p.off]
+}
+
+func (p *parser) skipSP() {
+	for !p.eof() && p.s[p.off] == ' ' {
+		p.off++
+	}
+}
+
+func (p *parser) skipOWS() {
+	for !p.eof() && (p.s[p.off] == ' ' || p.s[p.off] == '\t') {
+		p.off++
+	}
+}
+
+func join(lines []string) string {
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	return strings.Join(lines, ", ")
+}
+
+// start trims leading and trailing SP (RFC 9651 §4.2 steps 2).
+func start(lines []string) parser {
+	s := join(lines)
+	i, j := 0, len(s)
+	for i < j && s[i] == ' ' {
+		i++
+	}
+	for j > i && s[j-1] == ' ' {
+		j--
+	}
+	return parser{s: s[i:j]}
+}
+
+// ParseList parses field lines as a List.
+func ParseList(lines []string) (List, error) {
+	ps := start(lines)
+	p := &ps
+	var l List
+	for !p.eof() {
+		m, err := p.itemOrInnerList()
+		if err != nil {
+			return nil, err
+		}
+		l = append(l, m)
+		p.skipOWS()
+		if p.eof() {
+			return l, nil
+		}
+		if p.s[p.off] != ',' {
+			return nil, ErrSyntax
+		}
+		p.off++
+		p.skipOWS()
+		if p.eof() {
+			return nil, ErrSyntax
+		}
+	}
+	return l, nil
+}
+
+// ParseDictionary parses field lines as a Dictionary.
+func ParseDictionary(lines []string) (Dictionary, error) {
+	ps := start(lines)
+	p := &ps
+	var d Dictionary
+	if len(p.s) > 0 {
+		d.Members = make([]DictMember, 0, 2)
+	}
+	for !p.eof() {
+		key, err := p.key()
+		if err != nil {
+			return Dictionary{}, err
+		}
+		var m Member
+		if p.peek() == '=' {
+			p.off++
+			if m, err = p.itemOrInnerList(); err != nil {
+				return Dictionary{}, err
+			}
+		} else {
+			params, err := p.params()
+			if err != nil {
+				return Dictionary{}, err
+			}
+			m = Member{Item: Item{Value: BareItem{Kind: Boolean, Bool: true}, Params: params}}
+		}
+		replaced := false
+		for i := range d.Members {
+			if d.Members[i].Key == key {
+				d.Members[i].Member = m
+				d.Repeated, replaced = true, true
+				break
+			}
+		}
+		if !replaced {
+			d.Members = append(d.Members, DictMember{Key: key, Member: m})
+		}
+		p.skipOWS()
+		if p.eof() {
+			return d, nil
+		}
+		if p.s[p.off] != ',' {
+			return Dictionary{}, ErrSyntax
+		}
+		p.off++
+		p.skipOWS()
+		if p.eof() {
+			return Dictionary{}, ErrSyntax
+		}
+	}
+	return d, nil
+}
+
+// ParseItem parses field lines as an Item.
+func ParseItem(lines []string) (Item, error) {
+	ps := start(lines)
+	p := &ps
+	it, err := p.item()
+	if err != nil {
+		return Item{}, err
+	}
+	if !p.eof() {
+		return Item{}, ErrSyntax
+	}
+	return it, nil
+}
+
+func (p *parser) itemOrInnerList() (Member, error) {
+	if p.peek() == '(' {
+		items, params, err := p.innerList()
+		if err != nil {
+			return Member{}, err
+		}
+		return Member{IsInnerList: true, Items: items, Params: params}, nil
+	}
+	it, err := p.item()
+	if err != nil {
+		return Member{}, err
+	}
+	return Member{Item: it}, nil
+}
+
+func (p *parser) innerList() ([]Item, Params, error) {
+	p.off++ // '('
+	items := make([]Item, 0, 4)
+	for !p.eof() {
+		p.skipSP()
+		if p.peek() == ')' {
+			p.off++
+			params, err := p.params()
+			if err != nil {
+				return nil, nil, err
+			}
+			return items, params, nil
+		}
+		it, err := p.item()
+		if err != nil {
+			return nil, nil, err
+		}
+		items = append(items, it)
+		if c := p.peek(); c != ' ' && c != ')' {
+			return nil, nil, ErrSyntax
+		}
+	}
+	return nil, nil, ErrSyntax
+}
+
+func (p *parser) item() (Item, error) {
+	v, err := p.bareItem()
+	if err != nil {
+		return Item{}, err
+	}
+	params, err := p.params()
+	if err != nil {
+		return Item{}, err
+	}
+	return Item{Value: v, Params: params}, nil
+}
+
+func (p *parser) params() (Params, error) {
+	if p.peek() != ';' {
+		return nil, nil
+	}
+	ps := make(Params, 0, 4)
+	for p.peek() == ';' {
+		p.off++
+		p.skipSP()
+		key, err := p.key()
+		if err != nil {
+			return nil, err
+		}
+		v := BareItem{Kind: Boolean, Bool: true}
+		if p.peek() == '=' {
+			p.off++
+			if v, err = p.bareItem(); err != nil {
+				return nil, err
+			}
+		}
+		replaced := false
+		for i := range ps {
+			if ps[i].Key == key {
+				ps[i].Value = v
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			ps = append(ps, Param{Key: key, Value: v})
+		}
+	}
+	return ps, nil
+}
+
+func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
+func isAlpha(c byte) bool   { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool   { return '0' <= c && c <= '9' }
+
+func (p *parser) key() (string, error) {
+	if c := p.peek(); !isLCAlpha(c) && c != '*' {
+		return "", ErrSyntax
+	}
+	s, i := p.s, p.off+1
+	for i < len(s) && keyChars[s[i]] {
+		i++
+	}
+	k := s[p.off:i]
+	p.off = i
+	return k, nil
+}
+
+// keyChars marks the characters of a key after its first.
+var keyChars = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['_'], t['-'], t['.'], t['*'] = true, true, true, true
+	return t
+}()
+
+func (p *parser) bareItem() (BareItem, error) {
+	c := p.peek()
+	switch {
+	case c == '-' || isDigit(c):
+		return p.number()
+	case c == '"':
+		s, err := p.str()
+		return BareItem{Kind: String, Str: s}, err
+	case c == '*' || isAlpha(c):
+		return BareItem{Kind: Token, Str: p.token()}, nil
+	case c == ':':
+		b, err := p.byteSequence()
+		return BareItem{Kind: ByteSequence, Bytes: b}, err
+	case c == '?':
+		return p.boolean()
+	case c == '@':
+		p.off++
+		v, err := p.number()
+		if err != nil || v.Kind != Integer {
+			return BareItem{}, ErrSyntax
+		}
+		return BareItem{Kind: Date, Int: v.Int}, nil
+	case c == '%':
+		s, err := p.displayString()
+		return BareItem{Kind: DisplayString, Str: s}, err
+	}
+	return BareItem{}, ErrSyntax
+}
+
+// number is RFC 9651 §4.2.4.
+func (p *parser) number() (BareItem, error) {
+	neg := false
+	if p.peek() == '-' {
+		neg = true
+		p.off++
+	}
+	if !isDigit(p.peek()) {
+		return BareItem{}, ErrSyntax
+	}
+	begin, dot := p.off, -1
+	for !p.eof() {
+		c := p.s[p.off]
+		if isDigit(c) {
+			p.off++
+		} else if c == '.' && dot < 0 {
+			if p.off-begin > 12 {
+				return BareItem{}, ErrSyntax
+			}
+			dot = p.off
+			p.off++
+		} else {
+			break
+		}
+		if dot < 0 && p.off-begin > 15 || dot >= 0 && p.off-begin > 16 {
+			return BareItem{}, ErrSyntax
+		}
+	}
+	num := p.s[begin:p.off]
+	if dot < 0 {
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return BareItem{}, ErrSyntax
+		}
+		if neg {
+			n = -n
+		}
+		return BareItem{Kind: Integer, Int: n}, nil
+	}
+	if frac := p.off - dot - 1; frac < 1 || frac > 3 {
+		return BareItem{}, ErrSyntax
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return BareItem{}, ErrSyntax
+	}
+	if neg {
+		f = -f
+	}
+	return BareItem{Kind: Decimal, Dec: f}, nil
+}
+
+// str is RFC 9651 §4.2.5. Without escapes the result points into the
+// input.
+func (p *parser) str() (string, error) {
+	s, i := p.s, p.off+1 // past '"'
+	begin := i
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '"':
+			p.off = i + 1
+			return s[begin:i], nil
+		case c == '\\':
+			return p.strEscaped(begin, i)
+		case c < 0x20 || c > 0x7e:
+			return "", ErrSyntax
+		}
+		i++
+	}
+	return "", ErrSyntax
+}
+
+// strEscaped continues str from the first backslash, at i.
+func (p *parser) strEscaped(begin, i int) (string, error) {
+	s := p.s
+	var b strings.Builder
+	b.WriteString(s[begin:i])
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '\\':
+			i++
+			if i == len(s) || s[i] != '"' && s[i] != '\\' {
+				return "", ErrSyntax
+			}
+			b.WriteByte(s[i])
+		case c == '"':
+			p.off = i + 1
+			return b.String(), nil
+		case c < 0x20 || c > 0x7e:
+			return "", ErrSyntax
+		default:
+			b.WriteByte(c)
+		}
+		i++
+	}
+	return "", ErrSyntax
+}
+
+func isTChar(c byte) bool {
+	return isAlpha(c) || isDigit(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// token is RFC 9651 §4.2.6.
+func (p *parser) token() string {
+	begin := p.off
+	p.off++
+	for !p.eof() {
+		c := p.s[p.off]
+		if !isTChar(c) && c != ':' && c != '/' {
+			break
+		}
+		p.off++
+	}
+	return p.s[begin:p.off]
+}
+
+// byteSequence is RFC 9651 §4.2.7. Padding may be absent, as the RFC
+// asks parsers to allow; wrong padding is an error.
+func (p *parser) byteSequence() ([]byte, error) {
+	p.off++ // ':'
+	begin := p.off
+	for !p.eof() {
+		c := p.s[p.off]
+		if c == ':' {
+			enc := p.s[begin:p.off]
+			p.off++
+			dec := base64.StdEncoding
+			if len(enc)%4 != 0 {
+				dec = base64.RawStdEncoding
+			}
+			b, err := dec.DecodeString(enc)
+			if err != nil {
+				return nil, ErrSyntax
+			}
+			return b, nil
+		}
+		if !isAlpha(c) && !isDigit(c) && c != '+' && c != '/' && c != '=' {
+			return nil, ErrSyntax
+		}
+		p.off++
+	}
+	return nil, ErrSyntax
+}
+
+func (p *parser) boolean() (BareItem, error) {
+	p.off++ // '?'
+	switch p.peek() {
+	case '1':
+		p.off++
+		return BareItem{Kind: Boolean, Bool: true}, nil
+	case '0':
+		p.off++
+		return BareItem{Kind: Boolean, Bool: false}, nil
+	}
+	return BareItem{}, ErrSyntax
+}
+
+// displayString is RFC 9651 §4.2.10.
+func (p *parser) displayString() (string, error) {
+	if !strings.HasPrefix(p.s[p.off:], `%"`) {
+		return "", ErrSyntax
+	}
+	p.off += 2
+	var b []byte
+	for !p.eof() {
+		c := p.s[p.off]
+		switch {
+		case c <= 0x1f || c >= 0x7f:
+			return "", ErrSyntax
+		case c == '%':
+			if p.off+2 >= len(p.s) {
+				return "", ErrSyntax
+			}
+			h, ok1 := lowerHex(p.s[p.off+1])
+			l, ok2 := lowerHex(p.s[p.off+2])
+			if !ok1 || !ok2 {
+				return "", ErrSyntax
+			}
+			b = append(b, h<<4|l)
+			p.off += 3
+		case c == '"':
+			p.off++
+			if !utf8.Valid(b) {
+				return "", ErrSyntax
+			}
+			return string(b), nil
+		default:
+			b = append(b, c)
+			p.off++
+		}
+	}
+	return "", ErrSyntax
+}
+
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case isDigit(c):
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// Serialization (RFC 9651 §4.1). Append* functions append the
+// serialization to dst and return ErrSyntax for a value that cannot be
+// serialized.
+
+// AppendList appends a List.
+func AppendList(dst []byte, l List) ([]byte, error) {
+	var err error
+	for i, m := range l {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		if dst, err = AppendMember(dst, m); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+// AppendDictionary appends a Dictionary.
+func AppendDictionary(dst []byte, d Dictionary) ([]byte, error) {
+	var err error
+	for i, m := range d.Members {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		if dst, err = appendKey(dst, m.Key); err != nil {
+			return nil, err
+		}
+		if !m.IsInnerList && m.Item.Value.Kind == Boolean && m.Item.Value.Bool {
+			if dst, err = AppendParams(dst, m.Item.Params); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		dst = append(dst, '=')
+		if dst, err = AppendMember(dst, m.Member); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+// AppendMember appends an item or an inner list.
+func AppendMember(dst []byte, m Member) ([]byte, error) {
+	if m.IsInnerList {
+		return AppendInnerList(dst, m.Items, m.Params)
+	}
+	return AppendItem(dst, m.Item)
+}
+
+// AppendInnerList appends an inner list with its parameters.
+func AppendInnerList(dst []byte, items []Item, params Params) ([]byte, error) {
+	var err error
+	dst = append(dst, '(')
+	for i, it := range items {
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		if dst, err = AppendItem(dst, it); err != nil {
+			return nil, err
+		}
+	}
+	dst = append(dst, ')')
+	return AppendParams(dst, params)
+}
+
+// AppendItem appends an item with its parameters.
+func AppendItem(dst []byte, it Item) ([]byte, error) {
+	dst, err := AppendBareItem(dst, it.Value)
+	if err != nil {
+		return nil, err
+	}
+	return AppendParams(dst, it.Params)
+}
+
+// AppendParams appends parameters.
+func AppendParams(dst []byte, ps Params) ([]byte, error) {
+	var err error
+	for _, p := range ps {
+		dst = append(dst, ';')
+		if dst, err = appendKey(dst, p.Key); err != nil {
+			return nil, err
+		}
+		if p.Value.Kind == Boolean && p.Value.Bool {
+			continue
+		}
+		dst = append(dst, '=')
+		if dst, err = AppendBareItem(dst, p.Value); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+func appendKey(dst []byte, k string) ([]byte, error) {
+	if k == "" || !isLCAlpha(k[0]) && k[0] != '*' {
+		return nil, ErrSyntax
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !isLCAlpha(c) && !isDigit(c) && c != '_' && c != '-' && c != '.' && c != '*' {
+			return nil, ErrSyntax
+		}
+	}
+	return append(dst, k...), nil
+}
+
+// AppendBareItem appends a bare item.
+func AppendBareItem(dst []byte, v BareItem) ([]byte, error) {
+	switch v.Kind {
+	case Integer:
+		if v.Int > 999_999_999_999_999 || v.Int < -999_999_999_999_999 {
+			return nil, ErrSyntax
+		}
+		return strconv.AppendInt(dst, v.Int, 10), nil
+	case Decimal:
+		return appendDecimal(dst, v.Dec)
+	case String:
+		dst = append(dst, '"')
+		for i := 0; i < len(v.Str); i++ {
+			c := v.Str[i]
+			if c < 0x20 || c > 0x7e {
+				return nil, ErrSyntax
+			}
+			if c == '"' || c == '\\' {
+				dst = append(dst, '\\')
+			}
+			dst = append(dst, c)
+		}
+		return append(dst, '"'), nil
+	case Token:
+		if v.Str == "" || !isAlpha(v.Str[0]) && v.Str[0] != '*' {
+			return nil, ErrSyntax
+		}
+		for i := 0; i < len(v.Str); i++ {
+			if c := v.Str[i]; !isTChar(c) && c != ':' && c != '/' {
+				return nil, ErrSyntax
+			}
+		}
+		return append(dst, v.Str...), nil
+	case ByteSequence:
+		dst = append(dst, ':')
+		dst = base64.StdEncoding.AppendEncode(dst, v.Bytes)
+		return append(dst, ':'), nil
+	case Boolean:
+		if v.Bool {
+			return append(dst, "?1"...), nil
+		}
+		return append(dst, "?0"...), nil
+	case Date:
+		if v.Int > 999_999_999_999_999 || v.Int < -999_999_999_999_999 {
+			return nil, ErrSyntax
+		}
+		return strconv.AppendInt(append(dst, '@'), v.Int, 10), nil
+	case DisplayString:
+		if !utf8.ValidString(v.Str) {
+			return nil, ErrSyntax
+		}
+		const hexDigits = "0123456789abcdef"
+		dst = append(dst, '%', '"')
+		for i := 0; i < len(v.Str); i++ {
+			c := v.Str[i]
+			if c == '%' || c == '"' || c <= 0x1f || c >= 0x7f {
+				dst = append(dst, '%', hexDigits[c>>4], hexDigits[c&15])
+			} else {
+				dst = append(dst, c)
+			}
+		}
+		return append(dst, '"'), nil
+	}
+	return nil, ErrSyntax
+}
+
+// appendDecimal is RFC 9651 §4.1.5: round to three fractional digits
+// (half to even), at least one fractional digit, at most twelve integer
+// digits.
+func appendDecimal(dst []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, ErrSyntax
+	}
+	r := math.RoundToEven(f*1000) / 1000
+	if math.Abs(r) >= 1e12 {
+		return nil, ErrSyntax
+	}
+	s := strconv.FormatFloat(r, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return append(dst, s...), nil
+}

@@ -1,0 +1,58 @@
+// Package signing verifies that each critical request was signed by a key
+// bound to one device, is fresh, has never been seen before, and carries
+// the body it claims: RFC 9421 HTTP Message Signatures with per-device
+// keys, RFC 9530 Content-Digest, and a replay defence that holds under
+// eviction and restarts.
+//
+//	v, err := signing.New(signing.Config{
+//		Keys: signing.DerivedKeys(masterSecret, []byte("shop-api")), // one master secret, a secret per device
+//	})
+//	if err != nil { ... }
+//	mux.Handle("POST /v1/pay", v.Handler(pay))
+//	// in a handler: keyID, _ := signing.KeyIDFrom(r.Context())
+//
+// Clients sign with [Signer] (or [NewTransport]) in Go, or with any RFC 9421
+// library: the default profile asks for @method and @target-uri,
+// content-digest when there is a body, authorization when that header is
+// present, and the parameters created, keyid and nonce.
+//
+// # Place in the chain
+//
+// telemetry outermost, then an IP-keyed rate limiter (verification costs a
+// MAC and a body read), then auth and signing, then limiters keyed by
+// subject or device ([KeyIDFrom]).
+//
+// # Order of checks
+//
+// 1. Signature-Input and Signature are parsed as RFC 8941 structured
+// fields (a repeated label is refused) and checked against the endpoint's
+// [Profile]. 2. The key is looked up; unknown and revoked keys are refused
+// with their own reasons. 3. The signature base is built (RFC 9421 §2.5)
+// and the MAC or signature verified in constant time; then the body is
+// read, up to Config.MaxBodyBytes, and checked against Content-Digest, and
+// handed on intact. 4. Only then freshness and replay: created within
+// Config.Window, expires not passed, created not older than the newest
+// accepted created of the key minus Config.ReorderSlack, and the nonce
+// single use. Unauthenticated traffic never reaches the replay store.
+//
+// # Replay store and failure policy
+//
+// The default [MemoryReplayStore] is bounded. When it evicts a nonce
+// before its expiry it raises a floor to that nonce's created time, and it
+// starts with a floor at process start; signatures at or below the floor
+// are refused (event=replay_floor): eviction or a restart never reopens a
+// replay. Several instances share redisstore's store. When a key store or
+// replay store cannot answer, the request is refused with 503 and
+// Retry-After (fail closed).
+//
+// # Events
+//
+// Mismatches are logged as event=signature_mismatch with the key ID, a
+// device model (Config.DeviceModelHeader) and, through the request
+// context, the correlation ID, so that emulator farms show up as
+// clusters; replays as event=replay; everything else as
+// event=signature_rejected with a reason. Secrets, signatures and nonces
+// are never logged.
+//
+// A Verifier is safe for concurrent use by multiple goroutines.
+package signing
