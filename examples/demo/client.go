@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -217,6 +218,12 @@ func (c *client) script(ctx context.Context) []result {
 	proof, _ := c.proof("GET", c.base+"/v1/orders", bound)
 	dpopCall := call{method: "GET", path: "/v1/orders", header: map[string]string{"Authorization": "DPoP " + bound, "DPoP": proof}}
 	add(c.do(ctx, "GET /v1/orders with a DPoP-bound token", false, 200, dpopCall))
+	pay, payBody, err := c.signedPay(token, "device-42.v1", `{"amount":100}`)
+	if err != nil {
+		fail("signed payment", err)
+		return out
+	}
+	add(c.do(ctx, "POST /v1/pay signed by device-42", false, 200, call{method: "POST", path: "/v1/pay", header: pay, body: payBody}))
 	add(c.do(ctx, "client reports a pinning failure", false, 204, call{method: "POST", path: "/v1/reports",
 		header: map[string]string{"Content-Type": "application/reports+json"},
 		body:   `[{"type":"pinning-failure","age":1200,"url":"https://api.example.com/v1/pay","user_agent":"Shop/5.2","body":{}}]`}))
@@ -238,6 +245,14 @@ func (c *client) script(ctx context.Context) []result {
 	add(c.do(ctx, "DPoP proof made for another URL", true, 401, call{method: "GET", path: "/v1/orders",
 		header: map[string]string{"Authorization": "DPoP " + bound, "DPoP": otherProof}}))
 	add(c.stolenCode(ctx))
+	add(c.do(ctx, "replayed signed payment", true, 401, call{method: "POST", path: "/v1/pay", header: pay, body: payBody}))
+	tampered, _, _ := c.signedPay(token, "device-42.v1", `{"amount":100}`)
+	add(c.do(ctx, "payment body tampered in flight", true, 401, call{method: "POST", path: "/v1/pay", header: tampered, body: `{"amount":100000}`}))
+	otherSecret, _ := signing.DeriveSecret([]byte("an-emulator-farm-guessed-this-secret"), demoSalt, "device-42.v1")
+	forged, forgedBody, _ := c.signWith(token, "device-42.v1", otherSecret, `{"amount":5}`)
+	add(c.do(ctx, "payment signed with another key", true, 401, call{method: "POST", path: "/v1/pay", header: forged, body: forgedBody}))
+	unsigned := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+	add(c.do(ctx, "unsigned payment", true, 401, call{method: "POST", path: "/v1/pay", header: unsigned, body: `{"amount":5}`}))
 	add(c.do(ctx, "header injection in X-Request-ID", true, 401, call{method: "GET", path: "/v1/orders",
 		header: map[string]string{"X-Request-ID": "x\"; Set-Cookie: session=attacker"}}))
 	ok := out[len(out)-1]
@@ -249,6 +264,34 @@ func (c *client) script(ctx context.Context) []result {
 	add(c.do(ctx, "malformed client report", true, 400, call{method: "POST", path: "/v1/reports",
 		header: map[string]string{"Content-Type": "application/reports+json"}, body: `[{"type":"x","evil":true}]`}))
 	return out
+}
+
+// signedPay signs a payment as device keyID does, with the secret its
+// enrolment derived, and returns the headers to send with body.
+func (c *client) signedPay(token, keyID, body string) (map[string]string, string, error) {
+	secret, err := signing.DeriveSecret(demoMaster, demoSalt, keyID)
+	if err != nil {
+		return nil, "", err
+	}
+	return c.signWith(token, keyID, secret, body)
+}
+
+func (c *client) signWith(token, keyID string, secret []byte, body string) (map[string]string, string, error) {
+	r, err := http.NewRequest("POST", c.base+"/v1/pay", strings.NewReader(body))
+	if err != nil {
+		return nil, "", err
+	}
+	r.Header.Set("Authorization", "Bearer "+token)
+	r.Header.Set("Content-Type", "application/json")
+	if err := signing.NewSigner(keyID, secret).Sign(r); err != nil {
+		return nil, "", err
+	}
+	h := map[string]string{}
+	for k := range r.Header {
+		h[k] = r.Header.Get(k)
+	}
+	h["X-Device-Model"] = "iPhone16,1"
+	return h, body, nil
 }
 
 // algNone forges a token with alg none and no signature.

@@ -80,7 +80,7 @@ func (is *issuer) routes(mux *http.ServeMux) {
 			oauthError(w, "invalid_grant")
 			return
 		}
-		claims := map[string]any{"scope": "orders:read profile", "acr": "urn:demo:mfa", "auth_time": time.Now().Unix()}
+		claims := map[string]any{"scope": "orders:read profile payments", "acr": "urn:demo:mfa", "auth_time": time.Now().Unix()}
 		if proof := r.Header.Get("DPoP"); proof != "" {
 			jkt, err := proofKeyThumbprint(proof)
 			if err != nil {

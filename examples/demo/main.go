@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 )
 
@@ -122,8 +124,28 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Each device signs with its own secret, derived from one master secret
+	// at enrolment (HKDF); the API keeps only the master.
+	sig, err := signing.New(signing.Config{
+		Keys:   signing.DerivedKeys(demoMaster, demoSalt),
+		Scheme: "http", // the demo serves plain HTTP on loopback
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	is.routes(mux)
+	mux.Handle("POST /v1/pay", v.Require("payments")(sig.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		device, _ := signing.KeyIDFrom(r.Context())
+		var p struct{ Amount int }
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		logger.InfoContext(r.Context(), "payment", "device", device, "amount", p.Amount)
+		writeJSON(w, map[string]any{"paid": p.Amount, "device": device})
+	}))))
 	mux.Handle("GET /v1/orders", v.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := auth.ClaimsFrom(r.Context())
 		logger.InfoContext(r.Context(), "orders listed", "sub", claims.Subject)
@@ -135,6 +157,13 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 	mux.Handle("POST /v1/reports", obs.ReportHandler())
 	return &api{handler: obs.Handler(mux), issuer: is, verifier: v}, nil
 }
+
+// The demo's master secret and salt for device keys. A real service loads
+// the master from its secret store.
+var (
+	demoMaster = []byte("apiguard-demo-master-secret-0123456789")
+	demoSalt   = []byte("apiguard-demo")
+)
 
 // result is one row of the table.
 type result struct {
