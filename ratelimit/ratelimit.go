@@ -1,0 +1,526 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/apiguard/apiguard/internal/problem"
+	"golang.org/x/time/rate"
+)
+
+// Limit is a token bucket: Requests per Per on average, with bursts of up
+// to Burst. "100 per minute, burst 20" is Limit{Requests: 100, Per:
+// time.Minute, Burst: 20}.
+type Limit struct {
+	// Requests is the number of requests per Per. Required: > 0.
+	Requests int
+	// Per is the window. Required: > 0.
+	Per time.Duration
+	// Burst is the bucket size: how many requests may come at once.
+	// Default: Requests.
+	Burst int
+}
+
+func (l Limit) valid() bool { return l.Requests > 0 && l.Per > 0 && l.Burst >= 0 }
+
+func (l Limit) rate() rate.Limit { return rate.Limit(float64(l.Requests) / l.Per.Seconds()) }
+
+func (l Limit) burst() int {
+	if l.Burst == 0 {
+		return l.Requests
+	}
+	return l.Burst
+}
+
+// emission is the time one token takes to accrue.
+func (l Limit) emission() time.Duration { return l.Per / time.Duration(l.Requests) }
+
+// KeyFunc names the bucket of a request. It returns [ErrNoKey] (or any
+// error) when the request has no key; such requests are rejected unless
+// Config.InsecureAllowNoKey is set.
+type KeyFunc func(r *http.Request) (string, error)
+
+// StorePolicy says what a Limiter does when its Store fails or times out.
+type StorePolicy int
+
+const (
+	// FallbackLocal decides with a local in-memory limiter, per instance,
+	// until the store answers again. Default.
+	FallbackLocal StorePolicy = iota
+	// FailOpen allows the request.
+	FailOpen
+	// FailClosed rejects the request with 503.
+	FailClosed
+)
+
+// Rule is one further limit a Limiter enforces with its main one, all or
+// nothing: a request rejected by one limit charges none.
+type Rule struct {
+	// Name is the policy name in headers and events. Required.
+	Name string
+	// Limit is the limit. Required.
+	Limit Limit
+	// Key names the bucket. Required.
+	Key KeyFunc
+	// LimitFor, when set, returns the limit for a key at run time.
+	LimitFor func(r *http.Request, key string) Limit
+}
+
+// Config configures a [Limiter]. A zero field takes the default in its
+// comment.
+type Config struct {
+	// Name is the policy name in the RateLimit fields and events.
+	// Default: "api".
+	Name string
+	// Limit is the limit. Required.
+	Limit Limit
+	// Key names the bucket of a request. Required: there is no safe
+	// default (see [KeyByIP], [KeyByHeader]).
+	Key KeyFunc
+	// LimitFor, when set, returns the limit for a key at run time (tighter
+	// for a risky device, looser for a paid tier); an existing bucket
+	// adopts a changed limit. Default: Limit for every key.
+	LimitFor func(r *http.Request, key string) Limit
+	// Rules are further limits enforced with this one, all or nothing.
+	Rules []Rule
+
+	// Store keeps the buckets. Default: the in-memory store of MaxKeys
+	// buckets. A shared store (redisstore) makes several instances
+	// enforce one limit; it needs KeySecret.
+	Store Store
+	// MaxKeys bounds the default store. Default: 100000.
+	MaxKeys int
+	// Overflow is the default store's policy when it is full of buckets
+	// that are still refilling. Default: OverflowReject.
+	Overflow Overflow
+	// StorePolicy applies when Store fails or exceeds StoreTimeout.
+	// Default: FallbackLocal.
+	StorePolicy StorePolicy
+	// StoreTimeout bounds each call to a Store other than the default.
+	// Default: 10ms.
+	StoreTimeout time.Duration
+	// KeySecret keys the hash that keys are stored under in a shared
+	// Store, so that tokens, device IDs and addresses are never stored
+	// raw, and every instance computes the same hash. Required with a
+	// Store, at least 32 bytes. (The default store keys its buckets with a
+	// per-process seeded hash.)
+	KeySecret []byte
+
+	// Shadow decides, logs and counts, but never rejects: for rolling a
+	// new limit out. Default: false.
+	Shadow bool
+	// InsecureAllowNoKey lets requests without a key through unlimited.
+	// Default: false, such requests are rejected with 400.
+	InsecureAllowNoKey bool
+	// QuietAllow leaves the RateLimit fields off allowed responses.
+	// Default: false, every response carries them.
+	QuietAllow bool
+	// LegacyHeaders also sends X-RateLimit-Limit, X-RateLimit-Remaining
+	// and X-RateLimit-Reset. Default: false.
+	LegacyHeaders bool
+
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives events (rate_limited, ratelimit_no_key,
+	// ratelimit_store_error). Default: slog.Default().
+	Logger *slog.Logger
+	// ErrorHandler writes rejections. Default: [Limiter.WriteError].
+	ErrorHandler func(http.ResponseWriter, *http.Request, error)
+}
+
+// Errors.
+var (
+	// ErrLimited reports that a limit is exhausted; the error is a
+	// *[LimitError].
+	ErrLimited = errors.New("ratelimit: limit exceeded")
+	// ErrNoKey is what a KeyFunc returns when the request has no key.
+	ErrNoKey = errors.New("ratelimit: no key for the request")
+	// ErrStoreUnavailable reports a store failure under FailClosed.
+	ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
+)
+
+// LimitError is a rejection: which policy, and when to retry.
+type LimitError struct {
+	Policy     string
+	Limit      Limit
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("ratelimit: limit %q exceeded, retry after %s", e.Policy, e.RetryAfter)
+}
+
+// Unwrap returns ErrLimited.
+func (e *LimitError) Unwrap() error { return ErrLimited }
+
+// Decision is the outcome of [Limiter.Allow].
+type Decision struct {
+	Allowed bool
+	// Policy is the deciding policy: the one that rejected, or the main
+	// one when allowed.
+	Policy string
+	Limit  Limit
+	// Remaining is the whole number of requests left in the bucket.
+	Remaining int
+	// RetryAfter is, when rejected, how long until a request passes.
+	RetryAfter time.Duration
+	// NextToken is how long until one more request accrues.
+	NextToken time.Duration
+}
+
+// Limiter is a rate-limiting middleware and its buckets, created once in
+// New and shared by every Handler wrap. It is safe for concurrent use by
+// multiple goroutines. The zero value is not usable; create one with
+// [New].
+type Limiter struct {
+	cfg    Config
+	rules  []rule
+	mem    *memoryStore // the store, when it is the default
+	local  *memoryStore // fallback for a failing shared store
+	policy []string     // RateLimit-Policy value of the main rule, shared
+}
+
+type rule struct {
+	name     string
+	limit    Limit
+	key      KeyFunc
+	limitFor func(*http.Request, string) Limit
+}
+
+// New validates cfg, fills in its defaults and returns a Limiter.
+func New(cfg Config) (*Limiter, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("ratelimit: Config.Key is required")
+	}
+	if !cfg.Limit.valid() {
+		return nil, errors.New("ratelimit: Config.Limit is required: Requests and Per must be positive")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "api"
+	}
+	if cfg.StoreTimeout < 0 || cfg.MaxKeys < 0 {
+		return nil, errors.New("ratelimit: Config.StoreTimeout and Config.MaxKeys must not be negative")
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 10 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Store != nil && len(cfg.KeySecret) < 32 {
+		return nil, errors.New("ratelimit: Config.KeySecret (32 bytes or more) is required with a shared Store")
+	}
+	l := &Limiter{cfg: cfg}
+	l.rules = append(l.rules, rule{name: cfg.Name, limit: cfg.Limit, key: cfg.Key, limitFor: cfg.LimitFor})
+	names := map[string]bool{cfg.Name: true}
+	for i, r := range cfg.Rules {
+		if r.Name == "" || r.Key == nil || !r.Limit.valid() {
+			return nil, fmt.Errorf("ratelimit: Config.Rules[%d] needs a Name, a Key and a valid Limit", i)
+		}
+		if names[r.Name] {
+			return nil, fmt.Errorf("ratelimit: policy name %q used twice", r.Name)
+		}
+		names[r.Name] = true
+		l.rules = append(l.rules, rule{name: r.Name, limit: r.Limit, key: r.Key, limitFor: r.LimitFor})
+	}
+	if cfg.Store == nil {
+		l.mem = newMemoryStore(cfg.MaxKeys, cfg.Overflow)
+	} else {
+		l.local = newMemoryStore(cfg.MaxKeys, cfg.Overflow)
+	}
+	l.policy = []string{policyField(cfg.Name, cfg.Limit)}
+	return l, nil
+}
+
+// Close releases nothing today and returns nil; it exists so that callers
+// can treat every apiguard middleware alike. A Limiter starts no
+// goroutine.
+func (l *Limiter) Close() error { return nil }
+
+// Allow takes one token for key under the main limit (Config.Limit, or
+// Config.LimitFor with a nil request), shorthand for AllowAt with
+// Config.Now. It returns an error only when a shared store fails under
+// FailClosed.
+func (l *Limiter) Allow(ctx context.Context, key string) (Decision, error) {
+	return l.AllowAt(ctx, key, l.cfg.Now())
+}
+
+// AllowAt is Allow at time now.
+func (l *Limiter) AllowAt(ctx context.Context, key string, now time.Time) (Decision, error) {
+	r := &l.rules[0]
+	lim := r.limit
+	if r.limitFor != nil {
+		lim = r.limitFor(nil, key)
+	}
+	res, err := l.take(ctx, key, lim, now)
+	if err != nil {
+		return Decision{Policy: r.name, Limit: lim}, err
+	}
+	return decision(r.name, lim, res), nil
+}
+
+func decision(name string, lim Limit, res result) Decision {
+	return Decision{Allowed: res.Allowed, Policy: name, Limit: lim, Remaining: res.Remaining, RetryAfter: res.RetryAfter, NextToken: res.NextToken}
+}
+
+// take takes one token from key's bucket, in the default store or the
+// shared one with its failure policy.
+func (l *Limiter) take(ctx context.Context, key string, lim Limit, now time.Time) (result, error) {
+	if l.mem != nil {
+		return l.mem.take(maphash.String(l.mem.seed, key), lim, now), nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, l.cfg.StoreTimeout)
+	ok, remaining, wait, err := l.cfg.Store.Take(sctx, l.storeKey(key), lim.emission(), lim.burst(), now)
+	cancel()
+	if err == nil {
+		res := result{Allowed: ok, Remaining: remaining}
+		if ok {
+			res.NextToken = wait
+		} else {
+			res.RetryAfter = wait
+		}
+		return res, nil
+	}
+	return l.storeFailed(ctx, key, lim, now, err)
+}
+
+func (l *Limiter) storeFailed(ctx context.Context, key string, lim Limit, now time.Time, err error) (result, error) {
+	var reason string
+	var res result
+	var out error
+	switch l.cfg.StorePolicy {
+	case FailOpen:
+		reason, res = "fail_open", result{Allowed: true, Remaining: lim.burst()}
+	case FailClosed:
+		reason, out = "fail_closed", fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	default:
+		reason = "fallback_local"
+		res = l.local.take(maphash.String(l.local.seed, key), lim, now)
+	}
+	l.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: store failed",
+		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
+		slog.String("policy", l.rules[0].name), slog.String("error", err.Error()))
+	return res, out
+}
+
+// storeKey is the keyed hash a key is stored under in a shared store.
+func (l *Limiter) storeKey(key string) string {
+	m := hmac.New(sha256.New, l.cfg.KeySecret)
+	m.Write([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+// decide applies every rule to r, all or nothing.
+func (l *Limiter) decide(r *http.Request, now time.Time) (Decision, error) {
+	ctx := r.Context()
+	if len(l.rules) == 1 {
+		rl := &l.rules[0]
+		key, err := rl.key(r)
+		if err != nil {
+			return Decision{Policy: rl.name}, fmt.Errorf("%w: %v", ErrNoKey, err)
+		}
+		lim := rl.limit
+		if rl.limitFor != nil {
+			lim = rl.limitFor(r, key)
+		}
+		res, err := l.take(ctx, key, lim, now)
+		return decision(rl.name, lim, res), err
+	}
+	return l.decideAll(r, now)
+}
+
+// decideAll takes a token under each rule; when one rejects, the tokens
+// already taken are given back.
+func (l *Limiter) decideAll(r *http.Request, now time.Time) (Decision, error) {
+	ctx := r.Context()
+	type taken struct {
+		cancel func()
+	}
+	var done []taken
+	var first Decision
+	for i := range l.rules {
+		rl := &l.rules[i]
+		key, err := rl.key(r)
+		if err != nil {
+			for _, t := range done {
+				t.cancel()
+			}
+			return Decision{Policy: rl.name}, fmt.Errorf("%w: %v", ErrNoKey, err)
+		}
+		lim := rl.limit
+		if rl.limitFor != nil {
+			lim = rl.limitFor(r, key)
+		}
+		var res result
+		var cancel func()
+		if l.mem != nil {
+			h := maphash.String(l.mem.seed, key)
+			var rsv *rate.Reservation
+			rsv, res = l.mem.reserve(h, lim, now)
+			if rsv != nil {
+				cancel = func() { rsv.CancelAt(now) }
+			}
+		} else {
+			res, err = l.take(ctx, key, lim, now)
+			if err != nil {
+				for _, t := range done {
+					t.cancel()
+				}
+				return decision(rl.name, lim, res), err
+			}
+			if res.Allowed {
+				sk := l.storeKey(key)
+				cancel = func() {
+					sctx, c := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.StoreTimeout)
+					defer c()
+					_ = l.cfg.Store.Refund(sctx, sk, lim.emission(), lim.burst(), now)
+				}
+			}
+		}
+		d := decision(rl.name, lim, res)
+		if !res.Allowed {
+			for _, t := range done {
+				t.cancel()
+			}
+			return d, nil
+		}
+		if i == 0 {
+			first = d
+		}
+		done = append(done, taken{cancel: cancel})
+	}
+	return first, nil
+}
+
+// Handler returns next behind the limits. Allowed requests reach next
+// with RateLimit fields on the response (unless Config.QuietAllow);
+// rejected ones are answered by Config.ErrorHandler (default 429 with
+// Retry-After, RateLimit, RateLimit-Policy and a problem+json body) and
+// logged as event=rate_limited. It panics if next is nil.
+func (l *Limiter) Handler(next http.Handler) http.Handler {
+	if next == nil {
+		panic("ratelimit: nil handler")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := l.decide(r, l.cfg.Now())
+		switch {
+		case errors.Is(err, ErrNoKey):
+			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "ratelimit: no key",
+				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", d.Policy))
+			if l.cfg.InsecureAllowNoKey || l.cfg.Shadow {
+				next.ServeHTTP(w, r)
+				return
+			}
+			l.reject(w, r, err)
+			return
+		case err != nil:
+			l.reject(w, r, err)
+			return
+		}
+		if !d.Allowed {
+			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "ratelimit: limited",
+				slog.String("event", "rate_limited"), slog.String("reason", "quota"),
+				slog.String("policy", d.Policy), slog.Bool("shadow", l.cfg.Shadow))
+			if !l.cfg.Shadow {
+				l.reject(w, r, &LimitError{Policy: d.Policy, Limit: d.Limit, RetryAfter: d.RetryAfter})
+				return
+			}
+		}
+		if !l.cfg.QuietAllow && !l.cfg.Shadow {
+			l.setFields(w.Header(), d)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (l *Limiter) reject(w http.ResponseWriter, r *http.Request, err error) {
+	if l.cfg.ErrorHandler != nil {
+		l.cfg.ErrorHandler(w, r, err)
+		return
+	}
+	l.WriteError(w, r, err)
+}
+
+// ceilSeconds rounds d up to whole seconds.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// policyField is the RateLimit-Policy member of a limit:
+// "name";q=quota;w=window (draft-ietf-httpapi-ratelimit-headers).
+func policyField(name string, lim Limit) string {
+	return strconv.Quote(name) + ";q=" + strconv.Itoa(lim.Requests) + ";w=" + strconv.FormatInt(ceilSeconds(lim.Per), 10)
+}
+
+// setFields sets RateLimit-Policy and RateLimit for d.
+func (l *Limiter) setFields(h http.Header, d Decision) {
+	if d.Policy == l.rules[0].name && d.Limit == l.rules[0].limit {
+		h["Ratelimit-Policy"] = l.policy
+	} else {
+		h["Ratelimit-Policy"] = []string{policyField(d.Policy, d.Limit)}
+	}
+	t := ceilSeconds(d.NextToken)
+	if !d.Allowed {
+		t = ceilSeconds(d.RetryAfter)
+	}
+	var buf [64]byte
+	b := strconv.AppendQuote(buf[:0], d.Policy)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, t, 10)
+	h["Ratelimit"] = []string{string(b)}
+	if l.cfg.LegacyHeaders {
+		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit.Requests))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(t, 10))
+	}
+}
+
+var (
+	probNoKey = problem.Problem{Type: problem.TypeBase + "rate-limit-key-missing", Title: "Request cannot be rate limited", Status: http.StatusBadRequest, Detail: "The request lacks what this endpoint's rate limit is keyed by."}
+	probDown  = problem.Problem{Type: problem.TypeBase + "rate-limit-unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable, Detail: "Rate limits cannot be checked right now; retry later."}
+)
+
+// quotaExceeded is the problem type of draft-ietf-httpapi-ratelimit-headers.
+const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+// WriteError is the default Config.ErrorHandler: 429 with Retry-After
+// (whole seconds, rounded up), RateLimit and RateLimit-Policy, and a
+// problem+json body of type quota-exceeded naming the violated policy;
+// 400 for a request without a key; 503 when the store fails under
+// FailClosed.
+func (l *Limiter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		d := Decision{Policy: le.Policy, Limit: le.Limit, RetryAfter: le.RetryAfter}
+		l.setFields(w.Header(), d)
+		w.Header().Set("Retry-After", strconv.FormatInt(max(ceilSeconds(le.RetryAfter), 1), 10))
+		problem.Write(w, problem.Problem{
+			Type: quotaExceeded, Title: "Request cannot be satisfied as assigned quota has been exceeded",
+			Status: http.StatusTooManyRequests, Detail: "Too many requests; retry after the time in Retry-After.",
+			Extensions: map[string]any{"violated-policies": []string{le.Policy}},
+		})
+		return
+	}
+	if errors.Is(err, ErrStoreUnavailable) {
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, probDown)
+		return
+	}
+	problem.Write(w, probNoKey)
+}
