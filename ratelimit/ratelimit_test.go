@@ -1,0 +1,435 @@
+package ratelimit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var _ func(http.Handler) http.Handler = (*Limiter)(nil).Handler
+var _ func(http.Handler) http.Handler = (*FailureBudget)(nil).Handler
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func newLimiter(t *testing.T, cfg Config) (*Limiter, *testClock, *logSink) {
+	t.Helper()
+	clk := &testClock{t: t0}
+	logs := &logSink{}
+	cfg.Now = clk.Now
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	l, err := New(cfg)
+	require.NoError(t, err)
+	return l, clk, logs
+}
+
+func get(h http.Handler, remote string, hdr map[string]string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", "/v1/orders", nil)
+	r.RemoteAddr = remote
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+var ok204 = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+
+func TestBurstThenRefill(t *testing.T) {
+	l, clk, _ := newLimiter(t, Config{Limit: Limit{Requests: 60, Per: time.Minute, Burst: 3}, Key: KeyByIP()})
+	h := l.Handler(ok204)
+	for i := range 3 {
+		rec := get(h, "203.0.113.7:1000", nil)
+		require.Equal(t, 204, rec.Code, "burst request %d", i+1)
+	}
+	rec := get(h, "203.0.113.7:1000", nil)
+	require.Equal(t, 429, rec.Code)
+	require.Equal(t, "1", rec.Header().Get("Retry-After"))
+
+	clk.Advance(999 * time.Millisecond)
+	require.Equal(t, 429, get(h, "203.0.113.7:1000", nil).Code, "not yet a whole token")
+	clk.Advance(time.Millisecond)
+	require.Equal(t, 204, get(h, "203.0.113.7:1000", nil).Code, "one token after one second")
+	require.Equal(t, 429, get(h, "203.0.113.7:1000", nil).Code)
+	require.Equal(t, 204, get(h, "198.51.100.1:1000", nil).Code, "another client has its own bucket")
+}
+
+func TestHeadersExact(t *testing.T) {
+	l, _, _ := newLimiter(t, Config{Name: "api", Limit: Limit{Requests: 100, Per: time.Minute, Burst: 2}, Key: KeyByIP(), LegacyHeaders: true})
+	h := l.Handler(ok204)
+	rec := get(h, "203.0.113.7:1", nil)
+	require.Equal(t, `"api";q=100;w=60`, rec.Header().Get("RateLimit-Policy"))
+	require.Equal(t, `"api";r=1;t=1`, rec.Header().Get("RateLimit"), "1 left, the next in 0.6s rounds up to 1")
+	require.Equal(t, "100", rec.Header().Get("X-RateLimit-Limit"))
+	require.Equal(t, "1", rec.Header().Get("X-RateLimit-Remaining"))
+	get(h, "203.0.113.7:1", nil)
+
+	rec = get(h, "203.0.113.7:1", nil)
+	require.Equal(t, 429, rec.Code)
+	require.Equal(t, "1", rec.Header().Get("Retry-After"))
+	require.Equal(t, `"api";q=100;w=60`, rec.Header().Get("RateLimit-Policy"))
+	require.Equal(t, `"api";r=0;t=1`, rec.Header().Get("RateLimit"), "t never earlier than Retry-After")
+	require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.Equal(t, "https://iana.org/assignments/http-problem-types#quota-exceeded", body["type"])
+	require.Equal(t, []any{"api"}, body["violated-policies"])
+	require.Equal(t, float64(429), body["status"])
+}
+
+func TestRetryAfterRoundsUp(t *testing.T) {
+	l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: 90 * time.Second}, Key: KeyByIP()})
+	h := l.Handler(ok204)
+	get(h, "203.0.113.7:1", nil)
+	rec := get(h, "203.0.113.7:1", nil)
+	require.Equal(t, "90", rec.Header().Get("Retry-After"))
+	require.Equal(t, `"api";r=0;t=90`, rec.Header().Get("RateLimit"))
+	require.Equal(t, `"api";q=1;w=90`, rec.Header().Get("RateLimit-Policy"))
+}
+
+func TestQuietAllow(t *testing.T) {
+	l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Minute}, Key: KeyByIP(), QuietAllow: true})
+	rec := get(l.Handler(ok204), "203.0.113.7:1", nil)
+	require.Empty(t, rec.Header().Get("RateLimit"))
+}
+
+func TestTwoHandlersShareOneBudget(t *testing.T) {
+	l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 2, Per: time.Minute}, Key: KeyByIP()})
+	a, b := l.Handler(ok204), l.Handler(ok204)
+	require.Equal(t, 204, get(a, "203.0.113.7:1", nil).Code)
+	require.Equal(t, 204, get(b, "203.0.113.7:1", nil).Code)
+	require.Equal(t, 429, get(a, "203.0.113.7:1", nil).Code, "one budget across both wraps")
+	require.Equal(t, 429, get(b, "203.0.113.7:1", nil).Code)
+}
+
+func TestKeyByIPAttacks(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	tests := []struct {
+		name    string
+		key     KeyFunc
+		remote  []string
+		xff     []string
+		wantHit bool // the requests share one bucket
+	}{
+		{name: "xff_spoofed_without_trusted_proxies", key: KeyByIP(), remote: []string{"203.0.113.7:1", "203.0.113.7:2"}, xff: []string{"1.1.1.1", "2.2.2.2"}, wantHit: true},
+		{name: "xff_spoofed_leftmost_with_trusted_proxies", key: KeyByIP(proxies...), remote: []string{"10.0.0.5:1", "10.0.0.6:1"}, xff: []string{"1.1.1.1, 203.0.113.7", "2.2.2.2, 203.0.113.7"}, wantHit: true},
+		{name: "xff_honoured_from_trusted_proxy", key: KeyByIP(proxies...), remote: []string{"10.0.0.5:1", "10.0.0.5:1"}, xff: []string{"203.0.113.7", "203.0.113.8"}, wantHit: false},
+		{name: "ipv6_rotation_inside_one_64", key: KeyByIP(), remote: []string{"[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff:1:2:3]:1"}, wantHit: true},
+		{name: "ipv6_other_64", key: KeyByIP(), remote: []string{"[2001:db8:1:2::1]:1", "[2001:db8:1:3::1]:1"}, wantHit: false},
+		{name: "ipv4_mapped_same_as_ipv4", key: KeyByIP(), remote: []string{"[::ffff:203.0.113.7]:1", "203.0.113.7:2"}, wantHit: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: tt.key})
+			h := l.Handler(ok204)
+			var hdr map[string]string
+			if len(tt.xff) > 0 {
+				hdr = map[string]string{"X-Forwarded-For": tt.xff[0]}
+			}
+			require.Equal(t, 204, get(h, tt.remote[0], hdr).Code)
+			if len(tt.xff) > 1 {
+				hdr = map[string]string{"X-Forwarded-For": tt.xff[1]}
+			}
+			want := 204
+			if tt.wantHit {
+				want = 429
+			}
+			require.Equal(t, want, get(h, tt.remote[1], hdr).Code)
+		})
+	}
+}
+
+func TestKeyFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood")
+	}
+	const maxKeys = 10_000
+	l, clk, _ := newLimiter(t, Config{Limit: Limit{Requests: 10, Per: time.Second}, Key: KeyByIP(), MaxKeys: maxKeys})
+	ctx := context.Background()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rejected := 0
+	for i := range 1_000_000 {
+		d, err := l.Allow(ctx, fmt.Sprintf("flood-%d", i))
+		require.NoError(t, err)
+		if !d.Allowed {
+			rejected++
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, maxKeys, l.mem.len(), "the key count stays at MaxKeys")
+	require.Equal(t, 1_000_000-maxKeys, rejected, "new keys overflow while every bucket is refilling")
+	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20), "heap bounded")
+
+	// Buckets that are still refilling are never evicted: the first keys
+	// keep their (drained) state instead of getting a fresh bucket.
+	d, _ := l.Allow(ctx, "flood-0")
+	require.True(t, d.Allowed, "flood-0 has 9 tokens left")
+	require.Equal(t, 8, d.Remaining)
+
+	// Once buckets have refilled they can be evicted for new keys.
+	clk.Advance(2 * time.Second)
+	d, _ = l.Allow(ctx, "newcomer")
+	require.True(t, d.Allowed)
+	require.Equal(t, maxKeys, l.mem.len())
+}
+
+func TestOverflowShare(t *testing.T) {
+	// One bucket of room: almost every key overflows into the shared
+	// bucket, which has the configured limit.
+	l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 2, Per: time.Hour}, Key: KeyByIP(), MaxKeys: 1, Overflow: OverflowShare})
+	allowed := 0
+	for i := range 20 {
+		d, _ := l.Allow(context.Background(), fmt.Sprintf("k-%d", i))
+		if d.Allowed {
+			allowed++
+		}
+	}
+	require.LessOrEqual(t, allowed, 2+2, "the shared bucket's two, plus at most the one key that got the room (twice over)")
+	require.GreaterOrEqual(t, allowed, 2)
+	require.LessOrEqual(t, l.mem.len(), 1)
+
+	rej, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 2, Per: time.Hour}, Key: KeyByIP(), MaxKeys: 1})
+	allowed = 0
+	for i := range 20 {
+		d, _ := rej.Allow(context.Background(), fmt.Sprintf("k-%d", i))
+		if d.Allowed {
+			allowed++
+		}
+	}
+	require.LessOrEqual(t, allowed, 1, "OverflowReject: only a key that got the room passes")
+}
+
+func TestDynamicLimit(t *testing.T) {
+	tier := map[string]Limit{"gold": {Requests: 5, Per: time.Minute}}
+	var mu sync.Mutex
+	l, _, _ := newLimiter(t, Config{
+		Limit: Limit{Requests: 2, Per: time.Minute},
+		Key:   KeyByHeader("X-Device-ID"),
+		LimitFor: func(r *http.Request, key string) Limit {
+			mu.Lock()
+			defer mu.Unlock()
+			if lim, ok := tier[key]; ok {
+				return lim
+			}
+			return Limit{Requests: 2, Per: time.Minute}
+		},
+	})
+	h := l.Handler(ok204)
+	dev := func(id string) map[string]string { return map[string]string{"X-Device-ID": id} }
+	for range 5 {
+		require.Equal(t, 204, get(h, "1.2.3.4:1", dev("gold")).Code)
+	}
+	require.Equal(t, 429, get(h, "1.2.3.4:1", dev("gold")).Code)
+	require.Equal(t, 204, get(h, "1.2.3.4:1", dev("basic")).Code)
+	require.Equal(t, 204, get(h, "1.2.3.4:1", dev("basic")).Code)
+	require.Equal(t, 429, get(h, "1.2.3.4:1", dev("basic")).Code)
+
+	// The device turns risky: an existing bucket adopts the tighter limit.
+	mu.Lock()
+	tier["risky"] = Limit{Requests: 10, Per: time.Minute}
+	mu.Unlock()
+	for range 3 {
+		require.Equal(t, 204, get(h, "1.2.3.4:1", dev("risky")).Code)
+	}
+	mu.Lock()
+	tier["risky"] = Limit{Requests: 1, Per: time.Hour, Burst: 1}
+	mu.Unlock()
+	rec := get(h, "1.2.3.4:1", dev("risky"))
+	require.Equal(t, 204, rec.Code, "the bucket keeps what it had, capped at the new burst of 1")
+	require.Equal(t, `"api";q=1;w=3600`, rec.Header().Get("RateLimit-Policy"))
+	require.Equal(t, 429, get(h, "1.2.3.4:1", dev("risky")).Code, "then the tightened limit applies")
+}
+
+func TestRulesAllOrNothing(t *testing.T) {
+	l, _, _ := newLimiter(t, Config{
+		Name:  "per-token",
+		Limit: Limit{Requests: 10, Per: time.Hour},
+		Key:   KeyByHeader("X-Token"),
+		Rules: []Rule{{Name: "per-device", Limit: Limit{Requests: 2, Per: time.Hour}, Key: KeyByHeader("X-Device-ID")}},
+	})
+	h := l.Handler(ok204)
+	hdr := func(dev string) map[string]string { return map[string]string{"X-Token": "t1", "X-Device-ID": dev} }
+	require.Equal(t, 204, get(h, "1.2.3.4:1", hdr("d1")).Code)
+	require.Equal(t, 204, get(h, "1.2.3.4:1", hdr("d1")).Code)
+	for range 5 {
+		rec := get(h, "1.2.3.4:1", hdr("d1"))
+		require.Equal(t, 429, rec.Code)
+		require.Contains(t, rec.Body.String(), `"violated-policies":["per-device"]`)
+	}
+	// The five rejected requests charged nothing to the token's budget:
+	// 10 - 2 = 8 remain for other devices.
+	for i := range 8 {
+		require.Equal(t, 204, get(h, "1.2.3.4:1", hdr(fmt.Sprintf("other-%d", i))).Code, "request %d", i)
+	}
+	rec := get(h, "1.2.3.4:1", hdr("another"))
+	require.Equal(t, 429, rec.Code)
+	require.Contains(t, rec.Body.String(), `"violated-policies":["per-token"]`)
+}
+
+func TestShadowMode(t *testing.T) {
+	l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByIP(), Shadow: true})
+	h := l.Handler(ok204)
+	for range 5 {
+		require.Equal(t, 204, get(h, "203.0.113.7:1", nil).Code, "shadow never rejects")
+	}
+	require.Contains(t, logs.String(), `"event":"rate_limited"`)
+	require.Contains(t, logs.String(), `"shadow":true`)
+}
+
+func TestNoKey(t *testing.T) {
+	l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("X-Device-ID")})
+	rec := get(l.Handler(ok204), "203.0.113.7:1", nil)
+	require.Equal(t, 400, rec.Code, "fail closed without a key")
+	require.Contains(t, rec.Body.String(), "rate-limit-key-missing")
+	require.Contains(t, logs.String(), `"event":"ratelimit_no_key"`)
+
+	open, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("X-Device-ID"), InsecureAllowNoKey: true})
+	require.Equal(t, 204, get(open.Handler(ok204), "203.0.113.7:1", nil).Code)
+
+	bad, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByIP()})
+	require.Equal(t, 400, get(bad.Handler(ok204), "not-an-address", nil).Code)
+}
+
+func TestRejectionLogsNoRawKey(t *testing.T) {
+	token := "eyJhbGciOiJFUzI1NiJ9.secret-token-payload.sig"
+	l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("Authorization")})
+	h := l.Handler(ok204)
+	get(h, "1.2.3.4:1", map[string]string{"Authorization": token})
+	rec := get(h, "1.2.3.4:1", map[string]string{"Authorization": token})
+	require.Equal(t, 429, rec.Code)
+	require.Contains(t, logs.String(), `"event":"rate_limited"`)
+	require.NotContains(t, logs.String(), "secret-token-payload")
+	require.NotContains(t, rec.Body.String(), "secret-token-payload")
+}
+
+// failingStore fails every call.
+type failingStore struct{}
+
+func (failingStore) Take(context.Context, string, time.Duration, int, time.Time) (bool, int, time.Duration, error) {
+	return false, 0, 0, errors.New("connection refused")
+}
+
+func (failingStore) Refund(context.Context, string, time.Duration, int, time.Time) error {
+	return errors.New("connection refused")
+}
+
+func TestStorePolicies(t *testing.T) {
+	secret := bytes.Repeat([]byte{1}, 32)
+	tests := []struct {
+		name   string
+		policy StorePolicy
+		want   []int
+	}{
+		{name: "fallback_local_default", policy: FallbackLocal, want: []int{204, 204, 429}},
+		{name: "fail_open", policy: FailOpen, want: []int{204, 204, 204}},
+		{name: "fail_closed", policy: FailClosed, want: []int{503, 503, 503}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 2, Per: time.Hour}, Key: KeyByIP(),
+				Store: failingStore{}, KeySecret: secret, StorePolicy: tt.policy})
+			h := l.Handler(ok204)
+			for i, want := range tt.want {
+				rec := get(h, "203.0.113.7:1", nil)
+				require.Equal(t, want, rec.Code, "request %d", i)
+				if want == 503 {
+					require.Equal(t, "1", rec.Header().Get("Retry-After"))
+				}
+			}
+			require.Contains(t, logs.String(), `"event":"ratelimit_store_error"`)
+		})
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{name: "no_key", cfg: Config{Limit: Limit{Requests: 1, Per: time.Second}}, want: "Config.Key is required"},
+		{name: "no_limit", cfg: Config{Key: KeyByIP()}, want: "Config.Limit is required"},
+		{name: "negative_burst", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second, Burst: -1}}, want: "Config.Limit"},
+		{name: "store_without_secret", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Store: failingStore{}}, want: "KeySecret"},
+		{name: "rule_without_key", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Rules: []Rule{{Name: "x", Limit: Limit{Requests: 1, Per: time.Second}}}}, want: "Rules[0]"},
+		{name: "duplicate_names", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Rules: []Rule{{Name: "api", Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}}}}, want: "used twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+	require.Panics(t, func() { KeyByIP(netip.Prefix{}) })
+}
+
+func TestConcurrentExactBudget(t *testing.T) {
+	l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: 100, Per: time.Hour}, Key: KeyByIP()})
+	h := l.Handler(ok204)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				c := get(h, "203.0.113.7:1", nil).Code
+				mu.Lock()
+				codes[c]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, map[int]int{204: 100, 429: 300}, codes)
+}
