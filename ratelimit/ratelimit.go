@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/apiguard/apiguard/internal/problem"
@@ -187,13 +188,23 @@ type Limiter struct {
 	mem    *memoryStore // the store, when it is the default
 	local  *memoryStore // fallback for a failing shared store
 	policy []string     // RateLimit-Policy value of the main rule, shared
+
+	// fields caches RateLimit values of the main rule for small r and t,
+	// so that the common answer allocates nothing. Each is set once.
+	fields [fieldCacheR][fieldCacheT]atomic.Pointer[[]string]
 }
+
+const (
+	fieldCacheR = 65
+	fieldCacheT = 9
+)
 
 type rule struct {
 	name     string
 	limit    Limit
 	key      KeyFunc
 	limitFor func(*http.Request, string) Limit
+	body429  []byte // the problem+json body of its rejections
 }
 
 // New validates cfg, fills in its defaults and returns a Limiter.
@@ -241,6 +252,9 @@ func New(cfg Config) (*Limiter, error) {
 		l.local = newMemoryStore(cfg.MaxKeys, cfg.Overflow)
 	}
 	l.policy = []string{policyField(cfg.Name, cfg.Limit)}
+	for i := range l.rules {
+		l.rules[i].body429 = quotaBody(l.rules[i].name)
+	}
 	return l, nil
 }
 
@@ -467,6 +481,17 @@ func policyField(name string, lim Limit) string {
 	return strconv.Quote(name) + ";q=" + strconv.Itoa(lim.Requests) + ";w=" + strconv.FormatInt(ceilSeconds(lim.Per), 10)
 }
 
+// rateLimitField is a RateLimit member: "name";r=remaining;t=seconds.
+func rateLimitField(policy string, remaining int, t int64) string {
+	var buf [64]byte
+	b := strconv.AppendQuote(buf[:0], policy)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(remaining), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, t, 10)
+	return string(b)
+}
+
 // setFields sets RateLimit-Policy and RateLimit for d.
 func (l *Limiter) setFields(h http.Header, d Decision) {
 	if d.Policy == l.rules[0].name && d.Limit == l.rules[0].limit {
@@ -478,13 +503,18 @@ func (l *Limiter) setFields(h http.Header, d Decision) {
 	if !d.Allowed {
 		t = ceilSeconds(d.RetryAfter)
 	}
-	var buf [64]byte
-	b := strconv.AppendQuote(buf[:0], d.Policy)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(d.Remaining), 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, t, 10)
-	h["Ratelimit"] = []string{string(b)}
+	main := d.Policy == l.rules[0].name
+	if main && d.Remaining >= 0 && d.Remaining < fieldCacheR && t < fieldCacheT {
+		slot := &l.fields[d.Remaining][t]
+		v := slot.Load()
+		if v == nil {
+			v = &[]string{rateLimitField(d.Policy, d.Remaining, t)}
+			slot.Store(v)
+		}
+		h["Ratelimit"] = *v
+	} else {
+		h["Ratelimit"] = []string{rateLimitField(d.Policy, d.Remaining, t)}
+	}
 	if l.cfg.LegacyHeaders {
 		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit.Requests))
 		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
@@ -500,6 +530,24 @@ var (
 // quotaExceeded is the problem type of draft-ietf-httpapi-ratelimit-headers.
 const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
+// quotaBody is the problem+json body of a rejection by policy.
+func quotaBody(policy string) []byte {
+	return problem.Marshal(problem.Problem{
+		Type: quotaExceeded, Title: "Request cannot be satisfied as assigned quota has been exceeded",
+		Status: http.StatusTooManyRequests, Detail: "Too many requests; retry after the time in Retry-After.",
+		Extensions: map[string]any{"violated-policies": []string{policy}},
+	})
+}
+
+func quotaBodyFor(rules []rule, policy string) []byte {
+	for i := range rules {
+		if rules[i].name == policy {
+			return rules[i].body429
+		}
+	}
+	return quotaBody(policy)
+}
+
 // WriteError is the default Config.ErrorHandler: 429 with Retry-After
 // (whole seconds, rounded up), RateLimit and RateLimit-Policy, and a
 // problem+json body of type quota-exceeded naming the violated policy;
@@ -510,11 +558,8 @@ func (l *Limiter) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 		d := Decision{Policy: le.Policy, Limit: le.Limit, RetryAfter: le.RetryAfter}
 		l.setFields(w.Header(), d)
 		w.Header().Set("Retry-After", strconv.FormatInt(max(ceilSeconds(le.RetryAfter), 1), 10))
-		problem.Write(w, problem.Problem{
-			Type: quotaExceeded, Title: "Request cannot be satisfied as assigned quota has been exceeded",
-			Status: http.StatusTooManyRequests, Detail: "Too many requests; retry after the time in Retry-After.",
-			Extensions: map[string]any{"violated-policies": []string{le.Policy}},
-		})
+		body := quotaBodyFor(l.rules, le.Policy)
+		problem.WriteEncoded(w, http.StatusTooManyRequests, body)
 		return
 	}
 	if errors.Is(err, ErrStoreUnavailable) {

@@ -129,15 +129,14 @@ func (s *memoryStore) len() int {
 func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) *bucket {
 	sh := &s.shards[h%shardCount]
 	sh.mu.Lock()
-	b, ok := sh.lru.Get(h)
+	// Peek, not Get: the order is insertion order, and eviction below
+	// touches the buckets it cannot evict, so hot buckets move away from
+	// the eviction end without a list move on every request.
+	b, ok := sh.lru.Peek(h)
 	if !ok {
-		if sh.lru.Len() >= sh.max {
-			_, oldest, ok := sh.lru.GetOldest()
-			if !ok || oldest.lim.TokensAt(now) < float64(oldest.lim.Burst()) {
-				sh.mu.Unlock()
-				return s.overflowBucket(l, now)
-			}
-			sh.lru.RemoveOldest()
+		if sh.lru.Len() >= sh.max && !sh.evictFull(now) {
+			sh.mu.Unlock()
+			return s.overflowBucket(l, now)
 		}
 		b = newBucket(l, now)
 		sh.lru.Add(h, b)
@@ -149,6 +148,24 @@ func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) *bucket {
 		b.limit = l
 	}
 	return b
+}
+
+// evictFull evicts the oldest bucket that has refilled completely, looking
+// at a few of the oldest and moving the ones still refilling to the other
+// end. It reports whether it made room. Requires sh.mu held.
+func (sh *memShard) evictFull(now time.Time) bool {
+	for range 4 {
+		k, oldest, ok := sh.lru.GetOldest()
+		if !ok {
+			return false
+		}
+		if oldest.lim.TokensAt(now) >= float64(oldest.lim.Burst()) {
+			sh.lru.RemoveOldest()
+			return true
+		}
+		sh.lru.Get(k) // still refilling: keep it, look at the next
+	}
+	return false
 }
 
 func (s *memoryStore) overflowBucket(l Limit, now time.Time) *bucket {
