@@ -94,6 +94,9 @@ func reasonOf(resp *http.Response) string {
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
 		var p struct{ Type string }
 		if json.Unmarshal(b, &p) == nil {
+			if _, frag, ok := strings.Cut(p.Type, "#"); ok {
+				return frag // an IANA-registered type, such as quota-exceeded
+			}
 			return strings.TrimPrefix(p.Type, "urn:apiguard:problem:")
 		}
 	}
@@ -124,6 +127,28 @@ func (c *client) login(ctx context.Context, verifier string, dpop bool) (string,
 	}
 	tok, status, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code["code"]}, "code_verifier": {verifier}}, proof)
 	return tok["access_token"], status, err
+}
+
+// burst: a script reads orders as fast as it can with a valid token; the
+// per-subject limit (burst 5) stops it.
+func (c *client) burst(ctx context.Context, token string) result {
+	var last result
+	for range 10 {
+		last = c.do(ctx, "burst of 10 order reads with one token", true, 429, call{method: "GET", path: "/v1/orders", header: bearer(token)})
+	}
+	return last
+}
+
+// stuffing: a list of leaked passwords is tried against one account; the
+// failure budget locks the account after three failures.
+func (c *client) stuffing(ctx context.Context) result {
+	var last result
+	for i := range 6 {
+		body := url.Values{"username": {"alice"}, "password": {fmt.Sprintf("leaked-password-%d", i)}}.Encode()
+		last = c.do(ctx, "credential stuffing: 6 passwords against one account", true, 429, call{method: "POST", path: "/v1/login",
+			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: body})
+	}
+	return last
 }
 
 // stolenCode: malware on the device intercepts the authorization code of a
@@ -253,6 +278,8 @@ func (c *client) script(ctx context.Context) []result {
 	add(c.do(ctx, "payment signed with another key", true, 401, call{method: "POST", path: "/v1/pay", header: forged, body: forgedBody}))
 	unsigned := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	add(c.do(ctx, "unsigned payment", true, 401, call{method: "POST", path: "/v1/pay", header: unsigned, body: `{"amount":5}`}))
+	add(c.burst(ctx, token))
+	add(c.stuffing(ctx))
 	add(c.do(ctx, "header injection in X-Request-ID", true, 401, call{method: "GET", path: "/v1/orders",
 		header: map[string]string{"X-Request-ID": "x\"; Set-Cookie: session=attacker"}}))
 	ok := out[len(out)-1]

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
+	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 )
@@ -134,8 +135,52 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Per client address, before any cryptography: shields the checks.
+	perIP, err := ratelimit.New(ratelimit.Config{
+		Name:   "ip",
+		Limit:  ratelimit.Limit{Requests: 600, Per: time.Minute, Burst: 200},
+		Key:    ratelimit.KeyByIP(), // no proxy in front of the demo
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Per subject, after auth: reads the verified claims.
+	perUser, err := ratelimit.New(ratelimit.Config{
+		Name:  "user",
+		Limit: ratelimit.Limit{Requests: 30, Per: time.Minute, Burst: 5},
+		Key: func(r *http.Request) (string, error) {
+			if c, ok := auth.ClaimsFrom(r.Context()); ok {
+				return "sub:" + c.Subject, nil
+			}
+			return "", ratelimit.ErrNoKey
+		},
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Failures per account on the password login: credential stuffing.
+	stuffing, err := ratelimit.NewFailureBudget(ratelimit.FailureConfig{
+		Name:    "login",
+		Key:     func(r *http.Request) (string, error) { return "acct:" + r.FormValue("username"), nil },
+		Budget:  3,
+		Per:     15 * time.Minute,
+		Lockout: time.Minute,
+		Logger:  logger,
+	})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	is.routes(mux)
+	mux.Handle("POST /v1/login", stuffing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("username") == "alice" && r.FormValue("password") == "correct horse battery staple" {
+			writeJSON(w, map[string]string{"status": "signed in"})
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	})))
 	mux.Handle("POST /v1/pay", v.Require("payments")(sig.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		device, _ := signing.KeyIDFrom(r.Context())
 		var p struct{ Amount int }
@@ -146,16 +191,16 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 		logger.InfoContext(r.Context(), "payment", "device", device, "amount", p.Amount)
 		writeJSON(w, map[string]any{"paid": p.Amount, "device": device})
 	}))))
-	mux.Handle("GET /v1/orders", v.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /v1/orders", v.Require("orders:read")(perUser.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := auth.ClaimsFrom(r.Context())
 		logger.InfoContext(r.Context(), "orders listed", "sub", claims.Subject)
 		writeJSON(w, map[string]any{"orders": []string{"A-1001", "A-1002"}, "sub": claims.Subject})
-	})))
+	}))))
 	mux.Handle("POST /v1/orders", v.Require("orders:write")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 	})))
 	mux.Handle("POST /v1/reports", obs.ReportHandler())
-	return &api{handler: obs.Handler(mux), issuer: is, verifier: v}, nil
+	return &api{handler: obs.Handler(perIP.Handler(mux)), issuer: is, verifier: v}, nil
 }
 
 // The demo's master secret and salt for device keys. A real service loads

@@ -16,7 +16,8 @@ func TestDemoRunsClean(t *testing.T) {
 	s := out.String()
 	for _, attack := range []string{"alg: none", "HS256 signed with the public key", "expired token replayed",
 		"long-lived token", "token for another audience", "stolen DPoP token used without its key", "replayed DPoP proof",
-		"replayed signed payment", "payment body tampered in flight", "payment signed with another key"} {
+		"replayed signed payment", "payment body tampered in flight", "payment signed with another key",
+		"burst of 10 order reads", "credential stuffing"} {
 		require.Contains(t, s, "attack: "+attack)
 	}
 	require.NotContains(t, s, " NO\n")
