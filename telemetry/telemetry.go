@@ -213,7 +213,7 @@ func (o *Observer) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		st.id = vals[0]
 	} else {
 		replaced = len(vals) > 0
-		st.id = newID(o.rand, &st.rnd)
+		st.id = newID(o.rand, &st.rnd, &st.idBuf)
 		st.fresh = true
 	}
 	parent := r.Context()
@@ -407,6 +407,7 @@ type reqState struct {
 	route string
 	hdr   [1]string
 	rnd   [24]byte          // random bytes of a new ID and root span; here to save an allocation
+	idBuf [32]byte          // the hex of a new ID, which id points into
 	fresh bool              // id was generated here, from rnd
 	once  sync.Once         // makes sc
 	sc    trace.SpanContext // without a tracer: the root trace of this request
