@@ -1,0 +1,196 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/apiguard/apiguard/internal/problem"
+)
+
+// ErrChallenge: the challenge is unknown, used, expired, or bound to
+// another key.
+var ErrChallenge = errors.New("attest: challenge not valid")
+
+type challenges struct {
+	store ChallengeStore
+	ttl   time.Duration
+	now   func() time.Time
+}
+
+// issue makes a 32-byte random challenge bound to binding.
+func (c *challenges) issue(ctx context.Context, binding string) (string, time.Time, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", time.Time{}, err
+	}
+	ch := base64.RawURLEncoding.EncodeToString(b[:])
+	exp := c.now().Add(c.ttl)
+	if err := c.store.Put(ctx, ch, binding, exp); err != nil {
+		return "", time.Time{}, fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	return ch, exp, nil
+}
+
+// consume uses challenge once; binding must match the one it was issued
+// for (an unbound challenge matches any).
+func (c *challenges) consume(ctx context.Context, challenge, binding string) error {
+	if challenge == "" || len(challenge) > 128 {
+		return ErrChallenge
+	}
+	got, ok, err := c.store.Take(ctx, challenge)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	case !ok:
+		return ErrChallenge
+	case got != "" && got != binding:
+		return fmt.Errorf("%w: bound to another key", ErrChallenge)
+	}
+	return nil
+}
+
+// IssueChallenge returns a fresh single-use challenge bound to binding (a
+// key ID for assertions, or "" for an attestation), and its expiry.
+func (a *AppAttest) IssueChallenge(ctx context.Context, binding string) (string, time.Time, error) {
+	return a.challeng.issue(ctx, binding)
+}
+
+// ConsumeChallenge uses challenge once; it returns [ErrChallenge] when it
+// is unknown, used, expired or bound to another key.
+func (a *AppAttest) ConsumeChallenge(ctx context.Context, challenge, binding string) error {
+	return a.challeng.consume(ctx, challenge, binding)
+}
+
+// Header names of the App Attest HTTP profile.
+const (
+	HeaderKeyID     = "X-App-Attest-Key-Id"
+	HeaderAssertion = "X-App-Attest-Assertion"
+	HeaderChallenge = "X-App-Attest-Challenge"
+)
+
+// ChallengeHandler serves challenges: a POST answers
+// {"challenge": "...", "expires_at": "..."}; the challenge is bound to the
+// key ID in the X-App-Attest-Key-Id header when there is one (for
+// assertions), and unbound otherwise (for an attestation). Put a rate
+// limiter in front of it.
+func (a *AppAttest) ChallengeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			problem.Write(w, problem.Problem{Type: problem.TypeBase + "method-not-allowed", Status: http.StatusMethodNotAllowed, Title: "Method not allowed"})
+			return
+		}
+		binding := r.Header.Get(HeaderKeyID)
+		if len(binding) > 64 {
+			problem.Write(w, probBadAttest)
+			return
+		}
+		ch, exp, err := a.IssueChallenge(r.Context(), binding)
+		if err != nil {
+			w.Header().Set("Retry-After", "1")
+			problem.Write(w, probAttestDown)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]string{"challenge": ch, "expires_at": exp.UTC().Format(time.RFC3339)})
+	})
+}
+
+// ClientData is the canonical client data an app signs with
+// generateAssertion under the HTTP profile: the method, the path, the
+// hex SHA-256 of the body and the challenge, one per line.
+func ClientData(method, path string, body []byte, challenge string) []byte {
+	sum := sha256.Sum256(body)
+	return []byte(method + "\n" + path + "\n" + hex.EncodeToString(sum[:]) + "\n" + challenge)
+}
+
+var (
+	probBadAttest  = problem.Problem{Type: problem.TypeBase + "invalid-attestation", Title: "Invalid app attestation", Status: http.StatusUnauthorized, Detail: "The request's app attestation is missing or invalid; attest again."}
+	probAttestDown = problem.Problem{Type: problem.TypeBase + "attestation-unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable, Detail: "App attestation cannot be checked right now; retry later."}
+	probTooBig     = problem.Problem{Type: problem.TypeBase + "body-too-large", Title: "Body too large", Status: http.StatusRequestEntityTooLarge, Detail: "The request body is larger than this endpoint accepts."}
+)
+
+// maxAssertedBody caps the body an assertion middleware reads.
+const maxAssertedBody = 1 << 20
+
+type assertionKey struct{}
+
+// AssertionFrom returns the verified assertion of the request whose
+// context is ctx.
+func AssertionFrom(ctx context.Context) (*Assertion, bool) {
+	a, ok := ctx.Value(assertionKey{}).(*Assertion)
+	return a, ok
+}
+
+// Handler returns next behind App Attest assertions: each request carries
+// X-App-Attest-Key-Id, X-App-Attest-Assertion (standard base64 CBOR) and
+// X-App-Attest-Challenge (issued by [AppAttest.ChallengeHandler] for that
+// key), and the assertion signs [ClientData] of the request. The
+// challenge is used once, the body is read (up to 1 MiB) and handed on
+// intact, and the verified [Assertion] is in the context. Failures are
+// 401 problem+json, 413 for a large body, 503 when a store is down. It
+// panics if next is nil.
+func (a *AppAttest) Handler(next http.Handler) http.Handler {
+	if next == nil {
+		panic("attest: nil handler")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
+		assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
+		if keyID == "" || challenge == "" || err != nil || len(assertion) == 0 {
+			a.fail(ctx, "assertion", ErrMalformed)
+			problem.Write(w, probBadAttest)
+			return
+		}
+		var body []byte
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err = io.ReadAll(io.LimitReader(r.Body, maxAssertedBody+1))
+			if err != nil {
+				problem.Write(w, probBadAttest)
+				return
+			}
+			if len(body) > maxAssertedBody {
+				problem.Write(w, probTooBig)
+				return
+			}
+		}
+		// The signature first: unauthenticated traffic never consumes a
+		// challenge.
+		as, err := a.VerifyAssertion(ctx, keyID, assertion, ClientData(r.Method, r.URL.EscapedPath(), body, challenge))
+		if err == nil {
+			if err = a.ConsumeChallenge(ctx, challenge, keyID); err != nil {
+				a.fail(ctx, "assertion", err)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, ErrStore) {
+				w.Header().Set("Retry-After", "1")
+				problem.Write(w, probAttestDown)
+				return
+			}
+			problem.Write(w, probBadAttest)
+			return
+		}
+		r2 := r.WithContext(context.WithValue(ctx, assertionKey{}, as))
+		if body != nil {
+			r2.Body = io.NopCloser(bytes.NewReader(body))
+			r2.ContentLength = int64(len(body))
+		}
+		next.ServeHTTP(w, r2)
+	})
+}
+
+var _ = slog.LevelInfo
