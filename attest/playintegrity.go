@@ -1,0 +1,428 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwe"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// Play Integrity errors.
+var (
+	// ErrIntegrityToken: the token does not decrypt or verify with the
+	// configured keys, or its algorithms are not A256KW/A256GCM and ES256.
+	ErrIntegrityToken = errors.New("attest: integrity token not valid")
+	// ErrIntegrityPolicy: the verdict fails the policy (package, nonce or
+	// request hash, freshness, app recognition, certificate, version,
+	// device, licensing, testing response).
+	ErrIntegrityPolicy = errors.New("attest: integrity verdict refused")
+	// ErrVendor: Google's API could not be reached or answered an error;
+	// the route's outage policy applies.
+	ErrVendor = errors.New("attest: attestation vendor unavailable")
+)
+
+// DeviceLevel orders Play Integrity device verdicts: STRONG > DEVICE >
+// BASIC (and VIRTUAL, an emulator Google vouches for) > none.
+type DeviceLevel int
+
+// Device levels.
+const (
+	DeviceNone DeviceLevel = iota
+	DeviceBasic
+	DeviceVirtual
+	DeviceIntegrity
+	DeviceStrong
+)
+
+func deviceLevel(verdicts []string) DeviceLevel {
+	level := DeviceNone
+	for _, v := range verdicts {
+		l := DeviceNone
+		switch v {
+		case "MEETS_STRONG_INTEGRITY":
+			l = DeviceStrong
+		case "MEETS_DEVICE_INTEGRITY":
+			l = DeviceIntegrity
+		case "MEETS_VIRTUAL_INTEGRITY":
+			l = DeviceVirtual
+		case "MEETS_BASIC_INTEGRITY":
+			l = DeviceBasic
+		}
+		level = max(level, l)
+	}
+	return level
+}
+
+// IntegrityPolicy is the checklist a Play Integrity verdict must pass.
+type IntegrityPolicy struct {
+	// PackageName is the app's package. Required.
+	PackageName string
+	// CertificateDigests are the allowed app signing certificate SHA-256
+	// digests (base64url, as Play reports them). Required.
+	CertificateDigests []string
+	// MinVersionCode refuses older app versions. Default: 0.
+	MinVersionCode int64
+	// MinDevice is the lowest device level accepted. Default:
+	// DeviceIntegrity.
+	MinDevice DeviceLevel
+	// RequireLicensed refuses apps not licensed through Play. Default:
+	// false.
+	RequireLicensed bool
+	// MaxAge is how old timestampMillis may be. Default: 2 minutes.
+	MaxAge time.Duration
+	// InsecureAllowTestingResponses accepts license-tester responses,
+	// which Play makes up; never in production. Default: false.
+	InsecureAllowTestingResponses bool
+	// InsecureAllowUnrecognizedApp accepts apps that are not
+	// PLAY_RECOGNIZED (sideloaded or modified builds). Default: false.
+	InsecureAllowUnrecognizedApp bool
+}
+
+// PlayIntegrityConfig configures a [PlayIntegrity] verifier.
+type PlayIntegrityConfig struct {
+	// Policy is the checklist. Required: PackageName and
+	// CertificateDigests.
+	Policy IntegrityPolicy
+	// DecryptionKeys are the AES-256 keys for classic tokens (from the
+	// Play Console, base64-decoded), newest first: two during rotation.
+	// Required for classic tokens.
+	DecryptionKeys [][]byte
+	// VerificationKeys are the EC P-256 keys that sign classic tokens,
+	// newest first. Required for classic tokens.
+	VerificationKeys []*ecdsa.PublicKey
+	// Nonces records classic-token nonces as used. Default: in memory,
+	// 100000 nonces.
+	Nonces NonceStore
+	// APIBaseURL is Google's Play Integrity API for standard tokens.
+	// Default: https://playintegrity.googleapis.com.
+	APIBaseURL string
+	// HTTPClient calls the API; it must add Google credentials (an
+	// oauth2 client for a service account). Default: none, standard tokens
+	// are refused.
+	HTTPClient *http.Client
+	// APITimeout bounds an API call. Default: 5s.
+	APITimeout time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives events (attestation_failed). Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// NonceStore records single-use nonces (the method set of
+// auth.ReplayStore and redisstore.ReplayStore).
+type NonceStore interface {
+	Use(ctx context.Context, id string, exp time.Time) (bool, error)
+}
+
+// PlayIntegrity verifies Google Play Integrity tokens. It is safe for
+// concurrent use by multiple goroutines.
+type PlayIntegrity struct {
+	cfg PlayIntegrityConfig
+}
+
+// NewPlayIntegrity validates cfg, fills in its defaults and returns a
+// verifier.
+func NewPlayIntegrity(cfg PlayIntegrityConfig) (*PlayIntegrity, error) {
+	p := &cfg.Policy
+	if p.PackageName == "" || len(p.CertificateDigests) == 0 {
+		return nil, errors.New("attest: PlayIntegrityConfig.Policy.PackageName and CertificateDigests are required")
+	}
+	if p.MinDevice == DeviceNone {
+		p.MinDevice = DeviceIntegrity
+	}
+	if p.MaxAge <= 0 {
+		p.MaxAge = 2 * time.Minute
+	}
+	for _, k := range cfg.DecryptionKeys {
+		if len(k) != 32 {
+			return nil, errors.New("attest: PlayIntegrityConfig.DecryptionKeys must be 32-byte AES-256 keys")
+		}
+	}
+	if (len(cfg.DecryptionKeys) == 0) != (len(cfg.VerificationKeys) == 0) {
+		return nil, errors.New("attest: PlayIntegrityConfig needs both DecryptionKeys and VerificationKeys for classic tokens")
+	}
+	if cfg.APIBaseURL == "" {
+		cfg.APIBaseURL = "https://playintegrity.googleapis.com"
+	}
+	if cfg.APITimeout <= 0 {
+		cfg.APITimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Nonces == nil {
+		cfg.Nonces = newMemoryNonces(100_000, cfg.Now)
+	}
+	return &PlayIntegrity{cfg: cfg}, nil
+}
+
+// IntegrityVerdict is a verdict that passed the policy, with the signals
+// the policy does not decide on.
+type IntegrityVerdict struct {
+	PackageName string
+	VersionCode int64
+	Device      DeviceLevel
+	Licensed    bool
+	Timestamp   time.Time
+	// PlayProtect is environmentDetails.playProtectVerdict, a risk signal.
+	PlayProtect string
+	// RecentDeviceActivity is deviceIntegrity.recentDeviceActivity's
+	// deviceActivityLevel (LEVEL_1..LEVEL_4), a risk signal.
+	RecentDeviceActivity string
+}
+
+// flexInt is a JSON number or a string of one (Play sends both).
+type flexInt int64
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("not an integer: %w", err)
+	}
+	*f = flexInt(n)
+	return nil
+}
+
+type integrityPayload struct {
+	RequestDetails struct {
+		RequestPackageName string  `json:"requestPackageName"`
+		Nonce              string  `json:"nonce"`
+		RequestHash        string  `json:"requestHash"`
+		TimestampMillis    flexInt `json:"timestampMillis"`
+	} `json:"requestDetails"`
+	AppIntegrity struct {
+		AppRecognitionVerdict   string   `json:"appRecognitionVerdict"`
+		PackageName             string   `json:"packageName"`
+		CertificateSha256Digest []string `json:"certificateSha256Digest"`
+		VersionCode             flexInt  `json:"versionCode"`
+	} `json:"appIntegrity"`
+	DeviceIntegrity struct {
+		DeviceRecognitionVerdict []string `json:"deviceRecognitionVerdict"`
+		RecentDeviceActivity     struct {
+			DeviceActivityLevel string `json:"deviceActivityLevel"`
+		} `json:"recentDeviceActivity"`
+	} `json:"deviceIntegrity"`
+	AccountDetails struct {
+		AppLicensingVerdict string `json:"appLicensingVerdict"`
+	} `json:"accountDetails"`
+	EnvironmentDetails struct {
+		PlayProtectVerdict string `json:"playProtectVerdict"`
+	} `json:"environmentDetails"`
+	TestingDetails *struct {
+		IsTestingResponse bool `json:"isTestingResponse"`
+	} `json:"testingDetails"`
+}
+
+// maxIntegrityToken caps a token.
+const maxIntegrityToken = 16 << 10
+
+// VerifyClassic decrypts and verifies a classic token locally (JWE
+// A256KW/A256GCM wrapping a JWS ES256, algorithms pinned), checks the
+// policy, and uses its nonce once; nonce is the value the server issued
+// for this request (the app passes it to the API base64url-encoded).
+func (p *PlayIntegrity) VerifyClassic(ctx context.Context, token, nonce string) (*IntegrityVerdict, error) {
+	v, err := p.verifyClassic(ctx, token, nonce)
+	if err != nil {
+		p.fail(ctx, err)
+	}
+	return v, err
+}
+
+func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) (*IntegrityVerdict, error) {
+	if len(p.cfg.DecryptionKeys) == 0 {
+		return nil, fmt.Errorf("%w: no keys for classic tokens", ErrIntegrityToken)
+	}
+	if len(token) > maxIntegrityToken || strings.Count(token, ".") != 4 {
+		return nil, fmt.Errorf("%w: not a compact JWE", ErrIntegrityToken)
+	}
+	msg, err := jwe.Parse([]byte(token))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIntegrityToken, err)
+	}
+	h := msg.ProtectedHeaders()
+	if h.Algorithm() != jwa.A256KW || h.ContentEncryption() != jwa.A256GCM {
+		return nil, fmt.Errorf("%w: algorithms %s/%s", ErrIntegrityToken, h.Algorithm(), h.ContentEncryption())
+	}
+	var inner []byte
+	for _, k := range p.cfg.DecryptionKeys {
+		if inner, err = jwe.Decrypt([]byte(token), jwe.WithKey(jwa.A256KW, k)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: decrypt", ErrIntegrityToken)
+	}
+	var payload []byte
+	for _, k := range p.cfg.VerificationKeys {
+		if payload, err = jws.Verify(inner, jws.WithKey(jwa.ES256, k)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature", ErrIntegrityToken)
+	}
+	var pl integrityPayload
+	if err := json.Unmarshal(payload, &pl); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrIntegrityToken, err)
+	}
+	if nonce == "" || subtle.ConstantTimeCompare([]byte(pl.RequestDetails.Nonce), []byte(nonce)) != 1 {
+		return nil, fmt.Errorf("%w: nonce", ErrIntegrityPolicy)
+	}
+	v, err := p.check(&pl)
+	if err != nil {
+		return nil, err
+	}
+	id := sha256.Sum256([]byte("play-integrity\x00" + nonce))
+	fresh, err := p.cfg.Nonces.Use(ctx, base64.RawURLEncoding.EncodeToString(id[:]), v.Timestamp.Add(p.cfg.Policy.MaxAge))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: nonce store: %v", ErrStore, err)
+	case !fresh:
+		return nil, fmt.Errorf("%w: nonce used before", ErrIntegrityPolicy)
+	}
+	return v, nil
+}
+
+// VerifyStandard decodes a standard token through Google's
+// decodeIntegrityToken API and checks the policy; requestHash is the hash
+// the app passed for this request (the server recomputes it from the
+// request).
+func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash string) (*IntegrityVerdict, error) {
+	v, err := p.verifyStandard(ctx, token, requestHash)
+	if err != nil {
+		p.fail(ctx, err)
+	}
+	return v, err
+}
+
+func (p *PlayIntegrity) verifyStandard(ctx context.Context, token, requestHash string) (*IntegrityVerdict, error) {
+	if p.cfg.HTTPClient == nil {
+		return nil, fmt.Errorf("%w: no HTTPClient for the API", ErrVendor)
+	}
+	if token == "" || len(token) > maxIntegrityToken {
+		return nil, fmt.Errorf("%w: token size", ErrIntegrityToken)
+	}
+	body, _ := json.Marshal(map[string]string{"integrityToken": token})
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.APITimeout)
+	defer cancel()
+	u := strings.TrimSuffix(p.cfg.APIBaseURL, "/") + "/v1/" + url.PathEscape(p.cfg.Policy.PackageName) + ":decodeIntegrityToken"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVendor, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVendor, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVendor, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusBadRequest:
+		return nil, fmt.Errorf("%w: the API refused the token", ErrIntegrityToken)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: status %d", ErrVendor, resp.StatusCode)
+	}
+	var out struct {
+		TokenPayloadExternal *integrityPayload `json:"tokenPayloadExternal"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.TokenPayloadExternal == nil {
+		return nil, fmt.Errorf("%w: unexpected API answer", ErrVendor)
+	}
+	pl := out.TokenPayloadExternal
+	if requestHash == "" || subtle.ConstantTimeCompare([]byte(pl.RequestDetails.RequestHash), []byte(requestHash)) != 1 {
+		return nil, fmt.Errorf("%w: request hash", ErrIntegrityPolicy)
+	}
+	return p.check(pl)
+}
+
+// check applies the policy to a payload.
+func (p *PlayIntegrity) check(pl *integrityPayload) (*IntegrityVerdict, error) {
+	pol := &p.cfg.Policy
+	refuse := func(what string) (*IntegrityVerdict, error) {
+		return nil, fmt.Errorf("%w: %s", ErrIntegrityPolicy, what)
+	}
+	if pl.RequestDetails.RequestPackageName != pol.PackageName {
+		return refuse("request package")
+	}
+	ts := time.UnixMilli(int64(pl.RequestDetails.TimestampMillis))
+	now := p.cfg.Now()
+	if pl.RequestDetails.TimestampMillis <= 0 || now.Sub(ts) > pol.MaxAge || ts.Sub(now) > time.Minute {
+		return refuse("timestamp")
+	}
+	if pl.TestingDetails != nil && pl.TestingDetails.IsTestingResponse && !pol.InsecureAllowTestingResponses {
+		return refuse("testing response")
+	}
+	if pl.AppIntegrity.AppRecognitionVerdict != "PLAY_RECOGNIZED" && !pol.InsecureAllowUnrecognizedApp {
+		return refuse("app not recognized")
+	}
+	if pl.AppIntegrity.PackageName != "" && pl.AppIntegrity.PackageName != pol.PackageName {
+		return refuse("app package")
+	}
+	if pl.AppIntegrity.AppRecognitionVerdict != "UNEVALUATED" {
+		ok := len(pl.AppIntegrity.CertificateSha256Digest) > 0
+		for _, d := range pl.AppIntegrity.CertificateSha256Digest {
+			ok = ok && slices.Contains(pol.CertificateDigests, d)
+		}
+		if !ok {
+			return refuse("certificate")
+		}
+	}
+	if int64(pl.AppIntegrity.VersionCode) < pol.MinVersionCode {
+		return refuse("version")
+	}
+	level := deviceLevel(pl.DeviceIntegrity.DeviceRecognitionVerdict)
+	if level < pol.MinDevice {
+		return refuse("device")
+	}
+	licensed := pl.AccountDetails.AppLicensingVerdict == "LICENSED"
+	if pol.RequireLicensed && !licensed {
+		return refuse("licensing")
+	}
+	return &IntegrityVerdict{
+		PackageName: pol.PackageName, VersionCode: int64(pl.AppIntegrity.VersionCode), Device: level,
+		Licensed: licensed, Timestamp: ts, PlayProtect: pl.EnvironmentDetails.PlayProtectVerdict,
+		RecentDeviceActivity: pl.DeviceIntegrity.RecentDeviceActivity.DeviceActivityLevel,
+	}, nil
+}
+
+func (p *PlayIntegrity) fail(ctx context.Context, err error) {
+	reason := "token"
+	switch {
+	case errors.Is(err, ErrIntegrityPolicy):
+		reason = "policy"
+	case errors.Is(err, ErrVendor):
+		reason = "vendor"
+	case errors.Is(err, ErrStore):
+		reason = "store"
+	}
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: integrity token refused",
+		slog.String("event", "attestation_failed"), slog.String("reason", reason), slog.String("provider", "play_integrity"))
+}
