@@ -1,0 +1,155 @@
+package attest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+	"github.com/stretchr/testify/require"
+)
+
+type appCheckIssuer struct {
+	mu   sync.Mutex
+	keys map[string]*rsa.PrivateKey
+	srv  *httptest.Server
+	down bool
+}
+
+func newAppCheckIssuer(t *testing.T) *appCheckIssuer {
+	t.Helper()
+	is := &appCheckIssuer{keys: map[string]*rsa.PrivateKey{}}
+	is.addKey(t, "k1")
+	is.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		is.mu.Lock()
+		defer is.mu.Unlock()
+		if is.down {
+			w.WriteHeader(503)
+			return
+		}
+		set := jwk.NewSet()
+		for kid, k := range is.keys {
+			pub, _ := jwk.FromRaw(&k.PublicKey)
+			_ = pub.Set(jwk.KeyIDKey, kid)
+			_ = pub.Set(jwk.AlgorithmKey, jwa.RS256)
+			_ = set.AddKey(pub)
+		}
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	t.Cleanup(is.srv.Close)
+	return is
+}
+
+func (is *appCheckIssuer) addKey(t *testing.T, kid string) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	is.mu.Lock()
+	is.keys[kid] = k
+	is.mu.Unlock()
+}
+
+func (is *appCheckIssuer) mint(t *testing.T, kid string, alg jwa.SignatureAlgorithm, typ string, claims map[string]any) string {
+	t.Helper()
+	tok := jwt.New()
+	base := map[string]any{
+		"iss": "https://firebaseappcheck.googleapis.com/123456789", "aud": []string{"projects/123456789", "projects/shop-prod"},
+		"sub": "1:123456789:android:abc", "iat": synthNow.Unix(), "exp": synthNow.Add(time.Hour).Unix(),
+	}
+	for k, v := range claims {
+		base[k] = v
+	}
+	for k, v := range base {
+		require.NoError(t, tok.Set(k, v))
+	}
+	hdr := jws.NewHeaders()
+	_ = hdr.Set("kid", kid)
+	_ = hdr.Set("typ", typ)
+	is.mu.Lock()
+	key := any(is.keys[kid])
+	is.mu.Unlock()
+	if alg == jwa.HS256 {
+		key = []byte("0123456789abcdef0123456789abcdef")
+	}
+	b, err := jwt.Sign(tok, jwt.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
+	require.NoError(t, err)
+	return string(b)
+}
+
+func newAppCheck(t *testing.T, is *appCheckIssuer, clock *time.Time) *AppCheck {
+	t.Helper()
+	c, err := NewAppCheck(AppCheckConfig{
+		ProjectNumber: "123456789", AppIDs: []string{"1:123456789:android:abc"},
+		JWKSURL: is.srv.URL, HTTPClient: is.srv.Client(),
+		Now: func() time.Time { return *clock }, Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestAppCheck(t *testing.T) {
+	is := newAppCheckIssuer(t)
+	clock := synthNow
+	c := newAppCheck(t, is, &clock)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		tok  string
+		want error
+	}{
+		{name: "valid", tok: is.mint(t, "k1", jwa.RS256, "JWT", nil)},
+		{name: "wrong_issuer", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iss": "https://firebaseappcheck.googleapis.com/999"}), want: ErrAppCheckToken},
+		{name: "wrong_audience", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"aud": []string{"projects/999"}}), want: ErrAppCheckToken},
+		{name: "expired", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"exp": synthNow.Add(-time.Hour).Unix(), "iat": synthNow.Add(-2 * time.Hour).Unix()}), want: ErrAppCheckToken},
+		{name: "other_app", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"sub": "1:123456789:ios:evil"}), want: ErrAppCheckToken},
+		{name: "typ_not_jwt", tok: is.mint(t, "k1", jwa.RS256, "at+jwt", nil), want: ErrAppCheckToken},
+		{name: "hs256", tok: is.mint(t, "k1", jwa.HS256, "JWT", nil), want: ErrAppCheckToken},
+		{name: "garbage", tok: "x.y.z", want: ErrAppCheckToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := c.Verify(ctx, tt.tok)
+			if tt.want != nil {
+				require.ErrorIs(t, err, tt.want)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "1:123456789:android:abc", got.AppID)
+		})
+	}
+}
+
+func TestAppCheckKeyRotationAndOutage(t *testing.T) {
+	is := newAppCheckIssuer(t)
+	clock := synthNow
+	c := newAppCheck(t, is, &clock)
+	ctx := context.Background()
+	_, err := c.Verify(ctx, is.mint(t, "k1", jwa.RS256, "JWT", nil))
+	require.NoError(t, err)
+
+	is.addKey(t, "k2")
+	clock = clock.Add(2 * time.Minute)
+	_, err = c.Verify(ctx, is.mint(t, "k2", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()}))
+	require.NoError(t, err, "an unknown kid refreshes the set")
+
+	is.addKey(t, "k3")
+	_, err = c.Verify(ctx, is.mint(t, "k3", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()}))
+	require.ErrorIs(t, err, ErrAppCheckToken, "refreshes are rate-limited")
+
+	is.mu.Lock()
+	is.down = true
+	is.mu.Unlock()
+	other := newAppCheck(t, is, &clock)
+	_, err = other.Verify(ctx, is.mint(t, "k1", jwa.RS256, "JWT", nil))
+	require.ErrorIs(t, err, ErrVendor, "no key set at all: the vendor is down")
+}
