@@ -424,7 +424,10 @@ type Assertion struct {
 	KeyID   string
 	AppID   string
 	Counter uint32
-	Key     *AttestedKey
+	// Previous is the counter stored before this assertion: a large jump
+	// is a risk signal (the key used elsewhere, or a cloned device).
+	Previous uint32
+	Key      *AttestedKey
 }
 
 type assertionObject struct {
@@ -500,7 +503,7 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	case !ok:
 		return nil, fmt.Errorf("%w: counter changed concurrently", ErrCounter)
 	}
-	return &Assertion{KeyID: keyID, AppID: key.AppID, Counter: ad.counter, Key: &key}, nil
+	return &Assertion{KeyID: keyID, AppID: key.AppID, Counter: ad.counter, Previous: counter, Key: &key}, nil
 }
 
 // ecdsaFromECDH converts a P-256 ECDH public key to an ECDSA one.

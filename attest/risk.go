@@ -1,0 +1,523 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apiguard/apiguard/internal/problem"
+)
+
+// Band is what a risk score leads to.
+type Band int
+
+// Bands, by rising score.
+const (
+	// BandAllow: serve normally.
+	BandAllow Band = iota
+	// BandMonitor: serve, and let handlers reduce access ([RiskFrom]).
+	BandMonitor
+	// BandStepUp: answer 401 insufficient_user_authentication (RFC 9470).
+	BandStepUp
+	// BandDeny: answer 403.
+	BandDeny
+)
+
+func (b Band) String() string {
+	return [...]string{"allow", "monitor", "step_up", "deny"}[b]
+}
+
+// Action tells the client how to recover from a step-up.
+type Action string
+
+// Actions.
+const (
+	ActionReattest  Action = "reattest"   // attest the app again
+	ActionMFA       Action = "mfa"        // a second factor
+	ActionFreshAuth Action = "fresh_auth" // sign in again
+)
+
+// Reasons that raise the score, with their weights (added, capped at 100).
+const (
+	ReasonAttestationMissing = "attestation_missing" // 40: no attestation evidence on the request
+	ReasonAttestationFailed  = "attestation_failed"  // 70: evidence that does not verify
+	ReasonAppCheckOnly       = "app_check_only"      // 10: App Check, weaker than device attestation
+	ReasonVendorOutage       = "vendor_outage"       // 25: the vendor could not be asked (fail-open penalty)
+	ReasonImpossibleTravel   = "impossible_travel"   // 50: faster than MaxSpeedKmh since the last request
+	ReasonOSOutdated         = "os_outdated"         // 20: OS below the minimum
+	ReasonSIMSwap            = "sim_swap"            // 40: SIM changed recently
+	ReasonKeyChurn           = "key_churn"           // 30: more keys per subject than MaxKeysPerSubject
+	ReasonCounterAnomaly     = "counter_anomaly"     // 20: assertion counter jumped
+	ReasonPlayProtect        = "play_protect"        // 15: Play Protect found issues
+	ReasonDeviceActivity     = "device_activity"     // 15: very high recent device activity (a farm)
+)
+
+var weights = map[string]int{
+	ReasonAttestationMissing: 40, ReasonAttestationFailed: 70, ReasonAppCheckOnly: 10, ReasonVendorOutage: 25,
+	ReasonImpossibleTravel: 50, ReasonOSOutdated: 20, ReasonSIMSwap: 40, ReasonKeyChurn: 30,
+	ReasonCounterAnomaly: 20, ReasonPlayProtect: 15, ReasonDeviceActivity: 15,
+}
+
+// Risk is the assessment of one request.
+type Risk struct {
+	Score   int
+	Band    Band
+	Reasons []string
+	Action  Action
+	// Provider is the attestation that vouched for the request:
+	// app_attest, play_integrity, app_check, or "".
+	Provider string
+	// SpeedKmh is the travel speed since the subject's last request, when
+	// both were located.
+	SpeedKmh float64
+}
+
+// Thresholds map scores to bands: a score at or above Deny denies, at or
+// above StepUp steps up, at or above Monitor monitors.
+type Thresholds struct {
+	Monitor, StepUp, Deny int
+}
+
+// OutagePolicy says what happens when an attestation vendor cannot be
+// asked.
+type OutagePolicy int
+
+const (
+	// OutageFailOpen serves the request with a risk penalty
+	// (vendor_outage). Default.
+	OutageFailOpen OutagePolicy = iota
+	// OutageFailClosed answers 503 with Retry-After.
+	OutageFailClosed
+)
+
+// SIMSwapChecker reports recent SIM swaps for a subject, shaped like the
+// CAMARA SIM Swap API's check (a phone number and a maximum age in hours,
+// answered with a boolean); the application maps subjects to numbers.
+type SIMSwapChecker interface {
+	CheckSIMSwap(ctx context.Context, subject string, maxAge time.Duration) (swapped bool, err error)
+}
+
+// Config configures the risk middleware.
+type Config struct {
+	// AppAttest, PlayIntegrity and AppCheck are the providers; configure
+	// the ones the apps use. At least one is required.
+	AppAttest     *AppAttest
+	PlayIntegrity *PlayIntegrity
+	AppCheck      *AppCheck
+	// Subject names whose history a request extends (the access token's
+	// subject, a device ID). Required. A request without one is assessed
+	// on its attestation alone.
+	Subject func(r *http.Request) (string, error)
+	// Locator places requests, for impossible travel. Default: none.
+	Locator Locator
+	// History keeps subjects' last observations. Default: in memory,
+	// 100000 subjects.
+	History HistoryStore
+	// HistoryTTL is how long an observation is kept. Default: 30 days.
+	HistoryTTL time.Duration
+	// MaxSpeedKmh is the fastest believable travel. Default: 1000.
+	MaxSpeedKmh float64
+	// MinTravelKm is the least distance, beyond both accuracy radii, that
+	// can be impossible travel. Default: 100.
+	MinTravelKm float64
+	// MaxKeysPerSubject is how many attested keys a subject may use
+	// within HistoryTTL before key churn counts. Default: 3.
+	MaxKeysPerSubject int
+	// MinIOSVersion refuses older iOS versions ("17.4"), from the App
+	// Attest certificate. Default: none.
+	MinIOSVersion string
+	// SIMSwap checks for recent SIM swaps. Default: none.
+	SIMSwap SIMSwapChecker
+	// SIMSwapMaxAge is how recent a swap counts. Default: 72 hours.
+	SIMSwapMaxAge time.Duration
+	// Thresholds are the default bands. Default: 30, 60, 85.
+	Thresholds Thresholds
+	// MonitorOnly assesses and logs but never rejects. Default: false.
+	MonitorOnly bool
+	// Outage is the vendor outage policy. Default: OutageFailOpen.
+	Outage OutagePolicy
+	// StepUpACR and StepUpMaxAge are the acr_values and max_age of step-up
+	// challenges. Default: none.
+	StepUpACR    []string
+	StepUpMaxAge time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives events (risk_step_up, risk_denied,
+	// impossible_travel, attestation_failed). Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Verifier assesses requests and enforces risk bands. It is safe for
+// concurrent use by multiple goroutines.
+type Verifier struct {
+	cfg Config
+}
+
+// New validates cfg, fills in its defaults and returns a Verifier.
+func New(cfg Config) (*Verifier, error) {
+	if cfg.AppAttest == nil && cfg.PlayIntegrity == nil && cfg.AppCheck == nil {
+		return nil, errors.New("attest: Config needs at least one provider")
+	}
+	if cfg.Subject == nil {
+		return nil, errors.New("attest: Config.Subject is required")
+	}
+	if err := cfg.Thresholds.valid(); err != nil {
+		return nil, err
+	}
+	if cfg.Thresholds == (Thresholds{}) {
+		cfg.Thresholds = Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
+	}
+	if cfg.HistoryTTL <= 0 {
+		cfg.HistoryTTL = 30 * 24 * time.Hour
+	}
+	if cfg.MaxSpeedKmh <= 0 {
+		cfg.MaxSpeedKmh = 1000
+	}
+	if cfg.MinTravelKm <= 0 {
+		cfg.MinTravelKm = 100
+	}
+	if cfg.MaxKeysPerSubject <= 0 {
+		cfg.MaxKeysPerSubject = 3
+	}
+	if cfg.SIMSwapMaxAge <= 0 {
+		cfg.SIMSwapMaxAge = 72 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.History == nil {
+		cfg.History = NewMemoryHistoryStore(0, cfg.Now)
+	}
+	return &Verifier{cfg: cfg}, nil
+}
+
+func (t Thresholds) valid() error {
+	if t == (Thresholds{}) {
+		return nil
+	}
+	if !(0 < t.Monitor && t.Monitor <= t.StepUp && t.StepUp <= t.Deny && t.Deny <= 101) {
+		return fmt.Errorf("attest: Thresholds %+v must rise: 0 < Monitor <= StepUp <= Deny <= 101", t)
+	}
+	return nil
+}
+
+// HeaderPlayIntegrity carries a Play Integrity standard token whose
+// requestHash is [RequestHash] of the request.
+const HeaderPlayIntegrity = "X-Play-Integrity"
+
+// RequestHash is the requestHash an Android app passes to the Play
+// Integrity API for a request: hex SHA-256 of [ClientData] without a
+// challenge.
+func RequestHash(method, path string, body []byte) string {
+	sum := sha256.Sum256(ClientData(method, path, body, ""))
+	return hex.EncodeToString(sum[:])
+}
+
+// observation is what the history keeps per subject.
+type observation struct {
+	At   time.Time           `json:"at"`
+	Loc  *Location           `json:"loc,omitempty"`
+	Keys map[string]time.Time `json:"keys,omitempty"` // attested key ID -> last seen
+}
+
+var errOutage = errors.New("attest: vendor outage")
+
+// Assess reads the request's evidence and history and returns its risk.
+// It reads the body (up to 1 MiB), which it returns so that the caller can
+// hand it on. An error is only a vendor outage under OutageFailClosed.
+func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error) {
+	ctx := r.Context()
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxAssertedBody+1))
+		if err != nil || len(b) > maxAssertedBody {
+			return &Risk{Score: 100, Band: BandDeny, Reasons: []string{ReasonAttestationFailed}, Action: ActionReattest}, nil, nil
+		}
+		body = b
+	}
+	risk := &Risk{}
+	var keyID, osVersion string
+	outage := false
+	switch {
+	case v.cfg.AppAttest != nil && r.Header.Get(HeaderAssertion) != "":
+		as, err := v.appAttest(r, body)
+		switch {
+		case errors.Is(err, ErrStore):
+			outage = true
+		case err != nil:
+			risk.add(ReasonAttestationFailed)
+		default:
+			risk.Provider, keyID, osVersion = "app_attest", as.KeyID, as.Key.OSVersion
+			if as.Counter-as.Previous > 1000 {
+				risk.add(ReasonCounterAnomaly)
+			}
+		}
+	case v.cfg.PlayIntegrity != nil && r.Header.Get(HeaderPlayIntegrity) != "":
+		verdict, err := v.cfg.PlayIntegrity.VerifyStandard(ctx, r.Header.Get(HeaderPlayIntegrity), RequestHash(r.Method, r.URL.EscapedPath(), body))
+		switch {
+		case errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
+			outage = true
+		case err != nil:
+			risk.add(ReasonAttestationFailed)
+		default:
+			risk.Provider = "play_integrity"
+			if verdict.PlayProtect != "" && verdict.PlayProtect != "NO_ISSUES" && verdict.PlayProtect != "NO_DATA" {
+				risk.add(ReasonPlayProtect)
+			}
+			if verdict.RecentDeviceActivity == "LEVEL_4" {
+				risk.add(ReasonDeviceActivity)
+			}
+		}
+	case v.cfg.AppCheck != nil && r.Header.Get(HeaderAppCheck) != "":
+		_, err := v.cfg.AppCheck.Verify(ctx, r.Header.Get(HeaderAppCheck))
+		switch {
+		case errors.Is(err, ErrVendor):
+			outage = true
+		case err != nil:
+			risk.add(ReasonAttestationFailed)
+		default:
+			risk.Provider = "app_check"
+			risk.add(ReasonAppCheckOnly)
+		}
+	default:
+		risk.add(ReasonAttestationMissing)
+	}
+	if outage {
+		if v.cfg.Outage == OutageFailClosed {
+			return nil, body, errOutage
+		}
+		risk.add(ReasonVendorOutage)
+	}
+	if osVersion != "" && v.cfg.MinIOSVersion != "" && versionLess(osVersion, v.cfg.MinIOSVersion) {
+		risk.add(ReasonOSOutdated)
+	}
+	if subject, err := v.cfg.Subject(r); err == nil && subject != "" {
+		v.behaviour(r, subject, keyID, risk)
+	}
+	risk.finish(th)
+	return risk, body, nil
+}
+
+func (v *Verifier) appAttest(r *http.Request, body []byte) (*Assertion, error) {
+	ctx := r.Context()
+	keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
+	assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
+	if err != nil || keyID == "" || challenge == "" {
+		return nil, ErrMalformed
+	}
+	as, err := v.cfg.AppAttest.VerifyAssertion(ctx, keyID, assertion, ClientData(r.Method, r.URL.EscapedPath(), body, challenge))
+	if err != nil {
+		return nil, err
+	}
+	if err := v.cfg.AppAttest.ConsumeChallenge(ctx, challenge, keyID); err != nil {
+		return nil, err
+	}
+	return as, nil
+}
+
+// behaviour adds the subject's history signals.
+func (v *Verifier) behaviour(r *http.Request, subject, keyID string, risk *Risk) {
+	ctx := r.Context()
+	now := v.cfg.Now()
+	obs := observation{At: now, Keys: map[string]time.Time{}}
+	if v.cfg.Locator != nil {
+		if loc, ok := v.cfg.Locator.Locate(r); ok {
+			obs.Loc = &loc
+		}
+	}
+	if keyID != "" {
+		obs.Keys[keyID] = now
+	}
+	// Store this observation and get the previous one in one call; the
+	// merged key history is written back below. (Two requests of one
+	// subject at the same instant may lose one key of the history.)
+	first, _ := json.Marshal(obs)
+	var prev observation
+	if raw, err := v.cfg.History.Swap(ctx, subject, first, v.cfg.HistoryTTL); err == nil && raw != nil {
+		_ = json.Unmarshal(raw, &prev)
+	}
+	for k, at := range prev.Keys {
+		if _, ok := obs.Keys[k]; !ok && now.Sub(at) < v.cfg.HistoryTTL {
+			obs.Keys[k] = at
+		}
+	}
+	if keyID != "" {
+		for len(obs.Keys) > 16 { // keep the record small: drop the oldest
+			oldest := ""
+			for k, at := range obs.Keys {
+				if oldest == "" || at.Before(obs.Keys[oldest]) {
+					oldest = k
+				}
+			}
+			delete(obs.Keys, oldest)
+		}
+	}
+	if len(obs.Keys) > v.cfg.MaxKeysPerSubject {
+		risk.add(ReasonKeyChurn)
+	}
+	if obs.Loc == nil && prev.Loc != nil && now.Sub(prev.At) < v.cfg.HistoryTTL {
+		obs.Loc, obs.At = prev.Loc, prev.At // keep the last known place
+	}
+	if obs.Loc != nil && prev.Loc != nil && obs.Loc != prev.Loc {
+		dist := haversineKm(*prev.Loc, *obs.Loc) - prev.Loc.AccuracyKm - obs.Loc.AccuracyKm
+		hours := now.Sub(prev.At).Hours()
+		if dist >= v.cfg.MinTravelKm {
+			speed := dist / max(hours, 1.0/3600)
+			risk.SpeedKmh = speed
+			if speed > v.cfg.MaxSpeedKmh {
+				risk.add(ReasonImpossibleTravel)
+				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: impossible travel",
+					slog.String("event", "impossible_travel"), slog.String("reason", "speed"),
+					slog.Int("speed_kmh", int(speed)), slog.Int("distance_km", int(dist)))
+			}
+		}
+	}
+	if v.cfg.SIMSwap != nil {
+		if swapped, err := v.cfg.SIMSwap.CheckSIMSwap(ctx, subject, v.cfg.SIMSwapMaxAge); err == nil && swapped {
+			risk.add(ReasonSIMSwap)
+		}
+	}
+	rec, _ := json.Marshal(obs)
+	_, _ = v.cfg.History.Swap(ctx, subject, rec, v.cfg.HistoryTTL)
+}
+
+func (risk *Risk) add(reason string) {
+	if !slices.Contains(risk.Reasons, reason) {
+		risk.Reasons = append(risk.Reasons, reason)
+		risk.Score = min(100, risk.Score+weights[reason])
+	}
+}
+
+func (risk *Risk) finish(th Thresholds) {
+	switch {
+	case risk.Score >= th.Deny:
+		risk.Band = BandDeny
+	case risk.Score >= th.StepUp:
+		risk.Band = BandStepUp
+	case risk.Score >= th.Monitor:
+		risk.Band = BandMonitor
+	}
+	switch {
+	case slices.Contains(risk.Reasons, ReasonAttestationMissing), slices.Contains(risk.Reasons, ReasonAttestationFailed):
+		risk.Action = ActionReattest
+	case slices.Contains(risk.Reasons, ReasonImpossibleTravel), slices.Contains(risk.Reasons, ReasonSIMSwap):
+		risk.Action = ActionMFA
+	case risk.Score > 0:
+		risk.Action = ActionFreshAuth
+	}
+}
+
+// versionLess compares dotted versions numerically ("9.3" < "17.0").
+func versionLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+type riskKey struct{}
+
+// RiskFrom returns the risk of the request whose context is ctx, so that
+// handlers can reduce access (degrade, don't crash).
+func RiskFrom(ctx context.Context) (*Risk, bool) {
+	r, ok := ctx.Value(riskKey{}).(*Risk)
+	return r, ok
+}
+
+// Handler returns next behind risk assessment with Config.Thresholds.
+func (v *Verifier) Handler(next http.Handler) http.Handler {
+	return v.Require(v.cfg.Thresholds)(next)
+}
+
+// Require returns middleware with thresholds for one route (a premium
+// endpoint may step up sooner). It panics on invalid thresholds or a nil
+// next handler.
+func (v *Verifier) Require(th Thresholds) func(http.Handler) http.Handler {
+	if err := th.valid(); err != nil || th == (Thresholds{}) {
+		panic(fmt.Sprintf("attest: invalid thresholds %+v", th))
+	}
+	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("attest: nil handler")
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			risk, body, err := v.Assess(r, th)
+			ctx := r.Context()
+			if err != nil {
+				w.Header().Set("Retry-After", "5")
+				problem.Write(w, probAttestDown)
+				return
+			}
+			attrs := []slog.Attr{slog.Int("score", risk.Score), slog.String("reason", strings.Join(risk.Reasons, ",")),
+				slog.String("action", string(risk.Action)), slog.Bool("monitor_only", v.cfg.MonitorOnly)}
+			switch {
+			case risk.Band == BandDeny:
+				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
+				if !v.cfg.MonitorOnly {
+					v.writeRisk(w, risk, http.StatusForbidden)
+					return
+				}
+			case risk.Band == BandStepUp:
+				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
+				if !v.cfg.MonitorOnly {
+					v.writeRisk(w, risk, http.StatusUnauthorized)
+					return
+				}
+			}
+			r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
+			if body != nil {
+				r2.Body = io.NopCloser(bytes.NewReader(body))
+				r2.ContentLength = int64(len(body))
+			}
+			next.ServeHTTP(w, r2)
+		})
+	}
+}
+
+// writeRisk answers a step-up (401, RFC 9470) or a denial (403) with the
+// reasons and the action in a problem+json body.
+func (v *Verifier) writeRisk(w http.ResponseWriter, risk *Risk, status int) {
+	p := problem.Problem{
+		Type: problem.TypeBase + "risk-step-up", Title: "Additional verification required", Status: status,
+		Detail:     "This request needs a stronger proof of the app, the device or the user.",
+		Extensions: map[string]any{"reasons": risk.Reasons, "action": risk.Action},
+	}
+	if status == http.StatusForbidden {
+		p.Type, p.Title, p.Detail = problem.TypeBase+"risk-denied", "Request denied", "This request was refused for its risk."
+	} else {
+		params := []string{`error="insufficient_user_authentication"`}
+		if len(v.cfg.StepUpACR) > 0 {
+			params = append(params, `acr_values="`+strings.Join(v.cfg.StepUpACR, " ")+`"`)
+		}
+		if v.cfg.StepUpMaxAge > 0 {
+			params = append(params, `max_age="`+strconv.Itoa(int(v.cfg.StepUpMaxAge/time.Second))+`"`)
+		}
+		w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+	}
+	problem.Write(w, p)
+}
