@@ -1,0 +1,138 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// AttestStore keeps App Attest keys, challenges and subjects' risk
+// history in Redis: it implements attest.KeyStore, attest.ChallengeStore
+// and attest.HistoryStore. Every call touches one key (a hash per attested
+// key, with its counter swapped by one Lua script), so it is Redis Cluster
+// safe. It is safe for concurrent use by multiple goroutines.
+type AttestStore struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// NewAttestStore returns an AttestStore on rdb. It panics if rdb is nil.
+func NewAttestStore(rdb redis.UniversalClient, opts Options) *AttestStore {
+	if rdb == nil {
+		panic("redisstore: nil client")
+	}
+	opts.defaults()
+	return &AttestStore{rdb: rdb, opts: opts}
+}
+
+func (s *AttestStore) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.Timeout)
+}
+
+func (s *AttestStore) keyKey(id string) string { return s.opts.Prefix + "aa:key:" + id }
+
+// Enroll implements attest.KeyStore: HSETNX of the record, counter 0.
+func (s *AttestStore) Enroll(ctx context.Context, keyID string, record []byte) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ok, err := enrollScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, record).Int()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return ok == 1, nil
+}
+
+var enrollScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'counter', 0)
+return 1
+`)
+
+// Lookup implements attest.KeyStore.
+func (s *AttestStore) Lookup(ctx context.Context, keyID string) ([]byte, uint32, bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	vals, err := s.rdb.HMGet(ctx, s.keyKey(keyID), "record", "counter").Result()
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	rec, ok1 := vals[0].(string)
+	cnt, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return nil, 0, false, nil
+	}
+	n, err := strconv.ParseUint(cnt, 10, 32)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("%w: counter %q", ErrUnavailable, cnt)
+	}
+	return []byte(rec), uint32(n), true, nil
+}
+
+var casScript = redis.NewScript(`
+local c = redis.call('HGET', KEYS[1], 'counter')
+if c == false or c ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'counter', ARGV[2])
+return 1
+`)
+
+// AdvanceCounter implements attest.KeyStore: a compare-and-swap in one
+// script.
+func (s *AttestStore) AdvanceCounter(ctx context.Context, keyID string, from, to uint32) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ok, err := casScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, strconv.FormatUint(uint64(from), 10), strconv.FormatUint(uint64(to), 10)).Int()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return ok == 1, nil
+}
+
+// Put implements attest.ChallengeStore.
+func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp time.Time) error {
+	ttl := time.Until(exp)
+	if ttl <= 0 {
+		return nil // already expired: never takeable
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.rdb.Set(ctx, s.opts.Prefix+"aa:ch:"+challenge, "b:"+binding, ttl).Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Take implements attest.ChallengeStore: GETDEL, so a challenge is used
+// once across instances.
+func (s *AttestStore) Take(ctx context.Context, challenge string) (string, bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	v, err := s.rdb.GetDel(ctx, s.opts.Prefix+"aa:ch:"+challenge).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if len(v) < 2 || v[:2] != "b:" {
+		return "", false, nil
+	}
+	return v[2:], true, nil
+}
+
+// Swap implements attest.HistoryStore: SET with GET, atomic.
+func (s *AttestStore) Swap(ctx context.Context, subject string, record []byte, ttl time.Duration) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	prev, err := s.rdb.SetArgs(ctx, s.opts.Prefix+"aa:hist:"+subject, record, redis.SetArgs{TTL: ttl, Get: true}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return []byte(prev), nil
+}

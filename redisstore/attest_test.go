@@ -1,0 +1,21 @@
+package redisstore
+
+import (
+	"testing"
+
+	conformance "github.com/apiguard/apiguard/internal/attesttest"
+	"github.com/apiguard/apiguard/internal/redistest"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAttestStoreConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	pair := func(t *testing.T) (*AttestStore, *AttestStore) {
+		_, err := srv.Do("FLUSHALL")
+		require.NoError(t, err)
+		return NewAttestStore(newClient(t, srv.Addr()), Options{}), NewAttestStore(newClient(t, srv.Addr()), Options{})
+	}
+	conformance.RunKeyStore(t, func(t *testing.T) (conformance.KeyStore, conformance.KeyStore) { return pair(t) })
+	conformance.RunChallengeStore(t, func(t *testing.T) (conformance.ChallengeStore, conformance.ChallengeStore) { return pair(t) })
+	conformance.RunHistoryStore(t, func(t *testing.T) (conformance.HistoryStore, conformance.HistoryStore) { return pair(t) })
+}
