@@ -37,15 +37,27 @@ type vector struct {
 
 func loadVectors(t *testing.T) []vector {
 	t.Helper()
+	out := loadVectorsF(t)
+	require.Len(t, out, 7)
+	return out
+}
+
+func loadVectorsF(t testing.TB) []vector {
+	t.Helper()
 	files, err := filepath.Glob("testdata/veehaitch-*.json")
-	require.NoError(t, err)
-	require.Len(t, files, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []vector
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		require.NoError(t, err)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var v vector
-		require.NoError(t, json.Unmarshal(b, &v))
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
 		out = append(out, v)
 	}
 	return out

@@ -125,7 +125,12 @@ func (c *AppCheck) Verify(ctx context.Context, token string) (*AppCheckToken, er
 	return t, err
 }
 
-func (c *AppCheck) verify(ctx context.Context, token string) (*AppCheckToken, error) {
+func (c *AppCheck) verify(ctx context.Context, token string) (t *AppCheckToken, err error) {
+	defer func() { // a panic in the JOSE library on crafted input is a refusal
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("%w: malformed", ErrAppCheckToken)
+		}
+	}()
 	if token == "" || len(token) > 8<<10 || strings.Count(token, ".") != 2 {
 		return nil, fmt.Errorf("%w: malformed", ErrAppCheckToken)
 	}

@@ -2,7 +2,9 @@ package attest
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/x509"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -35,3 +37,7 @@ func x509PoolFromFile(t *testing.T, path string) *x509.CertPool {
 	require.True(t, p.AppendCertsFromPEM(b))
 	return p
 }
+
+type ecdsaPub = ecdsa.PublicKey
+
+func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -252,7 +252,15 @@ func (p *PlayIntegrity) VerifyClassic(ctx context.Context, token, nonce string) 
 	return v, err
 }
 
-func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) (*IntegrityVerdict, error) {
+func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) (v *IntegrityVerdict, err error) {
+	// jwx's JWE code has panicked on crafted input (an empty encrypted
+	// key, found by fuzzing): a token is untrusted input, so a panic in
+	// the library is a refusal, never a crash of the request.
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, fmt.Errorf("%w: malformed", ErrIntegrityToken)
+		}
+	}()
 	if len(p.cfg.DecryptionKeys) == 0 {
 		return nil, fmt.Errorf("%w: no keys for classic tokens", ErrIntegrityToken)
 	}
@@ -266,6 +274,10 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 	h := msg.ProtectedHeaders()
 	if h.Algorithm() != jwa.A256KW || h.ContentEncryption() != jwa.A256GCM {
 		return nil, fmt.Errorf("%w: algorithms %s/%s", ErrIntegrityToken, h.Algorithm(), h.ContentEncryption())
+	}
+	// A256KW wraps the 32-byte A256GCM key into 40 bytes (RFC 3394).
+	if rs := msg.Recipients(); len(rs) != 1 || len(rs[0].EncryptedKey()) != 40 {
+		return nil, fmt.Errorf("%w: encrypted key", ErrIntegrityToken)
 	}
 	var inner []byte
 	for _, k := range p.cfg.DecryptionKeys {
@@ -292,7 +304,7 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 	if nonce == "" || subtle.ConstantTimeCompare([]byte(pl.RequestDetails.Nonce), []byte(nonce)) != 1 {
 		return nil, fmt.Errorf("%w: nonce", ErrIntegrityPolicy)
 	}
-	v, err := p.check(&pl)
+	v, err = p.check(&pl)
 	if err != nil {
 		return nil, err
 	}

@@ -191,3 +191,13 @@ func TestNewPlayIntegrityConfig(t *testing.T) {
 	_, err = NewPlayIntegrity(PlayIntegrityConfig{Policy: IntegrityPolicy{PackageName: "p", CertificateDigests: []string{"d"}}, VerificationKeys: []*ecdsa.PublicKey{{}}})
 	require.ErrorContains(t, err, "both")
 }
+
+// TestClassicTokenEmptyEncryptedKey is a regression test for a panic in
+// jwx's key unwrapping on an empty encrypted key, found by FuzzClassicToken.
+func TestClassicTokenEmptyEncryptedKey(t *testing.T) {
+	keys, err := attesttest.NewPlayKeys()
+	require.NoError(t, err)
+	p, _ := newPlay(t, []*attesttest.PlayKeys{keys}, nil)
+	_, err = p.VerifyClassic(context.Background(), "eyJhbGciOiJBMjU2S1ciLCJlbmMiOiJBMjU2R0NNIn0....", "n")
+	require.ErrorIs(t, err, ErrIntegrityToken)
+}

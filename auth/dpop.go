@@ -149,7 +149,12 @@ const maxProofSize = 4 << 10
 // the RFC 7638 thumbprint of its key is jkt (the token's cnf.jkt). The jti
 // is recorded only after every other check passed, so a failed proof does
 // not burn it.
-func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) error {
+func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) (err error) {
+	defer func() { // a panic in the JOSE library on a crafted jwk is a refusal
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: malformed", ErrDPoPProof)
+		}
+	}()
 	vals := r.Header.Values("DPoP")
 	if len(vals) != 1 {
 		return fmt.Errorf("%w: %d DPoP headers", ErrDPoPProof, len(vals))

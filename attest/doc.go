@@ -1,0 +1,67 @@
+// Package attest verifies what Apple and Google say about the app and the
+// device — Apple App Attest, Google Play Integrity, Firebase App Check —
+// binds it to requests, and combines it with behaviour signals (impossible
+// travel, OS version, SIM swaps, key churn, assertion counter anomalies)
+// into a risk decision that monitors or steps up before it blocks.
+//
+//	appAttest, err := attest.NewAppAttest(attest.AppAttestConfig{
+//		AppIDs: []string{"ABCDE12345.com.example.shop"},
+//	})
+//	risk, err := attest.New(attest.Config{
+//		AppAttest: appAttest,
+//		Subject:   func(r *http.Request) (string, error) { c, _ := auth.ClaimsFrom(r.Context()); return c.Subject, nil },
+//		Locator:   &attest.HeaderLocator{TrustedProxies: cdnPrefixes},
+//	})
+//	mux.Handle("POST /attest/challenge", appAttest.ChallengeHandler())
+//	mux.Handle("POST /v1/premium", tokens.Handler(risk.Require(attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90})(premium)))
+//	// in a handler: r, _ := attest.RiskFrom(ctx); if r.Band == attest.BandMonitor { serve less }
+//
+// # Place in the chain
+//
+// After telemetry, the IP limiter and auth (the risk history is keyed by
+// subject), before the handler. It reads the body (up to 1 MiB) to bind
+// assertions to it, and hands it on intact.
+//
+// # App Attest
+//
+// [AppAttest.VerifyAttestation] decodes the attestation with strict CBOR
+// (size caps, no duplicate or unknown keys), checks fmt apple-appattest,
+// verifies the x5c chain to the pinned Apple App Attestation Root CA at
+// the injected time with an explicit usage policy (leaves issued since
+// January 2026 carry an Apple-specific extended key usage that x509's
+// default refuses), checks the nonce extension against
+// SHA-256(authData ‖ clientDataHash), the key ID against SHA-256 of the
+// public key and the credential ID, the rpIdHash against the App IDs, a
+// counter of 0 and the AAGUID against the allowed environments, keeps the
+// OS version as a signal, and enrols the key. Authenticator data is read by
+// fixed offsets; trailing extensions (iOS and macOS 27) are tolerated.
+// [AppAttest.VerifyAssertion] checks the signature over
+// SHA-256(authData ‖ SHA-256(clientData)), the rpIdHash and a counter
+// greater than the stored one, stored by compare-and-swap; unknown keys are
+// never enrolled implicitly. Challenges are single use, with a TTL, bound
+// to a key. [ParseReceipt] verifies receipts to Apple Root CA - G3.
+//
+// # Play Integrity and App Check
+//
+// Classic Play Integrity tokens are decrypted and verified locally (JWE
+// A256KW/A256GCM wrapping JWS ES256, algorithms pinned, two keys for
+// rotation); standard ones go through Google's decodeIntegrityToken API.
+// An [IntegrityPolicy] checks the package, nonce (single use) or request
+// hash, freshness, testing responses, app recognition, signing
+// certificates, version, device verdict and licensing. App Check tokens
+// are RS256 JWTs checked against the App Check JWKS (jwx cache, refreshed
+// on an unknown kid at most once per interval).
+//
+// # Risk
+//
+// Each reason adds a documented weight (see the Reason constants) to a
+// score capped at 100; [Thresholds] map it to allow, monitor, step-up (401
+// insufficient_user_authentication with acr_values and max_age, RFC 9470,
+// and a problem+json body with the reasons and an action: reattest, mfa or
+// fresh_auth) or deny (403). Config.MonitorOnly assesses without rejecting,
+// for rollout. When a vendor cannot be asked, Config.Outage decides: fail
+// open with a vendor_outage penalty (default) or fail closed with 503.
+// Events: attestation_failed, risk_step_up, risk_denied, impossible_travel.
+//
+// Every type here is safe for concurrent use by multiple goroutines.
+package attest

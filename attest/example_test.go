@@ -1,0 +1,101 @@
+package attest_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"time"
+
+	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/attesttest"
+)
+
+var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// setup enrols one device of the app and returns the verifier and device.
+func setup(clock *time.Time) (*attest.AppAttest, *attesttest.Device) {
+	ca, _ := attesttest.NewCA(now.Add(-time.Hour), now.Add(24*time.Hour)) // a test root: no real device here
+	a, err := attest.NewAppAttest(attest.AppAttestConfig{
+		AppIDs: []string{"ABCDE12345.com.example.shop"},
+		Roots:  ca.Roots(),
+		Now:    func() time.Time { return *clock },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	dev, _ := attesttest.NewDevice("ABCDE12345.com.example.shop")
+	challenge, _, _ := a.IssueChallenge(context.Background(), "")
+	cdh := attest.ClientDataHash([]byte(challenge))
+	obj, _ := ca.Attest(dev, cdh, attesttest.AttestOptions{})
+	if _, err := a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh); err != nil {
+		panic(err)
+	}
+	return a, dev
+}
+
+func ExampleAppAttest_VerifyAssertion() {
+	clock := now
+	a, dev := setup(&clock)
+	clientData := []byte(`{"action":"redeem","challenge":"c-1"}`)
+	assertion, _ := dev.Assert(clientData)
+
+	as, err := a.VerifyAssertion(context.Background(), dev.KeyID, assertion, clientData)
+	fmt.Println(as.Counter, err)
+	_, err = a.VerifyAssertion(context.Background(), dev.KeyID, assertion, clientData) // replayed
+	fmt.Println(err)
+	// Output:
+	// 1 <nil>
+	// attest: counter not valid: 1 after 1
+}
+
+// A session is used from Paris, then from Sydney an hour later: the
+// premium route steps up to MFA.
+func ExampleVerifier_Require_impossibleTravel() {
+	clock := now
+	a, dev := setup(&clock)
+	risk, _ := attest.New(attest.Config{
+		AppAttest: a,
+		Subject:   func(r *http.Request) (string, error) { return "user-42", nil },
+		Locator:   &attest.HeaderLocator{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		StepUpACR: []string{"urn:example:mfa"},
+		Now:       func() time.Time { return clock },
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	premium := risk.Require(attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "premium content") }))
+
+	call := func(lat, lon string) *httptest.ResponseRecorder {
+		challenge, _, _ := a.IssueChallenge(context.Background(), dev.KeyID)
+		assertion, _ := dev.Assert(attest.ClientData("GET", "/premium", nil, challenge))
+		r := httptest.NewRequest("GET", "/premium", nil)
+		r.RemoteAddr = "10.0.0.7:443" // the CDN, which adds the geo headers
+		r.Header.Set("X-Geo-Latitude", lat)
+		r.Header.Set("X-Geo-Longitude", lon)
+		r.Header.Set(attest.HeaderKeyID, dev.KeyID)
+		r.Header.Set(attest.HeaderChallenge, challenge)
+		r.Header.Set(attest.HeaderAssertion, base64.StdEncoding.EncodeToString(assertion))
+		rec := httptest.NewRecorder()
+		premium.ServeHTTP(rec, r)
+		return rec
+	}
+	rec := call("48.8566", "2.3522") // Paris
+	fmt.Println(rec.Code, rec.Body.String())
+	clock = clock.Add(time.Hour)
+	rec = call("-33.8688", "151.2093") // Sydney, an hour later
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+	fmt.Println(rec.Body.String())
+	// Output:
+	// 200 premium content
+	// 401 Bearer error="insufficient_user_authentication", acr_values="urn:example:mfa"
+	// {"action":"mfa","detail":"This request needs a stronger proof of the app, the device or the user.","reasons":["impossible_travel"],"status":401,"title":"Additional verification required","type":"urn:apiguard:problem:risk-step-up"}
+}
+
+func ExampleClientDataHash() {
+	fmt.Printf("%x\n", attest.ClientDataHash([]byte("wurzelpfropf")))
+	// Output: 8be65cca515ad097c953967d18d635d86dd78a142ed3d077526bed11c6bec67b
+}
