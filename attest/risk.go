@@ -230,8 +230,8 @@ func RequestHash(method, path string, body []byte) string {
 
 // observation is what the history keeps per subject.
 type observation struct {
-	At   time.Time           `json:"at"`
-	Loc  *Location           `json:"loc,omitempty"`
+	At   time.Time            `json:"at"`
+	Loc  *Location            `json:"loc,omitempty"`
 	Keys map[string]time.Time `json:"keys,omitempty"` // attested key ID -> last seen
 }
 
