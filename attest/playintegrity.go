@@ -189,6 +189,9 @@ type IntegrityVerdict struct {
 	// RecentDeviceActivity is deviceIntegrity.recentDeviceActivity's
 	// deviceActivityLevel (LEVEL_1..LEVEL_4), a risk signal.
 	RecentDeviceActivity string
+	// SDKVersion is deviceIntegrity.deviceAttributes.sdkVersion, the
+	// Android API level (0 when Play does not report it), a risk signal.
+	SDKVersion int
 }
 
 // flexInt is a JSON number or a string of one (Play sends both).
@@ -225,6 +228,9 @@ type integrityPayload struct {
 		RecentDeviceActivity     struct {
 			DeviceActivityLevel string `json:"deviceActivityLevel"`
 		} `json:"recentDeviceActivity"`
+		DeviceAttributes struct {
+			SDKVersion flexInt `json:"sdkVersion"`
+		} `json:"deviceAttributes"`
 	} `json:"deviceIntegrity"`
 	AccountDetails struct {
 		AppLicensingVerdict string `json:"appLicensingVerdict"`
@@ -422,6 +428,7 @@ func (p *PlayIntegrity) check(pl *integrityPayload) (*IntegrityVerdict, error) {
 		PackageName: pol.PackageName, VersionCode: int64(pl.AppIntegrity.VersionCode), Device: level,
 		Licensed: licensed, Timestamp: ts, PlayProtect: pl.EnvironmentDetails.PlayProtectVerdict,
 		RecentDeviceActivity: pl.DeviceIntegrity.RecentDeviceActivity.DeviceActivityLevel,
+		SDKVersion:           int(pl.DeviceIntegrity.DeviceAttributes.SDKVersion),
 	}, nil
 }
 

@@ -135,9 +135,12 @@ type Config struct {
 	// MaxKeysPerSubject is how many attested keys a subject may use
 	// within HistoryTTL before key churn counts. Default: 3.
 	MaxKeysPerSubject int
-	// MinIOSVersion refuses older iOS versions ("17.4"), from the App
-	// Attest certificate. Default: none.
+	// MinIOSVersion counts older iOS versions ("17.4", from the App Attest
+	// certificate) as os_outdated. Default: none.
 	MinIOSVersion string
+	// MinAndroidSDK counts older Android API levels (from Play
+	// Integrity's device attributes) as os_outdated. Default: none.
+	MinAndroidSDK int
 	// SIMSwap checks for recent SIM swaps. Default: none.
 	SIMSwap SIMSwapChecker
 	// SIMSwapMaxAge is how recent a swap counts. Default: 72 hours.
@@ -241,6 +244,20 @@ var errOutage = errors.New("attest: vendor outage")
 // It reads the body (up to 1 MiB), which it returns so that the caller can
 // hand it on. An error is only a vendor outage under OutageFailClosed.
 func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error) {
+	return v.assess(r, Route{Thresholds: th, Outage: v.cfg.Outage})
+}
+
+// Route is what one route asks of the risk assessment.
+type Route struct {
+	// Thresholds map scores to bands on this route. Required.
+	Thresholds Thresholds
+	// Outage is this route's vendor outage policy (a payment route may
+	// fail closed while a catalogue fails open).
+	Outage OutagePolicy
+}
+
+func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
+	th := route.Thresholds
 	ctx := r.Context()
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
@@ -282,6 +299,9 @@ func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error)
 			if verdict.RecentDeviceActivity == "LEVEL_4" {
 				risk.add(ReasonDeviceActivity)
 			}
+			if v.cfg.MinAndroidSDK > 0 && verdict.SDKVersion > 0 && verdict.SDKVersion < v.cfg.MinAndroidSDK {
+				risk.add(ReasonOSOutdated)
+			}
 		}
 	case v.cfg.AppCheck != nil && r.Header.Get(HeaderAppCheck) != "":
 		_, err := v.cfg.AppCheck.Verify(ctx, r.Header.Get(HeaderAppCheck))
@@ -298,7 +318,7 @@ func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error)
 		risk.add(ReasonAttestationMissing)
 	}
 	if outage {
-		if v.cfg.Outage == OutageFailClosed {
+		if route.Outage == OutageFailClosed {
 			return nil, body, errOutage
 		}
 		risk.add(ReasonVendorOutage)
@@ -455,9 +475,15 @@ func (v *Verifier) Handler(next http.Handler) http.Handler {
 }
 
 // Require returns middleware with thresholds for one route (a premium
-// endpoint may step up sooner). It panics on invalid thresholds or a nil
-// next handler.
+// endpoint may step up sooner) and the Verifier's outage policy. It panics
+// on invalid thresholds or a nil next handler.
 func (v *Verifier) Require(th Thresholds) func(http.Handler) http.Handler {
+	return v.RequireRoute(Route{Thresholds: th, Outage: v.cfg.Outage})
+}
+
+// RequireRoute is [Verifier.Require] with the route's own outage policy.
+func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
+	th := route.Thresholds
 	if err := th.valid(); err != nil || th == (Thresholds{}) {
 		panic(fmt.Sprintf("attest: invalid thresholds %+v", th))
 	}
@@ -466,7 +492,7 @@ func (v *Verifier) Require(th Thresholds) func(http.Handler) http.Handler {
 			panic("attest: nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			risk, body, err := v.Assess(r, th)
+			risk, body, err := v.assess(r, route)
 			ctx := r.Context()
 			if err != nil {
 				w.Header().Set("Retry-After", "5")

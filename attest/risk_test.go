@@ -266,6 +266,38 @@ func TestVendorOutagePolicy(t *testing.T) {
 	}
 }
 
+func TestOutagePolicyPerRoute(t *testing.T) {
+	e := newRiskEnv(t, nil) // the Verifier fails open
+	d := e.device(attesttest.AttestOptions{})
+	e.a.cfg.Keys = downKeys{e.a.cfg.Keys}
+	payments := e.v.RequireRoute(Route{Thresholds: Thresholds{Monitor: 30, StepUp: 60, Deny: 85}, Outage: OutageFailClosed})
+	rec, _, _ := e.serve(payments, e.request(d, "jo", paris, ""))
+	require.Equal(t, 503, rec.Code, "this route fails closed")
+	rec, _, _ = e.serve(e.v.Handler, e.request(d, "jo", paris, ""))
+	require.Equal(t, 200, rec.Code, "the default fails open")
+}
+
+func TestAndroidSDKMinimum(t *testing.T) {
+	ts := synthNow.Add(-5 * time.Second).UnixMilli()
+	verdict := attesttest.Verdict(pkg, "", "", ts, certDigest)
+	verdict["deviceIntegrity"].(map[string]any)["deviceAttributes"] = map[string]any{"sdkVersion": 28}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		verdict["requestDetails"].(map[string]any)["requestHash"] = RequestHash("POST", "/premium", []byte("{}"))
+		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": verdict})
+	}))
+	defer api.Close()
+	play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) { c.APIBaseURL = api.URL; c.HTTPClient = api.Client() })
+	v, err := New(Config{PlayIntegrity: play, MinAndroidSDK: 33, Subject: func(*http.Request) (string, error) { return "", nil },
+		Now: func() time.Time { return synthNow }, Logger: nopLogger()})
+	require.NoError(t, err)
+	r := httptest.NewRequest("POST", "/premium", strings.NewReader("{}"))
+	r.Header.Set(HeaderPlayIntegrity, "standard-token")
+	risk, _, err := v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+	require.NoError(t, err)
+	require.Equal(t, "play_integrity", risk.Provider)
+	require.Equal(t, []string{ReasonOSOutdated}, risk.Reasons)
+}
+
 func TestMaxMindLocator(t *testing.T) {
 	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoIP2-City", RecordSize: 24})
 	require.NoError(t, err)
