@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
@@ -30,13 +32,19 @@ import (
 type client struct {
 	base   string
 	http   *http.Client
-	issuer *issuer // only to forge the attacker's tokens
+	issuer *issuer        // only to forge the attacker's tokens
+	ca     *attesttest.CA // the test root that stands in for Apple's
+	device *attesttest.Device
 
 	dpopKey *ecdsa.PrivateKey
 	dpopPub jwk.Key
 }
 
-func newClient(base string, is *issuer) (*client, error) {
+func newClient(base string, is *issuer, ca *attesttest.CA) (*client, error) {
+	dev, err := attesttest.NewDevice(demoAppID)
+	if err != nil {
+		return nil, err
+	}
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -45,7 +53,7 @@ func newClient(base string, is *issuer) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{base: base, http: &http.Client{Timeout: 5 * time.Second}, issuer: is, dpopKey: k, dpopPub: pub}, nil
+	return &client{base: base, http: &http.Client{Timeout: 5 * time.Second}, issuer: is, ca: ca, device: dev, dpopKey: k, dpopPub: pub}, nil
 }
 
 // call is one request of the script.
@@ -127,6 +135,76 @@ func (c *client) login(ctx context.Context, verifier string, dpop bool) (string,
 	}
 	tok, status, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code["code"]}, "code_verifier": {verifier}}, proof)
 	return tok["access_token"], status, err
+}
+
+var (
+	paris  = [2]string{"48.8566", "2.3522"}
+	sydney = [2]string{"-33.8688", "151.2093"}
+)
+
+// enroll attests the app's key: a challenge, attestKey (here the test
+// kit), and the attestation sent to the API.
+func (c *client) enroll(ctx context.Context, token string) result {
+	res := result{name: "App Attest enrolment of the device key", expect: 201}
+	ch, err := c.challenge(ctx, "")
+	if err != nil {
+		res.err = err
+		return res
+	}
+	obj, err := c.ca.Attest(c.device, attest.ClientDataHash([]byte(ch)), attesttest.AttestOptions{})
+	if err != nil {
+		res.err = err
+		return res
+	}
+	body, _ := json.Marshal(map[string]string{"key_id": c.device.KeyID, "attestation": base64.StdEncoding.EncodeToString(obj), "challenge": ch})
+	r := c.do(ctx, res.name, false, 201, call{method: "POST", path: "/v1/attest/enroll", header: bearer(token), body: string(body)})
+	if r.status == 201 {
+		r.reason = "key attested"
+	}
+	return r
+}
+
+func (c *client) challenge(ctx context.Context, keyID string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/attest/challenge", nil)
+	if err != nil {
+		return "", err
+	}
+	if keyID != "" {
+		req.Header.Set(attest.HeaderKeyID, keyID)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct{ Challenge string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Challenge == "" {
+		return "", fmt.Errorf("no challenge (status %d)", resp.StatusCode)
+	}
+	return out.Challenge, nil
+}
+
+// premium calls the premium endpoint with an App Attest assertion from
+// the device (or the given forged bytes), located at place by the CDN's
+// geo headers.
+func (c *client) premium(ctx context.Context, name string, attack bool, expect int, token string, place [2]string, forged []byte) result {
+	ch, err := c.challenge(ctx, c.device.KeyID)
+	if err != nil {
+		return result{name: name, attack: attack, expect: expect, err: err}
+	}
+	body := `{"item":"gold-plan"}`
+	assertion := forged
+	if assertion == nil {
+		if assertion, err = c.device.Assert(attest.ClientData("POST", "/v1/premium", []byte(body), ch)); err != nil {
+			return result{name: name, attack: attack, expect: expect, err: err}
+		}
+	}
+	h := bearer(token)
+	h[attest.HeaderKeyID] = c.device.KeyID
+	h[attest.HeaderChallenge] = ch
+	h[attest.HeaderAssertion] = base64.StdEncoding.EncodeToString(assertion)
+	h["X-Geo-Latitude"], h["X-Geo-Longitude"] = place[0], place[1]
+	return c.do(ctx, name, attack, expect, call{method: "POST", path: "/v1/premium", header: h, body: body})
 }
 
 // burst: a script reads orders as fast as it can with a valid token; the
@@ -249,6 +327,13 @@ func (c *client) script(ctx context.Context) []result {
 		return out
 	}
 	add(c.do(ctx, "POST /v1/pay signed by device-42", false, 200, call{method: "POST", path: "/v1/pay", header: pay, body: payBody}))
+	if r := c.enroll(ctx, token); !r.ok() {
+		add(r)
+		return out
+	} else {
+		add(r)
+	}
+	add(c.premium(ctx, "premium call from Paris, App Attest assertion", false, 200, token, paris, nil))
 	add(c.do(ctx, "client reports a pinning failure", false, 204, call{method: "POST", path: "/v1/reports",
 		header: map[string]string{"Content-Type": "application/reports+json"},
 		body:   `[{"type":"pinning-failure","age":1200,"url":"https://api.example.com/v1/pay","user_agent":"Shop/5.2","body":{}}]`}))
@@ -278,6 +363,8 @@ func (c *client) script(ctx context.Context) []result {
 	add(c.do(ctx, "payment signed with another key", true, 401, call{method: "POST", path: "/v1/pay", header: forged, body: forgedBody}))
 	unsigned := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	add(c.do(ctx, "unsigned payment", true, 401, call{method: "POST", path: "/v1/pay", header: unsigned, body: `{"amount":5}`}))
+	add(c.premium(ctx, "premium call with a forged App Attest assertion", true, 401, token, paris, []byte("forged")))
+	add(c.premium(ctx, "premium call from Sydney a minute after Paris", true, 401, token, sydney, nil))
 	add(c.burst(ctx, token))
 	add(c.stuffing(ctx))
 	add(c.do(ctx, "header injection in X-Request-ID", true, 401, call{method: "GET", path: "/v1/orders",

@@ -17,15 +17,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"text/tabwriter"
 	"time"
 
+	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
+	"go.opentelemetry.io/otel/metric"
 )
 
 func main() {
@@ -43,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	serve := fs.Bool("serve", false, "keep the API running and print curl commands instead of running the client")
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	verbose := fs.Bool("v", false, "print the API's security log to stderr")
+	redisAddr := fs.String("redis", "", "Redis address (host:port): every store becomes a redisstore one, as several instances would share")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +63,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	api, err := newAPI(base, logger)
+	metrics, err := newMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	api, err := newAPI(apiOptions{base: base, logger: logger, redisAddr: *redisAddr, meters: metrics.provider, metrics: metrics.handler})
 	if err != nil {
 		ln.Close()
 		return err
@@ -77,7 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  curl -i -H 'Authorization: Bearer %s' %s/v1/orders\n", tok, base)
 		fmt.Fprintf(stdout, "  curl -i %s/v1/orders                      # no token: 401\n", base)
 		fmt.Fprintf(stdout, "  curl -i -H 'X-Request-ID: my-trace-1' %s/v1/orders\n", base)
-		fmt.Fprintf(stdout, "  curl -i -H 'Content-Type: application/reports+json' --data '[{\"type\":\"pinning-failure\",\"age\":0,\"url\":\"https://api.example.com/\",\"user_agent\":\"curl\",\"body\":{}}]' %s/v1/reports\n\n", base)
+		fmt.Fprintf(stdout, "  curl -i -H 'Content-Type: application/reports+json' --data '[{\"type\":\"pinning-failure\",\"age\":0,\"url\":\"https://api.example.com/\",\"user_agent\":\"curl\",\"body\":{}}]' %s/v1/reports\n", base)
+		fmt.Fprintf(stdout, "  curl -s %s/metrics | grep apiguard_security_events   # the security events counting up\n", base)
+		fmt.Fprintf(stdout, "  curl -s %s/healthz                                   # the same server without the chain (for load tests)\n\n", base)
 		fmt.Fprintln(stdout, "The token above lives 5 minutes. Security events are logged to stderr. Ctrl-C stops.")
 		sig, stop := signal.NotifyContext(ctx, os.Interrupt)
 		defer stop()
@@ -85,30 +97,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	c, err := newClient(base, api.issuer)
+	c, err := newClient(base, api.issuer, api.ca)
 	if err != nil {
 		return err
 	}
-	return report(stdout, c.script(ctx))
+	results := c.script(ctx)
+	if err := report(stdout, results); err != nil {
+		return err
+	}
+	printEvents(ctx, stdout, base)
+	return nil
 }
 
 // api is the protected service with its in-process identity provider.
 type api struct {
 	handler  http.Handler
 	issuer   *issuer
+	ca       *attesttest.CA // the test root standing in for Apple's
 	verifier *auth.Verifier
+	closers  []func()
 }
 
-func (a *api) close() { _ = a.verifier.Close() }
+func (a *api) close() {
+	_ = a.verifier.Close()
+	for _, c := range a.closers {
+		c()
+	}
+}
+
+type apiOptions struct {
+	base      string
+	logger    *slog.Logger
+	redisAddr string
+	meters    metric.MeterProvider
+	metrics   http.Handler
+}
 
 // newAPI wires the packages the way DESIGN.md recommends: telemetry
-// outermost, then per route the access-token check with its scope.
-func newAPI(base string, logger *slog.Logger) (*api, error) {
+// outermost, an IP limiter before any cryptography, then per route the
+// access-token check, the signature check, per-subject limits and the
+// risk assessment.
+func newAPI(o apiOptions) (*api, error) {
+	base, logger := o.base, o.logger
 	is, err := newIssuer(base+"/", "https://api.demo.example")
 	if err != nil {
 		return nil, err
 	}
-	obs, err := telemetry.New(telemetry.Config{Logger: logger})
+	st, err := newStores(o.redisAddr)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := telemetry.New(telemetry.Config{Logger: logger, MeterProvider: o.meters})
 	if err != nil {
 		return nil, err
 	}
@@ -118,9 +157,10 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 			Audience: []string{is.audience},
 			JWKSURL:  base + "/.well-known/jwks.json",
 		}},
-		DPoP:    auth.DPoPAllowed,
-		DPoPURL: base,
-		Logger:  logger,
+		DPoP:        auth.DPoPAllowed,
+		DPoPURL:     base,
+		ReplayStore: st.authReplay,
+		Logger:      logger,
 	})
 	if err != nil {
 		return nil, err
@@ -128,19 +168,22 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 	// Each device signs with its own secret, derived from one master secret
 	// at enrolment (HKDF); the API keeps only the master.
 	sig, err := signing.New(signing.Config{
-		Keys:   signing.DerivedKeys(demoMaster, demoSalt),
-		Scheme: "http", // the demo serves plain HTTP on loopback
-		Logger: logger,
+		Keys:        signing.DerivedKeys(demoMaster, demoSalt),
+		ReplayStore: st.signingReplay,
+		Scheme:      "http", // the demo serves plain HTTP on loopback
+		Logger:      logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	// Per client address, before any cryptography: shields the checks.
 	perIP, err := ratelimit.New(ratelimit.Config{
-		Name:   "ip",
-		Limit:  ratelimit.Limit{Requests: 600, Per: time.Minute, Burst: 200},
-		Key:    ratelimit.KeyByIP(), // no proxy in front of the demo
-		Logger: logger,
+		Name:      "ip",
+		Limit:     ratelimit.Limit{Requests: 600, Per: time.Minute, Burst: 200},
+		Key:       ratelimit.KeyByIP(), // no proxy in front of the demo
+		Store:     st.limits,
+		KeySecret: st.keySecret,
+		Logger:    logger,
 	})
 	if err != nil {
 		return nil, err
@@ -155,7 +198,9 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 			}
 			return "", ratelimit.ErrNoKey
 		},
-		Logger: logger,
+		Store:     st.limits,
+		KeySecret: st.keySecret,
+		Logger:    logger,
 	})
 	if err != nil {
 		return nil, err
@@ -200,7 +245,52 @@ func newAPI(base string, logger *slog.Logger) (*api, error) {
 		w.WriteHeader(http.StatusCreated)
 	})))
 	mux.Handle("POST /v1/reports", obs.ReportHandler())
-	return &api{handler: obs.Handler(perIP.Handler(mux)), issuer: is, verifier: v}, nil
+
+	// The premium endpoint: App Attest and the risk assessment. No real
+	// device is here, so the attestation root is a test CA of attesttest.
+	ca, err := attesttest.NewCA(time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	appAttest, err := attest.NewAppAttest(attest.AppAttestConfig{
+		AppIDs: []string{demoAppID}, Roots: ca.Roots(),
+		Keys: st.attestKeys, Challenges: st.attestChallenges, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	risk, err := attest.New(attest.Config{
+		AppAttest: appAttest,
+		Subject: func(r *http.Request) (string, error) {
+			if c, ok := auth.ClaimsFrom(r.Context()); ok {
+				return c.Subject, nil
+			}
+			return "", nil
+		},
+		// The demo's client plays the CDN that adds geo headers: loopback is trusted.
+		Locator:   &attest.HeaderLocator{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		History:   st.attestHistory,
+		StepUpACR: []string{"urn:demo:mfa"},
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("POST /v1/attest/challenge", appAttest.ChallengeHandler())
+	mux.Handle("POST /v1/attest/enroll", v.Handler(enrollHandler(appAttest)))
+	mux.Handle("POST /v1/premium", v.Require("payments")(risk.Require(attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rk, _ := attest.RiskFrom(r.Context())
+			writeJSON(w, map[string]any{"premium": "content", "risk": rk.Score})
+		}))))
+
+	root := http.NewServeMux()
+	root.Handle("/", obs.Handler(perIP.Handler(mux)))
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if o.metrics != nil {
+		root.Handle("GET /metrics", o.metrics)
+	}
+	return &api{handler: root, issuer: is, ca: ca, verifier: v, closers: st.closers}, nil
 }
 
 // The demo's master secret and salt for device keys. A real service loads
@@ -209,6 +299,9 @@ var (
 	demoMaster = []byte("apiguard-demo-master-secret-0123456789")
 	demoSalt   = []byte("apiguard-demo")
 )
+
+// demoAppID is the App Attest App ID of the demo's iOS app.
+const demoAppID = "DEMO123456.dev.apiguard.demo"
 
 // result is one row of the table.
 type result struct {

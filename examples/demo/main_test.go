@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/apiguard/apiguard/internal/redistest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,7 +21,8 @@ func TestDemoRunsClean(t *testing.T) {
 	for _, attack := range []string{"alg: none", "HS256 signed with the public key", "expired token replayed",
 		"long-lived token", "token for another audience", "stolen DPoP token used without its key", "replayed DPoP proof",
 		"replayed signed payment", "payment body tampered in flight", "payment signed with another key",
-		"burst of 10 order reads", "credential stuffing"} {
+		"burst of 10 order reads", "credential stuffing", "premium call with a forged App Attest assertion",
+		"premium call from Sydney a minute after Paris"} {
 		require.Contains(t, s, "attack: "+attack)
 	}
 	require.NotContains(t, s, " NO\n")
@@ -25,6 +30,46 @@ func TestDemoRunsClean(t *testing.T) {
 	require.NotNil(t, m, s)
 	require.Equal(t, m[1], m[2])
 	require.Equal(t, m[3], m[4])
+	require.Contains(t, s, "impossible_travel (speed)", "the security events are counted and exported")
+}
+
+func TestDemoWithRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-redis", srv.Addr()}, &out, &errOut), out.String())
+	require.NotContains(t, out.String(), " NO\n")
+	keys, err := srv.Do("DBSIZE")
+	require.NoError(t, err)
+	require.NotEqual(t, ":0", keys, "the stores wrote to Redis")
+}
+
+func TestDemoServe(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-serve"}, pw, io.Discard)
+		_ = pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err)
+	base := strings.TrimSpace(strings.TrimPrefix(line, "apiguard demo API on "))
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	resp, err := http.Get(base + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	resp, err = http.Get(base + "/v1/orders")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 401, resp.StatusCode)
+	resp, err = http.Get(base + "/metrics")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(b), "apiguard_security_events_total")
+	cancel()
+	require.NoError(t, <-done)
 }
 
 func TestDemoReportsFailure(t *testing.T) {
