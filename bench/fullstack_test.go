@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/apiguard/apiguard/auth"
+	"github.com/apiguard/apiguard/ratelimit"
+	"github.com/apiguard/apiguard/signing"
+	"github.com/apiguard/apiguard/telemetry"
+	jwtmiddleware "github.com/auth0/go-jwt-middleware/v2"
+	"github.com/auth0/go-jwt-middleware/v2/validator"
+	chimw "github.com/go-chi/chi/v5/middleware"
+	"github.com/go-chi/httprate"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+// fullChain is the chain DESIGN.md recommends: telemetry, an IP limit,
+// access tokens (warm cache), signatures, a per-subject limit.
+func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time) http.Handler {
+	b.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	obs, err := telemetry.New(telemetry.Config{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	perIP, _ := ratelimit.New(ratelimit.Config{Name: "ip", Limit: ratelimit.Limit{Requests: 1 << 30, Per: time.Second, Burst: 20}, Key: ratelimit.KeyByIP(), Logger: quiet})
+	k, _ := jwk.FromRaw(p.pub)
+	_ = k.Set(jwk.KeyIDKey, "k1")
+	set := jwk.NewSet()
+	_ = set.AddKey(k)
+	tokens, err := auth.New(auth.Config{Issuers: []auth.Issuer{{Issuer: benchIssuer, Audience: []string{benchAudience}, Keys: set, Algorithms: []jwa.SignatureAlgorithm{p.alg}}}, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tokens.Close() })
+	start := now.Add(-time.Minute)
+	sig, err := signing.New(signing.Config{
+		Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
+		ReplayStore: signing.NewMemoryReplayStore(signPool*2, 5*time.Minute, func() time.Time { return start }),
+		Now:         func() time.Time { return now }, Logger: quiet,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	perUser, _ := ratelimit.New(ratelimit.Config{Name: "user", Limit: ratelimit.Limit{Requests: 1 << 30, Per: time.Second, Burst: 20},
+		Key: func(r *http.Request) (string, error) {
+			c, ok := auth.ClaimsFrom(r.Context())
+			if !ok {
+				return "", ratelimit.ErrNoKey
+			}
+			return c.Subject, nil
+		}, Logger: quiet})
+	return obs.Handler(perIP.Handler(tokens.Handler(sig.Handler(perUser.Handler(bare)))))
+}
+
+// signedTokenRequests signs signPool requests carrying token, with 1 KiB
+// bodies.
+func signedTokenRequests(b *testing.B, token string, secret []byte, now time.Time) []*http.Request {
+	b.Helper()
+	s := signing.NewSigner("device-1", secret)
+	s.Now = func() time.Time { return now }
+	body := bytes.Repeat([]byte("a"), 1024)
+	out := make([]*http.Request, signPool)
+	for i := range out {
+		r, _ := http.NewRequest("POST", "https://api.example.com/v1/pay", bytes.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+token)
+		if err := s.Sign(r); err != nil {
+			b.Fatal(err)
+		}
+		sr := httptest.NewRequest("POST", "https://api.example.com/v1/pay", nil)
+		sr.Header = r.Header
+		sr.Body = rewindBody{bytes.NewReader(body)}
+		sr.ContentLength = int64(len(body))
+		out[i] = sr
+	}
+	return out
+}
+
+// BenchmarkFullStack compares the whole apiguard chain (warm token cache,
+// a signed 1 KiB request) with a bare handler and with the nearest peer
+// stack: chi RequestID + httprate per IP + auth0/go-jwt-middleware (which
+// has no token cache and no signatures).
+func BenchmarkFullStack(b *testing.B) {
+	p := newTokenPool(b, jwa.ES256)
+	secret := bytes.Repeat([]byte("k"), 32)
+	now := time.Now()
+	token := p.tokens[0]
+	reqs := signedTokenRequests(b, token, secret, now)
+
+	b.Run("bare", func(b *testing.B) { runPool(b, func() http.Handler { return bare }, reqs, 204) })
+	b.Run("apiguard_chain", func(b *testing.B) { runPool(b, func() http.Handler { return fullChain(b, p, secret, now) }, reqs, 204) })
+	b.Run("peer_chain_chi+httprate+auth0", func(b *testing.B) {
+		val, err := validator.New(func(context.Context) (any, error) { return p.pub, nil }, validator.ES256, benchIssuer, []string{benchAudience})
+		if err != nil {
+			b.Fatal(err)
+		}
+		peer := chimw.RequestID(httprate.LimitBy(1<<30, time.Second, func(r *http.Request) (string, error) { return r.RemoteAddr, nil })(jwtmiddleware.New(val.ValidateToken).CheckJWT(bare)))
+		runPool(b, func() http.Handler { return peer }, reqs, 204)
+	})
+}
+
+// runPool serves the pooled requests, rebuilding the handler (and so its
+// replay store) when the pool's nonces are used up.
+func runPool(b *testing.B, mk func() http.Handler, reqs []*http.Request, want int) {
+	b.ReportAllocs()
+	h := mk()
+	w := &discardWriter{h: make(http.Header, 8)}
+	for i := 0; i < b.N; i++ {
+		if i > 0 && i%len(reqs) == 0 {
+			b.StopTimer()
+			h = mk()
+			b.StartTimer()
+		}
+		r := reqs[i%len(reqs)]
+		_, _ = r.Body.(rewindBody).Seek(0, 0)
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, r)
+		if w.code != want {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
+
+var _ = json.Marshal
