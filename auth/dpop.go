@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -362,7 +363,7 @@ func (n *nonceSource) mac(ts []byte) []byte {
 
 func (n *nonceSource) issue(now time.Time) string {
 	var buf [8 + 16]byte
-	binary.BigEndian.PutUint64(buf[:8], uint64(now.Unix()))
+	binary.BigEndian.PutUint64(buf[:8], uint64(max(now.Unix(), 0))) // #nosec G115 -- clamped at 0
 	copy(buf[8:], n.mac(buf[:8]))
 	return base64.RawURLEncoding.EncodeToString(buf[:])
 }
@@ -373,7 +374,11 @@ func (n *nonceSource) age(nonce string, now time.Time, skew time.Duration) (time
 	if err != nil || len(b) != 24 || !hmac.Equal(b[8:], n.mac(b[:8])) {
 		return 0, false
 	}
-	ts := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
+	secs := binary.BigEndian.Uint64(b[:8])
+	if secs > math.MaxInt64 {
+		return 0, false
+	}
+	ts := time.Unix(int64(secs), 0) // #nosec G115 -- checked above
 	age := now.Sub(ts)
 	if age > n.lifetime || age < -skew {
 		return 0, false

@@ -112,7 +112,7 @@ func (d *drift) observe(rs *routeStats, status int, elapsed time.Duration, now t
 	}
 	if rs.n < reservoirSize {
 		rs.samples[rs.n] = elapsed.Seconds()
-	} else if j := rand.IntN(rs.n + 1); j < reservoirSize {
+	} else if j := rand.IntN(rs.n + 1); j < reservoirSize { // #nosec G404 -- reservoir sampling of latencies, not a secret
 		rs.samples[j] = elapsed.Seconds()
 	}
 	rs.n++

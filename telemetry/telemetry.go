@@ -316,7 +316,7 @@ func newRouteEntry(name string, now time.Time) *routeEntry {
 }
 
 func (e *routeEntry) recordOptions(method string, status int) []metric.RecordOption {
-	k := uint32(methodIndex(method))<<16 | uint32(status&0xffff)
+	k := uint32(methodIndex(method))<<16 | uint32(status&0xffff) // #nosec G115 -- 0..9 and masked to 16 bits
 	if opts, ok := (*e.attrs.Load())[k]; ok {
 		return opts
 	}
@@ -460,12 +460,14 @@ func (st *reqState) newRootSpanContext() {
 		copy(tid[:], st.rnd[:16])
 		copy(sid[:], st.rnd[16:])
 	}
+	// #nosec G404 -- trace and span IDs need uniqueness, not secrecy (W3C
+	// Trace Context §3.2.2.3); the correlation ID uses crypto/rand.
 	for !tid.IsValid() {
-		binary.BigEndian.PutUint64(tid[:8], mrand.Uint64())
-		binary.BigEndian.PutUint64(tid[8:], mrand.Uint64())
+		binary.BigEndian.PutUint64(tid[:8], mrand.Uint64()) // #nosec G404 -- see above
+		binary.BigEndian.PutUint64(tid[8:], mrand.Uint64()) // #nosec G404 -- see above
 	}
 	for !sid.IsValid() {
-		binary.BigEndian.PutUint64(sid[:], mrand.Uint64())
+		binary.BigEndian.PutUint64(sid[:], mrand.Uint64()) // #nosec G404 -- see above
 	}
 	st.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
 }

@@ -150,7 +150,7 @@ func (ca *CA) Attest(d *Device, clientDataHash []byte, opt AttestOptions) ([]byt
 	authData = append(authData, 0x40)
 	authData = binary.BigEndian.AppendUint32(authData, opt.Counter)
 	authData = append(authData, aaguid[:]...)
-	authData = binary.BigEndian.AppendUint16(authData, uint16(len(kid)))
+	authData = binary.BigEndian.AppendUint16(authData, uint16(len(kid)&0xffff)) // #nosec G115 -- 32 bytes
 	authData = append(authData, kid...)
 	authData = append(authData, cose...)
 	if opt.TrailingExtensions {

@@ -66,12 +66,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base := "http://" + ln.Addr().String()
 	metrics, err := newMetrics()
 	if err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return err
 	}
 	api, err := newAPI(apiOptions{base: base, logger: logger, redisAddr: *redisAddr, meters: metrics.provider, metrics: metrics.handler, loadTest: *loadTest})
 	if err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return err
 	}
 	defer api.close()
