@@ -38,7 +38,15 @@ type client struct {
 
 	dpopKey *ecdsa.PrivateKey
 	dpopPub jwk.Key
+
+	// sent and answers record, for the secret-hygiene test, every piece
+	// of secret material the client sent and everything the API answered.
+	sent    []string
+	answers []string
 }
+
+// sensitive are the request headers whose values are secrets.
+var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", attest.HeaderAssertion, attest.HeaderChallenge}
 
 func newClient(base string, is *issuer, ca *attesttest.CA) (*client, error) {
 	dev, err := attesttest.NewDevice(demoAppID)
@@ -77,16 +85,46 @@ func (c *client) do(ctx context.Context, name string, attack bool, expect int, r
 	for k, v := range rq.header {
 		req.Header.Set(k, v)
 	}
+	c.recordSent(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		res.err = err
 		return res
 	}
 	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	c.recordAnswer(resp, b)
+	resp.Body = io.NopCloser(strings.NewReader(string(b)))
 	res.status = resp.StatusCode
 	res.id = resp.Header.Get("X-Request-ID")
 	res.reason = reasonOf(resp)
 	return res
+}
+
+func (c *client) recordSent(req *http.Request) {
+	for _, h := range sensitive {
+		for _, v := range req.Header.Values(h) {
+			if _, tok, ok := strings.Cut(v, " "); ok && (strings.HasPrefix(v, "Bearer ") || strings.HasPrefix(v, "DPoP ")) {
+				v = tok
+			}
+			c.sent = append(c.sent, v)
+			// The parts of a structured field, too: signatures and nonces.
+			for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == '"' || r == ';' || r == '=' }) {
+				if len(part) >= 16 {
+					c.sent = append(c.sent, part)
+				}
+			}
+		}
+	}
+}
+
+func (c *client) recordAnswer(resp *http.Response, body []byte) {
+	var b strings.Builder
+	for k, vs := range resp.Header {
+		b.WriteString(k + ": " + strings.Join(vs, ", ") + "\n")
+	}
+	b.Write(body)
+	c.answers = append(c.answers, b.String())
 }
 
 // reasonOf returns the OAuth error of the challenge or the problem type of
@@ -258,6 +296,7 @@ func (c *client) form(ctx context.Context, path string, v url.Values, dpop strin
 	if dpop != "" {
 		req.Header.Set("DPoP", dpop)
 	}
+	c.recordSent(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, 0, err

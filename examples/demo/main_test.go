@@ -5,12 +5,16 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/apiguard/apiguard/internal/redistest"
+	"github.com/apiguard/apiguard/telemetry"
 	"github.com/stretchr/testify/require"
 )
 
@@ -83,4 +87,42 @@ func TestDemoReportsFailure(t *testing.T) {
 func TestDemoRejectsBadFlag(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Error(t, run(context.Background(), []string{"-nope"}, &out, &errOut))
+}
+
+// TestSecretHygiene runs every attack of the demo and checks that no
+// secret the client sent — tokens, DPoP proofs, signatures, nonces, App
+// Attest assertions and challenges — nor the master secret appears in any
+// log record or in any answer of the API (the authorization server's own
+// token responses excepted: handing out tokens is their job).
+func TestSecretHygiene(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	base := "http://" + ln.Addr().String()
+	a, err := newAPI(apiOptions{base: base, logger: logger})
+	require.NoError(t, err)
+	defer a.close()
+	srv := &http.Server{Handler: a.handler}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	c, err := newClient(base, a.issuer, a.ca)
+	require.NoError(t, err)
+	results := c.script(context.Background())
+	for _, r := range results {
+		require.True(t, r.ok(), "%s: %d %v", r.name, r.status, r.err)
+	}
+	require.Greater(t, len(c.sent), 50, "the client recorded what it sent")
+	logText := logs.String()
+	require.Contains(t, logText, `"event":"auth_failed"`, "the attacks were logged")
+	answers := strings.Join(c.answers, "\n")
+	secrets := append(slices.Clone(c.sent), string(demoMaster))
+	for _, s := range secrets {
+		if len(s) < 16 {
+			continue
+		}
+		require.NotContains(t, logText, s, "a secret in the logs")
+		require.NotContains(t, answers, s, "a secret in an answer")
+	}
 }
