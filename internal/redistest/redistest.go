@@ -10,6 +10,7 @@ package redistest
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,10 +24,11 @@ import (
 // Server is one redis-server process on a loopback port. Its methods are
 // safe for concurrent use by multiple goroutines.
 type Server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
+	t     testing.TB
+	bin   string
+	dir   string
+	port  int
+	extra []string // further redis-server arguments
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -76,9 +78,7 @@ func (s *Server) Restart() {
 	s.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// #nosec G204 -- a test helper: the binary comes from LookPath and
-	// every argument is ours.
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -86,7 +86,9 @@ func (s *Server) Restart() {
 		"--dir", s.dir,
 		"--enable-debug-command", "local",
 		"--protected-mode", "yes",
-	)
+	}
+	// A test helper: the binary comes from LookPath and every argument is ours.
+	cmd := exec.Command(s.bin, append(args, s.extra...)...) // #nosec G204
 	cmd.Stdout = nil
 	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {
@@ -157,4 +159,115 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Cluster is a local Redis Cluster of three masters, for tests that prove
+// the stores' scripts are cluster safe (one key per call).
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Addrs returns the nodes' addresses.
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.Addr()
+	}
+	return out
+}
+
+// StartCluster starts three cluster-enabled redis-server processes, joins
+// them with redis-cli --cluster create, waits for the cluster to be ok,
+// and stops them at cleanup. It skips (or fails under
+// APIGUARD_REQUIRE_REDIS=1) when redis-server or redis-cli is missing.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		msg := "redis-cli not found on PATH: install redis-tools to run the cluster tests"
+		if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	c := &Cluster{}
+	for range 3 {
+		bin, err := exec.LookPath("redis-server")
+		if err != nil {
+			msg := "redis-server not found on PATH: install it (apt-get install -y redis-server) to run this test"
+			if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+		s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t), extra: []string{
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+		}}
+		s.Restart()
+		t.Cleanup(s.Stop)
+		c.Nodes = append(c.Nodes, s)
+	}
+	args := []string{"--cluster", "create"}
+	args = append(args, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	// #nosec G204 -- a test helper: the binary comes from LookPath and
+	// every argument is ours.
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ok := true
+		for _, n := range c.Nodes {
+			info, err := n.Do("CLUSTER", "INFO")
+			if err != nil || !strings.HasPrefix(info, "$") {
+				ok = false
+				break
+			}
+			body, err := n.bulk("CLUSTER", "INFO")
+			if err != nil || !strings.Contains(body, "cluster_state:ok") {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: cluster did not become ok")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// bulk sends a command and returns a bulk-string reply's body.
+func (s *Server) bulk(args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", s.Addr(), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "$") {
+		return line, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil || n < 0 {
+		return "", err
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }

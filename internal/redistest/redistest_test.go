@@ -28,3 +28,11 @@ func TestServerLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "+OK", got, "DEBUG is enabled for fault tests")
 }
+
+func TestCluster(t *testing.T) {
+	c := StartCluster(t)
+	require.Len(t, c.Addrs(), 3)
+	body, err := c.Nodes[0].bulk("CLUSTER", "INFO")
+	require.NoError(t, err)
+	require.Contains(t, body, "cluster_size:3")
+}
