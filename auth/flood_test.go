@@ -1,0 +1,60 @@
+package auth
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/stretchr/testify/require"
+)
+
+// TestKidFlood sends a million tokens with distinct random kids at a
+// verifier with a remote JWKS: at most one fetch per MinKeyRefresh, the
+// bogus-kid memory stays at its bound, and a real token still verifies.
+func TestKidFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood")
+	}
+	clk := &testClock{t: t0}
+	a := newSigner(t, jwa.EdDSA, "real")
+	srv := newJWKSServer(t, a)
+	v, _ := newRemoteVerifier(t, clk, srv.URL, func(c *Config) { c.TokenCacheSize = 1000 })
+	_, err := v.VerifyToken(t.Context(), a.token(t, nil))
+	require.NoError(t, err)
+	fetches := srv.fetches.Load()
+
+	// Forged tokens differ only in kid; build them without signing each.
+	valid := a.token(t, nil)
+	_, rest, _ := cut(valid)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 1_000_000 {
+		hdr := b64json(t, map[string]any{"alg": "EdDSA", "typ": "at+jwt", "kid": fmt.Sprintf("bogus-%d", i)})
+		_, err := v.VerifyToken(t.Context(), hdr+"."+rest)
+		if err == nil {
+			t.Fatal("a bogus kid verified")
+		}
+		if i%250_000 == 0 {
+			clk.Advance(2 * time.Minute) // a few refresh intervals pass during the flood
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.LessOrEqual(t, v.bogus.Len(), 1024)
+	require.LessOrEqual(t, srv.fetches.Load()-fetches, int32(4), "one fetch per interval at most")
+	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20))
+	_, err = v.VerifyToken(t.Context(), a.token(t, map[string]any{"iat": clk.Now().Unix(), "exp": clk.Now().Add(time.Minute).Unix()}))
+	require.NoError(t, err)
+}
+
+func cut(tok string) (string, string, bool) {
+	for i := range len(tok) {
+		if tok[i] == '.' {
+			return tok[:i], tok[i+1:], true
+		}
+	}
+	return tok, "", false
+}

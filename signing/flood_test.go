@@ -1,0 +1,45 @@
+package signing
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestNonceFlood sends a million distinct nonces at the in-memory replay
+// store of 10,000: the store stays at its size, the heap under 16 MiB,
+// and a nonce evicted before its expiry is still refused (the floor).
+func TestNonceFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood")
+	}
+	clk := &testClock{t: t0.Add(-time.Minute)}
+	s := NewMemoryReplayStore(10_000, 5*time.Minute, clk.Now)
+	clk.Advance(time.Minute)
+	ctx := context.Background()
+	first := clk.Now()
+	ok, err := s.UseNonce(ctx, "device-a", "the-first-nonce", first, first.Add(5*time.Minute))
+	require.NoError(t, err)
+	require.True(t, ok)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 1_000_000 {
+		if i%1000 == 0 {
+			clk.Advance(10 * time.Millisecond) // traffic over time, all inside the window
+		}
+		now := clk.Now()
+		_, _ = s.UseNonce(ctx, fmt.Sprintf("device-%d", i%5000), fmt.Sprintf("nonce-%d", i), now, now.Add(5*time.Minute))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, 10_000, s.Len())
+	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20))
+	ok, err = s.UseNonce(ctx, "device-a", "the-first-nonce", first, first.Add(5*time.Minute))
+	require.ErrorIs(t, err, ErrReplayFloor, "replay of an evicted nonce refused")
+	require.False(t, ok)
+}
