@@ -61,6 +61,12 @@ func BenchmarkTelemetry(b *testing.B) {
 	b.Run("otelhttp/new_id", func(b *testing.B) { serve(b, otelhttp.NewHandler(bare, "orders"), nil) })
 	b.Run("apiguard/new_id", func(b *testing.B) { serve(b, obs.Handler(bare), nil) })
 	b.Run("apiguard/incoming_id", func(b *testing.B) { serve(b, obs.Handler(bare), withID) })
+	idsOnly, err := telemetry.New(telemetry.Config{Logger: slog.New(slog.DiscardHandler), NoRequestMetrics: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("apiguard_ids_only/new_id", func(b *testing.B) { serve(b, idsOnly.Handler(bare), nil) })
+	b.Run("apiguard_ids_only/incoming_id", func(b *testing.B) { serve(b, idsOnly.Handler(bare), withID) })
 	b.Run("parallel/chi_RequestID/new_id", func(b *testing.B) { serveParallel(b, chimw.RequestID(bare), nil) })
 	b.Run("parallel/otelhttp/new_id", func(b *testing.B) { serveParallel(b, otelhttp.NewHandler(bare, "orders"), nil) })
 	b.Run("parallel/apiguard/new_id", func(b *testing.B) { serveParallel(b, obs.Handler(bare), nil) })

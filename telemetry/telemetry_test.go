@@ -568,3 +568,20 @@ func TestTraceWithoutTracer(t *testing.T) {
 		})
 	}
 }
+
+func TestNoRequestMetrics(t *testing.T) {
+	o, _, reader := newObserver(t, Config{NoRequestMetrics: true})
+	clockReads := 0
+	o.now = func() time.Time { clockReads++; return time.Now() }
+	var id string
+	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id = IDFrom(r.Context())
+		slog.New(NewLogHandler(slog.DiscardHandler)).WarnContext(r.Context(), "x", "event", "replay", "reason", "n")
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, id, rec.Header().Get("X-Request-ID"), "IDs still work")
+	require.Zero(t, clockReads, "no clock reads")
+	require.Nil(t, findMetric(collect(t, reader), MetricRequestDuration), "no duration metric")
+	require.Equal(t, int64(1), eventCounts(t, reader)["replay/n"], "events still counted")
+}
