@@ -300,9 +300,9 @@ func (a *AppAttest) VerifyAttestation(ctx context.Context, keyID string, attesta
 }
 
 func (a *AppAttest) verifyAttestation(keyID string, attestation, clientDataHash []byte) (*AttestedKey, error) {
-	kid, err := base64.StdEncoding.DecodeString(keyID)
-	if err != nil || len(kid) != 32 {
-		return nil, fmt.Errorf("%w: key ID is not 32 bytes of base64", ErrKeyID)
+	kid, err := decodeKeyID(keyID)
+	if err != nil {
+		return nil, err
 	}
 	if len(attestation) > a.cfg.MaxObjectSize {
 		return nil, fmt.Errorf("%w: attestation of %d bytes", ErrMalformed, len(attestation))
@@ -391,6 +391,18 @@ func (a *AppAttest) verifyAttestation(keyID string, attestation, clientDataHash 
 		KeyID: keyID, PublicKey: point, AppID: appID, Environment: env,
 		OSVersion: osVersion(leaf), Receipt: obj.AttStmt.Receipt, AttestedAt: a.cfg.Now(),
 	}, nil
+}
+
+// decodeKeyID decodes a key ID: standard base64 as DCAppAttestService
+// returns it, with or without padding (and base64url, which some client
+// libraries send).
+func decodeKeyID(keyID string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if kid, err := enc.DecodeString(keyID); err == nil && len(kid) == 32 {
+			return kid, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: key ID is not 32 bytes of base64", ErrKeyID)
 }
 
 func extension(c *x509.Certificate, oid asn1.ObjectIdentifier) ([]byte, error) {

@@ -124,9 +124,12 @@ func (p *payload) claims(raw []byte) *Claims {
 		AuthTime:  p.AuthTime.t,
 		raw:       raw,
 	}
-	if p.Scope != "" {
+	switch {
+	case p.Scope != "":
 		c.Scopes = splitSpaces(p.Scope)
-	} else {
+	case len(p.Scp) == 1:
+		c.Scopes = splitSpaces(p.Scp[0]) // some issuers send scp as one space-delimited string
+	default:
 		c.Scopes = p.Scp
 	}
 	if p.Cnf != nil {

@@ -144,6 +144,9 @@ func TestClaims(t *testing.T) {
 	scp, err := v.VerifyToken(t.Context(), es.token(t, map[string]any{"scope": nil, "scp": []string{"a", "b"}}))
 	require.NoError(t, err)
 	require.Equal(t, []string{"a", "b"}, scp.Scopes)
+	scpString, err := v.VerifyToken(t.Context(), es.token(t, map[string]any{"scope": nil, "scp": "orders:read orders:write", "jti": "t-scp"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"orders:read", "orders:write"}, scpString.Scopes, "scp as a space-delimited string")
 }
 
 func TestAllowJWTType(t *testing.T) {
