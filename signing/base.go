@@ -21,8 +21,8 @@ type target struct {
 // that repeats a key: RFC 8941 keeps the last value of a repeated key,
 // which would let a second Signature-Input member silently replace the
 // first, so for signatures a repeated label is an attack.
-func parseDictionary(lines []string) (sfv.Dictionary, error) {
-	d, err := sfv.ParseDictionary(lines)
+func parseDictionary(sc *sfv.Scratch, lines []string) (sfv.Dictionary, error) {
+	d, err := sc.ParseDictionary(lines)
 	if err != nil {
 		return d, err
 	}

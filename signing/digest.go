@@ -20,8 +20,8 @@ var digestAlgorithms = map[string]func() hash.Hash{
 // checkDigest verifies a Content-Digest field against body: at least one
 // supported algorithm must be present, and every supported one must
 // match.
-func checkDigest(lines []string, body []byte) error {
-	d, err := sfv.ParseDictionary(lines)
+func checkDigest(sc *sfv.Scratch, lines []string, body []byte) error {
+	d, err := sc.ParseDictionary(lines)
 	if err != nil {
 		return fmt.Errorf("%w: Content-Digest is not a dictionary", ErrMalformed)
 	}

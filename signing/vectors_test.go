@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/sfv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -55,7 +56,7 @@ func TestRFC9421B25(t *testing.T) {
 	// The signature base, byte for byte.
 	loose := Profile{InsecureAllowMissingNonce: true, InsecureAllowUncoveredMethod: true, InsecureAllowUncoveredTarget: true, InsecureAllowUnsignedBody: true}
 	r := vec.request()
-	in, err := (&Verifier{}).parse(r, loose, nil)
+	in, err := (&Verifier{}).parse(r, loose, nil, new(scratch))
 	require.NoError(t, err)
 	base, err := signatureBase(nil, r, target{scheme: "http", authority: "example.com"}, in.items, in.params)
 	require.NoError(t, err)
@@ -87,20 +88,20 @@ func TestRFC9530Digests(t *testing.T) {
 	}
 	readVector(t, "testdata/rfc9530-digest.json", &vec)
 	for _, c := range vec.Cases {
-		require.NoError(t, checkDigest([]string{"sha-256=:" + c.SHA256 + ":"}, []byte(c.Body)))
+		require.NoError(t, checkDigest(new(sfv.Scratch), []string{"sha-256=:" + c.SHA256 + ":"}, []byte(c.Body)))
 		require.Equal(t, "sha-256=:"+c.SHA256+":", ContentDigest([]byte(c.Body)))
 		if c.SHA512 != "" {
-			require.NoError(t, checkDigest([]string{"sha-512=:" + c.SHA512 + ":"}, []byte(c.Body)))
-			require.NoError(t, checkDigest([]string{"sha-256=:" + c.SHA256 + ":, sha-512=:" + c.SHA512 + ":"}, []byte(c.Body)))
+			require.NoError(t, checkDigest(new(sfv.Scratch), []string{"sha-512=:" + c.SHA512 + ":"}, []byte(c.Body)))
+			require.NoError(t, checkDigest(new(sfv.Scratch), []string{"sha-256=:" + c.SHA256 + ":, sha-512=:" + c.SHA512 + ":"}, []byte(c.Body)))
 		}
-		require.ErrorIs(t, checkDigest([]string{"sha-256=:" + c.SHA256 + ":"}, []byte(c.Body+"x")), ErrDigest, "tampered body")
+		require.ErrorIs(t, checkDigest(new(sfv.Scratch), []string{"sha-256=:" + c.SHA256 + ":"}, []byte(c.Body+"x")), ErrDigest, "tampered body")
 	}
 	for _, bad := range vec.MustReject {
-		require.ErrorIs(t, checkDigest([]string{bad}, []byte(`{"hello": "world"}`+"\n")), ErrMalformed)
+		require.ErrorIs(t, checkDigest(new(sfv.Scratch), []string{bad}, []byte(`{"hello": "world"}`+"\n")), ErrMalformed)
 	}
-	require.ErrorIs(t, checkDigest([]string{"md5=:AAAA:"}, nil), ErrDigest, "no supported algorithm")
-	require.ErrorIs(t, checkDigest([]string{`sha-256="x"`}, nil), ErrMalformed)
-	require.ErrorIs(t, checkDigest([]string{vec.Cases[0].SHA256 + ", sha-512=:" + vec.Cases[0].SHA512 + ":"}, nil), ErrMalformed)
+	require.ErrorIs(t, checkDigest(new(sfv.Scratch), []string{"md5=:AAAA:"}, nil), ErrDigest, "no supported algorithm")
+	require.ErrorIs(t, checkDigest(new(sfv.Scratch), []string{`sha-256="x"`}, nil), ErrMalformed)
+	require.ErrorIs(t, checkDigest(new(sfv.Scratch), []string{vec.Cases[0].SHA256 + ", sha-512=:" + vec.Cases[0].SHA512 + ":"}, nil), ErrMalformed)
 }
 
 func TestRFC5869HKDF(t *testing.T) {

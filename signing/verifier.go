@@ -109,14 +109,19 @@ type Result struct {
 	// next a request whose body reads these bytes again.
 	Body []byte
 
-	items []sfv.Item
+	input []string // the Signature-Input field lines
 }
 
 // Covered returns the covered component identifiers, serialized
 // (`"@method"`, `"@query-param";name="id"`).
 func (res *Result) Covered() []string {
-	out := make([]string, 0, len(res.items))
-	for _, it := range res.items {
+	d, err := sfv.ParseDictionary(res.input)
+	if err != nil {
+		return nil
+	}
+	m, _ := d.Get(res.Label)
+	out := make([]string, 0, len(m.Items))
+	for _, it := range m.Items {
 		b, err := sfv.AppendItem(nil, it)
 		if err == nil {
 			out = append(out, string(b))
@@ -277,8 +282,27 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 	return v.verify(r, v.cfg.Profile, req)
 }
 
-// basePool recycles signature-base buffers.
-var basePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// scratch is the working storage of one verification, recycled through
+// scratchPool: parsed fields, the signature base and the parsed input.
+// Nothing in it outlives the verification.
+type scratch struct {
+	sfv  sfv.Scratch
+	base []byte
+	in   sigInput
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{base: make([]byte, 0, 1024)} }}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(sc *scratch) {
+	sc.sfv.Reset()
+	sc.in = sigInput{}
+	if cap(sc.base) > 64<<10 {
+		sc.base = make([]byte, 0, 1024) // keep a grown buffer, but not a huge one
+	}
+	scratchPool.Put(sc)
+}
 
 // sigInput is one parsed, profile-checked signature.
 type sigInput struct {
@@ -295,12 +319,14 @@ type sigInput struct {
 
 func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Result, error) {
 	ctx := r.Context()
+	sc := getScratch()
+	defer putScratch(sc)
 	// 1. Parse and profile checks.
-	in, err := v.parse(r, p, required)
+	in, err := v.parse(r, p, required, sc)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), items: in.items}
+	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: r.Header["Signature-Input"]}
 	// 2. Key lookup.
 	key, err := v.cfg.Keys.Key(ctx, in.keyID)
 	switch {
@@ -319,15 +345,11 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 	if authority == "" {
 		authority = lowerASCII(r.Host)
 	}
-	bp := basePool.Get().(*[]byte)
-	defer basePool.Put(bp)
-	base, err := signatureBase((*bp)[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params)
+	base, err := signatureBase(sc.base[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params)
 	if err != nil {
 		return res, err
 	}
-	if cap(base) <= 64<<10 {
-		*bp = base[:0] // keep a grown buffer, but not a huge one
-	}
+	sc.base = base[:0]
 	if err := verifyWithKey(key, base, in.sig); err != nil {
 		return res, err
 	}
@@ -336,7 +358,7 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 		if err != nil {
 			return res, err
 		}
-		if err := checkDigest(r.Header.Values("Content-Digest"), body); err != nil {
+		if err := checkDigest(&sc.sfv, r.Header["Content-Digest"], body); err != nil {
 			return res, err
 		}
 		res.Body = body
@@ -375,19 +397,19 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 
 // parse reads Signature-Input and Signature, picks the signature to
 // verify and checks it against the profile.
-func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item) (*sigInput, error) {
-	inLines, sigLines := r.Header.Values("Signature-Input"), r.Header.Values("Signature")
+func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (*sigInput, error) {
+	inLines, sigLines := r.Header["Signature-Input"], r.Header["Signature"] // canonical keys: no lookup cost
 	if len(inLines) == 0 && len(sigLines) == 0 {
 		return nil, ErrMissingSignature
 	}
 	if len(inLines) == 0 || len(sigLines) == 0 {
 		return nil, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
 	}
-	inputs, err := parseDictionary(inLines)
+	inputs, err := parseDictionary(&sc.sfv, inLines)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
 	}
-	sigs, err := parseDictionary(sigLines)
+	sigs, err := parseDictionary(&sc.sfv, sigLines)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
 	}
@@ -399,7 +421,7 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item) (*sigI
 		if tag, _ := m.Params.Get("tag"); p.Tag != "" && (tag.Kind != sfv.String || tag.Str != p.Tag) {
 			continue
 		}
-		in, err := checkProfile(r, m.Key, m.Items, m.Params, p, required)
+		in, err := checkProfile(&sc.in, r, m.Key, m.Items, m.Params, p, required)
 		if err != nil {
 			lastErr = err
 			continue
@@ -431,8 +453,8 @@ func covers(items []sfv.Item, name string) bool {
 }
 
 // checkProfile checks one signature's parameters and covered components.
-func checkProfile(r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (*sigInput, error) {
-	in := &sigInput{label: label, items: items, params: params}
+func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (*sigInput, error) {
+	*in = sigInput{label: label, items: items, params: params}
 	for _, prm := range params {
 		var ok bool
 		switch prm.Key {
@@ -472,7 +494,7 @@ func checkProfile(r *http.Request, label string, items []sfv.Item, params sfv.Pa
 	if hasBody(r) && !covers(items, "content-digest") && !p.InsecureAllowUnsignedBody {
 		return nil, fmt.Errorf("%w: body not covered by content-digest", ErrProfile)
 	}
-	if r.Header.Get("Authorization") != "" && !covers(items, "authorization") && !p.InsecureAllowUncoveredAuthorization {
+	if hasField(r.Header, "Authorization") && !covers(items, "authorization") && !p.InsecureAllowUncoveredAuthorization {
 		return nil, fmt.Errorf("%w: authorization not covered", ErrProfile)
 	}
 	for _, want := range required {
@@ -535,7 +557,8 @@ func verifyWithKey(key Key, base, sig []byte) error {
 		}
 		m := hmac.New(sha256.New, key.Secret)
 		m.Write(base)
-		if !hmac.Equal(m.Sum(nil), sig) {
+		var sum [sha256.Size]byte
+		if !hmac.Equal(m.Sum(sum[:0]), sig) {
 			return ErrSignature
 		}
 		return nil
@@ -634,4 +657,11 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
+}
+
+// hasField reports whether h has a non-empty first value for the canonical
+// key, as h.Get(key) != "" does without canonicalizing key again.
+func hasField(h http.Header, key string) bool {
+	v := h[key]
+	return len(v) > 0 && v[0] != ""
 }

@@ -113,9 +113,31 @@ var (
 	ErrSyntax = errors.New("sfv: invalid structured field")
 )
 
+// Scratch is reusable storage for parsed values: the items, parameters,
+// dictionary members and decoded byte sequences of every value parsed
+// with it are appended to its arenas, so that a parse after [Scratch.Reset]
+// allocates nothing once the arenas are large enough. A value parsed with a
+// Scratch is valid until the Scratch's next Reset. A Scratch is not safe
+// for concurrent use. The zero value is ready to use.
+type Scratch struct {
+	items   []Item
+	params  []Param
+	members []DictMember
+	bytes   []byte
+}
+
+// Reset forgets every value parsed with s, keeping its storage.
+func (s *Scratch) Reset() {
+	clear(s.items) // drop references into old input
+	clear(s.params)
+	clear(s.members)
+	s.items, s.params, s.members, s.bytes = s.items[:0], s.params[:0], s.members[:0], s.bytes[:0]
+}
+
 type parser struct {
 	s   string
 	off int
+	a   *Scratch
 }
 
 func (p *parser) eof() bool { return p.off >= len(p.s) }
@@ -146,7 +168,7 @@ func join(lines []string) string {
 }
 
 // start trims leading and trailing SP (RFC 9651 §4.2 steps 2).
-func start(lines []string) parser {
+func start(lines []string, a *Scratch) parser {
 	s := join(lines)
 	i, j := 0, len(s)
 	for i < j && s[i] == ' ' {
@@ -155,20 +177,19 @@ func start(lines []string) parser {
 	for j > i && s[j-1] == ' ' {
 		j--
 	}
-	return parser{s: s[i:j]}
+	return parser{s: s[i:j], a: a}
 }
 
 // ParseList parses field lines as a List.
 func ParseList(lines []string) (List, error) {
-	ps := start(lines)
+	ps := start(lines, new(Scratch))
 	p := &ps
 	var l List
 	for !p.eof() {
-		m, err := p.itemOrInnerList()
-		if err != nil {
+		l = append(l, Member{})
+		if err := p.memberInto(&l[len(l)-1]); err != nil {
 			return nil, err
 		}
-		l = append(l, m)
 		p.skipOWS()
 		if p.eof() {
 			return l, nil
@@ -187,43 +208,51 @@ func ParseList(lines []string) (List, error) {
 
 // ParseDictionary parses field lines as a Dictionary.
 func ParseDictionary(lines []string) (Dictionary, error) {
-	ps := start(lines)
+	return new(Scratch).ParseDictionary(lines)
+}
+
+// ParseDictionary parses field lines as a Dictionary, in s's storage.
+func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
+	ps := start(lines, s)
 	p := &ps
 	var d Dictionary
-	if len(p.s) > 0 {
-		d.Members = make([]DictMember, 0, 2)
+	first := len(s.members)
+	if len(p.s) > 0 && cap(s.members) == 0 {
+		s.members = make([]DictMember, 0, 2)
 	}
 	for !p.eof() {
 		key, err := p.key()
 		if err != nil {
 			return Dictionary{}, err
 		}
-		var m Member
+		// Parse in place at the end; a repeated key then moves the value
+		// to the earlier member's position.
+		s.members = append(s.members, DictMember{Key: key})
+		last := len(s.members) - 1
+		m := &s.members[last].Member
 		if p.peek() == '=' {
 			p.off++
-			if m, err = p.itemOrInnerList(); err != nil {
+			if err := p.memberInto(m); err != nil {
 				return Dictionary{}, err
 			}
 		} else {
-			params, err := p.params()
-			if err != nil {
+			m.Item.Value = BareItem{Kind: Boolean, Bool: true}
+			if m.Item.Params, err = p.params(); err != nil {
 				return Dictionary{}, err
 			}
-			m = Member{Item: Item{Value: BareItem{Kind: Boolean, Bool: true}, Params: params}}
 		}
-		replaced := false
-		for i := range d.Members {
-			if d.Members[i].Key == key {
-				d.Members[i].Member = m
-				d.Repeated, replaced = true, true
+		for i := first; i < last; i++ {
+			if s.members[i].Key == key {
+				s.members[i].Member = *m
+				s.members[last] = DictMember{}
+				s.members = s.members[:last]
+				d.Repeated = true
 				break
 			}
 		}
-		if !replaced {
-			d.Members = append(d.Members, DictMember{Key: key, Member: m})
-		}
 		p.skipOWS()
 		if p.eof() {
+			d.Members = s.members[first:len(s.members):len(s.members)]
 			return d, nil
 		}
 		if p.s[p.off] != ',' {
@@ -240,10 +269,10 @@ func ParseDictionary(lines []string) (Dictionary, error) {
 
 // ParseItem parses field lines as an Item.
 func ParseItem(lines []string) (Item, error) {
-	ps := start(lines)
+	ps := start(lines, new(Scratch))
 	p := &ps
-	it, err := p.item()
-	if err != nil {
+	var it Item
+	if err := p.itemInto(&it); err != nil {
 		return Item{}, err
 	}
 	if !p.eof() {
@@ -252,63 +281,66 @@ func ParseItem(lines []string) (Item, error) {
 	return it, nil
 }
 
-func (p *parser) itemOrInnerList() (Member, error) {
+// The parse functions below fill values in place, through pointers into
+// the Scratch's arenas: a value is written once, not copied up the call
+// chain. A pointer into one arena stays valid while they run, because
+// each only appends to the arenas of the values nested inside it.
+
+// memberInto parses an item or an inner list into the zero Member m.
+func (p *parser) memberInto(m *Member) error {
 	if p.peek() == '(' {
-		items, params, err := p.innerList()
-		if err != nil {
-			return Member{}, err
-		}
-		return Member{IsInnerList: true, Items: items, Params: params}, nil
+		m.IsInnerList = true
+		return p.innerListInto(m)
 	}
-	it, err := p.item()
-	if err != nil {
-		return Member{}, err
-	}
-	return Member{Item: it}, nil
+	return p.itemInto(&m.Item)
 }
 
-func (p *parser) innerList() ([]Item, Params, error) {
+func (p *parser) innerListInto(m *Member) error {
 	p.off++ // '('
-	items := make([]Item, 0, 4)
+	a := p.a
+	if cap(a.items) == 0 {
+		a.items = make([]Item, 0, 8)
+	}
+	first := len(a.items)
 	for !p.eof() {
 		p.skipSP()
 		if p.peek() == ')' {
 			p.off++
-			params, err := p.params()
-			if err != nil {
-				return nil, nil, err
-			}
-			return items, params, nil
+			m.Items = a.items[first:len(a.items):len(a.items)]
+			var err error
+			m.Params, err = p.params()
+			return err
 		}
-		it, err := p.item()
-		if err != nil {
-			return nil, nil, err
+		a.items = append(a.items, Item{})
+		if err := p.itemInto(&a.items[len(a.items)-1]); err != nil {
+			return err
 		}
-		items = append(items, it)
 		if c := p.peek(); c != ' ' && c != ')' {
-			return nil, nil, ErrSyntax
+			return ErrSyntax
 		}
 	}
-	return nil, nil, ErrSyntax
+	return ErrSyntax
 }
 
-func (p *parser) item() (Item, error) {
-	v, err := p.bareItem()
-	if err != nil {
-		return Item{}, err
+// itemInto parses an item into the zero Item it.
+func (p *parser) itemInto(it *Item) error {
+	if err := p.bareItemInto(&it.Value); err != nil {
+		return err
 	}
-	params, err := p.params()
-	if err != nil {
-		return Item{}, err
-	}
-	return Item{Value: v, Params: params}, nil
+	var err error
+	it.Params, err = p.params()
+	return err
 }
 
 func (p *parser) params() (Params, error) {
 	if p.peek() != ';' {
 		return nil, nil
 	}
-	ps := make(Params, 0, 4)
+	a := p.a
+	if cap(a.params) == 0 {
+		a.params = make([]Param, 0, 4)
+	}
+	first := len(a.params)
 	for p.peek() == ';' {
 		p.off++
 		p.skipSP()
@@ -316,26 +348,27 @@ func (p *parser) params() (Params, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := BareItem{Kind: Boolean, Bool: true}
+		a.params = append(a.params, Param{Key: key})
+		last := len(a.params) - 1
+		v := &a.params[last].Value
 		if p.peek() == '=' {
 			p.off++
-			if v, err = p.bareItem(); err != nil {
+			if err := p.bareItemInto(v); err != nil {
 				return nil, err
 			}
+		} else {
+			*v = BareItem{Kind: Boolean, Bool: true}
 		}
-		replaced := false
-		for i := range ps {
-			if ps[i].Key == key {
-				ps[i].Value = v
-				replaced = true
+		for i := first; i < last; i++ {
+			if a.params[i].Key == key { // a repeated key keeps its place
+				a.params[i].Value = *v
+				a.params[last] = Param{}
+				a.params = a.params[:last]
 				break
 			}
 		}
-		if !replaced {
-			ps = append(ps, Param{Key: key, Value: v})
-		}
 	}
-	return ps, nil
+	return a.params[first:len(a.params):len(a.params)], nil
 }
 
 func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
@@ -367,33 +400,37 @@ var keyChars = func() (t [256]bool) {
 	return t
 }()
 
-func (p *parser) bareItem() (BareItem, error) {
+// bareItemInto parses a bare item into the zero BareItem v.
+func (p *parser) bareItemInto(v *BareItem) error {
+	var err error
 	c := p.peek()
 	switch {
 	case c == '-' || isDigit(c):
-		return p.number()
+		*v, err = p.number()
 	case c == '"':
-		s, err := p.str()
-		return BareItem{Kind: String, Str: s}, err
+		v.Kind = String
+		v.Str, err = p.str()
 	case c == '*' || isAlpha(c):
-		return BareItem{Kind: Token, Str: p.token()}, nil
+		v.Kind, v.Str = Token, p.token()
 	case c == ':':
-		b, err := p.byteSequence()
-		return BareItem{Kind: ByteSequence, Bytes: b}, err
+		v.Kind = ByteSequence
+		v.Bytes, err = p.byteSequence()
 	case c == '?':
-		return p.boolean()
+		*v, err = p.boolean()
 	case c == '@':
 		p.off++
-		v, err := p.number()
-		if err != nil || v.Kind != Integer {
-			return BareItem{}, ErrSyntax
+		n, nerr := p.number()
+		if nerr != nil || n.Kind != Integer {
+			return ErrSyntax
 		}
-		return BareItem{Kind: Date, Int: v.Int}, nil
+		v.Kind, v.Int = Date, n.Int
 	case c == '%':
-		s, err := p.displayString()
-		return BareItem{Kind: DisplayString, Str: s}, err
+		v.Kind = DisplayString
+		v.Str, err = p.displayString()
+	default:
+		err = ErrSyntax
 	}
-	return BareItem{}, ErrSyntax
+	return err
 }
 
 // number is RFC 9651 §4.2.4.
@@ -528,11 +565,16 @@ func (p *parser) byteSequence() ([]byte, error) {
 			if len(enc)%4 != 0 {
 				dec = base64.RawStdEncoding
 			}
-			b, err := dec.DecodeString(enc)
+			a := p.a
+			first, n := len(a.bytes), dec.DecodedLen(len(enc))
+			a.bytes = append(a.bytes, make([]byte, n)...)[:first]
+			m, err := dec.Decode(a.bytes[first:first+n], []byte(enc))
 			if err != nil {
+				a.bytes = a.bytes[:first]
 				return nil, ErrSyntax
 			}
-			return b, nil
+			a.bytes = a.bytes[:first+m]
+			return a.bytes[first : first+m : first+m], nil
 		}
 		if !isAlpha(c) && !isDigit(c) && c != '+' && c != '/' && c != '=' {
 			return nil, ErrSyntax

@@ -139,3 +139,50 @@ func FuzzDifferential(f *testing.F) {
 func unpadded(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "base64")
 }
+
+func TestScratch(t *testing.T) {
+	inputs := []string{
+		`sig1=("@method" "@authority" "@path" "content-digest";sf);created=1618884473;keyid="k";nonce="n"`,
+		`sig1=:dGhpcyBpcyBhIDMyIGJ5dGUgc2lnbmF0dXJlIHZhbHVlIQ==:, sig2=:YQ==:`,
+		`sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:`,
+		`a=(1 2 3 4 5 6 7 8 9 10 11 12);x;y;z;w;v, b=?0;p=1, c=(), d`,
+	}
+	var s Scratch
+	check := func(t *testing.T) {
+		// Values parsed earlier stay intact while later parses grow the
+		// arenas.
+		var got []Dictionary
+		for _, in := range inputs {
+			d, err := s.ParseDictionary([]string{in})
+			require.NoError(t, err)
+			got = append(got, d)
+		}
+		for i, d := range got {
+			require.Equal(t, inputs[i], serializeDict(t, d))
+		}
+		// Appending to a parsed slice must not write over its neighbour.
+		items := got[0].Members[0].Items
+		_ = append(items, Item{Value: BareItem{Kind: Integer, Int: 99}})
+		_ = append(got[1].Members[0].Item.Value.Bytes, 'x', 'x', 'x')
+		for i, d := range got {
+			require.Equal(t, inputs[i], serializeDict(t, d))
+		}
+	}
+	t.Run("fresh", check)
+	s.Reset()
+	t.Run("reused", check)
+	s.Reset()
+	allocs := testing.AllocsPerRun(100, func() {
+		s.Reset()
+		for _, in := range inputs[:3] {
+			if _, err := s.ParseDictionary([]string{in}); err != nil {
+				panic(err)
+			}
+		}
+	})
+	if !raceEnabled {
+		require.Zero(t, allocs, "a reused Scratch allocates nothing")
+	}
+	_, err := s.ParseDictionary([]string{`a=:YQ=:`})
+	require.ErrorIs(t, err, ErrSyntax)
+}

@@ -1,0 +1,96 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/apiguard/apiguard/internal/sfv"
+)
+
+// BenchmarkStages splits the cost of Verify into its stages, to find
+// where time goes (the claims against peers are in bench/).
+func BenchmarkStages(b *testing.B) {
+	secret := bytes.Repeat([]byte("k"), 32)
+	now := time.Now()
+	s := NewSigner("device-1", secret)
+	s.Now = func() time.Time { return now }
+	body := bytes.Repeat([]byte("a"), 1024)
+	r := httptest.NewRequest("POST", "https://api.example.com/v1/pay", bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer token")
+	if err := s.Sign(r); err != nil {
+		b.Fatal(err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	v, _ := New(Config{Keys: StaticKeys(map[string][]byte{"device-1": secret}), Now: func() time.Time { return now }})
+	req, _ := v.cfg.Profile.required()
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.parse(r, v.cfg.Profile, req, new(scratch)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	in, _ := v.parse(r, v.cfg.Profile, req, new(scratch))
+	b.Run("base", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			buf, _ = signatureBase(buf[:0], r, target{scheme: "https", authority: "api.example.com"}, in.items, in.params)
+		}
+	})
+	b.Run("key+hmac", func(b *testing.B) {
+		b.ReportAllocs()
+		base, _ := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, in.items, in.params)
+		for b.Loop() {
+			key, _ := v.cfg.Keys.Key(context.Background(), in.keyID)
+			if err := verifyWithKey(key, base, in.sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("readBody", func(b *testing.B) {
+		b.ReportAllocs()
+		rd := bytes.NewReader(body)
+		r.Body = io.NopCloser(rd)
+		for b.Loop() {
+			rd.Reset(body)
+			if _, err := readBody(r, 1<<20); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("digest", func(b *testing.B) {
+		b.ReportAllocs()
+		lines := r.Header.Values("Content-Digest")
+		for b.Loop() {
+			if err := checkDigest(new(sfv.Scratch), lines, body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("replay", func(b *testing.B) {
+		b.ReportAllocs()
+		st := NewMemoryReplayStore(1<<16, 5*time.Minute, func() time.Time { return now })
+		created := now.Add(time.Second).Truncate(time.Second)
+		i := 0
+		for b.Loop() {
+			i++
+			if i%(1<<15) == 0 {
+				b.StopTimer()
+				st = NewMemoryReplayStore(1<<16, 5*time.Minute, func() time.Time { return now })
+				b.StartTimer()
+			}
+			ok, _ := st.Advance(context.Background(), "device-1", created, time.Second, 10*time.Minute)
+			ok2, _ := st.UseNonce(context.Background(), "device-1", "nonce-"+strconv.Itoa(i), created, created.Add(time.Minute))
+			if !ok || !ok2 {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
