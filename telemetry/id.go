@@ -4,8 +4,40 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"sync"
 	"unsafe"
 )
+
+// batchedRand reads crypto/rand in batches of randBatch bytes and hands
+// them out in pieces: one call to the system's generator serves about 170
+// new IDs. Each byte is handed out once and then zeroed.
+type batchedRand struct{}
+
+const randBatch = 4096
+
+type randBuf struct {
+	b   [randBatch]byte
+	off int
+}
+
+var randPool = sync.Pool{New: func() any { return &randBuf{off: randBatch} }}
+
+// Read fills p with random bytes; it never fails.
+func (batchedRand) Read(p []byte) (int, error) {
+	if len(p) > randBatch/4 {
+		return rand.Read(p)
+	}
+	rb := randPool.Get().(*randBuf)
+	if rb.off+len(p) > randBatch {
+		_, _ = rand.Read(rb.b[:]) // crypto/rand.Read never returns an error
+		rb.off = 0
+	}
+	n := copy(p, rb.b[rb.off:])
+	clear(rb.b[rb.off : rb.off+n])
+	rb.off += n
+	randPool.Put(rb)
+	return n, nil
+}
 
 // MaxIDLength is the longest incoming correlation ID that is kept.
 const MaxIDLength = 128
