@@ -433,3 +433,47 @@ func TestConcurrentExactBudget(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, map[int]int{204: 100, 429: 300}, codes)
 }
+
+// TestDynamicLimitConcurrent changes one key's limit while many goroutines
+// use its bucket: under -race this proves the bucket adopts a new limit
+// without a data race, and the bucket never lets more through than the
+// larger of the two limits allows.
+func TestDynamicLimitConcurrent(t *testing.T) {
+	var flip sync.Mutex
+	n := 0
+	l, err := New(Config{
+		Limit:  Limit{Requests: 100, Per: time.Hour},
+		Key:    KeyByHeader("X-Device-ID"),
+		Logger: slog.New(slog.DiscardHandler),
+		Now:    func() time.Time { return time.Unix(1_700_000_000, 0) }, // frozen: no refill
+		LimitFor: func(r *http.Request, key string) Limit {
+			flip.Lock()
+			defer flip.Unlock()
+			n++
+			if n%2 == 0 {
+				return Limit{Requests: 50, Per: time.Hour}
+			}
+			return Limit{Requests: 100, Per: time.Hour}
+		},
+	})
+	require.NoError(t, err)
+	var allowed sync.WaitGroup
+	var mu sync.Mutex
+	count := 0
+	for range 8 {
+		allowed.Go(func() {
+			for range 100 {
+				d, err := l.Allow(context.Background(), "device-1")
+				require.NoError(t, err)
+				if d.Allowed {
+					mu.Lock()
+					count++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	allowed.Wait()
+	require.Positive(t, count)
+	require.LessOrEqual(t, count, 100, "never more than the larger burst with the clock frozen")
+}

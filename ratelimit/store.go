@@ -141,12 +141,12 @@ func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) *bucket {
 		b = newBucket(l, now)
 		sh.lru.Add(h, b)
 	}
-	sh.mu.Unlock()
-	if b.limit != l { // LimitFor changed this key's limit
+	if b.limit != l { // LimitFor changed this key's limit; under the lock, which guards b.limit
 		b.lim.SetLimitAt(now, l.rate())
 		b.lim.SetBurstAt(now, l.burst())
 		b.limit = l
 	}
+	sh.mu.Unlock()
 	return b
 }
 
