@@ -24,7 +24,7 @@ import (
 
 // fullChain is the chain DESIGN.md recommends: telemetry, an IP limit,
 // access tokens (warm cache), signatures, a per-subject limit.
-func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time) http.Handler {
+func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time, clock *time.Time) http.Handler {
 	b.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	obs, err := telemetry.New(telemetry.Config{Logger: quiet})
@@ -41,11 +41,11 @@ func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time) http.Ha
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = tokens.Close() })
-	start := now.Add(-time.Minute)
+	*clock = now.Add(-time.Minute)
 	sig, err := signing.New(signing.Config{
 		Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
-		ReplayStore: signing.NewMemoryReplayStore(signPool*2, 5*time.Minute, func() time.Time { return start }),
-		Now:         func() time.Time { return now }, Logger: quiet,
+		ReplayStore: signing.NewMemoryReplayStore(replaySize, 5*time.Minute, func() time.Time { return *clock }),
+		Now:         func() time.Time { return *clock }, Logger: quiet,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -62,14 +62,15 @@ func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time) http.Ha
 }
 
 // signedTokenRequests signs signPool requests carrying token, with 1 KiB
-// bodies.
+// bodies, request i at signedAt(now, i).
 func signedTokenRequests(b *testing.B, token string, secret []byte, now time.Time) []*http.Request {
 	b.Helper()
 	s := signing.NewSigner("device-1", secret)
-	s.Now = func() time.Time { return now }
 	body := bytes.Repeat([]byte("a"), 1024)
 	out := make([]*http.Request, signPool)
 	for i := range out {
+		at := signedAt(now, i)
+		s.Now = func() time.Time { return at }
 		r, _ := http.NewRequest("POST", "https://api.example.com/v1/pay", bytes.NewReader(body))
 		r.Header.Set("Authorization", "Bearer "+token)
 		if err := s.Sign(r); err != nil {
@@ -95,21 +96,26 @@ func BenchmarkFullStack(b *testing.B) {
 	token := p.tokens[0]
 	reqs := signedTokenRequests(b, token, secret, now)
 
-	b.Run("bare", func(b *testing.B) { runPool(b, func() http.Handler { return bare }, reqs, 204) })
-	b.Run("apiguard_chain", func(b *testing.B) { runPool(b, func() http.Handler { return fullChain(b, p, secret, now) }, reqs, 204) })
+	var clock time.Time // the signature verifier's, following the requests
+	tick := func(i int) { clock = signedAt(now, i) }
+	b.Run("bare", func(b *testing.B) { runPool(b, func() http.Handler { return bare }, reqs, 204, tick) })
+	b.Run("apiguard_chain", func(b *testing.B) {
+		runPool(b, func() http.Handler { return fullChain(b, p, secret, now, &clock) }, reqs, 204, tick)
+	})
 	b.Run("peer_chain_chi+httprate+auth0", func(b *testing.B) {
 		val, err := validator.New(func(context.Context) (any, error) { return p.pub, nil }, validator.ES256, benchIssuer, []string{benchAudience})
 		if err != nil {
 			b.Fatal(err)
 		}
 		peer := chimw.RequestID(httprate.LimitBy(1<<30, time.Second, func(r *http.Request) (string, error) { return r.RemoteAddr, nil })(jwtmiddleware.New(val.ValidateToken).CheckJWT(bare)))
-		runPool(b, func() http.Handler { return peer }, reqs, 204)
+		runPool(b, func() http.Handler { return peer }, reqs, 204, tick)
 	})
 }
 
 // runPool serves the pooled requests, rebuilding the handler (and so its
-// replay store) when the pool's nonces are used up.
-func runPool(b *testing.B, mk func() http.Handler, reqs []*http.Request, want int) {
+// replay store) when the pool's nonces are used up; tick(i) runs before
+// request i is served.
+func runPool(b *testing.B, mk func() http.Handler, reqs []*http.Request, want int, tick func(int)) {
 	b.ReportAllocs()
 	h := mk()
 	w := &discardWriter{h: make(http.Header, 8)}
@@ -120,6 +126,7 @@ func runPool(b *testing.B, mk func() http.Handler, reqs []*http.Request, want in
 			b.StartTimer()
 		}
 		r := reqs[i%len(reqs)]
+		tick(i % len(reqs))
 		_, _ = r.Body.(rewindBody).Seek(0, 0)
 		clear(w.h)
 		w.code = 0

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/apiguard/apiguard/internal/sfv"
 )
@@ -82,7 +81,7 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c sfv.Item) ([]
 				dst = append(dst, ", "...)
 			}
 			dst = append(dst, ':')
-			dst = base64.StdEncoding.AppendEncode(dst, []byte(strings.Trim(l, " \t")))
+			dst = base64.StdEncoding.AppendEncode(dst, []byte(trimOWS(l)))
 			dst = append(dst, ':')
 		}
 		return dst, nil
@@ -106,9 +105,22 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c sfv.Item) ([]
 		if i > 0 {
 			dst = append(dst, ", "...)
 		}
-		dst = append(dst, strings.Trim(l, " \t")...)
+		dst = append(dst, trimOWS(l)...)
 	}
 	return dst, nil
+}
+
+// trimOWS trims leading and trailing spaces and tabs (RFC 9421 §2.1), as
+// strings.Trim(s, " \t") does without building a character set per call.
+func trimOWS(s string) string {
+	i, j := 0, len(s)
+	for i < j && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	for j > i && (s[j-1] == ' ' || s[j-1] == '\t') {
+		j--
+	}
+	return s[i:j]
 }
 
 // commonFields maps the lower-case names of fields often covered to their

@@ -122,3 +122,9 @@ func TestRFC5869HKDF(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, vec.OKM, hex.EncodeToString(okm))
 }
+
+func TestTrimOWS(t *testing.T) {
+	for _, s := range []string{"", " ", "\t", "a", " a ", "\t a b \t", "a\t", "  \t", "\ta", " a\nb "} {
+		require.Equal(t, strings.Trim(s, " \t"), trimOWS(s), "%q", s)
+	}
+}
