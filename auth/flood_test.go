@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"runtime"
 	"testing"
@@ -57,4 +58,53 @@ func cut(tok string) (string, string, bool) {
 		}
 	}
 	return tok, "", false
+}
+
+// TestTokenCacheFlood fills the verified-token cache with a million
+// distinct tokens: it stays at TokenCacheSize, the heap stays bounded, and
+// an evicted token is verified again in full rather than trusted.
+// Signing and verifying a million tokens would take minutes, so 5,000
+// real tokens go through VerifyToken and the rest are added the way
+// VerifyToken adds them, keyed by the SHA-256 of the token.
+func TestTokenCacheFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood")
+	}
+	const size = 1000
+	clk := &testClock{t: t0}
+	a := newSigner(t, jwa.EdDSA, "k1")
+	v, _ := newTestVerifier(t, clk, func(c *Config) { c.TokenCacheSize = size }, a)
+	first := a.token(t, map[string]any{"jti": "first"})
+	_, err := v.VerifyToken(t.Context(), first)
+	require.NoError(t, err)
+	var claims *Claims
+	for i := range 5000 {
+		claims, err = v.VerifyToken(t.Context(), a.token(t, map[string]any{"jti": fmt.Sprintf("t-%d", i)}))
+		require.NoError(t, err)
+	}
+	require.Equal(t, size, v.cache.Len())
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 1_000_000 {
+		cp := *claims
+		v.cache.Add(sha256.Sum256(fmt.Appendf(nil, "token-%d", i)), &cp)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, size, v.cache.Len(), "the cache holds TokenCacheSize tokens, whatever the flood")
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap after a million tokens: %+d bytes for %d cached", grew, size)
+	require.Less(t, grew, int64(4<<20), "a million tokens through a 1,000-entry cache keep the heap within 4 MiB")
+
+	// The first token was evicted long ago: it verifies again (signature
+	// and all), and a tampered copy of it does not.
+	key := sha256.Sum256([]byte(first))
+	_, cached := v.cache.Peek(key)
+	require.False(t, cached)
+	_, err = v.VerifyToken(t.Context(), first)
+	require.NoError(t, err)
+	_, err = v.VerifyToken(t.Context(), first[:len(first)-2]+"AA")
+	require.ErrorIs(t, err, ErrSignature)
 }
