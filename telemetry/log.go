@@ -90,7 +90,7 @@ func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	sc, st := spanContextOf(ctx)
+	sc, st, root := spanContextRoot(ctx)
 	if event != "" {
 		c := h.counter
 		if st != nil {
@@ -106,7 +106,10 @@ func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
 		if st != nil {
 			rec.AddAttrs(slog.String(KeyCorrelationID, st.id))
 		}
-		if sc.IsValid() {
+		if root {
+			tid, sid := st.rootHex()
+			rec.AddAttrs(slog.String(KeyTraceID, tid), slog.String(KeySpanID, sid))
+		} else if sc.IsValid() {
 			rec.AddAttrs(slog.String(KeyTraceID, sc.TraceID().String()), slog.String(KeySpanID, sc.SpanID().String()))
 		}
 	}

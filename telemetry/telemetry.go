@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -427,7 +429,9 @@ type reqState struct {
 	route string
 	hdr   [1]string
 	rnd   [24]byte          // random bytes of a new ID and root span; here to save an allocation
-	idBuf [32]byte          // the hex of a new ID, which id points into
+	idBuf [32]byte          // the hex of a new ID, which id points into; also the hex of the root trace ID
+	spHex [16]byte          // the hex of the root span ID
+	hexOK bool              // idBuf and spHex hold the root span context's hex
 	fresh bool              // id was generated here, from rnd
 	once  sync.Once         // makes sc
 	sc    trace.SpanContext // without a tracer: the root trace of this request
@@ -458,13 +462,30 @@ func stateFrom(ctx context.Context) *reqState {
 // spanContextOf returns the span context of ctx: the current span's, or
 // else the one telemetry keeps for the request when no tracer is set.
 func spanContextOf(ctx context.Context) (trace.SpanContext, *reqState) {
+	sc, st, _ := spanContextRoot(ctx)
+	return sc, st
+}
+
+// spanContextRoot is spanContextOf, and reports whether the span context
+// is the request's root kept by telemetry, whose IDs are in hex in
+// [reqState.rootHex].
+func spanContextRoot(ctx context.Context) (trace.SpanContext, *reqState, bool) {
 	st := stateFrom(ctx)
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() && st != nil && st.obs.tracer == nil {
 		st.once.Do(st.newRootSpanContext)
-		sc = st.sc
+		return st.sc, st, st.hexOK
 	}
-	return sc, st
+	return sc, st, false
+}
+
+// rootHex returns the trace and span IDs of the request's root span
+// context in hex, without allocating: they were encoded into the request
+// state with it. Call it only after spanContextRoot reported the root.
+func (st *reqState) rootHex() (traceID, spanID string) {
+	// idBuf and spHex are heap memory written once, under st.once, before
+	// this is reached, and never again.
+	return unsafe.String(&st.idBuf[0], len(st.idBuf)), unsafe.String(&st.spHex[0], len(st.spHex)) // #nosec G103 -- audited: see above
 }
 
 // newRootSpanContext returns a new, unsampled root span context. When the
@@ -490,6 +511,17 @@ func (st *reqState) newRootSpanContext() {
 		binary.BigEndian.PutUint64(sid[:], mrand.Uint64()) // #nosec G404 -- see above
 	}
 	st.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+	// The hex for log records, in memory the request state already has: a
+	// fresh ID's idBuf is the trace ID's hex already (the same bytes); an
+	// incoming ID does not use idBuf.
+	switch {
+	case !st.fresh:
+		hex.Encode(st.idBuf[:], tid[:])
+	case [16]byte(st.rnd[:16]) != tid:
+		return // the random bytes were all zero and replaced: no hex kept
+	}
+	hex.Encode(st.spHex[:], sid[:])
+	st.hexOK = true
 }
 
 // IDFrom returns the correlation ID of the request whose context is ctx,

@@ -585,3 +585,89 @@ func TestNoRequestMetrics(t *testing.T) {
 	require.Nil(t, findMetric(collect(t, reader), MetricRequestDuration), "no duration metric")
 	require.Equal(t, int64(1), eventCounts(t, reader)["replay/n"], "events still counted")
 }
+
+// TestLogTraceIDsPerSpan logs from the server span and from a child span
+// in one request: each record carries the IDs of its own span.
+func TestLogTraceIDsPerSpan(t *testing.T) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	o, logs, _ := newObserver(t, Config{TracerProvider: tp})
+	logger := slog.New(NewLogHandler(slog.NewJSONHandler(logs, nil)))
+	var server, child trace.SpanContext
+	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		server = trace.SpanContextFromContext(r.Context())
+		logger.InfoContext(r.Context(), "server 1")
+		ctx, span := tp.Tracer("test").Start(r.Context(), "child")
+		child = span.SpanContext()
+		logger.InfoContext(ctx, "child")
+		span.End()
+		logger.InfoContext(r.Context(), "server 2")
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	recs := logs.records(t)
+	require.Len(t, recs, 3)
+	for i, want := range []trace.SpanContext{server, child, server} {
+		require.Equal(t, want.TraceID().String(), recs[i]["trace_id"], "record %d", i)
+		require.Equal(t, want.SpanID().String(), recs[i]["span_id"], "record %d", i)
+	}
+	require.NotEqual(t, recs[0]["span_id"], recs[1]["span_id"])
+}
+
+// TestLogRootTraceIDs checks the trace and span IDs of records logged
+// without a tracer: those of the request's root, which a new correlation ID
+// shares its random bytes with, and which cost the log handler no
+// allocation; or the incoming traceparent's.
+func TestLogRootTraceIDs(t *testing.T) {
+	const incomingTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const valid = "00-" + incomingTrace + "-00f067aa0ba902b7-01"
+	tests := []struct {
+		name      string
+		header    map[string]string
+		zeroAlloc bool
+	}{
+		{name: "new_id", zeroAlloc: true},
+		{name: "incoming_id", header: map[string]string{"X-Request-Id": "req-42"}, zeroAlloc: true},
+		{name: "incoming_traceparent", header: map[string]string{"Traceparent": valid}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, logs, _ := newObserver(t, Config{})
+			logger := slog.New(NewLogHandler(slog.NewJSONHandler(logs, nil)))
+			var want trace.SpanContext
+			var id string
+			var allocs float64
+			h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				logger.InfoContext(r.Context(), "one")
+				logger.InfoContext(r.Context(), "two")
+				want, _ = spanContextOf(r.Context())
+				id = IDFrom(r.Context())
+				quiet := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil)))
+				plain := slog.New(slog.NewJSONHandler(io.Discard, nil))
+				allocs = testing.AllocsPerRun(50, func() { quiet.InfoContext(r.Context(), "x", "event", "e") }) -
+					testing.AllocsPerRun(50, func() { plain.InfoContext(r.Context(), "x", "event", "e") })
+			}))
+			req := httptest.NewRequest("GET", "/", nil)
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			recs := logs.records(t)
+			require.Len(t, recs, 2)
+			require.True(t, want.IsValid())
+			for _, rec := range recs {
+				require.Equal(t, want.TraceID().String(), rec["trace_id"])
+				require.Equal(t, want.SpanID().String(), rec["span_id"])
+				require.Equal(t, id, rec["correlation_id"])
+			}
+			switch tt.name {
+			case "new_id":
+				require.Equal(t, id, recs[0]["trace_id"], "a new ID is its trace ID")
+			case "incoming_traceparent":
+				require.Equal(t, incomingTrace, recs[0]["trace_id"])
+			}
+			if tt.zeroAlloc && !raceEnabled {
+				require.Zero(t, allocs, "the log handler adds no allocation to a record of the request's root")
+			}
+		})
+	}
+}
