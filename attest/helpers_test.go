@@ -1,33 +1,18 @@
 package attest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logSink collects log output from concurrent writers.
+type logSink = testkit.LogSink
 
 func x509PoolFromFile(t *testing.T, path string) *x509.CertPool {
 	t.Helper()

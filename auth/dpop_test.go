@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/stretchr/testify/require"
@@ -112,7 +113,7 @@ func readVector(t *testing.T, path string, v any) {
 func TestRFC9449Proof(t *testing.T) {
 	var vec dpopVector
 	readVector(t, "testdata/rfc9449-dpop.json", &vec)
-	clk := &testClock{t: time.Unix(vec.Resource.Iat-10, 0)}
+	clk := testkit.NewClock(time.Unix(vec.Resource.Iat-10, 0))
 	cfg := &Config{DPoPURL: "https://resource.example.org", DPoPAlgorithms: defaultAlgorithms, DPoPProofWindow: time.Minute, ReplayCacheSize: 10, Now: clk.Now}
 	d, err := newDPoPChecker(cfg)
 	require.NoError(t, err)
@@ -240,7 +241,7 @@ func TestDPoP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &testClock{t: t0}
+			clk := testkit.NewClock(t0)
 			v, logs := newTestVerifier(t, clk, func(c *Config) {
 				c.DPoP = tt.mode
 				if tt.mode != DPoPOff {
@@ -296,7 +297,7 @@ func dpopChallengeFor(mode DPoPMode, err error) string {
 }
 
 func TestDPoPFailedProofDoesNotBurnJti(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	issuerKey := newSigner(t, jwa.ES256, "es-1")
 	device := newSigner(t, jwa.ES256, "device")
 	v, _ := newTestVerifier(t, clk, func(c *Config) { c.DPoP = DPoPAllowed; c.DPoPURL = apiBase }, issuerKey)
@@ -310,7 +311,7 @@ func TestDPoPFailedProofDoesNotBurnJti(t *testing.T) {
 }
 
 func TestDPoPNonce(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	issuerKey := newSigner(t, jwa.ES256, "es-1")
 	device := newSigner(t, jwa.ES256, "device")
 	key := []byte("0123456789abcdef0123456789abcdef")
@@ -369,7 +370,7 @@ func TestNormalizeURL(t *testing.T) {
 }
 
 func TestMemoryReplayStore(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	s := NewMemoryReplayStore(2, clk.Now)
 	clk.Advance(2 * time.Minute)
 	ctx := context.Background()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +19,7 @@ func TestKidFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood")
 	}
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	a := newSigner(t, jwa.EdDSA, "real")
 	srv := newJWKSServer(t, a)
 	v, _ := newRemoteVerifier(t, clk, srv.URL, func(c *Config) { c.TokenCacheSize = 1000 })
@@ -71,7 +72,7 @@ func TestTokenCacheFlood(t *testing.T) {
 		t.Skip("flood")
 	}
 	const size = 1000
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	a := newSigner(t, jwa.EdDSA, "k1")
 	v, _ := newTestVerifier(t, clk, func(c *Config) { c.TokenCacheSize = size }, a)
 	first := a.token(t, map[string]any{"jti": "first"})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
@@ -26,7 +27,7 @@ func isSentinel(err error) bool {
 // rejection is one of the package's sentinels, nothing panics, and nothing
 // forged is accepted.
 func FuzzVerify(f *testing.F) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(f, jwa.ES256, "es-1")
 	device := newSigner(f, jwa.ES256, "device")
 	v, _ := newTestVerifier(f, clk, func(c *Config) { c.DPoP = DPoPAllowed; c.DPoPURL = apiBase }, es)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/stretchr/testify/require"
@@ -76,7 +77,7 @@ func newRemoteVerifier(t *testing.T, clk *testClock, url string, mod func(*Confi
 }
 
 func TestJWKSRotation(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	a := newSigner(t, jwa.ES256, "key-a")
 	b := newSigner(t, jwa.ES256, "key-b")
 	srv := newJWKSServer(t, a)
@@ -102,7 +103,7 @@ func TestJWKSRotation(t *testing.T) {
 }
 
 func TestJWKSUnknownKidFlood(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	a := newSigner(t, jwa.ES256, "key-a")
 	srv := newJWKSServer(t, a)
 	v, _ := newRemoteVerifier(t, clk, srv.URL, nil)
@@ -143,7 +144,7 @@ func assertIs(err, target error) bool {
 }
 
 func TestJWKSOutage(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	a := newSigner(t, jwa.ES256, "key-a")
 	srv := newJWKSServer(t, a)
 	v, logs := newRemoteVerifier(t, clk, srv.URL, func(c *Config) {
@@ -206,7 +207,7 @@ func TestJWKSGarbage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &testClock{t: t0}
+			clk := testkit.NewClock(t0)
 			srv := newJWKSServer(t)
 			srv.serve(tt.status, []byte(tt.body))
 			v, logs := newRemoteVerifier(t, clk, srv.URL, func(c *Config) { c.MaxJWKSSize = tt.maxJWKS })
@@ -225,7 +226,7 @@ func TestJWKSGarbage(t *testing.T) {
 }
 
 func TestJWKSUnreachableAtStart(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	a := newSigner(t, jwa.ES256, "key-a")
 	srv := newJWKSServer(t, a)
 	url := srv.URL
@@ -238,7 +239,7 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 }
 
 func TestMaxAgeClamped(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	srv := newJWKSServer(t, newSigner(t, jwa.ES256, "k"))
 	v, _ := newRemoteVerifier(t, clk, srv.URL, func(c *Config) {
 		c.MinKeyRefresh = time.Minute
@@ -253,7 +254,7 @@ func TestMaxAgeClamped(t *testing.T) {
 }
 
 func TestCloseStopsBackgroundWork(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	srv := newJWKSServer(t, newSigner(t, jwa.ES256, "k"))
 	cfg := Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, JWKSURL: srv.URL}}, Now: clk.Now, Logger: (&logSink{}).logger()}
 	v, err := New(cfg)

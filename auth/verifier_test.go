@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/stretchr/testify/require"
 )
@@ -19,7 +20,7 @@ import (
 var _ func(http.Handler) http.Handler = (*Verifier)(nil).Handler
 
 func TestVerifyAttacks(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	other := newSigner(t, jwa.ES256, "es-1") // same kid, another key
 	rs := newSigner(t, jwa.RS256, "rs-1")
@@ -92,7 +93,7 @@ func TestVerifyAttacks(t *testing.T) {
 }
 
 func TestVerifyAccepts(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	rs := newSigner(t, jwa.RS256, "rs-1")
 	ps := newSigner(t, jwa.PS256, "ps-1")
@@ -123,7 +124,7 @@ func TestVerifyAccepts(t *testing.T) {
 }
 
 func TestClaims(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, nil, es)
 	tok := es.token(t, map[string]any{"acr": "urn:acr:mfa", "amr": []string{"pwd", "otp"}, "auth_time": t0.Add(-time.Minute).Unix(), "cnf": nil, "tier": "gold"})
@@ -150,7 +151,7 @@ func TestClaims(t *testing.T) {
 }
 
 func TestAllowJWTType(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, func(c *Config) { c.Issuers[0].InsecureAllowJWTType = true }, es)
 	claims := map[string]any{"iss": testIssuer, "aud": testAudience, "iat": t0.Unix(), "exp": t0.Add(time.Minute).Unix()}
@@ -162,7 +163,7 @@ func TestAllowJWTType(t *testing.T) {
 }
 
 func TestAuthorizationHeader(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, nil, es)
 	tok := es.token(t, nil)
@@ -197,7 +198,7 @@ func TestAuthorizationHeader(t *testing.T) {
 }
 
 func TestRequireScopesAndStepUp(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, logs := newTestVerifier(t, clk, func(c *Config) { c.Realm = "api" }, es)
 	weak := es.token(t, map[string]any{"acr": "urn:acr:pwd", "auth_time": t0.Add(-2 * time.Hour).Unix()})
@@ -233,7 +234,7 @@ func TestRequireScopesAndStepUp(t *testing.T) {
 }
 
 func TestRequireReusesHandlerResult(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, func(c *Config) { c.TokenCacheSize = -1 }, es)
 	tok := es.token(t, nil)
@@ -250,7 +251,7 @@ func TestRequireReusesHandlerResult(t *testing.T) {
 }
 
 func TestTokenCache(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, nil, es)
 	tok := es.token(t, nil)
@@ -268,7 +269,7 @@ func TestTokenCache(t *testing.T) {
 }
 
 func TestCacheBounded(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, func(c *Config) { c.TokenCacheSize = 10 }, es)
 	for i := range 50 {
@@ -310,13 +311,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestHandlerPanicsOnNil(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	v, _ := newTestVerifier(t, clk, nil, newSigner(t, jwa.ES256, "k"))
 	require.PanicsWithValue(t, "auth: nil handler", func() { v.Handler(nil) })
 }
 
 func TestCustomErrorHandler(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	var got error
 	v, _ := newTestVerifier(t, clk, func(c *Config) {
 		c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
@@ -331,7 +332,7 @@ func TestCustomErrorHandler(t *testing.T) {
 }
 
 func TestConcurrentVerify(t *testing.T) {
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	es := newSigner(t, jwa.ES256, "es-1")
 	v, _ := newTestVerifier(t, clk, func(c *Config) { c.TokenCacheSize = 8 }, es)
 	toks := make([]string, 16)

@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
 func newBudget(t *testing.T, cfg FailureConfig) (*FailureBudget, *testClock, *logSink) {
 	t.Helper()
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	logs := &logSink{}
 	cfg.Now = clk.Now
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))

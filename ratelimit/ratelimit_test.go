@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,43 +24,15 @@ var _ func(http.Handler) http.Handler = (*FailureBudget)(nil).Handler
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// testClock is a settable clock.
+type testClock = testkit.Clock
 
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logSink collects log output from concurrent writers.
+type logSink = testkit.LogSink
 
 func newLimiter(t *testing.T, cfg Config) (*Limiter, *testClock, *logSink) {
 	t.Helper()
-	clk := &testClock{t: t0}
+	clk := testkit.NewClock(t0)
 	logs := &logSink{}
 	cfg.Now = clk.Now
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))

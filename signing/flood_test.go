@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,7 +18,7 @@ func TestNonceFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood")
 	}
-	clk := &testClock{t: t0.Add(-time.Minute)}
+	clk := testkit.NewClock(t0.Add(-time.Minute))
 	s := NewMemoryReplayStore(10_000, 5*time.Minute, clk.Now)
 	clk.Advance(time.Minute)
 	ctx := context.Background()

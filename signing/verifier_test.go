@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,45 +32,17 @@ var (
 	secretB = []byte("device-b-secret-0123456789abcdef-0123456789")
 )
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// testClock is a settable clock.
+type testClock = testkit.Clock
 
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logSink collects log output from concurrent writers.
+type logSink = testkit.LogSink
 
 // newTestVerifier starts a verifier at t0 - 1 minute (so that requests at
 // t0 are above the start-up floor) and moves the clock to t0.
 func newTestVerifier(t testing.TB, mod func(*Config)) (*Verifier, *testClock, *logSink) {
 	t.Helper()
-	clk := &testClock{t: t0.Add(-time.Minute)}
+	clk := testkit.NewClock(t0.Add(-time.Minute))
 	logs := &logSink{}
 	cfg := Config{
 		Keys:   StaticKeys(map[string][]byte{"device-a": secretA, "device-b": secretB}),
@@ -230,7 +203,7 @@ func TestVerifyAttacks(t *testing.T) {
 			return r
 		}},
 		{name: "created_in_future", want: ErrFuture, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
-			s := signer(&testClock{t: t0.Add(10 * time.Minute)}, "device-a", secretA)
+			s := signer(testkit.NewClock(t0.Add(10*time.Minute)), "device-a", secretA)
 			return signed(t, s, "GET", api+"/v1/orders", "", nil)
 		}},
 		{name: "stale_created", want: ErrExpired, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
@@ -320,7 +293,7 @@ func TestVerifyAttacks(t *testing.T) {
 			return r
 		}},
 		{name: "created_before_process_start", want: ErrReplayFloor, wantStatus: 401, wantEvent: "replay_floor", build: func(t *testing.T, e setup) *http.Request {
-			s := signer(&testClock{t: t0.Add(-2 * time.Minute)}, "device-a", secretA)
+			s := signer(testkit.NewClock(t0.Add(-2*time.Minute)), "device-a", secretA)
 			return signed(t, s, "GET", api+"/v1/orders", "", nil)
 		}},
 		{name: "key_store_down", want: ErrStoreUnavailable, wantStatus: 503, mod: func(c *Config) {
@@ -443,7 +416,7 @@ func TestDerivedKeys(t *testing.T) {
 	other, _ := DeriveSecret(master, salt, "device-42.v1")
 	require.NotEqual(t, secret, other, "a new version rotates the secret")
 
-	clk := &testClock{t: t0.Add(-time.Minute)}
+	clk := testkit.NewClock(t0.Add(-time.Minute))
 	v, err := New(Config{Keys: ks, Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	clk.Advance(time.Minute)
