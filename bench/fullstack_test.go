@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -61,30 +60,6 @@ func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time, clock *
 	return obs.Handler(perIP.Handler(tokens.Handler(sig.Handler(perUser.Handler(bare)))))
 }
 
-// signedTokenRequests signs signPool requests carrying token, with 1 KiB
-// bodies, request i at signedAt(now, i).
-func signedTokenRequests(b *testing.B, token string, secret []byte, now time.Time) []*http.Request {
-	b.Helper()
-	s := signing.NewSigner("device-1", secret)
-	body := bytes.Repeat([]byte("a"), 1024)
-	out := make([]*http.Request, signPool)
-	for i := range out {
-		at := signedAt(now, i)
-		s.Now = func() time.Time { return at }
-		r, _ := http.NewRequest("POST", "https://api.example.com/v1/pay", bytes.NewReader(body))
-		r.Header.Set("Authorization", "Bearer "+token)
-		if err := s.Sign(r); err != nil {
-			b.Fatal(err)
-		}
-		sr := httptest.NewRequest("POST", "https://api.example.com/v1/pay", nil)
-		sr.Header = r.Header
-		sr.Body = rewindBody{bytes.NewReader(body)}
-		sr.ContentLength = int64(len(body))
-		out[i] = sr
-	}
-	return out
-}
-
 // BenchmarkFullStack compares the whole apiguard chain (warm token cache,
 // a signed 1 KiB request) with a bare handler and with the nearest peer
 // stack: chi RequestID + httprate per IP + auth0/go-jwt-middleware (which
@@ -94,7 +69,7 @@ func BenchmarkFullStack(b *testing.B) {
 	secret := bytes.Repeat([]byte("k"), 32)
 	now := time.Now()
 	token := p.tokens[0]
-	reqs := signedTokenRequests(b, token, secret, now)
+	reqs := signedPool(b, token, secret, now)
 
 	var clock time.Time // the signature verifier's, following the requests
 	tick := func(i int) { clock = signedAt(now, i) }

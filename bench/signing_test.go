@@ -23,10 +23,10 @@ func (rewindBody) Close() error { return nil }
 
 const signPool = 4096
 
-// signedPool returns signPool requests with 1 KiB bodies, each with its own
-// nonce, as the server receives them. Request i is created at now + i
-// seconds (see signedAt).
-func signedPool(b *testing.B, secret []byte, now time.Time) []*http.Request {
+// signedPool returns signPool requests with 1 KiB bodies carrying the
+// bearer token, each with its own nonce, as the server receives them.
+// Request i is created at now + i seconds (see signedAt).
+func signedPool(b *testing.B, token string, secret []byte, now time.Time) []*http.Request {
 	b.Helper()
 	s := signing.NewSigner("device-1", secret)
 	body := bytes.Repeat([]byte("a"), 1024)
@@ -35,7 +35,7 @@ func signedPool(b *testing.B, secret []byte, now time.Time) []*http.Request {
 		at := signedAt(now, i)
 		s.Now = func() time.Time { return at }
 		r, _ := http.NewRequest("POST", "https://api.example.com/v1/pay", bytes.NewReader(body))
-		r.Header.Set("Authorization", "Bearer token")
+		r.Header.Set("Authorization", "Bearer "+token)
 		if err := s.Sign(r); err != nil {
 			b.Fatal(err)
 		}
@@ -66,7 +66,7 @@ const replaySize = 256
 func BenchmarkSigning(b *testing.B) {
 	secret := bytes.Repeat([]byte("k"), 32)
 	now := time.Now()
-	reqs := signedPool(b, secret, now)
+	reqs := signedPool(b, "token", secret, now)
 	var clock time.Time // the verifier's and its store's: set to each request's time
 	newVerifier := func() *signing.Verifier {
 		clock = now.Add(-time.Minute)
