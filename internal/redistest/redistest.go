@@ -113,22 +113,34 @@ func (s *Server) Restart() {
 // line of the reply. It is for test set-up (FLUSHALL, DEBUG SLEEP 0.5),
 // not for the code under test.
 func (s *Server) Do(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", s.Addr(), 2*time.Second)
+	c, r, err := s.send(30*time.Second, args)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	line, err := r.ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
+}
+
+// send dials the server, writes args as one RESP request with a deadline
+// of timeout for the whole exchange, and returns the connection (the
+// caller closes it) and a reader for the reply.
+func (s *Server) send(timeout time.Duration, args []string) (net.Conn, *bufio.Reader, error) {
+	c, err := net.DialTimeout("tcp", s.Addr(), 2*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
 	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
+		_ = c.Close()
+		return nil, nil, err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
+	return c, bufio.NewReader(c), nil
 }
 
 func ping(addr string) error {
@@ -242,21 +254,11 @@ func StartCluster(t testing.TB) *Cluster {
 
 // bulk sends a command and returns a bulk-string reply's body.
 func (s *Server) bulk(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", s.Addr(), 2*time.Second)
+	c, r, err := s.send(5*time.Second, args)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "$") {
 		return line, err
