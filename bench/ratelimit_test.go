@@ -91,6 +91,15 @@ func BenchmarkRateLimit(b *testing.B) {
 			lim.Allow()
 		}
 	})
+	// The same with a finite rate, so that the bucket arithmetic runs
+	// (rate.Inf returns before it): what any real limit costs.
+	b.Run("decision/floor_rate.Limiter.Allow_finite", func(b *testing.B) {
+		lim := rate.NewLimiter(1<<30, 20)
+		b.ReportAllocs()
+		for b.Loop() {
+			lim.Allow()
+		}
+	})
 	b.Run("decision/apiguard_Allow", func(b *testing.B) {
 		l, _ := ratelimit.New(ratelimit.Config{Limit: ratelimit.Limit{Requests: 1 << 30, Per: time.Second},
 			Key: ratelimit.KeyByHeader(deviceHeader), Logger: slog.New(slog.DiscardHandler)})

@@ -38,7 +38,7 @@ type FailureConfig struct {
 	ResetOnSuccess bool
 	// MaxKeys bounds the keys tracked. Default: 100000.
 	MaxKeys int
-	// Now is the clock. Default: time.Now.
+	// Now is the clock. Default: [MonotonicClock]().
 	Now func() time.Time
 	// Logger receives events (failure_budget_exhausted, rate_limited).
 	// Default: slog.Default().
@@ -95,7 +95,7 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 		cfg.MaxKeys = 100_000
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = MonotonicClock()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

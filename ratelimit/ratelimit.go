@@ -129,7 +129,10 @@ type Config struct {
 	// and X-RateLimit-Reset. Default: false.
 	LegacyHeaders bool
 
-	// Now is the clock. Default: time.Now.
+	// Now is the clock. Default: with a shared Store, time.Now (instances
+	// must agree on the time); with the in-memory store, a clock that
+	// reads only the monotonic clock, which is cheaper and unmoved by
+	// steps of the wall clock (see [MonotonicClock]).
 	Now func() time.Time
 	// Logger receives events (rate_limited, ratelimit_no_key,
 	// ratelimit_store_error). Default: slog.Default().
@@ -226,6 +229,9 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+		if cfg.Store == nil {
+			cfg.Now = MonotonicClock()
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -258,6 +264,18 @@ func New(cfg Config) (*Limiter, error) {
 	return l, nil
 }
 
+// MonotonicClock returns a clock for in-process buckets: each reading is
+// the time of the call to MonotonicClock plus the monotonic time elapsed
+// since, so it reads only the monotonic clock (about half the cost of
+// time.Now) and never jumps when the wall clock is stepped. Its readings
+// carry a monotonic component, which is what buckets measure with; their
+// wall-clock part drifts from the system's when the system clock is
+// adjusted, so do not use it where instances must agree on the time.
+func MonotonicClock() func() time.Time {
+	base := time.Now()
+	return func() time.Time { return base.Add(time.Since(base)) }
+}
+
 // Close releases nothing today and returns nil; it exists so that callers
 // can treat every apiguard middleware alike. A Limiter starts no
 // goroutine.
@@ -274,6 +292,10 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Decision, error) {
 // AllowAt is Allow at time now.
 func (l *Limiter) AllowAt(ctx context.Context, key string, now time.Time) (Decision, error) {
 	r := &l.rules[0]
+	if l.mem != nil && r.limitFor == nil { // the common case, kept short
+		res := l.mem.take(maphash.String(l.mem.seed, key), r.limit, now)
+		return Decision{Allowed: res.Allowed, Policy: r.name, Limit: r.limit, Remaining: res.Remaining, RetryAfter: res.RetryAfter, NextToken: res.NextToken}, nil
+	}
 	lim := r.limit
 	if r.limitFor != nil {
 		lim = r.limitFor(nil, key)

@@ -450,3 +450,67 @@ func TestDynamicLimitConcurrent(t *testing.T) {
 	require.Positive(t, count)
 	require.LessOrEqual(t, count, 100, "never more than the larger burst with the clock frozen")
 }
+
+// TestConcurrentRemainingExact proves that the Remaining each allowed
+// decision reports is exact under concurrency: with the clock frozen, the
+// allowed decisions of many goroutines report every count from burst-1
+// down to 0 once each, and rejected ones report 0.
+func TestConcurrentRemainingExact(t *testing.T) {
+	const burst = 64
+	l, _, _ := newLimiter(t, Config{Limit: Limit{Requests: burst, Per: time.Hour}, Key: KeyByIP()})
+	var mu sync.Mutex
+	seen := map[int]int{}
+	rejected := 0
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				d, err := l.Allow(context.Background(), "203.0.113.7")
+				require.NoError(t, err)
+				mu.Lock()
+				if d.Allowed {
+					seen[d.Remaining]++
+				} else {
+					rejected++
+					require.Zero(t, d.Remaining)
+					require.Positive(t, d.RetryAfter)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	require.Len(t, seen, burst)
+	for r := range burst {
+		require.Equal(t, 1, seen[r], "remaining %d reported once", r)
+	}
+	require.Equal(t, 8*20-burst, rejected)
+}
+
+func TestMonotonicClock(t *testing.T) {
+	now := MonotonicClock()
+	before := time.Now()
+	a := now()
+	b := now()
+	after := time.Now()
+	require.False(t, b.Before(a), "readings never go back")
+	require.False(t, a.Before(before.Add(-time.Millisecond)))
+	require.False(t, b.After(after.Add(time.Millisecond)))
+	// The readings carry a monotonic component ("m=" in String), which is
+	// what buckets measure elapsed time with.
+	require.Contains(t, a.String(), "m=")
+	require.Contains(t, b.String(), "m=")
+}
+
+// TestDefaultClockRefills uses the default clock (MonotonicClock for the
+// in-memory store): a drained bucket refills in real time.
+func TestDefaultClockRefills(t *testing.T) {
+	l, err := New(Config{Limit: Limit{Requests: 1, Per: 20 * time.Millisecond}, Key: KeyByIP(), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx := context.Background()
+	d, _ := l.Allow(ctx, "k")
+	require.True(t, d.Allowed)
+	d, _ = l.Allow(ctx, "k")
+	require.False(t, d.Allowed)
+	require.Eventually(t, func() bool { d, _ := l.Allow(ctx, "k"); return d.Allowed }, 2*time.Second, 5*time.Millisecond)
+}

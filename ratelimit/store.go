@@ -124,9 +124,12 @@ func (s *memoryStore) len() int {
 	return n
 }
 
-// bucket returns key h's bucket, creating it if there is room; nil when
-// the store is full and the overflow policy rejects.
-func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) *bucket {
+// bucket returns key h's bucket, creating it if there is room, with the
+// lock that guards it held: the caller consumes or refunds under it and
+// then unlocks. Every token taken from a bucket is taken under its lock,
+// so that what the bucket held just before is exact. It returns nil (and
+// holds no lock) when the store is full and the overflow policy rejects.
+func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) (*bucket, *sync.Mutex) {
 	sh := &s.shards[h%shardCount]
 	sh.mu.Lock()
 	// Peek, not Get: the order is insertion order, and eviction below
@@ -141,13 +144,18 @@ func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) *bucket {
 		b = newBucket(l, now)
 		sh.lru.Add(h, b)
 	}
-	if b.limit != l { // LimitFor changed this key's limit; under the lock, which guards b.limit
+	b.adopt(l, now)
+	return b, &sh.mu
+}
+
+// adopt makes b follow l when LimitFor changed its key's limit. Requires
+// b's lock held.
+func (b *bucket) adopt(l Limit, now time.Time) {
+	if b.limit != l {
 		b.lim.SetLimitAt(now, l.rate())
 		b.lim.SetBurstAt(now, l.burst())
 		b.limit = l
 	}
-	sh.mu.Unlock()
-	return b
 }
 
 // evictFull evicts the oldest bucket that has refilled completely, looking
@@ -168,25 +176,33 @@ func (sh *memShard) evictFull(now time.Time) bool {
 	return false
 }
 
-func (s *memoryStore) overflowBucket(l Limit, now time.Time) *bucket {
+func (s *memoryStore) overflowBucket(l Limit, now time.Time) (*bucket, *sync.Mutex) {
 	if s.overflow != OverflowShare {
-		return nil
+		return nil, nil
 	}
 	s.sharedMu.Lock()
-	defer s.sharedMu.Unlock()
 	if s.shared == nil {
 		s.shared = newBucket(l, now)
 	}
-	return s.shared
+	s.shared.adopt(l, now)
+	return s.shared, &s.sharedMu
 }
 
+// take takes one token from key h's bucket. The tokens are read first and
+// the token taken only when there is one, under the bucket's lock: so the
+// bucket holds exactly one token fewer than was read, and a rejection
+// costs one read of the bucket.
 func (s *memoryStore) take(h uint64, l Limit, now time.Time) result {
-	b := s.bucket(h, l, now)
+	b, mu := s.bucket(h, l, now)
 	if b == nil {
 		return result{RetryAfter: l.emission()}
 	}
-	allowed := b.lim.AllowN(now, 1)
 	tokens := b.lim.TokensAt(now)
+	allowed := tokens >= 1 && b.lim.AllowN(now, 1)
+	if allowed {
+		tokens--
+	}
+	mu.Unlock()
 	return resultOf(allowed, tokens, l)
 }
 
@@ -208,24 +224,29 @@ func resultOf(allowed bool, tokens float64, l Limit) result {
 // reserve takes one token through a reservation, so that a caller
 // holding several limits can cancel it when another limit rejects.
 func (s *memoryStore) reserve(h uint64, l Limit, now time.Time) (*rate.Reservation, result) {
-	b := s.bucket(h, l, now)
+	b, mu := s.bucket(h, l, now)
 	if b == nil {
 		return nil, result{RetryAfter: l.emission()}
 	}
+	defer mu.Unlock()
+	tokens := b.lim.TokensAt(now)
+	if tokens < 1 {
+		return nil, resultOf(false, tokens, l)
+	}
 	r := b.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return nil, resultOf(false, b.lim.TokensAt(now), l)
+		return nil, resultOf(false, tokens, l)
 	}
-	if r.DelayFrom(now) > 0 {
-		r.CancelAt(now)
-		return nil, resultOf(false, b.lim.TokensAt(now), l)
-	}
-	return r, resultOf(true, b.lim.TokensAt(now), l)
+	return r, resultOf(true, tokens-1, l)
 }
 
 func (s *memoryStore) refund(h uint64, l Limit, now time.Time) {
-	b := s.bucket(h, l, now)
-	if b == nil || b.lim.TokensAt(now)+1 > float64(l.burst()) {
+	b, mu := s.bucket(h, l, now)
+	if b == nil {
+		return
+	}
+	defer mu.Unlock()
+	if b.lim.TokensAt(now)+1 > float64(l.burst()) {
 		return
 	}
 	// A reservation of -1 tokens adds one: x/time/rate subtracts n from
