@@ -33,7 +33,7 @@ func parseDictionary(sc *sfv.Scratch, lines []string) (sfv.Dictionary, error) {
 
 // appendComponentValue appends the value of one covered component (RFC
 // 9421 §2.1 and §2.2) of r.
-func appendComponentValue(dst []byte, r *http.Request, t target, c sfv.Item) ([]byte, error) {
+func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item) ([]byte, error) {
 	if c.Value.Kind != sfv.String || c.Value.Str == "" {
 		return nil, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
 	}
@@ -162,7 +162,7 @@ func appendReserialized(dst []byte, name string, lines []string) ([]byte, error)
 		if err != nil {
 			return nil, err
 		}
-		return sfv.AppendItem(dst, it)
+		return sfv.AppendItem(dst, &it)
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("%w: field %q is not a structured field", ErrMalformed, name)
@@ -250,14 +250,15 @@ func appendPercentEncoded(dst []byte, s string) []byte {
 // covered components and parameters of one signature, appending to dst.
 func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params) ([]byte, error) {
 	var err error
-	for i, it := range items {
+	for i := range items {
+		it := &items[i]
 		mark := len(dst)
 		if dst, err = sfv.AppendItem(dst, it); err != nil {
 			return nil, fmt.Errorf("%w: component identifier", ErrMalformed)
 		}
 		id := dst[mark:]
 		for j := 0; j < i; j++ {
-			if sameIdentifier(items[j], it) {
+			if items[j].Value.Str == it.Value.Str && sameIdentifier(items[j], *it) {
 				return nil, fmt.Errorf("%w: component %s covered twice", ErrMalformed, id)
 			}
 		}
@@ -266,10 +267,8 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 		if dst, err = appendComponentValue(dst, r, t, it); err != nil {
 			return nil, err
 		}
-		for _, c := range dst[valStart:] {
-			if c == '\n' || c == '\r' {
-				return nil, fmt.Errorf("%w: component %s has a line break", ErrMalformed, id)
-			}
+		if hasLineBreak(dst[valStart:]) {
+			return nil, fmt.Errorf("%w: component %s has a line break", ErrMalformed, id)
 		}
 		dst = append(dst, '\n')
 	}
@@ -278,6 +277,16 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
 	}
 	return dst, nil
+}
+
+// hasLineBreak reports whether v holds CR or LF.
+func hasLineBreak(v []byte) bool {
+	for _, c := range v {
+		if c <= '\r' && (c == '\n' || c == '\r') {
+			return true
+		}
+	}
+	return false
 }
 
 // sameIdentifier reports whether two component identifiers are equal:

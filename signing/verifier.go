@@ -122,7 +122,7 @@ func (res *Result) Covered() []string {
 	m, _ := d.Get(res.Label)
 	out := make([]string, 0, len(m.Items))
 	for _, it := range m.Items {
-		b, err := sfv.AppendItem(nil, it)
+		b, err := sfv.AppendItem(nil, &it)
 		if err == nil {
 			out = append(out, string(b))
 		}
@@ -134,7 +134,8 @@ func (res *Result) Covered() []string {
 // concurrent use by multiple goroutines. The zero value is not usable;
 // create one with [New].
 type Verifier struct {
-	cfg Config
+	cfg  Config
+	macs *macCache
 }
 
 // New validates cfg, fills in its defaults and returns a Verifier.
@@ -180,7 +181,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.ReplayStore == nil {
 		cfg.ReplayStore = NewMemoryReplayStore(cfg.ReplayCacheSize, cfg.Window, cfg.Now)
 	}
-	return &Verifier{cfg: cfg}, nil
+	return &Verifier{cfg: cfg, macs: newMACCache()}, nil
 }
 
 func (p Profile) validate() error {
@@ -286,9 +287,10 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 // scratchPool: parsed fields, the signature base and the parsed input.
 // Nothing in it outlives the verification.
 type scratch struct {
-	sfv  sfv.Scratch
-	base []byte
-	in   sigInput
+	sfv   sfv.Scratch
+	base  []byte
+	in    sigInput
+	probe [1]byte // reads past the body's announced end
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{base: make([]byte, 0, 1024)} }}
@@ -350,11 +352,11 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 		return res, err
 	}
 	sc.base = base[:0]
-	if err := verifyWithKey(key, base, in.sig); err != nil {
+	if err := v.verifyWithKey(in.keyID, key, base, in.sig); err != nil {
 		return res, err
 	}
 	if covers(in.items, "content-digest") || hasBody(r) && !p.InsecureAllowUnsignedBody {
-		body, err := readBody(r, v.cfg.MaxBodyBytes)
+		body, err := readBody(r, v.cfg.MaxBodyBytes, sc.probe[:])
 		if err != nil {
 			return res, err
 		}
@@ -517,7 +519,9 @@ func hasBody(r *http.Request) bool {
 	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }
 
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// readBody reads r's body, of at most limit bytes; probe is a buffer of
+// at least one byte that it may overwrite.
+func readBody(r *http.Request, limit int64, probe []byte) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
 	}
@@ -525,14 +529,17 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, ErrBodyTooLarge
 	}
 	if r.ContentLength > 0 {
-		// The length is known: one allocation, and one more byte read to
-		// catch a body longer than announced.
-		b := make([]byte, r.ContentLength+1)
-		n, err := io.ReadFull(r.Body, b)
-		switch {
-		case err == io.ErrUnexpectedEOF && int64(n) == r.ContentLength:
-			return b[:n], nil
-		case err == nil:
+		// The length is known: one allocation of exactly that size, and
+		// a read of one more byte into probe to catch a body longer than
+		// announced.
+		b := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
+		}
+		switch _, err := io.ReadFull(r.Body, probe[:1]); err {
+		case io.EOF:
+			return b, nil
+		case nil:
 			return nil, fmt.Errorf("%w: body longer than Content-Length", ErrMalformed)
 		default:
 			return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
@@ -548,17 +555,15 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// verifyWithKey checks sig over base with key's algorithm.
-func verifyWithKey(key Key, base, sig []byte) error {
+// verifyWithKey checks sig over base with keyID's key and its algorithm.
+func (v *Verifier) verifyWithKey(keyID string, key Key, base, sig []byte) error {
 	switch key.Algorithm {
 	case AlgHMACSHA256:
 		if len(key.Secret) < 32 {
 			return fmt.Errorf("%w: %v", ErrUnknownKey, errNoSecret)
 		}
-		m := hmac.New(sha256.New, key.Secret)
-		m.Write(base)
 		var sum [sha256.Size]byte
-		if !hmac.Equal(m.Sum(sum[:0]), sig) {
+		if !hmac.Equal(v.macs.sum(keyID, key.Secret, base, sum[:0]), sig) {
 			return ErrSignature
 		}
 		return nil

@@ -292,6 +292,16 @@ func TestVerifyAttacks(t *testing.T) {
 			r.ContentLength = -1
 			return r
 		}},
+		{name: "body_longer_than_content_length", want: ErrMalformed, wantStatus: 400, build: func(t *testing.T, e setup) *http.Request {
+			r := signed(t, e.s, "POST", api+"/v1/pay", `{"amount":1}`, nil)
+			r.ContentLength = 5 // the digest covers all of it; the length announces less
+			return r
+		}},
+		{name: "body_shorter_than_content_length", want: ErrMalformed, wantStatus: 400, build: func(t *testing.T, e setup) *http.Request {
+			r := signed(t, e.s, "POST", api+"/v1/pay", `{"amount":1}`, nil)
+			r.ContentLength = 100
+			return r
+		}},
 		{name: "created_before_process_start", want: ErrReplayFloor, wantStatus: 401, wantEvent: "replay_floor", build: func(t *testing.T, e setup) *http.Request {
 			s := signer(testkit.NewClock(t0.Add(-2*time.Minute)), "device-a", secretA)
 			return signed(t, s, "GET", api+"/v1/orders", "", nil)

@@ -12,6 +12,8 @@
 package replay
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -35,10 +37,18 @@ const (
 
 // Cache is a bounded single-use cache. It is safe for concurrent use by
 // multiple goroutines.
+//
+// It holds a 128-bit keyed hash of each id (two maphash values under
+// seeds of its own), not the id: an entry is the same small size whatever
+// the id's length, and recording one allocates only the LRU's element. Two
+// ids share a hash with a probability of about n²/2¹²⁹ for n entries; a
+// collision could only make a fresh id look seen, which refuses it (fail
+// closed), and the ids recorded are ones that passed their checks.
 type Cache struct {
+	seeds [2]maphash.Seed
 	mu    sync.Mutex
-	lru   *lru.LRU[string, int64] // id -> expiry, unix nanoseconds
-	floor int64                   // expiry of the newest entry evicted unexpired
+	lru   *lru.LRU[key, int64] // id hash -> expiry, unix nanoseconds
+	floor int64                // expiry of the newest entry evicted unexpired
 	now   func() time.Time
 	evict int64 // now, in unix nanoseconds, during an Add; requires mu held
 }
@@ -52,8 +62,8 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	c := &Cache{now: now, floor: startFloor.UnixNano()}
-	l, err := lru.NewLRU[string, int64](size, c.onEvict)
+	c := &Cache{now: now, floor: startFloor.UnixNano(), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	l, err := lru.NewLRU[key, int64](size, c.onEvict)
 	if err != nil {
 		panic("replay: size must be positive")
 	}
@@ -63,15 +73,39 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 
 // onEvict raises the floor when an unexpired entry is evicted. Requires
 // c.mu held (simplelru calls it from Add).
-func (c *Cache) onEvict(_ string, exp int64) {
+func (c *Cache) onEvict(_ key, exp int64) {
 	if exp > c.evict && exp > c.floor {
 		c.floor = exp
 	}
 }
 
+// key is the hash an id is held under.
+type key [2]uint64
+
 // Use records id as used until exp, unless it is already recorded, expired,
 // or at or below the floor.
 func (c *Cache) Use(id string, exp time.Time) Result {
+	return c.use(key{maphash.String(c.seeds[0], id), maphash.String(c.seeds[1], id)}, exp)
+}
+
+// UsePair is Use of the id made of scope and id together (say, a key ID
+// and a nonce), without building it: pairs differ when either part does.
+func (c *Cache) UsePair(scope, id string, exp time.Time) Result {
+	var k key
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(scope)))
+	for i := range k {
+		var h maphash.Hash
+		h.SetSeed(c.seeds[i])
+		_, _ = h.Write(n[:]) // the length first, so that the parts cannot shift
+		_, _ = h.WriteString(scope)
+		_, _ = h.WriteString(id)
+		k[i] = h.Sum64()
+	}
+	return c.use(k, exp)
+}
+
+func (c *Cache) use(id key, exp time.Time) Result {
 	now := c.now().UnixNano()
 	e := exp.UnixNano()
 	if e <= now {

@@ -94,3 +94,16 @@ func TestConcurrentUseIsSingle(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, 1, fresh)
 }
+
+func TestUsePair(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := New(10, clk.t, clk.now)
+	exp := clk.t.Add(time.Minute)
+	require.Equal(t, Fresh, c.UsePair("device-1", "nonce", exp))
+	require.Equal(t, Seen, c.UsePair("device-1", "nonce", exp), "the same pair again")
+	require.Equal(t, Fresh, c.UsePair("device-2", "nonce", exp), "the same nonce under another key")
+	require.Equal(t, Fresh, c.UsePair("device-1n", "once", exp), "parts that join to the same string")
+	require.Equal(t, Fresh, c.UsePair("", "device-1nonce", exp))
+	require.Equal(t, Fresh, c.Use("device-1nonce", exp), "a single id is not a pair")
+	require.Equal(t, Seen, c.Use("device-1nonce", exp))
+}

@@ -463,9 +463,9 @@ func (p *parser) number() (BareItem, error) {
 	}
 	num := p.s[begin:p.off]
 	if dot < 0 {
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil {
-			return BareItem{}, ErrSyntax
+		var n int64 // at most 15 digits, checked above: no overflow
+		for i := 0; i < len(num); i++ {
+			n = n*10 + int64(num[i]-'0')
 		}
 		if neg {
 			n = -n
@@ -490,21 +490,29 @@ func (p *parser) number() (BareItem, error) {
 func (p *parser) str() (string, error) {
 	s, i := p.s, p.off+1 // past '"'
 	begin := i
-	for i < len(s) {
-		c := s[i]
-		switch {
-		case c == '"':
+	for i < len(s) && strPlain[s[i]] {
+		i++
+	}
+	if i < len(s) {
+		switch s[i] {
+		case '"':
 			p.off = i + 1
 			return s[begin:i], nil
-		case c == '\\':
+		case '\\':
 			return p.strEscaped(begin, i)
-		case c < 0x20 || c > 0x7e:
-			return "", ErrSyntax
 		}
-		i++
 	}
 	return "", ErrSyntax
 }
+
+// strPlain marks the characters a String holds as they are: visible ASCII
+// and space, but for the quote and the backslash.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // strEscaped continues str from the first backslash, at i.
 func (p *parser) strEscaped(begin, i int) (string, error) {
@@ -533,22 +541,33 @@ func (p *parser) strEscaped(begin, i int) (string, error) {
 	return "", ErrSyntax
 }
 
-func isTChar(c byte) bool {
-	return isAlpha(c) || isDigit(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+func isTChar(c byte) bool { return tchar[c] }
+
+// tchar marks tchar (RFC 9110 §5.6.2).
+var tchar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = isAlpha(b) || isDigit(b) || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+	}
+	return t
+}()
+
+// tokenChars marks the characters of a Token after its first.
+var tokenChars = func() (t [256]bool) {
+	t = tchar
+	t[':'], t['/'] = true, true
+	return t
+}()
 
 // token is RFC 9651 §4.2.6.
 func (p *parser) token() string {
-	begin := p.off
-	p.off++
-	for !p.eof() {
-		c := p.s[p.off]
-		if !isTChar(c) && c != ':' && c != '/' {
-			break
-		}
-		p.off++
+	s, i := p.s, p.off+1
+	for i < len(s) && tokenChars[s[i]] {
+		i++
 	}
-	return p.s[begin:p.off]
+	t := s[p.off:i]
+	p.off = i
+	return t
 }
 
 // byteSequence is RFC 9651 §4.2.7. Padding may be absent, as the RFC
@@ -556,9 +575,13 @@ func (p *parser) token() string {
 func (p *parser) byteSequence() ([]byte, error) {
 	p.off++ // ':'
 	begin := p.off
-	for !p.eof() {
-		c := p.s[p.off]
-		if c == ':' {
+	s, i := p.s, p.off
+	for i < len(s) && base64Chars[s[i]] {
+		i++
+	}
+	p.off = i
+	if !p.eof() {
+		if c := p.s[p.off]; c == ':' {
 			enc := p.s[begin:p.off]
 			p.off++
 			dec := base64.StdEncoding
@@ -576,13 +599,18 @@ func (p *parser) byteSequence() ([]byte, error) {
 			a.bytes = a.bytes[:first+m]
 			return a.bytes[first : first+m : first+m], nil
 		}
-		if !isAlpha(c) && !isDigit(c) && c != '+' && c != '/' && c != '=' {
-			return nil, ErrSyntax
-		}
-		p.off++
 	}
 	return nil, ErrSyntax
 }
+
+// base64Chars marks the characters of a Byte Sequence's content.
+var base64Chars = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = isAlpha(b) || isDigit(b) || b == '+' || b == '/' || b == '='
+	}
+	return t
+}()
 
 func (p *parser) boolean() (BareItem, error) {
 	p.off++ // '?'
@@ -691,18 +719,18 @@ func AppendMember(dst []byte, m Member) ([]byte, error) {
 	if m.IsInnerList {
 		return AppendInnerList(dst, m.Items, m.Params)
 	}
-	return AppendItem(dst, m.Item)
+	return AppendItem(dst, &m.Item)
 }
 
 // AppendInnerList appends an inner list with its parameters.
 func AppendInnerList(dst []byte, items []Item, params Params) ([]byte, error) {
 	var err error
 	dst = append(dst, '(')
-	for i, it := range items {
+	for i := range items {
 		if i > 0 {
 			dst = append(dst, ' ')
 		}
-		if dst, err = AppendItem(dst, it); err != nil {
+		if dst, err = AppendItem(dst, &items[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -710,9 +738,11 @@ func AppendInnerList(dst []byte, items []Item, params Params) ([]byte, error) {
 	return AppendParams(dst, params)
 }
 
-// AppendItem appends an item with its parameters.
-func AppendItem(dst []byte, it Item) ([]byte, error) {
-	dst, err := AppendBareItem(dst, it.Value)
+// AppendItem appends an item with its parameters. It takes a pointer, as
+// the other append functions do inside: an Item is large, and the request
+// path serializes many.
+func AppendItem(dst []byte, it *Item) ([]byte, error) {
+	dst, err := appendBareItem(dst, &it.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -722,7 +752,8 @@ func AppendItem(dst []byte, it Item) ([]byte, error) {
 // AppendParams appends parameters.
 func AppendParams(dst []byte, ps Params) ([]byte, error) {
 	var err error
-	for _, p := range ps {
+	for i := range ps {
+		p := &ps[i]
 		dst = append(dst, ';')
 		if dst, err = appendKey(dst, p.Key); err != nil {
 			return nil, err
@@ -731,7 +762,7 @@ func AppendParams(dst []byte, ps Params) ([]byte, error) {
 			continue
 		}
 		dst = append(dst, '=')
-		if dst, err = AppendBareItem(dst, p.Value); err != nil {
+		if dst, err = appendBareItem(dst, &p.Value); err != nil {
 			return nil, err
 		}
 	}
@@ -742,9 +773,8 @@ func appendKey(dst []byte, k string) ([]byte, error) {
 	if k == "" || !isLCAlpha(k[0]) && k[0] != '*' {
 		return nil, ErrSyntax
 	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !isLCAlpha(c) && !isDigit(c) && c != '_' && c != '-' && c != '.' && c != '*' {
+	for i := 1; i < len(k); i++ {
+		if !keyChars[k[i]] {
 			return nil, ErrSyntax
 		}
 	}
@@ -752,7 +782,9 @@ func appendKey(dst []byte, k string) ([]byte, error) {
 }
 
 // AppendBareItem appends a bare item.
-func AppendBareItem(dst []byte, v BareItem) ([]byte, error) {
+func AppendBareItem(dst []byte, v BareItem) ([]byte, error) { return appendBareItem(dst, &v) }
+
+func appendBareItem(dst []byte, v *BareItem) ([]byte, error) {
 	switch v.Kind {
 	case Integer:
 		if v.Int > 999_999_999_999_999 || v.Int < -999_999_999_999_999 {
@@ -763,17 +795,21 @@ func AppendBareItem(dst []byte, v BareItem) ([]byte, error) {
 		return appendDecimal(dst, v.Dec)
 	case String:
 		dst = append(dst, '"')
-		for i := 0; i < len(v.Str); i++ {
-			c := v.Str[i]
-			if c < 0x20 || c > 0x7e {
+		for s := v.Str; ; {
+			i := 0
+			for i < len(s) && strPlain[s[i]] {
+				i++
+			}
+			dst = append(dst, s[:i]...)
+			if i == len(s) {
+				return append(dst, '"'), nil
+			}
+			if c := s[i]; c != '"' && c != '\\' {
 				return nil, ErrSyntax
 			}
-			if c == '"' || c == '\\' {
-				dst = append(dst, '\\')
-			}
-			dst = append(dst, c)
+			dst = append(dst, '\\', s[i])
+			s = s[i+1:]
 		}
-		return append(dst, '"'), nil
 	case Token:
 		if v.Str == "" || !isAlpha(v.Str[0]) && v.Str[0] != '*' {
 			return nil, ErrSyntax

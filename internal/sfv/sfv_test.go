@@ -125,7 +125,7 @@ func FuzzDifferential(f *testing.F) {
 			t.Fatalf("item %q: ours %v, reference %v", s, err1, err2)
 		}
 		if err1 == nil && err2 == nil {
-			a, errA := AppendItem(nil, io)
+			a, errA := AppendItem(nil, &io)
 			b, errB := httpsfv.Marshal(ir)
 			if (errA == nil) != (errB == nil) || errA == nil && string(a) != b {
 				t.Fatalf("item %q: ours %q (%v), reference %q (%v)", s, a, errA, b, errB)

@@ -1,0 +1,95 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func refMAC(secret, msg []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// TestMACCacheMatchesHMAC checks the cache against crypto/hmac over more
+// keys than it has slots, so that slots are shared and replaced, with
+// repeated and interleaved keys.
+func TestMACCacheMatchesHMAC(t *testing.T) {
+	c := newMACCache()
+	const keys = 3 * macSlots
+	secret := func(i int) []byte { return bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 16) }
+	for round := range 3 {
+		for i := range keys {
+			id := fmt.Sprintf("device-%d", i)
+			msg := []byte(fmt.Sprintf("base %d %d", round, i))
+			require.Equal(t, refMAC(secret(i), msg), c.sum(id, secret(i), msg, nil), id)
+		}
+	}
+}
+
+// TestMACCacheRotatedSecret: a key ID whose secret changed is never MACed
+// with the state of the old secret.
+func TestMACCacheRotatedSecret(t *testing.T) {
+	c := newMACCache()
+	oldS, newS := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
+	msg := []byte("base")
+	require.Equal(t, refMAC(oldS, msg), c.sum("device-1", oldS, msg, nil))
+	require.Equal(t, refMAC(newS, msg), c.sum("device-1", newS, msg, nil))
+	require.Equal(t, refMAC(oldS, msg), c.sum("device-1", oldS, msg, nil))
+}
+
+// TestVerifyAfterSecretRotation: through the Verifier, a request signed
+// with a device's old secret fails once the key store answers the new one,
+// though the old secret's MAC state was cached.
+func TestVerifyAfterSecretRotation(t *testing.T) {
+	oldS, newS := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
+	var mu sync.Mutex
+	current := oldS
+	keys := KeyStoreFunc(func(_ context.Context, id string) (Key, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return Key{Algorithm: AlgHMACSHA256, Secret: current}, nil
+	})
+	v, clk, _ := newTestVerifier(t, func(c *Config) { c.Keys = keys })
+	sign := func(secret []byte) *http.Request {
+		return signed(t, signer(clk, "device-a", secret), "GET", api+"/v1/orders", "", nil)
+	}
+	_, err := v.Verify(sign(oldS))
+	require.NoError(t, err)
+	mu.Lock()
+	current = newS
+	mu.Unlock()
+	_, err = v.Verify(sign(oldS))
+	require.ErrorIs(t, err, ErrSignature, "the old secret's cached state must not verify")
+	_, err = v.Verify(sign(newS))
+	require.NoError(t, err)
+}
+
+// TestMACCacheConcurrent runs the cache from many goroutines over a few
+// keys (under -race in CI): busy slots fall back to a fresh HMAC.
+func TestMACCacheConcurrent(t *testing.T) {
+	c := newMACCache()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				k := (g + i) % 4
+				secret := bytes.Repeat([]byte{byte('a' + k)}, 32)
+				msg := []byte(fmt.Sprint(g, i))
+				if !bytes.Equal(refMAC(secret, msg), c.sum(fmt.Sprint("device-", k), secret, msg, nil)) {
+					t.Error("wrong MAC")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
