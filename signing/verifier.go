@@ -317,6 +317,7 @@ type sigInput struct {
 	alg     string
 	created int64
 	expires int64
+	covered coverage
 }
 
 func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Result, error) {
@@ -355,7 +356,7 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 	if err := v.verifyWithKey(in.keyID, key, base, in.sig); err != nil {
 		return res, err
 	}
-	if covers(in.items, "content-digest") || hasBody(r) && !p.InsecureAllowUnsignedBody {
+	if in.covered.has(coversContentDigest) || hasBody(r) && !p.InsecureAllowUnsignedBody {
 		body, err := readBody(r, v.cfg.MaxBodyBytes, sc.probe[:])
 		if err != nil {
 			return res, err
@@ -444,20 +445,55 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 	return nil, lastErr
 }
 
-// covers reports whether items include the plain component name.
-func covers(items []sfv.Item, name string) bool {
-	for _, it := range items {
-		if it.Value.Str == name && len(it.Params) == 0 {
-			return true
+// coverage is a set of the plain components a signature covers that the
+// profile checks, found in one pass over its items.
+type coverage uint8
+
+const (
+	coversMethod coverage = 1 << iota
+	coversTargetURI
+	coversAuthority
+	coversPath
+	coversQuery
+	coversContentDigest
+	coversAuthorization
+)
+
+// coverageOfItems returns the plain (parameterless) components items
+// cover, of those coverage names.
+func coverageOfItems(items []sfv.Item) coverage {
+	var c coverage
+	for i := range items {
+		if len(items[i].Params) != 0 {
+			continue
+		}
+		switch items[i].Value.Str {
+		case "@method":
+			c |= coversMethod
+		case "@target-uri":
+			c |= coversTargetURI
+		case "@authority":
+			c |= coversAuthority
+		case "@path":
+			c |= coversPath
+		case "@query":
+			c |= coversQuery
+		case "content-digest":
+			c |= coversContentDigest
+		case "authorization":
+			c |= coversAuthorization
 		}
 	}
-	return false
+	return c
 }
+
+func (c coverage) has(f coverage) bool { return c&f == f }
 
 // checkProfile checks one signature's parameters and covered components.
 func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (*sigInput, error) {
-	*in = sigInput{label: label, items: items, params: params}
-	for _, prm := range params {
+	*in = sigInput{label: label, items: items, params: params, covered: coverageOfItems(items)}
+	for i := range params {
+		prm := &params[i]
 		var ok bool
 		switch prm.Key {
 		case "created":
@@ -487,22 +523,23 @@ func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item,
 	case len(in.nonce) > 256:
 		return nil, fmt.Errorf("%w: nonce too long", ErrMalformed)
 	}
-	if !covers(items, "@method") && !p.InsecureAllowUncoveredMethod {
+	cov := in.covered
+	if !cov.has(coversMethod) && !p.InsecureAllowUncoveredMethod {
 		return nil, fmt.Errorf("%w: @method not covered", ErrProfile)
 	}
-	if !covers(items, "@target-uri") && !(covers(items, "@authority") && covers(items, "@path") && covers(items, "@query")) && !p.InsecureAllowUncoveredTarget {
+	if !cov.has(coversTargetURI) && !cov.has(coversAuthority|coversPath|coversQuery) && !p.InsecureAllowUncoveredTarget {
 		return nil, fmt.Errorf("%w: target URI not covered", ErrProfile)
 	}
-	if hasBody(r) && !covers(items, "content-digest") && !p.InsecureAllowUnsignedBody {
+	if hasBody(r) && !cov.has(coversContentDigest) && !p.InsecureAllowUnsignedBody {
 		return nil, fmt.Errorf("%w: body not covered by content-digest", ErrProfile)
 	}
-	if hasField(r.Header, "Authorization") && !covers(items, "authorization") && !p.InsecureAllowUncoveredAuthorization {
+	if !cov.has(coversAuthorization) && hasField(r.Header, "Authorization") && !p.InsecureAllowUncoveredAuthorization {
 		return nil, fmt.Errorf("%w: authorization not covered", ErrProfile)
 	}
 	for _, want := range required {
 		found := false
-		for _, it := range items {
-			if sameIdentifier(it, want) {
+		for i := range items {
+			if sameIdentifier(items[i], want) {
 				found = true
 				break
 			}

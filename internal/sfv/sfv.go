@@ -40,11 +40,11 @@ const (
 // Bool holds Boolean.
 type BareItem struct {
 	Kind  Kind
+	Bool  bool // beside Kind, in the same word
 	Int   int64
 	Dec   float64
 	Str   string
 	Bytes []byte
-	Bool  bool
 }
 
 // Param is one parameter.
