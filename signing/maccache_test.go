@@ -3,8 +3,6 @@ package signing
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"sync"
@@ -12,12 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-func refMAC(secret, msg []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write(msg)
-	return m.Sum(nil)
-}
 
 // TestMACCacheMatchesHMAC checks the cache against crypto/hmac over more
 // keys than it has slots, so that slots are shared and replaced, with
@@ -30,7 +22,7 @@ func TestMACCacheMatchesHMAC(t *testing.T) {
 		for i := range keys {
 			id := fmt.Sprintf("device-%d", i)
 			msg := []byte(fmt.Sprintf("base %d %d", round, i))
-			require.Equal(t, refMAC(secret(i), msg), c.sum(id, secret(i), msg, nil), id)
+			require.Equal(t, hmacSum(secret(i), msg), c.sum(id, secret(i), msg, nil), id)
 		}
 	}
 }
@@ -41,9 +33,9 @@ func TestMACCacheRotatedSecret(t *testing.T) {
 	c := newMACCache()
 	oldS, newS := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
 	msg := []byte("base")
-	require.Equal(t, refMAC(oldS, msg), c.sum("device-1", oldS, msg, nil))
-	require.Equal(t, refMAC(newS, msg), c.sum("device-1", newS, msg, nil))
-	require.Equal(t, refMAC(oldS, msg), c.sum("device-1", oldS, msg, nil))
+	require.Equal(t, hmacSum(oldS, msg), c.sum("device-1", oldS, msg, nil))
+	require.Equal(t, hmacSum(newS, msg), c.sum("device-1", newS, msg, nil))
+	require.Equal(t, hmacSum(oldS, msg), c.sum("device-1", oldS, msg, nil))
 }
 
 // TestVerifyAfterSecretRotation: through the Verifier, a request signed
@@ -84,7 +76,7 @@ func TestMACCacheConcurrent(t *testing.T) {
 				k := (g + i) % 4
 				secret := bytes.Repeat([]byte{byte('a' + k)}, 32)
 				msg := []byte(fmt.Sprint(g, i))
-				if !bytes.Equal(refMAC(secret, msg), c.sum(fmt.Sprint("device-", k), secret, msg, nil)) {
+				if !bytes.Equal(hmacSum(secret, msg), c.sum(fmt.Sprint("device-", k), secret, msg, nil)) {
 					t.Error("wrong MAC")
 					return
 				}
