@@ -110,7 +110,36 @@ type Result struct {
 	Body []byte
 
 	input []string // the Signature-Input field lines
+
+	// What Handler hands next, kept here so that a verified request costs
+	// one allocation for all of it: the context carrying the Result and
+	// the reader of Body.
+	ctx  resultCtx
+	body bytes.Reader
 }
+
+// resultCtx is the request context Handler hands next: its parent plus
+// the Result, which ResultFrom and KeyIDFrom find.
+type resultCtx struct {
+	context.Context
+	res *Result
+}
+
+func (c *resultCtx) Value(key any) any {
+	if key == resultKey {
+		return c.res
+	}
+	return c.Context.Value(key)
+}
+
+func (c *resultCtx) String() string { return "signing.Result context" }
+
+// resultBody reads a Result's Body, for the request Handler hands next.
+// It is one pointer, so storing it in an io.ReadCloser allocates nothing.
+type resultBody struct{ res *Result }
+
+func (b resultBody) Read(p []byte) (int, error) { return b.res.body.Read(p) }
+func (b resultBody) Close() error               { return nil }
 
 // Covered returns the covered component identifiers, serialized
 // (`"@method"`, `"@query-param";name="id"`).
@@ -261,9 +290,11 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 				v.reject(w, r, p, err, res)
 				return
 			}
-			r2 := r.WithContext(context.WithValue(r.Context(), resultKey, res))
+			res.ctx = resultCtx{Context: r.Context(), res: res}
+			r2 := r.WithContext(&res.ctx)
 			if res.Body != nil {
-				r2.Body = io.NopCloser(bytes.NewReader(res.Body))
+				res.body.Reset(res.Body)
+				r2.Body = resultBody{res}
 				r2.ContentLength = int64(len(res.Body))
 				body := res.Body
 				r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }

@@ -588,3 +588,53 @@ func TestConcurrentVerify(t *testing.T) {
 	require.Equal(t, 64, ok)
 	require.Equal(t, 64, replays)
 }
+
+// TestHandlerHandsOn checks what next receives: the body again (with its
+// length and GetBody), the Result, the parent context's values, and the
+// parent's cancellation through a context derived from the new one.
+func TestHandlerHandsOn(t *testing.T) {
+	v, _, _ := newTestVerifier(t, nil)
+	type parentKey struct{}
+	const payload = `{"amount":42}`
+	var got struct {
+		body, again string
+		length      int64
+		res         *Result
+		parentValue any
+		canceled    bool
+	}
+	h := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		require.NoError(t, r.Body.Close())
+		got.body, got.length = string(b), r.ContentLength
+		rc, err := r.GetBody()
+		require.NoError(t, err)
+		b, _ = io.ReadAll(rc)
+		got.again = string(b)
+		got.res, _ = ResultFrom(r.Context())
+		got.parentValue = r.Context().Value(parentKey{})
+		child, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		select {
+		case <-child.Done():
+			got.canceled = true
+		case <-time.After(5 * time.Second):
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	r := signed(t, signer(testkit.NewClock(t0), "device-a", secretA), "POST", api+"/v1/pay", payload, nil)
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), parentKey{}, "parent"))
+	r = r.WithContext(ctx)
+	rec := httptest.NewRecorder()
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	h.ServeHTTP(rec, r)
+	require.Equal(t, http.StatusNoContent, rec.Code)
+	require.Equal(t, payload, got.body)
+	require.Equal(t, payload, got.again, "GetBody reads the body again")
+	require.Equal(t, int64(len(payload)), got.length)
+	require.NotNil(t, got.res)
+	require.Equal(t, "device-a", got.res.KeyID)
+	require.Equal(t, "parent", got.parentValue)
+	require.True(t, got.canceled, "cancelling the request's context reaches contexts derived from next's")
+}
