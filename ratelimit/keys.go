@@ -38,11 +38,16 @@ func keyByIP(h clientip.Header, trusted []netip.Prefix) KeyFunc {
 		if err != nil {
 			return "", ErrNoKey
 		}
+		// Built in a stack buffer: the key costs one allocation, its own.
+		var buf [64]byte
+		b := buf[:0]
 		if a.Is6() {
 			p, _ := a.Prefix(64)
-			return "ip6:" + p.Addr().String(), nil
+			b = p.Addr().AppendTo(append(b, "ip6:"...))
+		} else {
+			b = a.AppendTo(append(b, "ip4:"...))
 		}
-		return "ip4:" + a.String(), nil
+		return string(b), nil
 	}
 }
 

@@ -514,3 +514,26 @@ func TestDefaultClockRefills(t *testing.T) {
 	require.False(t, d.Allowed)
 	require.Eventually(t, func() bool { d, _ := l.Allow(ctx, "k"); return d.Allowed }, 2*time.Second, 5*time.Millisecond)
 }
+
+// TestKeyByIPKeys pins the keys KeyByIP derives: the address, and for
+// IPv6 its /64, so every address of a /64 shares one key.
+func TestKeyByIPKeys(t *testing.T) {
+	key := KeyByIP()
+	for remote, want := range map[string]string{
+		"203.0.113.7:1234":                    "ip4:203.0.113.7",
+		"[::ffff:203.0.113.7]:1234":           "ip4:203.0.113.7",
+		"[2001:db8:1:2:aaaa:bbbb:cccc:1]:443": "ip6:2001:db8:1:2::",
+		"[2001:db8:1:2::ffff]:443":            "ip6:2001:db8:1:2::",
+		"[fe80::1%eth0]:443":                  "ip6:fe80::",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		got, err := key(r)
+		require.NoError(t, err, remote)
+		require.Equal(t, want, got, remote)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "not an address"
+	_, err := key(r)
+	require.ErrorIs(t, err, ErrNoKey)
+}

@@ -30,26 +30,35 @@ type macSlot struct {
 	keyID  string
 	secret []byte // a copy, compared in constant time
 	mac    hash.Hash
+	sum    []byte // the last MAC computed
 }
 
 func newMACCache() *macCache { return &macCache{seed: maphash.MakeSeed()} }
 
-// sum appends the HMAC-SHA256 of msg under secret to out.
-func (c *macCache) sum(keyID string, secret, msg, out []byte) []byte {
+// equal reports whether sig is the HMAC-SHA256 of msg under secret,
+// comparing in constant time.
+func (c *macCache) equal(keyID string, secret, msg, sig []byte) bool {
 	s := &c.slots[maphash.String(c.seed, keyID)%macSlots]
 	if !s.mu.TryLock() { // another request is using it: do not wait
 		m := hmac.New(sha256.New, secret)
 		m.Write(msg)
-		return m.Sum(out)
+		return hmac.Equal(m.Sum(nil), sig)
 	}
 	defer s.mu.Unlock()
+	s.prepare(keyID, secret)
+	s.mac.Write(msg)
+	s.sum = s.mac.Sum(s.sum[:0]) // into the slot's buffer: nothing allocated
+	return hmac.Equal(s.sum, sig)
+}
+
+// prepare readies s.mac for keyID and secret: reset when it was made from
+// them, made anew otherwise. Requires s.mu held.
+func (s *macSlot) prepare(keyID string, secret []byte) {
 	if s.mac != nil && s.keyID == keyID && hmac.Equal(s.secret, secret) {
 		s.mac.Reset()
-	} else {
-		clear(s.secret) // the slot's previous key
-		s.keyID, s.secret = keyID, append([]byte(nil), secret...)
-		s.mac = hmac.New(sha256.New, s.secret)
+		return
 	}
-	s.mac.Write(msg)
-	return s.mac.Sum(out)
+	clear(s.secret) // the slot's previous key
+	s.keyID, s.secret = keyID, append([]byte(nil), secret...)
+	s.mac = hmac.New(sha256.New, s.secret)
 }

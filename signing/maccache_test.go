@@ -22,7 +22,8 @@ func TestMACCacheMatchesHMAC(t *testing.T) {
 		for i := range keys {
 			id := fmt.Sprintf("device-%d", i)
 			msg := []byte(fmt.Sprintf("base %d %d", round, i))
-			require.Equal(t, hmacSum(secret(i), msg), c.sum(id, secret(i), msg, nil), id)
+			require.True(t, c.equal(id, secret(i), msg, hmacSum(secret(i), msg)), id)
+			require.False(t, c.equal(id, secret(i), msg, hmacSum(secret(i+1), msg)), id)
 		}
 	}
 }
@@ -33,9 +34,11 @@ func TestMACCacheRotatedSecret(t *testing.T) {
 	c := newMACCache()
 	oldS, newS := bytes.Repeat([]byte("o"), 32), bytes.Repeat([]byte("n"), 32)
 	msg := []byte("base")
-	require.Equal(t, hmacSum(oldS, msg), c.sum("device-1", oldS, msg, nil))
-	require.Equal(t, hmacSum(newS, msg), c.sum("device-1", newS, msg, nil))
-	require.Equal(t, hmacSum(oldS, msg), c.sum("device-1", oldS, msg, nil))
+	require.True(t, c.equal("device-1", oldS, msg, hmacSum(oldS, msg)))
+	require.False(t, c.equal("device-1", newS, msg, hmacSum(oldS, msg)), "the old state must not serve the new secret")
+	require.True(t, c.equal("device-1", newS, msg, hmacSum(newS, msg)))
+	require.False(t, c.equal("device-1", oldS, msg, hmacSum(newS, msg)))
+	require.True(t, c.equal("device-1", oldS, msg, hmacSum(oldS, msg)))
 }
 
 // TestVerifyAfterSecretRotation: through the Verifier, a request signed
@@ -76,7 +79,7 @@ func TestMACCacheConcurrent(t *testing.T) {
 				k := (g + i) % 4
 				secret := bytes.Repeat([]byte{byte('a' + k)}, 32)
 				msg := []byte(fmt.Sprint(g, i))
-				if !bytes.Equal(hmacSum(secret, msg), c.sum(fmt.Sprint("device-", k), secret, msg, nil)) {
+				if !c.equal(fmt.Sprint("device-", k), secret, msg, hmacSum(secret, msg)) {
 					t.Error("wrong MAC")
 					return
 				}

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -630,8 +629,7 @@ func (v *Verifier) verifyWithKey(keyID string, key Key, base, sig []byte) error 
 		if len(key.Secret) < 32 {
 			return fmt.Errorf("%w: %v", ErrUnknownKey, errNoSecret)
 		}
-		var sum [sha256.Size]byte
-		if !hmac.Equal(v.macs.sum(keyID, key.Secret, base, sum[:0]), sig) {
+		if !v.macs.equal(keyID, key.Secret, base, sig) {
 			return ErrSignature
 		}
 		return nil
