@@ -45,6 +45,7 @@ func TestStoresUnderFlood(t *testing.T) {
 			_, _ = hist.Swap(ctx, id, []byte(`{"at":"2026-01-01T00:00:00Z"}`), time.Hour)
 		}
 	})
+	t.Logf("heap after a million keys, challenges and subjects: %+d bytes (%d, %d, %d entries)", grew, keys.Len(), chs.Len(), hist.Len())
 	require.Equal(t, size, keys.Len())
 	require.Equal(t, size, chs.Len())
 	require.Equal(t, size, hist.Len())

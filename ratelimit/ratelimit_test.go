@@ -178,6 +178,7 @@ func TestKeyFlood(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	t.Logf("heap after a million keys: %+d bytes, %d buckets, %d rejected", int64(after.HeapAlloc)-int64(before.HeapAlloc), l.mem.len(), rejected)
 	require.Equal(t, maxKeys, l.mem.len(), "the key count stays at MaxKeys")
 	require.Equal(t, 1_000_000-maxKeys, rejected, "new keys overflow while every bucket is refilling")
 	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20), "heap bounded")

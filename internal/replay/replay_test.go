@@ -69,6 +69,7 @@ func TestFloodStaysBounded(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	t.Logf("heap after a million nonces: %+d bytes, %d entries", int64(after.HeapAlloc)-int64(before.HeapAlloc), c.Len())
 	require.Equal(t, size, c.Len())
 	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(8<<20), "heap bounded")
 	require.Equal(t, BelowFloor, c.Use("nonce-0", clk.t.Add(5*time.Minute)), "an evicted nonce is still refused")
