@@ -126,6 +126,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	const hang = 2 * time.Second
 
 	ok, failed, slowest := l.phase(t, 300*time.Millisecond)
+	t.Logf("healthy: %d ok, %d failed, slowest call %v", ok, failed, slowest)
 	require.Positive(t, ok, "healthy")
 	require.Zero(t, failed, "healthy")
 	require.Less(t, slowest, hang)
@@ -135,13 +136,15 @@ func TestFaultsUnderLoad(t *testing.T) {
 		defer close(pause)
 		_, _ = srv.Do("DEBUG", "SLEEP", "0.6")
 	}()
-	_, failed, slowest = l.phase(t, 400*time.Millisecond)
+	ok, failed, slowest = l.phase(t, 400*time.Millisecond)
+	t.Logf("DEBUG SLEEP 0.6: %d ok, %d failed, slowest call %v (timeout %v)", ok, failed, slowest, timeout)
 	require.Positive(t, failed, "a paused Redis times calls out")
 	require.Less(t, slowest, hang, "no call waits out the pause")
 	<-pause
 
 	srv.Stop()
 	ok, failed, slowest = l.phase(t, 300*time.Millisecond)
+	t.Logf("stopped: %d ok, %d failed, slowest call %v", ok, failed, slowest)
 	require.Positive(t, failed, "a stopped Redis fails calls")
 	require.Zero(t, ok, "and none succeeds")
 	require.Less(t, slowest, hang)
