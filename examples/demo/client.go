@@ -159,20 +159,20 @@ func reasonOf(resp *http.Response) string {
 
 // login runs the authorization code flow with PKCE; with dpop the token is
 // bound to the app's DPoP key.
-func (c *client) login(ctx context.Context, verifier string, dpop bool) (string, int, error) {
+func (c *client) login(ctx context.Context, verifier string, dpop bool) (string, formReply, error) {
 	challenge := auth.PKCEChallengeS256(verifier)
-	code, _, err := c.form(ctx, "/oauth/authorize", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}, "")
+	code, err := c.form(ctx, "/oauth/authorize", url.Values{"code_challenge": {challenge}, "code_challenge_method": {"S256"}}, "")
 	if err != nil {
-		return "", 0, err
+		return "", formReply{}, err
 	}
 	proof := ""
 	if dpop {
 		if proof, err = c.proof("POST", c.base+"/oauth/token", ""); err != nil {
-			return "", 0, err
+			return "", formReply{}, err
 		}
 	}
-	tok, status, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code["code"]}, "code_verifier": {verifier}}, proof)
-	return tok["access_token"], status, err
+	tok, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code.values["code"]}, "code_verifier": {verifier}}, proof)
+	return tok.values["access_token"], tok, err
 }
 
 var (
@@ -276,21 +276,29 @@ func (c *client) stolenCode(ctx context.Context) result {
 		res.err = err
 		return res
 	}
-	code, _, err := c.form(ctx, "/oauth/authorize", url.Values{"code_challenge": {auth.PKCEChallengeS256(verifier)}, "code_challenge_method": {"S256"}}, "")
+	code, err := c.form(ctx, "/oauth/authorize", url.Values{"code_challenge": {auth.PKCEChallengeS256(verifier)}, "code_challenge_method": {"S256"}}, "")
 	if err != nil {
 		res.err = err
 		return res
 	}
 	guess, _ := auth.NewPKCEVerifier()
-	out, status, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code["code"]}, "code_verifier": {guess}}, "")
-	res.status, res.reason, res.err = status, out["error"], err
+	out, err := c.form(ctx, "/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code.values["code"]}, "code_verifier": {guess}}, "")
+	res.status, res.reason, res.id, res.err = out.status, out.values["error"], out.id, err
 	return res
 }
 
-func (c *client) form(ctx context.Context, path string, v url.Values, dpop string) (map[string]string, int, error) {
+// formReply is the answer to a form post: its JSON members as strings,
+// its status and its correlation ID.
+type formReply struct {
+	values map[string]string
+	status int
+	id     string
+}
+
+func (c *client) form(ctx context.Context, path string, v url.Values, dpop string) (formReply, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, strings.NewReader(v.Encode()))
 	if err != nil {
-		return nil, 0, err
+		return formReply{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if dpop != "" {
@@ -299,7 +307,7 @@ func (c *client) form(ctx context.Context, path string, v url.Values, dpop strin
 	c.recordSent(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, 0, err
+		return formReply{}, err
 	}
 	defer resp.Body.Close()
 	out := map[string]any{}
@@ -308,7 +316,7 @@ func (c *client) form(ctx context.Context, path string, v url.Values, dpop strin
 	for k, val := range out {
 		m[k] = fmt.Sprint(val)
 	}
-	return m, resp.StatusCode, nil
+	return formReply{values: m, status: resp.StatusCode, id: resp.Header.Get("X-Request-ID")}, nil
 }
 
 // proof makes a DPoP proof (RFC 9449) for one request.
@@ -342,19 +350,19 @@ func (c *client) script(ctx context.Context) []result {
 		fail("PKCE login", err)
 		return out
 	}
-	token, status, err := c.login(ctx, verifier, false)
-	if err != nil || status != 200 || token == "" {
-		add(result{name: "PKCE login → access token", expect: 200, status: status, err: err})
+	token, reply, err := c.login(ctx, verifier, false)
+	if err != nil || reply.status != 200 || token == "" {
+		add(result{name: "PKCE login → access token", expect: 200, status: reply.status, id: reply.id, err: err})
 		return out
 	}
-	add(result{name: "PKCE login → access token", expect: 200, status: status, reason: "token issued"})
+	add(result{name: "PKCE login → access token", expect: 200, status: reply.status, id: reply.id, reason: "token issued"})
 	add(c.do(ctx, "GET /v1/orders with the token", false, 200, call{method: "GET", path: "/v1/orders",
 		header: map[string]string{"Authorization": "Bearer " + token, "X-Request-ID": "app-7f3a-0001"}}))
 
 	verifier2, _ := auth.NewPKCEVerifier()
-	bound, status, err := c.login(ctx, verifier2, true)
-	if err != nil || status != 200 || bound == "" {
-		add(result{name: "PKCE login with DPoP → bound token", expect: 200, status: status, err: err})
+	bound, reply, err := c.login(ctx, verifier2, true)
+	if err != nil || reply.status != 200 || bound == "" {
+		add(result{name: "PKCE login with DPoP → bound token", expect: 200, status: reply.status, id: reply.id, err: err})
 		return out
 	}
 	proof, _ := c.proof("GET", c.base+"/v1/orders", bound)

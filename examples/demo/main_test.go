@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/apiguard/apiguard/internal/redistest"
 	"github.com/apiguard/apiguard/telemetry"
@@ -30,6 +31,25 @@ func TestDemoRunsClean(t *testing.T) {
 		require.Contains(t, s, "attack: "+attack)
 	}
 	require.NotContains(t, s, " NO\n")
+	// Every row of the table carries the correlation ID its answer echoed,
+	// in the column under the header's CORRELATION ID.
+	lines := strings.Split(s, "\n")
+	col := utf8.RuneCountInString(lines[0][:max(strings.Index(lines[0], "CORRELATION ID"), 0)])
+	require.Positive(t, col, lines[0])
+	rows := 0
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "happy path: ") && !strings.HasPrefix(line, "attack: ") {
+			continue
+		}
+		rows++
+		runes := []rune(line)
+		require.Greater(t, len(runes), col, line)
+		id := strings.Fields(string(runes[col:]))
+		require.NotEmpty(t, id, line)
+		require.Regexp(t, `^[A-Za-z0-9._~:-]{8,128}$`, id[0], "a row without a correlation ID: %s", line)
+		require.NotEqual(t, "yes", id[0], "a row without a correlation ID: %s", line)
+	}
+	require.GreaterOrEqual(t, rows, 20)
 	m := regexp.MustCompile(`summary: (\d+) of (\d+) requests answered as expected; (\d+) of (\d+) attacks stopped`).FindStringSubmatch(s)
 	require.NotNil(t, m, s)
 	require.Equal(t, m[1], m[2])
