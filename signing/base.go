@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/apiguard/apiguard/internal/sfv"
 )
@@ -14,6 +15,20 @@ import (
 type target struct {
 	scheme    string
 	authority string
+}
+
+// normalizeAuthority returns the @authority value (RFC 9421 §2.2.3) of
+// host under scheme: lower case, and without the scheme's default port
+// (RFC 9110 §4.2.3), which a client normalizes away when it signs.
+func normalizeAuthority(scheme, host string) string {
+	host = lowerASCII(host)
+	switch {
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		return host[:len(host)-4]
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		return host[:len(host)-3]
+	}
+	return host
 }
 
 // parseDictionary parses a structured-field dictionary and refuses one

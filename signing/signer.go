@@ -93,7 +93,8 @@ func (s *Signer) Sign(r *http.Request) error {
 	if host == "" {
 		host = r.URL.Host
 	}
-	base, err := signatureBase(nil, r, target{scheme: strings.ToLower(r.URL.Scheme), authority: strings.ToLower(host)}, items, params)
+	scheme := strings.ToLower(r.URL.Scheme)
+	base, err := signatureBase(nil, r, target{scheme: scheme, authority: normalizeAuthority(scheme, host)}, items, params)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,8 @@ type Config struct {
 	// proxy in front may have terminated TLS). Default: "https".
 	Scheme string
 	// Authority is the authority clients sign in @target-uri and
-	// @authority. Default: the request's Host, lower-cased.
+	// @authority. Default: the request's Host, lower-cased and without the
+	// scheme's default port (RFC 9421 §2.2.3).
 	Authority string
 	// DeviceModelHeader names a request header whose value (sanitised,
 	// truncated) is logged with signature mismatches, so that emulator
@@ -193,7 +194,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Scheme != "https" && cfg.Scheme != "http" {
 		return nil, fmt.Errorf("signing: Config.Scheme %q is not http or https", cfg.Scheme)
 	}
-	cfg.Authority = strings.ToLower(cfg.Authority)
+	cfg.Authority = normalizeAuthority(cfg.Scheme, cfg.Authority)
 	if cfg.DeviceModelHeader == "" {
 		cfg.DeviceModelHeader = "X-Device-Model"
 	}
@@ -376,7 +377,7 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 	// 3. Signature, then the body against Content-Digest.
 	authority := v.cfg.Authority
 	if authority == "" {
-		authority = lowerASCII(r.Host)
+		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
 	}
 	base, err := signatureBase(sc.base[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params)
 	if err != nil {

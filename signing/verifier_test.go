@@ -638,3 +638,42 @@ func TestHandlerHandsOn(t *testing.T) {
 	require.Equal(t, "parent", got.parentValue)
 	require.True(t, got.canceled, "cancelling the request's context reaches contexts derived from next's")
 }
+
+// TestAuthorityNormalized signs the base an RFC 9421 client builds for
+// https://api.example.com/v1/orders (authority without the default port)
+// and delivers it with Host: api.example.com:443, as some proxies and
+// clients write it: the verifier normalizes the port away and accepts it.
+// A non-default port is part of the authority and must be signed.
+func TestAuthorityNormalized(t *testing.T) {
+	v, clk, _ := newTestVerifier(t, nil)
+	created := clk.Now().Unix()
+	input := fmt.Sprintf(`sig1=("@method" "@authority" "@path" "@query");created=%d;keyid="device-a";nonce="n-authority-%%s"`, created)
+	sign := func(host, authority, nonce string) *http.Request {
+		in := fmt.Sprintf(input, nonce)
+		base := "\"@method\": GET\n\"@authority\": " + authority + "\n\"@path\": /v1/orders\n\"@query\": ?\n" +
+			"\"@signature-params\": " + strings.TrimPrefix(in, "sig1=")
+		r := httptest.NewRequest("GET", "https://"+host+"/v1/orders", nil)
+		r.Host = host
+		r.Header.Set("Signature-Input", in)
+		r.Header.Set("Signature", "sig1=:"+b64std(hmacSum(secretA, []byte(base)))+":")
+		return r
+	}
+	for _, tt := range []struct {
+		name, host, authority string
+		ok                    bool
+	}{
+		{"default_port_stripped", "API.example.com:443", "api.example.com", true},
+		{"plain_host", "api.example.com", "api.example.com", true},
+		{"other_port_kept", "api.example.com:8443", "api.example.com:8443", true},
+		{"other_port_not_dropped", "api.example.com:8443", "api.example.com", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, reached, _ := serve(v, sign(tt.host, tt.authority, tt.name))
+			require.Equal(t, tt.ok, reached, rec.Body.String())
+			if !tt.ok {
+				require.Equal(t, http.StatusUnauthorized, rec.Code)
+				require.Contains(t, rec.Body.String(), "invalid-signature")
+			}
+		})
+	}
+}
