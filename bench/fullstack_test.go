@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -71,19 +72,58 @@ func BenchmarkFullStack(b *testing.B) {
 	token := p.tokens[0]
 	reqs := signedPool(b, token, secret, now)
 
+	bodies := make([][]byte, len(reqs))
+	for i, r := range reqs {
+		bodies[i], _ = io.ReadAll(r.Body)
+		_, _ = r.Body.(rewindBody).Seek(0, io.SeekStart)
+	}
 	var clock time.Time // the signature verifier's, following the requests
 	tick := func(i int) { clock = signedAt(now, i) }
-	b.Run("bare", func(b *testing.B) { runPool(b, func() http.Handler { return bare }, reqs, 204, tick) })
-	b.Run("apiguard_chain", func(b *testing.B) {
-		runPool(b, func() http.Handler { return fullChain(b, p, secret, now, &clock) }, reqs, 204, tick)
-	})
-	b.Run("peer_chain_chi+httprate+auth0", func(b *testing.B) {
+	peer := func(b *testing.B) http.Handler {
 		val, err := validator.New(func(context.Context) (any, error) { return p.pub, nil }, validator.ES256, benchIssuer, []string{benchAudience})
 		if err != nil {
 			b.Fatal(err)
 		}
-		peer := chimw.RequestID(httprate.LimitBy(1<<30, time.Second, func(r *http.Request) (string, error) { return r.RemoteAddr, nil })(jwtmiddleware.New(val.ValidateToken).CheckJWT(bare)))
-		runPool(b, func() http.Handler { return peer }, reqs, 204, tick)
+		return chimw.RequestID(httprate.LimitBy(1<<30, time.Second, func(r *http.Request) (string, error) { return r.RemoteAddr, nil })(jwtmiddleware.New(val.ValidateToken).CheckJWT(bare)))
+	}
+	// Each request arrives just before it is served, as a server's does
+	// (hotLoop).
+	b.Run("bare", func(b *testing.B) { runHot(b, func() http.Handler { return bare }, reqs, bodies, tick) })
+	b.Run("apiguard_chain", func(b *testing.B) {
+		runHot(b, func() http.Handler { return fullChain(b, p, secret, now, &clock) }, reqs, bodies, tick)
+	})
+	b.Run("peer_chain_chi+httprate+auth0", func(b *testing.B) {
+		h := peer(b)
+		runHot(b, func() http.Handler { return h }, reqs, bodies, tick)
+	})
+	// The pooled requests served in turn, none of them in cache: what
+	// memory latency adds (see BenchmarkSigning's cold_pool).
+	b.Run("cold_pool/apiguard_chain", func(b *testing.B) {
+		runPool(b, func() http.Handler { return fullChain(b, p, secret, now, &clock) }, reqs, 204, tick)
+	})
+	b.Run("cold_pool/peer_chain_chi+httprate+auth0", func(b *testing.B) {
+		h := peer(b)
+		runPool(b, func() http.Handler { return h }, reqs, 204, tick)
+	})
+}
+
+// runHot serves the pooled requests through hotLoop, each arriving fresh
+// just before its batch is served, rebuilding the handler (and so its
+// replay store) when the pool's nonces are used up.
+func runHot(b *testing.B, mk func() http.Handler, reqs []*http.Request, bodies [][]byte, tick func(int)) {
+	h := mk()
+	w := &discardWriter{h: make(http.Header, 8)}
+	hot := make([]*http.Request, len(reqs))
+	hotLoop(b, len(reqs), func() { h = mk() }, func(j int) {
+		hot[j] = arrive(reqs[j], bodies[j])
+	}, func(j int) {
+		tick(j)
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, hot[j])
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
 	})
 }
 
