@@ -35,8 +35,14 @@ const (
 	BandDeny
 )
 
+// String returns the band's name as logged: allow, monitor, step_up or
+// deny ("band(N)" for a value outside them).
 func (b Band) String() string {
-	return [...]string{"allow", "monitor", "step_up", "deny"}[b]
+	names := [...]string{"allow", "monitor", "step_up", "deny"}
+	if b < 0 || int(b) >= len(names) {
+		return "band(" + strconv.Itoa(int(b)) + ")"
+	}
+	return names[b]
 }
 
 // Action tells the client how to recover from a step-up.

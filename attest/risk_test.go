@@ -351,3 +351,9 @@ func TestNewRiskConfig(t *testing.T) {
 	_, err = New(Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }, Thresholds: Thresholds{Monitor: 50, StepUp: 40, Deny: 90}})
 	require.ErrorContains(t, err, "must rise")
 }
+
+func TestBandString(t *testing.T) {
+	for b, want := range map[Band]string{BandAllow: "allow", BandMonitor: "monitor", BandStepUp: "step_up", BandDeny: "deny", Band(9): "band(9)", Band(-1): "band(-1)"} {
+		require.Equal(t, want, b.String())
+	}
+}

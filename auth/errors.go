@@ -71,7 +71,10 @@ type RequirementError struct {
 	MaxAge    time.Duration // the greatest accepted age of the authentication
 }
 
+// Error returns the text of the wrapped sentinel.
 func (e *RequirementError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped sentinel, for errors.Is.
 func (e *RequirementError) Unwrap() error { return e.Err }
 
 // UnavailableError wraps [ErrKeysUnavailable] with the time after which a
@@ -81,6 +84,7 @@ type UnavailableError struct {
 	Err        error // the fetch error, for the log
 }
 
+// Error returns the sentinel's text and the fetch error's, when there is one.
 func (e *UnavailableError) Error() string {
 	if e.Err != nil {
 		return ErrKeysUnavailable.Error() + ": " + e.Err.Error()
@@ -88,6 +92,7 @@ func (e *UnavailableError) Error() string {
 	return ErrKeysUnavailable.Error()
 }
 
+// Unwrap returns [ErrKeysUnavailable] and the fetch error, for errors.Is.
 func (e *UnavailableError) Unwrap() []error { return []error{ErrKeysUnavailable, e.Err} }
 
 // reason maps an error to the fixed reason logged with event=auth_failed

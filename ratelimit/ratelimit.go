@@ -159,6 +159,7 @@ type LimitError struct {
 	RetryAfter time.Duration
 }
 
+// Error names the policy and when to retry.
 func (e *LimitError) Error() string {
 	return fmt.Sprintf("ratelimit: limit %q exceeded, retry after %s", e.Policy, e.RetryAfter)
 }
