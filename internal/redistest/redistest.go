@@ -52,6 +52,45 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// Main runs a package's tests and examples with one shared redis-server,
+// whose address it stores in *addr before m.Run, for examples (which have
+// no testing.T to call [Start] with); it returns m.Run's exit code for
+// os.Exit. Without the binary it skips the whole package with a message,
+// or fails it under APIGUARD_REQUIRE_REDIS=1.
+func Main(m *testing.M, addr *string) int {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		fmt.Println("redis-server not found on PATH: install it (apt-get install -y redis-server); skipping the package")
+		if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
+			return 1
+		}
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "redistest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	tb := mainTB{}
+	s := &Server{t: tb, bin: bin, dir: dir, port: freePort(tb)}
+	s.Restart()
+	defer s.Stop()
+	*addr = s.Addr()
+	return m.Run()
+}
+
+// mainTB stands in for a testing.TB outside any test, in [Main]: a fatal
+// error ends the process.
+type mainTB struct{ testing.TB }
+
+func (mainTB) Helper() {}
+
+func (mainTB) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
+
 // Addr is the server's "127.0.0.1:port". It stays the same across
 // [Server.Stop] and [Server.Restart].
 func (s *Server) Addr() string {
