@@ -91,18 +91,12 @@ func (c *Cache) Use(id string, exp time.Time) Result {
 // UsePair is Use of the id made of scope and id together (say, a key ID
 // and a nonce), without building it: pairs differ when either part does.
 func (c *Cache) UsePair(scope, id string, exp time.Time) Result {
-	var k key
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(scope)))
-	for i := range k {
-		var h maphash.Hash
-		h.SetSeed(c.seeds[i])
-		_, _ = h.Write(n[:]) // the length first, so that the parts cannot shift
-		_, _ = h.WriteString(scope)
-		_, _ = h.WriteString(id)
-		k[i] = h.Sum64()
-	}
-	return c.use(k, exp)
+	// The length of scope first, so that the parts cannot shift; hashed
+	// from one buffer (on the stack for the usual sizes) with each seed.
+	var stack [320]byte
+	buf := binary.LittleEndian.AppendUint64(stack[:0], uint64(len(scope)))
+	buf = append(append(buf, scope...), id...)
+	return c.use(key{maphash.Bytes(c.seeds[0], buf), maphash.Bytes(c.seeds[1], buf)}, exp)
 }
 
 func (c *Cache) use(id key, exp time.Time) Result {

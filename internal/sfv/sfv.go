@@ -39,12 +39,15 @@ const (
 // Str holds String, Token and DisplayString, Bytes holds ByteSequence and
 // Bool holds Boolean.
 type BareItem struct {
-	Kind  Kind
-	Bool  bool // beside Kind, in the same word
-	Int   int64
-	Dec   float64
-	Str   string
-	Bytes []byte
+	Kind Kind
+	Bool bool // beside Kind, in the same word
+	// verbatim marks a String the parser read without escapes: its
+	// serialization is Str between quotes, with no check to repeat.
+	verbatim bool
+	Int      int64
+	Dec      float64
+	Str      string
+	Bytes    []byte
 }
 
 // Param is one parameter.
@@ -408,8 +411,10 @@ func (p *parser) bareItemInto(v *BareItem) error {
 	case c == '-' || isDigit(c):
 		*v, err = p.number()
 	case c == '"':
+		start := p.off
 		v.Kind = String
 		v.Str, err = p.str()
+		v.verbatim = err == nil && p.off-start == len(v.Str)+2
 	case c == '*' || isAlpha(c):
 		v.Kind, v.Str = Token, p.token()
 	case c == ':':
@@ -795,6 +800,10 @@ func appendBareItem(dst []byte, v *BareItem) ([]byte, error) {
 		return appendDecimal(dst, v.Dec)
 	case String:
 		dst = append(dst, '"')
+		if v.verbatim {
+			dst = append(dst, v.Str...)
+			return append(dst, '"'), nil
+		}
 		for s := v.Str; ; {
 			i := 0
 			for i < len(s) && strPlain[s[i]] {
