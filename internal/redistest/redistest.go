@@ -126,8 +126,7 @@ func (s *Server) Restart() {
 		"--enable-debug-command", "local",
 		"--protected-mode", "yes",
 	}
-	// A test helper: the binary comes from LookPath and every argument is ours.
-	cmd := exec.Command(s.bin, append(args, s.extra...)...) // #nosec G204
+	cmd := exec.Command(s.bin, append(args, s.extra...)...) // #nosec G204 -- a test helper: the binary comes from LookPath and every argument is ours
 	cmd.Stdout = nil
 	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {
