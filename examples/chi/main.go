@@ -19,6 +19,7 @@ import (
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/examples/internal/serve"
 	"github.com/apiguard/apiguard/ratelimit"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 	"github.com/go-chi/chi/v5"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -30,6 +31,7 @@ type app struct {
 	handler http.Handler
 	tokens  *auth.Verifier
 	priv    ed25519.PrivateKey
+	master  []byte // the signing master secret: each device's is derived from it
 }
 
 func newApp(logger *slog.Logger) (*app, error) {
@@ -57,6 +59,16 @@ func newApp(logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Per-device request signatures, for the routes that move money. The
+	// master secret comes from your secret store; here it is fresh.
+	master := make([]byte, 32)
+	if _, err := rand.Read(master); err != nil {
+		return nil, err
+	}
+	signed, err := signing.New(signing.Config{Keys: signing.DerivedKeys(master, []byte("chi-example")), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
 	perUser, err := ratelimit.New(ratelimit.Config{
 		Name: "user", Limit: ratelimit.Limit{Requests: 100, Per: time.Minute, Burst: 10},
 		Key: func(r *http.Request) (string, error) {
@@ -81,8 +93,13 @@ func newApp(logger *slog.Logger) (*app, error) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			fmt.Fprintf(w, "order %s of %s\n", chi.URLParam(r, "id"), c.Subject) // #nosec G705 -- text/plain, never rendered as HTML
 		})
+		r.With(tokens.Require("payments"), signed.Handler).Post("/payments", func(w http.ResponseWriter, r *http.Request) {
+			device, _ := signing.KeyIDFrom(r.Context())
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintf(w, "payment signed by %s\n", device) // #nosec G705 -- text/plain, never rendered as HTML
+		})
 	})
-	return &app{handler: r, tokens: tokens, priv: priv}, nil
+	return &app{handler: r, tokens: tokens, priv: priv, master: master}, nil
 }
 
 // routeName gives telemetry chi's route pattern for its metrics.
