@@ -48,7 +48,7 @@ func parseDictionary(sc *sfv.Scratch, lines []string) (sfv.Dictionary, error) {
 
 // appendComponentValue appends the value of one covered component (RFC
 // 9421 §2.1 and §2.2) of r.
-func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item) ([]byte, error) {
+func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q *queryCache) ([]byte, error) {
 	if c.Value.Kind != sfv.String || c.Value.Str == "" {
 		return nil, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
 	}
@@ -59,7 +59,7 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item) ([
 				return nil, fmt.Errorf("%w: parameter %q on %s", ErrMalformed, p.Key, name)
 			}
 		}
-		return appendDerived(dst, r, t, name, c.Params)
+		return appendDerived(dst, r, t, name, c.Params, q)
 	}
 	for i := 0; i < len(name); i++ {
 		if 'A' <= name[i] && name[i] <= 'Z' {
@@ -186,7 +186,7 @@ func appendReserialized(dst []byte, name string, lines []string) ([]byte, error)
 }
 
 // appendDerived appends a derived component (RFC 9421 §2.2).
-func appendDerived(dst []byte, r *http.Request, t target, name string, params sfv.Params) ([]byte, error) {
+func appendDerived(dst []byte, r *http.Request, t target, name string, params sfv.Params, q *queryCache) ([]byte, error) {
 	switch name {
 	case "@method":
 		return append(dst, r.Method...), nil
@@ -215,7 +215,7 @@ func appendDerived(dst []byte, r *http.Request, t target, name string, params sf
 		if v.Kind != sfv.String {
 			return nil, fmt.Errorf("%w: @query-param without a name", ErrMalformed)
 		}
-		q, err := url.ParseQuery(r.URL.RawQuery)
+		query, err := q.parse(r.URL.RawQuery)
 		if err != nil {
 			return nil, fmt.Errorf("%w: query does not parse", ErrMalformed)
 		}
@@ -224,13 +224,29 @@ func appendDerived(dst []byte, r *http.Request, t target, name string, params sf
 		if err != nil {
 			return nil, fmt.Errorf("%w: @query-param name", ErrMalformed)
 		}
-		vals := q[decoded]
+		vals := query[decoded]
 		if len(vals) != 1 {
 			return nil, fmt.Errorf("%w: query parameter %q occurs %d times", ErrMalformed, v.Str, len(vals))
 		}
 		return appendPercentEncoded(dst, vals[0]), nil
 	}
 	return nil, fmt.Errorf("%w: unsupported derived component %q", ErrMalformed, name)
+}
+
+// queryCache parses a request's query once for all the @query-param
+// components of a signature base.
+type queryCache struct {
+	vals url.Values
+	err  error
+	done bool
+}
+
+func (q *queryCache) parse(raw string) (url.Values, error) {
+	if !q.done {
+		q.vals, q.err = url.ParseQuery(raw)
+		q.done = true
+	}
+	return q.vals, q.err
 }
 
 func appendRequestTarget(dst []byte, r *http.Request) []byte {
@@ -265,6 +281,7 @@ func appendPercentEncoded(dst []byte, s string) []byte {
 // covered components and parameters of one signature, appending to dst.
 func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params) ([]byte, error) {
 	var err error
+	var q queryCache
 	for i := range items {
 		it := &items[i]
 		mark := len(dst)
@@ -279,7 +296,7 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 		}
 		dst = append(dst, ": "...)
 		valStart := len(dst)
-		if dst, err = appendComponentValue(dst, r, t, it); err != nil {
+		if dst, err = appendComponentValue(dst, r, t, it, &q); err != nil {
 			return nil, err
 		}
 		if hasLineBreak(dst[valStart:]) {

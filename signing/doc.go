@@ -26,7 +26,8 @@
 //
 // 1. Signature-Input and Signature are parsed as RFC 8941 structured
 // fields (a repeated label is refused) and checked against the endpoint's
-// [Profile]. 2. The key is looked up; unknown and revoked keys are refused
+// [Profile]; a signature covering more than [MaxComponents] components is
+// refused as malformed, so the work done before the MAC stays small. 2. The key is looked up; unknown and revoked keys are refused
 // with their own reasons. 3. The signature base is built (RFC 9421 §2.5)
 // and the MAC or signature verified in constant time; then the body is
 // read, up to Config.MaxBodyBytes, and checked against Content-Digest, and

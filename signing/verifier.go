@@ -520,8 +520,17 @@ func coverageOfItems(items []sfv.Item) coverage {
 
 func (c coverage) has(f coverage) bool { return c&f == f }
 
+// MaxComponents is the most components one signature may cover. Real
+// profiles cover a dozen at most; the cap keeps the work done before the
+// MAC is checked (building the signature base, which any client can ask
+// for by naming a key ID) linear and small.
+const MaxComponents = 64
+
 // checkProfile checks one signature's parameters and covered components.
 func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (*sigInput, error) {
+	if len(items) > MaxComponents {
+		return nil, fmt.Errorf("%w: %d covered components, more than %d", ErrMalformed, len(items), MaxComponents)
+	}
 	*in = sigInput{label: label, items: items, params: params, covered: coverageOfItems(items)}
 	for i := range params {
 		prm := &params[i]

@@ -677,3 +677,48 @@ func TestAuthorityNormalized(t *testing.T) {
 		})
 	}
 }
+
+// TestTooManyComponents: building the signature base is work any client
+// can ask for before the MAC is checked (with DerivedKeys every key ID has
+// a key), so a signature may cover at most MaxComponents components: more
+// is refused as malformed before the base is built, however many there
+// are, and up to the cap the request goes on to the MAC check.
+func TestTooManyComponents(t *testing.T) {
+	v, clk, _ := newTestVerifier(t, func(c *Config) { c.Keys = DerivedKeys(bytes.Repeat([]byte{1}, 32), []byte("salt")) })
+	request := func(headers int) *http.Request {
+		r := httptest.NewRequest("GET", api+"/v1/orders", nil)
+		var b strings.Builder
+		b.WriteString(`sig1=("@method" "@target-uri"`)
+		for i := range headers {
+			name := fmt.Sprintf("x-h%d", i)
+			r.Header.Set(name, "v")
+			b.WriteString(` "` + name + `"`)
+		}
+		fmt.Fprintf(&b, `);created=%d;keyid="any-device";nonce="n-%d"`, clk.Now().Unix(), headers)
+		r.Header.Set("Signature-Input", b.String())
+		r.Header.Set("Signature", "sig1=:"+b64std(make([]byte, 32))+":")
+		return r
+	}
+	_, err := v.Verify(request(MaxComponents - 2))
+	require.ErrorIs(t, err, ErrSignature, "at the cap: the base is built and the MAC checked")
+	for _, n := range []int{MaxComponents - 1, 20_000} {
+		_, err := v.Verify(request(n))
+		require.ErrorIs(t, err, ErrMalformed, "%d components", n+2)
+		require.NotErrorIs(t, err, ErrSignature)
+	}
+	rec, reached, _ := serve(v, request(MaxComponents))
+	require.False(t, reached)
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+}
+
+// TestQueryParamsParsedOnce: a base covering many @query-param components
+// parses the query once; each value is found and percent-encoded.
+func TestQueryParamsParsedOnce(t *testing.T) {
+	r := httptest.NewRequest("GET", api+"/v1/search?a=1&b=two%20words&c=%7E", nil)
+	m := innerList(t, `sig1=("@query-param";name="a" "@query-param";name="b" "@query-param";name="c");created=1`)
+	base, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params)
+	require.NoError(t, err)
+	require.Equal(t, "\"@query-param\";name=\"a\": 1\n\"@query-param\";name=\"b\": two%20words\n\"@query-param\";name=\"c\": %7E\n"+
+		"\"@signature-params\": (\"@query-param\";name=\"a\" \"@query-param\";name=\"b\" \"@query-param\";name=\"c\");created=1", string(base))
+}
