@@ -60,7 +60,8 @@
 // # DPoP
 //
 // With Config.DPoP set, tokens bound to a key (cnf.jkt) are accepted with
-// the DPoP scheme and a proof that passes every check of RFC 9449 §4.3;
+// the DPoP scheme and a proof that passes every check of RFC 9449 §4.3
+// (an RSA proof key may have at most 4096 bits, a JWKS key 8192);
 // htu is compared with Config.DPoPURL plus the request path, never with
 // the Host header. Proof jti values are single use through a
 // [ReplayStore]; a proof that fails a check does not burn its jti. A bound

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -146,6 +147,11 @@ type proofClaims struct {
 // maxProofSize caps a DPoP header.
 const maxProofSize = 4 << 10
 
+// maxProofRSABits caps the RSA key of a proof: the key is the client's,
+// and its signature is checked before anything binds it to a token, so
+// its size must not let a client buy expensive verifications.
+const maxProofRSABits = 4096
+
 // verifyProof checks the request's DPoP proof per RFC 9449 §4.3, and that
 // the RFC 7638 thumbprint of its key is jkt (the token's cnf.jkt). The jti
 // is recorded only after every other check passed, so a failed proof does
@@ -184,6 +190,9 @@ func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) (err error
 	vk, err := toVerifyKey(key, []jwa.SignatureAlgorithm{alg})
 	if err != nil {
 		return fmt.Errorf("%w: jwk: %v", ErrDPoPProof, err)
+	}
+	if k, ok := vk.pub.(*rsa.PublicKey); ok && k.N.BitLen() > maxProofRSABits {
+		return fmt.Errorf("%w: RSA key of %d bits", ErrDPoPProof, k.N.BitLen())
 	}
 	if err := verifySignature(alg, vk.pub, jws.input, jws.sig); err != nil {
 		return fmt.Errorf("%w: signature", ErrDPoPProof)

@@ -2,8 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -384,4 +387,50 @@ func TestMemoryReplayStore(t *testing.T) {
 	require.Equal(t, 2, s.Len())
 	ok, _ = s.Use(ctx, "a", clk.Now().Add(time.Minute))
 	require.False(t, ok, "evicted id still refused")
+}
+
+// oversizeRSA returns an RSA public key of bits bits: not a usable key
+// (its modulus is random), which is enough, since a size check must come
+// before any use of it.
+func oversizeRSA(t testing.TB, bits int) *rsa.PublicKey {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits)))
+	require.NoError(t, err)
+	n.SetBit(n, bits-1, 1).SetBit(n, 0, 1)
+	return &rsa.PublicKey{N: n, E: 65537}
+}
+
+// TestDPoPProofRSAKeyTooLarge: a proof's key is the client's own and its
+// signature is checked before anything binds it to a token, so an RSA
+// proof key over 4096 bits is refused before it is used.
+func TestDPoPProofRSAKeyTooLarge(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	issuerKey := newSigner(t, jwa.ES256, "es-1")
+	rs := newSigner(t, jwa.PS256, "rs-device")
+	v, _ := newTestVerifier(t, clk, func(c *Config) { c.DPoP = DPoPAllowed; c.DPoPURL = apiBase }, issuerKey)
+	large, err := jwk.FromRaw(oversizeRSA(t, 4608))
+	require.NoError(t, err)
+	tok := issuerKey.token(t, map[string]any{"cnf": map[string]any{"jkt": jkt(t, rs)}})
+	_, err = v.Verify(dpopRequest("GET", "/orders", tok, proof(t, rs, "GET", apiBase+"/orders", tok, clk.Now(), map[string]any{"jwk": large})))
+	require.ErrorIs(t, err, ErrDPoPProof)
+	require.ErrorContains(t, err, "RSA key of 4608 bits")
+
+	// A 2048-bit RSA proof key of the token's binding is accepted.
+	_, err = v.Verify(dpopRequest("GET", "/orders", tok, proof(t, rs, "GET", apiBase+"/orders", tok, clk.Now(), nil)))
+	require.NoError(t, err)
+}
+
+func TestRSAKeySizeBounds(t *testing.T) {
+	all := []jwa.SignatureAlgorithm{jwa.RS256, jwa.PS256}
+	for _, tt := range []struct {
+		bits int
+		err  string
+	}{{1024, "too small"}, {2048, ""}, {8192, ""}, {8200, "too large"}} {
+		_, err := algsForKey(oversizeRSA(t, tt.bits), "", all)
+		if tt.err == "" {
+			require.NoError(t, err, tt.bits)
+		} else {
+			require.ErrorContains(t, err, tt.err, tt.bits)
+		}
+	}
 }

@@ -31,6 +31,11 @@ import (
 // minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
 const minRSABits = 2048
 
+// maxRSABits is the largest RSA modulus accepted: the cost of a
+// verification grows with the square of the modulus, and no issuer needs
+// more.
+const maxRSABits = 8192
+
 // verifyKey is one public key usable for token signatures.
 type verifyKey struct {
 	kid  string
@@ -80,6 +85,9 @@ func algsForKey(pub crypto.PublicKey, declared string, allowed []jwa.SignatureAl
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
 			return nil, fmt.Errorf("RSA key of %d bits is too small", k.N.BitLen())
+		}
+		if k.N.BitLen() > maxRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits is too large", k.N.BitLen())
 		}
 		fit = []jwa.SignatureAlgorithm{jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512}
 	case *ecdsa.PublicKey:
