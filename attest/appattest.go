@@ -323,6 +323,12 @@ func (a *AppAttest) verifyAttestation(keyID string, attestation, clientDataHash 
 		if err != nil {
 			return nil, fmt.Errorf("%w: x5c[%d]: %v", ErrCertificate, i, err)
 		}
+		// Apple's chain is ECDSA throughout (P-256 leaf, P-384 CA): any
+		// other key is refused before chain building, so that a crafted
+		// chain cannot buy costly signature checks (a large RSA key).
+		if _, ok := c.PublicKey.(*ecdsa.PublicKey); !ok {
+			return nil, fmt.Errorf("%w: x5c[%d] key is not ECDSA", ErrCertificate, i)
+		}
 		certs[i] = c
 	}
 	leaf := certs[0]

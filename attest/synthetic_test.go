@@ -14,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509/pkix"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/stretchr/testify/require"
+	"math/big"
 )
 
 const testAppID = "ABCDE12345.com.example.shop"
@@ -215,3 +219,36 @@ func TestStoresBounded(t *testing.T) {
 
 var _ = bytes.Clone
 var _ = slog.LevelInfo
+
+// TestAttestationRSACertRefused: App Attest chains are ECDSA throughout,
+// so a certificate with any other key in x5c is refused before the chain
+// is built: a crafted chain cannot make the server check signatures of
+// large RSA keys.
+func TestAttestationRSACertRefused(t *testing.T) {
+	a, ca, _ := newSynthetic(t)
+	dev, err := attesttest.NewDevice(testAppID)
+	require.NoError(t, err)
+	cdh := ClientDataHash([]byte("challenge"))
+	obj, err := ca.Attest(dev, cdh, attesttest.AttestOptions{})
+	require.NoError(t, err)
+
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Apple App Attestation CA 1"},
+		NotBefore: synthNow.Add(-time.Hour), NotAfter: synthNow.Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &rsaKey.PublicKey, rsaKey)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, cbor.Unmarshal(obj, &m))
+	stmt := m["attStmt"].(map[any]any)
+	x5c := stmt["x5c"].([]any)
+	x5c[1] = der
+	forged, err := cbor.Marshal(m)
+	require.NoError(t, err)
+
+	_, err = a.VerifyAttestation(context.Background(), dev.KeyID, forged, cdh)
+	require.ErrorIs(t, err, ErrCertificate)
+	require.ErrorContains(t, err, "x5c[1] key is not ECDSA")
+	_, err = a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh)
+	require.NoError(t, err, "the genuine chain still verifies")
+}
