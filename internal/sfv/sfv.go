@@ -219,6 +219,7 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 	ps := start(lines, s)
 	p := &ps
 	var d Dictionary
+	var seen keyIndex
 	first := len(s.members)
 	if len(p.s) > 0 && cap(s.members) == 0 {
 		s.members = make([]DictMember, 0, 2)
@@ -244,14 +245,22 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 				return Dictionary{}, err
 			}
 		}
-		for i := first; i < last; i++ {
-			if s.members[i].Key == key {
-				s.members[i].Member = *m
-				s.members[last] = DictMember{}
-				s.members = s.members[:last]
-				d.Repeated = true
-				break
+		i := -1
+		if seen.m == nil && last-first < linearKeys {
+			for j := first; j < last; j++ {
+				if s.members[j].Key == key {
+					i = j - first
+					break
+				}
 			}
+		} else {
+			i = seen.index(key, last-first, func(j int) string { return s.members[first+j].Key })
+		}
+		if i >= 0 {
+			s.members[first+i].Member = *m
+			s.members[last] = DictMember{}
+			s.members = s.members[:last]
+			d.Repeated = true
 		}
 		p.skipOWS()
 		if p.eof() {
@@ -344,6 +353,7 @@ func (p *parser) params() (Params, error) {
 		a.params = make([]Param, 0, 4)
 	}
 	first := len(a.params)
+	var seen keyIndex
 	for p.peek() == ';' {
 		p.off++
 		p.skipSP()
@@ -362,16 +372,52 @@ func (p *parser) params() (Params, error) {
 		} else {
 			*v = BareItem{Kind: Boolean, Bool: true}
 		}
-		for i := first; i < last; i++ {
-			if a.params[i].Key == key { // a repeated key keeps its place
-				a.params[i].Value = *v
-				a.params[last] = Param{}
-				a.params = a.params[:last]
-				break
+		i := -1
+		if seen.m == nil && last-first < linearKeys {
+			for j := first; j < last; j++ {
+				if a.params[j].Key == key {
+					i = j - first
+					break
+				}
 			}
+		} else {
+			i = seen.index(key, last-first, func(j int) string { return a.params[first+j].Key })
+		}
+		if i >= 0 {
+			a.params[first+i].Value = *v // a repeated key keeps its place
+			a.params[last] = Param{}
+			a.params = a.params[:last]
 		}
 	}
 	return a.params[first:len(a.params):len(a.params)], nil
+}
+
+// keyIndex finds an earlier occurrence of a key in a long dictionary or
+// parameter list. Short lists (under linearKeys, all real ones) are
+// scanned in place by the parser; past that a map takes over, so that a
+// field of many distinct keys parses in linear time, not quadratic.
+type keyIndex struct {
+	m map[string]int
+}
+
+// linearKeys is the list length up to which the parser scans for a
+// repeated key instead of using a keyIndex.
+const linearKeys = 16
+
+// index returns the position of key among keys 0..n-1 (keyAt returns
+// them), or -1, recording key at position n when it is new.
+func (x *keyIndex) index(key string, n int, keyAt func(int) string) int {
+	if x.m == nil {
+		x.m = make(map[string]int, 2*n)
+		for i := 0; i < n; i++ {
+			x.m[keyAt(i)] = i
+		}
+	}
+	if i, ok := x.m[key]; ok {
+		return i
+	}
+	x.m[key] = n
+	return -1
 }
 
 func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }

@@ -1,6 +1,7 @@
 package sfv
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -185,4 +186,45 @@ func TestScratch(t *testing.T) {
 	}
 	_, err := s.ParseDictionary([]string{`a=:YQ=:`})
 	require.ErrorIs(t, err, ErrSyntax)
+}
+
+// TestManyKeys: dictionaries and parameter lists longer than linearKeys
+// find repeated keys through keyIndex; the result (the last value in the
+// first key's place) is the reference parser's, and a field of fifty
+// thousand distinct keys parses (in linear time: it took seconds when the
+// repeated-key check was quadratic).
+func TestManyKeys(t *testing.T) {
+	var dict, params strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&dict, "k%d=%d, ", i, i)
+		fmt.Fprintf(&params, ";p%d=%d", i, i)
+	}
+	for i, s := range []string{
+		dict.String() + "k5=99, k39=?0, k0",
+		"a=()" + params.String() + ";p5=99;p39;p0=?0",
+		"a=x" + params.String() + ";p20=\"s\"",
+	} {
+		ours, err := ParseDictionary([]string{s})
+		require.NoError(t, err)
+		require.Equal(t, i == 0, ours.Repeated, "Repeated is about dictionary keys")
+		ref, err := httpsfv.UnmarshalDictionary([]string{s})
+		require.NoError(t, err)
+		want, err := httpsfv.Marshal(ref)
+		require.NoError(t, err)
+		require.Equal(t, want, serializeDict(t, ours))
+	}
+	d, err := ParseDictionary([]string{dict.String() + "k5=99, k39=?0, k0"})
+	require.NoError(t, err)
+	require.Len(t, d.Members, 40)
+	m, _ := d.Get("k5")
+	require.Equal(t, int64(99), m.Item.Value.Int)
+
+	var big strings.Builder
+	for i := range 50_000 {
+		fmt.Fprintf(&big, "k%d;p%d, ", i, i)
+	}
+	d, err = ParseDictionary([]string{big.String() + "last"})
+	require.NoError(t, err)
+	require.Len(t, d.Members, 50_001)
+	require.False(t, d.Repeated)
 }
