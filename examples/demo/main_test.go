@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"github.com/apiguard/apiguard/signing"
 	"io"
 	"log/slog"
 	"net"
@@ -138,6 +141,13 @@ func TestSecretHygiene(t *testing.T) {
 	require.Contains(t, logText, `"event":"auth_failed"`, "the attacks were logged")
 	answers := strings.Join(c.answers, "\n")
 	secrets := append(slices.Clone(c.sent), string(demoMaster))
+	// The device's derived secret, as bytes and in the encodings a careless
+	// log line would use.
+	derived, err := signing.DeriveSecret(demoMaster, demoSalt, "device-42.v1")
+	require.NoError(t, err)
+	for _, b := range [][]byte{demoMaster, derived} {
+		secrets = append(secrets, string(b), hex.EncodeToString(b), base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b))
+	}
 	for _, s := range secrets {
 		if len(s) < 16 {
 			continue
