@@ -141,6 +141,7 @@ func (v *Verifier) extract(r *http.Request) (string, string, error) {
 		return "", "", ErrInvalidRequest
 	}
 	scheme, token, ok := strings.Cut(vals[0], " ")
+	token = strings.TrimLeft(token, " ") // credentials = auth-scheme 1*SP token68 (RFC 9110 §11.4)
 	switch {
 	case strings.EqualFold(scheme, "Bearer") && v.cfg.DPoP != DPoPRequired:
 		scheme = "Bearer"

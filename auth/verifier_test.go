@@ -180,6 +180,8 @@ func TestAuthorizationHeader(t *testing.T) {
 		{name: "token_with_spaces", headers: []string{"Bearer a b"}, wantStatus: 400, wantChall: `Bearer error="invalid_request"`},
 		{name: "dpop_scheme_when_off", headers: []string{"DPoP " + tok}, wantStatus: 401, wantChall: `Bearer`},
 		{name: "lowercase_scheme_ok", headers: []string{"bearer " + tok}, wantStatus: 204},
+		{name: "several_spaces_ok", headers: []string{"Bearer   " + tok}, wantStatus: 204},
+		{name: "only_spaces", headers: []string{"Bearer    "}, wantStatus: 400, wantChall: `Bearer error="invalid_request"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
