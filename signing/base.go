@@ -48,7 +48,7 @@ func parseDictionary(sc *sfv.Scratch, lines []string) (sfv.Dictionary, error) {
 
 // appendComponentValue appends the value of one covered component (RFC
 // 9421 §2.1 and §2.2) of r.
-func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q *queryCache) ([]byte, error) {
+func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q *baseCache) ([]byte, error) {
 	if c.Value.Kind != sfv.String || c.Value.Str == "" {
 		return nil, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
 	}
@@ -101,7 +101,7 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q 
 		}
 		return dst, nil
 	case key != "":
-		d, err := sfv.ParseDictionary(lines)
+		d, err := q.dictionary(name, lines)
 		if err != nil {
 			return nil, fmt.Errorf("%w: field %q is not a dictionary", ErrMalformed, name)
 		}
@@ -186,7 +186,7 @@ func appendReserialized(dst []byte, name string, lines []string) ([]byte, error)
 }
 
 // appendDerived appends a derived component (RFC 9421 §2.2).
-func appendDerived(dst []byte, r *http.Request, t target, name string, params sfv.Params, q *queryCache) ([]byte, error) {
+func appendDerived(dst []byte, r *http.Request, t target, name string, params sfv.Params, q *baseCache) ([]byte, error) {
 	switch name {
 	case "@method":
 		return append(dst, r.Method...), nil
@@ -215,7 +215,7 @@ func appendDerived(dst []byte, r *http.Request, t target, name string, params sf
 		if v.Kind != sfv.String {
 			return nil, fmt.Errorf("%w: @query-param without a name", ErrMalformed)
 		}
-		query, err := q.parse(r.URL.RawQuery)
+		query, err := q.parseQuery(r.URL.RawQuery)
 		if err != nil {
 			return nil, fmt.Errorf("%w: query does not parse", ErrMalformed)
 		}
@@ -233,20 +233,40 @@ func appendDerived(dst []byte, r *http.Request, t target, name string, params sf
 	return nil, fmt.Errorf("%w: unsupported derived component %q", ErrMalformed, name)
 }
 
-// queryCache parses a request's query once for all the @query-param
-// components of a signature base.
-type queryCache struct {
-	vals url.Values
-	err  error
-	done bool
+// baseCache holds what the components of one signature base parse from
+// the request, so that each is parsed once however many components use
+// it: the query (for @query-param) and dictionary fields (for ;key).
+type baseCache struct {
+	query     url.Values
+	queryErr  error
+	queryDone bool
+	dicts     []parsedDict
 }
 
-func (q *queryCache) parse(raw string) (url.Values, error) {
-	if !q.done {
-		q.vals, q.err = url.ParseQuery(raw)
-		q.done = true
+type parsedDict struct {
+	name string
+	d    sfv.Dictionary
+	err  error
+}
+
+func (q *baseCache) parseQuery(raw string) (url.Values, error) {
+	if !q.queryDone {
+		q.query, q.queryErr = url.ParseQuery(raw)
+		q.queryDone = true
 	}
-	return q.vals, q.err
+	return q.query, q.queryErr
+}
+
+// dictionary returns field name's lines parsed as a dictionary.
+func (q *baseCache) dictionary(name string, lines []string) (sfv.Dictionary, error) {
+	for _, p := range q.dicts {
+		if p.name == name {
+			return p.d, p.err
+		}
+	}
+	d, err := sfv.ParseDictionary(lines)
+	q.dicts = append(q.dicts, parsedDict{name: name, d: d, err: err})
+	return d, err
 }
 
 func appendRequestTarget(dst []byte, r *http.Request) []byte {
@@ -281,7 +301,7 @@ func appendPercentEncoded(dst []byte, s string) []byte {
 // covered components and parameters of one signature, appending to dst.
 func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params) ([]byte, error) {
 	var err error
-	var q queryCache
+	var q baseCache
 	for i := range items {
 		it := &items[i]
 		mark := len(dst)
