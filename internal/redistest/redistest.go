@@ -9,6 +9,7 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,10 +39,10 @@ type Server struct {
 // answers PING, and registers its shutdown with t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	bin, required, err := binary()
 	if err != nil {
-		msg := "redis-server not found on PATH: install it (apt-get install -y redis-server) to run this test"
-		if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
+		msg := err.Error() + " to run this test"
+		if required {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
@@ -52,16 +53,26 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// binary finds redis-server on PATH, and says whether its absence must
+// fail rather than skip (APIGUARD_REQUIRE_REDIS=1, as .ci/run sets).
+func binary() (bin string, required bool, err error) {
+	required = os.Getenv("APIGUARD_REQUIRE_REDIS") == "1"
+	if bin, err = exec.LookPath("redis-server"); err != nil {
+		return "", required, errors.New("redis-server not found on PATH: install it (apt-get install -y redis-server)")
+	}
+	return bin, required, nil
+}
+
 // Main runs a package's tests and examples with one shared redis-server,
 // whose address it stores in *addr before m.Run, for examples (which have
 // no testing.T to call [Start] with); it returns m.Run's exit code for
 // os.Exit. Without the binary it skips the whole package with a message,
 // or fails it under APIGUARD_REQUIRE_REDIS=1.
 func Main(m *testing.M, addr *string) int {
-	bin, err := exec.LookPath("redis-server")
+	bin, required, err := binary()
 	if err != nil {
-		fmt.Println("redis-server not found on PATH: install it (apt-get install -y redis-server); skipping the package")
-		if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
+		fmt.Println(err.Error() + "; skipping the package")
+		if required {
 			return 1
 		}
 		return 0
