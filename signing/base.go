@@ -138,16 +138,26 @@ func trimOWS(s string) string {
 	return s[i:j]
 }
 
-// commonFields maps the lower-case names of fields often covered to their
-// canonical form, sparing the canonicalisation on the request path.
-var commonFields = map[string]string{
-	"content-digest": "Content-Digest", "authorization": "Authorization", "content-type": "Content-Type",
-	"content-length": "Content-Length", "date": "Date", "host": "Host", "x-device-id": "X-Device-Id",
-}
-
+// canonicalName returns the canonical form of a lower-case field name,
+// with the fields most often covered spelled out (a switch, so that the
+// request path spends neither a map lookup nor a canonicalisation on
+// them).
 func canonicalName(name string) string {
-	if c, ok := commonFields[name]; ok {
-		return c
+	switch name {
+	case "content-digest":
+		return "Content-Digest"
+	case "authorization":
+		return "Authorization"
+	case "content-type":
+		return "Content-Type"
+	case "content-length":
+		return "Content-Length"
+	case "date":
+		return "Date"
+	case "host":
+		return "Host"
+	case "x-device-id":
+		return "X-Device-Id"
 	}
 	return http.CanonicalHeaderKey(name)
 }
@@ -299,7 +309,9 @@ func appendPercentEncoded(dst []byte, s string) []byte {
 
 // signatureBase builds the signature base (RFC 9421 §2.5) of r for the
 // covered components and parameters of one signature, appending to dst.
-func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params) ([]byte, error) {
+// raw, when not empty, is the serialization of the inner list of items
+// and params, as the parser found it (sfv.Member.Raw).
+func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params, raw string) ([]byte, error) {
 	var err error
 	var q baseCache
 	for i := range items {
@@ -325,6 +337,9 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 		dst = append(dst, '\n')
 	}
 	dst = append(dst, `"@signature-params": `...)
+	if raw != "" {
+		return append(dst, raw...), nil
+	}
 	if dst, err = sfv.AppendInnerList(dst, items, params); err != nil {
 		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
 	}

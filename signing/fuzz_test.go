@@ -51,7 +51,8 @@ func FuzzVerify(f *testing.F) {
 
 // FuzzSignatureBase builds signature bases for arbitrary component lists
 // over a fixed request: it must fail cleanly or produce a base with one
-// line per component.
+// line per component, the same whether @signature-params comes from the
+// parsed text or is serialized again.
 func FuzzSignatureBase(f *testing.F) {
 	f.Add(`("@method" "@target-uri" "@authority" "@scheme" "@path" "@query" "@request-target")`)
 	f.Add(`("@query-param";name="x" "content-type" "x-dict";key="a" "x-dict";sf "x-dict";bs)`)
@@ -65,7 +66,7 @@ func FuzzSignatureBase(f *testing.F) {
 		r := httptest.NewRequest("GET", api+"/v1/a%20b?x=1&y=%C3%A9", nil)
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set("X-Dict", `a=1, b="two";p, c=(x y)`)
-		base, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params)
+		base, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, inner.Raw)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error outside ErrMalformed: %v", err)
@@ -74,6 +75,12 @@ func FuzzSignatureBase(f *testing.F) {
 		}
 		if got, want := strings.Count(string(base), "\n"), len(inner.Items); got != want {
 			t.Fatalf("%d lines for %d components:\n%s", got, want, base)
+		}
+		// The parser's text of the list, when it has one, is what the
+		// serializer writes: the base is the same either way.
+		reserialized, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, "")
+		if err != nil || string(reserialized) != string(base) {
+			t.Fatalf("base from the parsed text differs from the reserialized one (%v):\n%s\n%s", err, base, reserialized)
 		}
 	})
 }

@@ -39,7 +39,7 @@ type MemoryReplayStore struct {
 	window time.Duration
 
 	mu    sync.Mutex
-	marks *lru.LRU[string, int64] // keyID -> created, unix nanoseconds
+	marks *lru.LRU[string, *int64] // keyID -> created, unix nanoseconds (updated in place: one lookup a call)
 }
 
 // NewMemoryReplayStore returns a store of at most size nonces and size
@@ -52,7 +52,7 @@ func NewMemoryReplayStore(size int, window time.Duration, now func() time.Time) 
 	if now == nil {
 		now = time.Now
 	}
-	marks, _ := lru.NewLRU[string, int64](size, nil)
+	marks, _ := lru.NewLRU[string, *int64](size, nil)
 	// Nonces expire at created + window, so a floor on expiry is a floor
 	// on created. created has whole seconds: everything created in a
 	// second before the one the store starts in is refused.
@@ -79,14 +79,17 @@ func (s *MemoryReplayStore) Advance(_ context.Context, keyID string, created tim
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if mark, ok := s.marks.Get(keyID); ok {
-		if c < mark-int64(slack) {
+		switch {
+		case c < *mark-int64(slack):
 			return false, nil
+		case c > *mark:
+			*mark = c
 		}
-		if c <= mark {
-			return true, nil
-		}
+		return true, nil
 	}
-	s.marks.Add(keyID, c)
+	mark := new(int64) // once per key
+	*mark = c
+	s.marks.Add(keyID, mark)
 	return true, nil
 }
 

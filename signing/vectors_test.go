@@ -58,7 +58,7 @@ func TestRFC9421B25(t *testing.T) {
 	r := vec.request()
 	in, err := (&Verifier{}).parse(r, loose, nil, new(scratch))
 	require.NoError(t, err)
-	base, err := signatureBase(nil, r, target{scheme: "http", authority: "example.com"}, in.items, in.params)
+	base, err := signatureBase(nil, r, target{scheme: "http", authority: "example.com"}, in.items, in.params, in.raw)
 	require.NoError(t, err)
 	require.Equal(t, vec.Base, string(base))
 

@@ -1,7 +1,6 @@
 package signing
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -44,7 +43,7 @@ type Config struct {
 	// a capture replayed after newer traffic does not. Default: 5s.
 	ReorderSlack time.Duration
 	// MaxBodyBytes caps the body read to check Content-Digest; a larger
-	// body is answered 413. Default: 1 MiB.
+	// body is answered 413. Default: 1 MiB; at most 1 GiB.
 	MaxBodyBytes int64
 	// Scheme is the scheme clients sign in @target-uri and @scheme (a
 	// proxy in front may have terminated TLS). Default: "https".
@@ -104,18 +103,22 @@ type Result struct {
 	Label     string
 	Algorithm string
 	Created   time.Time
-	// Body is the request body that Content-Digest was checked against
-	// (nil when it was not read). Verify consumes r.Body; Handler hands
-	// next a request whose body reads these bytes again.
+	// Body is the request body that Content-Digest was checked against,
+	// as Verify returns it (nil when it was not read): Verify consumes
+	// r.Body. Handler leaves Body nil and hands next a request whose Body
+	// reads the verified bytes, from a buffer that is recycled when next
+	// returns; as with any net/http request body, it must not be read
+	// after that (a read then fails with an error, and never sees another
+	// request's bytes).
 	Body []byte
 
 	input []string // the Signature-Input field lines
 
 	// What Handler hands next, kept here so that a verified request costs
 	// one allocation for all of it: the context carrying the Result and
-	// the reader of Body.
+	// the reader of the pooled body.
 	ctx  resultCtx
-	body bytes.Reader
+	body pooledBody
 }
 
 // resultCtx is the request context Handler hands next: its parent plus
@@ -134,12 +137,77 @@ func (c *resultCtx) Value(key any) any {
 
 func (c *resultCtx) String() string { return "signing.Result context" }
 
-// resultBody reads a Result's Body, for the request Handler hands next.
-// It is one pointer, so storing it in an io.ReadCloser allocates nothing.
-type resultBody struct{ res *Result }
+// pooledBody is the verified body Handler hands next: bytes in a pooled
+// buffer, readable until release. The Result it lives in is never
+// reused, so a reader left over from a finished request finds it
+// released, not another request's bytes.
+type pooledBody struct {
+	mu       sync.Mutex
+	buf      *bodyBuffer // nil once released
+	released bool
+	reader   bodyReader // the request's Body
+}
 
-func (b resultBody) Read(p []byte) (int, error) { return b.res.body.Read(p) }
-func (b resultBody) Close() error               { return nil }
+// bodyReader reads a pooledBody from its own offset: the request's Body,
+// and each reader GetBody returns.
+type bodyReader struct {
+	pb  *pooledBody
+	off int
+}
+
+// errBodyReleased is the error of a read of a body after its handler
+// returned.
+var errBodyReleased = errors.New("signing: request body read after the handler returned")
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.pb.mu.Lock()
+	defer b.pb.mu.Unlock()
+	if b.pb.released {
+		return 0, errBodyReleased
+	}
+	data := b.pb.buf.b
+	if b.off >= len(data) {
+		return 0, io.EOF
+	}
+	n := copy(p, data[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *bodyReader) Close() error { return nil }
+
+// getBody is the request's GetBody: a new reader from the start.
+func (pb *pooledBody) getBody() (io.ReadCloser, error) { return &bodyReader{pb: pb}, nil }
+
+// release ends the body's life and recycles its buffer.
+func (pb *pooledBody) release() {
+	pb.mu.Lock()
+	buf := pb.buf
+	pb.buf, pb.released = nil, true
+	pb.mu.Unlock()
+	putBodyBuffer(buf)
+}
+
+// bodyBuffer is a buffer that Handler reads bodies into, recycled through
+// bodyPool.
+type bodyBuffer struct{ b []byte }
+
+// maxBodyBytes is the largest Config.MaxBodyBytes.
+const maxBodyBytes = 1 << 30
+
+// maxPooledBody is the largest buffer kept for reuse: bodies are usually
+// small, and a rare large one should not keep its memory alive.
+const maxPooledBody = 64 << 10
+
+var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
+
+func putBodyBuffer(buf *bodyBuffer) {
+	if buf == nil || cap(buf.b) > maxPooledBody {
+		return
+	}
+	buf.b = buf.b[:0]
+	bodyPool.Put(buf)
+}
 
 // Covered returns the covered component identifiers, serialized
 // (`"@method"`, `"@query-param";name="id"`).
@@ -186,6 +254,9 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBodyBytes > maxBodyBytes {
+		return nil, errors.New("signing: Config.MaxBodyBytes is over 1 GiB: a body is held in memory while it is verified")
 	}
 	if cfg.Scheme == "" {
 		cfg.Scheme = "https"
@@ -285,21 +356,29 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 			panic("signing: nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			res, err := v.verify(r, p, req)
+			buf := bodyPool.Get().(*bodyBuffer)
+			res, err := v.verify(r, p, req, buf)
 			if err != nil {
+				putBodyBuffer(buf)
 				v.reject(w, r, p, err, res)
 				return
 			}
 			res.ctx = resultCtx{Context: r.Context(), res: res}
 			r2 := r.WithContext(&res.ctx)
-			if res.Body != nil {
-				res.body.Reset(res.Body)
-				r2.Body = resultBody{res}
-				r2.ContentLength = int64(len(res.Body))
-				body := res.Body
-				r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+			if res.Body == nil {
+				putBodyBuffer(buf)
+				next.ServeHTTP(w, r2)
+				return
 			}
+			// The body was read into buf: next reads it from there, and
+			// buf is recycled when next returns (not if it panics: then
+			// it is left to the garbage collector).
+			buf.b, res.Body = res.Body, nil
+			pb := &res.body
+			pb.buf, pb.reader = buf, bodyReader{pb: pb}
+			r2.Body, r2.ContentLength, r2.GetBody = &pb.reader, int64(len(buf.b)), pb.getBody
 			next.ServeHTTP(w, r2)
+			pb.release()
 		})
 	}
 }
@@ -311,7 +390,7 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 // Result.Body). Errors match the package's sentinels.
 func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 	req, _ := v.cfg.Profile.required() // validated in New
-	return v.verify(r, v.cfg.Profile, req)
+	return v.verify(r, v.cfg.Profile, req, nil)
 }
 
 // scratch is the working storage of one verification, recycled through
@@ -342,6 +421,7 @@ type sigInput struct {
 	label   string
 	items   []sfv.Item
 	params  sfv.Params
+	raw     string // the inner list's text, when canonical (sfv.Member.Raw)
 	sig     []byte
 	keyID   string
 	nonce   string
@@ -351,7 +431,10 @@ type sigInput struct {
 	covered coverage
 }
 
-func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Result, error) {
+// verify is Verify against p. It reads the body into buf when buf is not
+// nil (Result.Body then shares buf's storage), into a new slice
+// otherwise.
+func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer) (*Result, error) {
 	ctx := r.Context()
 	sc := getScratch()
 	defer putScratch(sc)
@@ -379,7 +462,7 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 	if authority == "" {
 		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
 	}
-	base, err := signatureBase(sc.base[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params)
+	base, err := signatureBase(sc.base[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params, in.raw)
 	if err != nil {
 		return res, err
 	}
@@ -388,7 +471,14 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item) (*Res
 		return res, err
 	}
 	if in.covered.has(coversContentDigest) || hasBody(r) && !p.InsecureAllowUnsignedBody {
-		body, err := readBody(r, v.cfg.MaxBodyBytes, sc.probe[:])
+		var dst []byte
+		if buf != nil {
+			dst = buf.b[:0]
+		}
+		body, err := readBody(dst, r, v.cfg.MaxBodyBytes, sc.probe[:])
+		if buf != nil && cap(body) > cap(buf.b) {
+			buf.b = body[:0] // grown: keep the larger buffer
+		}
 		if err != nil {
 			return res, err
 		}
@@ -468,6 +558,7 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			return nil, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
 		in.sig = sm.Item.Value.Bytes
+		in.raw = m.Raw
 		return in, nil
 	}
 	if lastErr == nil {
@@ -596,9 +687,11 @@ func hasBody(r *http.Request) bool {
 	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }
 
-// readBody reads r's body, of at most limit bytes; probe is a buffer of
-// at least one byte that it may overwrite.
-func readBody(r *http.Request, limit int64, probe []byte) ([]byte, error) {
+// readBody reads r's body, of at most limit bytes, into dst's storage
+// when it is large enough (dst nil: a new slice, of exactly the length
+// when it is known); probe is a buffer of at least one byte that it may
+// overwrite.
+func readBody(dst []byte, r *http.Request, limit int64, probe []byte) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
 	}
@@ -606,10 +699,14 @@ func readBody(r *http.Request, limit int64, probe []byte) ([]byte, error) {
 		return nil, ErrBodyTooLarge
 	}
 	if r.ContentLength > 0 {
-		// The length is known: one allocation of exactly that size, and
-		// a read of one more byte into probe to catch a body longer than
-		// announced.
-		b := make([]byte, r.ContentLength)
+		// The length is known: one buffer of that size, and a read of
+		// one more byte into probe to catch a body longer than announced.
+		var b []byte
+		if n := int(r.ContentLength); n <= cap(dst) {
+			b = dst[:n]
+		} else {
+			b = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
 		}
@@ -622,14 +719,24 @@ func readBody(r *http.Request, limit int64, probe []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
+	// Unknown length: read until EOF, growing dst, and never more than
+	// limit+1 bytes.
+	b := dst[:0]
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(max(512, len(b)), int(limit+1)-len(b)))
+		}
+		n, err := r.Body.Read(b[len(b):min(cap(b), int(limit+1))])
+		b = b[:len(b)+n]
+		switch {
+		case int64(len(b)) > limit:
+			return nil, ErrBodyTooLarge
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return nil, fmt.Errorf("%w: read body: %v", ErrMalformed, err)
+		}
 	}
-	if int64(len(b)) > limit {
-		return nil, ErrBodyTooLarge
-	}
-	return b, nil
 }
 
 // verifyWithKey checks sig over base with keyID's key and its algorithm.

@@ -38,17 +38,18 @@ const (
 // Cache is a bounded single-use cache. It is safe for concurrent use by
 // multiple goroutines.
 //
-// It holds a 128-bit keyed hash of each id (two maphash values under
-// seeds of its own), not the id: an entry is the same small size whatever
-// the id's length, and recording one allocates only the LRU's element. Two
-// ids share a hash with a probability of about n²/2¹²⁹ for n entries; a
-// collision could only make a fresh id look seen, which refuses it (fail
-// closed), and the ids recorded are ones that passed their checks.
+// It holds a 64-bit keyed hash of each id (maphash under a seed of its
+// own, which nobody outside the process knows), not the id: an entry is
+// the same small size whatever the id's length, and recording one
+// allocates only the LRU's element. A collision can only make a fresh id
+// look seen, which refuses it (fail closed), never accept a replay; with n
+// entries held, a fresh id collides with probability n/2⁶⁴ (about 5×10⁻¹⁵
+// for 100,000 entries).
 type Cache struct {
-	seeds [2]maphash.Seed
+	seed  maphash.Seed
 	mu    sync.Mutex
-	lru   *lru.LRU[key, int64] // id hash -> expiry, unix nanoseconds
-	floor int64                // expiry of the newest entry evicted unexpired
+	lru   *lru.LRU[uint64, int64] // id hash -> expiry, unix nanoseconds
+	floor int64                   // expiry of the newest entry evicted unexpired
 	now   func() time.Time
 	evict int64 // now, in unix nanoseconds, during an Add; requires mu held
 }
@@ -62,8 +63,8 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	c := &Cache{now: now, floor: startFloor.UnixNano(), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
-	l, err := lru.NewLRU[key, int64](size, c.onEvict)
+	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed()}
+	l, err := lru.NewLRU[uint64, int64](size, c.onEvict)
 	if err != nil {
 		panic("replay: size must be positive")
 	}
@@ -73,33 +74,30 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 
 // onEvict raises the floor when an unexpired entry is evicted. Requires
 // c.mu held (simplelru calls it from Add).
-func (c *Cache) onEvict(_ key, exp int64) {
+func (c *Cache) onEvict(_ uint64, exp int64) {
 	if exp > c.evict && exp > c.floor {
 		c.floor = exp
 	}
 }
 
-// key is the hash an id is held under.
-type key [2]uint64
-
 // Use records id as used until exp, unless it is already recorded, expired,
 // or at or below the floor.
 func (c *Cache) Use(id string, exp time.Time) Result {
-	return c.use(key{maphash.String(c.seeds[0], id), maphash.String(c.seeds[1], id)}, exp)
+	return c.use(maphash.String(c.seed, id), exp)
 }
 
 // UsePair is Use of the id made of scope and id together (say, a key ID
 // and a nonce), without building it: pairs differ when either part does.
 func (c *Cache) UsePair(scope, id string, exp time.Time) Result {
 	// The length of scope first, so that the parts cannot shift; hashed
-	// from one buffer (on the stack for the usual sizes) with each seed.
+	// from one buffer (on the stack for the usual sizes).
 	var stack [320]byte
 	buf := binary.LittleEndian.AppendUint64(stack[:0], uint64(len(scope)))
 	buf = append(append(buf, scope...), id...)
-	return c.use(key{maphash.Bytes(c.seeds[0], buf), maphash.Bytes(c.seeds[1], buf)}, exp)
+	return c.use(maphash.Bytes(c.seed, buf), exp)
 }
 
-func (c *Cache) use(id key, exp time.Time) Result {
+func (c *Cache) use(id uint64, exp time.Time) Result {
 	now := c.now().UnixNano()
 	e := exp.UnixNano()
 	if e <= now {

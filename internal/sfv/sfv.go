@@ -82,6 +82,14 @@ type Member struct {
 	Item        Item   // when !IsInnerList
 	Items       []Item // when IsInnerList
 	Params      Params // the inner list's parameters, when IsInnerList
+	// Raw, set by the parser on the members of lists and dictionaries, is
+	// the member's text when that text is its canonical serialization
+	// (what AppendMember writes), so that a caller who needs the
+	// serialization can use it as it is; "" when the text is not
+	// canonical (extra spaces, ;a=?1, a repeated parameter, a number with
+	// leading zeros, a decimal, a byte sequence or a display string). It
+	// is never set on a value built by hand.
+	Raw string
 }
 
 // List is a structured-field list.
@@ -141,6 +149,9 @@ type parser struct {
 	s   string
 	off int
 	a   *Scratch
+	// nc is set when the member being parsed has text that is not its
+	// canonical serialization (see Member.Raw).
+	nc bool
 }
 
 func (p *parser) eof() bool { return p.off >= len(p.s) }
@@ -155,6 +166,13 @@ func (p *parser) skipSP() {
 	for !p.eof() && p.s[p.off] == ' ' {
 		p.off++
 	}
+}
+
+// skipSPCount is skipSP, returning the number of spaces skipped.
+func (p *parser) skipSPCount() int {
+	begin := p.off
+	p.skipSP()
+	return p.off - begin
 }
 
 func (p *parser) skipOWS() {
@@ -216,6 +234,11 @@ func ParseDictionary(lines []string) (Dictionary, error) {
 
 // ParseDictionary parses field lines as a Dictionary, in s's storage.
 func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
+	if len(lines) == 1 {
+		if d, ok := s.byteSequenceMember(lines[0]); ok {
+			return d, nil
+		}
+	}
 	ps := start(lines, s)
 	p := &ps
 	var d Dictionary
@@ -279,6 +302,32 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 	return d, nil
 }
 
+// byteSequenceMember parses line when it is a dictionary of one member
+// whose value is a byte sequence without parameters, such as a Signature
+// or Content-Digest field (`sig1=:…:`), with the parser's own steps but
+// none of the general case's bookkeeping. It reports false for any other
+// line, which the general case then parses (or refuses) instead.
+func (s *Scratch) byteSequenceMember(line string) (Dictionary, bool) {
+	p := parser{s: line, a: s}
+	key, err := p.key()
+	if err != nil || p.peek() != '=' {
+		return Dictionary{}, false
+	}
+	p.off++
+	if p.peek() != ':' {
+		return Dictionary{}, false
+	}
+	mark := len(s.bytes)
+	b, err := p.byteSequence()
+	if err != nil || !p.eof() {
+		s.bytes = s.bytes[:mark]
+		return Dictionary{}, false
+	}
+	first := len(s.members)
+	s.members = append(s.members, DictMember{Key: key, Member: Member{Item: Item{Value: BareItem{Kind: ByteSequence, Bytes: b}}}})
+	return Dictionary{Members: s.members[first:len(s.members):len(s.members)]}, true
+}
+
 // ParseItem parses field lines as an Item.
 func ParseItem(lines []string) (Item, error) {
 	ps := start(lines, new(Scratch))
@@ -298,13 +347,22 @@ func ParseItem(lines []string) (Item, error) {
 // chain. A pointer into one arena stays valid while they run, because
 // each only appends to the arenas of the values nested inside it.
 
-// memberInto parses an item or an inner list into the zero Member m.
+// memberInto parses an item or an inner list into the zero Member m,
+// and sets m.Raw when its text is canonical.
 func (p *parser) memberInto(m *Member) error {
+	begin := p.off
+	p.nc = false
+	var err error
 	if p.peek() == '(' {
 		m.IsInnerList = true
-		return p.innerListInto(m)
+		err = p.innerListInto(m)
+	} else {
+		err = p.itemInto(&m.Item)
 	}
-	return p.itemInto(&m.Item)
+	if err == nil && !p.nc {
+		m.Raw = p.s[begin:p.off]
+	}
+	return err
 }
 
 func (p *parser) innerListInto(m *Member) error {
@@ -315,7 +373,10 @@ func (p *parser) innerListInto(m *Member) error {
 	}
 	first := len(a.items)
 	for !p.eof() {
-		p.skipSP()
+		// Canonical: no space after '(' or before ')', one between items.
+		if n := p.skipSPCount(); n != 0 && (len(a.items) == first || n != 1 || p.peek() == ')') {
+			p.nc = true
+		}
 		if p.peek() == ')' {
 			p.off++
 			m.Items = a.items[first:len(a.items):len(a.items)]
@@ -356,7 +417,9 @@ func (p *parser) params() (Params, error) {
 	var seen keyIndex
 	for p.peek() == ';' {
 		p.off++
-		p.skipSP()
+		if p.skipSPCount() != 0 {
+			p.nc = true
+		}
 		key, err := p.key()
 		if err != nil {
 			return nil, err
@@ -368,6 +431,9 @@ func (p *parser) params() (Params, error) {
 			p.off++
 			if err := p.bareItemInto(v); err != nil {
 				return nil, err
+			}
+			if v.Kind == Boolean && v.Bool {
+				p.nc = true // serialized as the bare key
 			}
 		} else {
 			*v = BareItem{Kind: Boolean, Bool: true}
@@ -384,6 +450,7 @@ func (p *parser) params() (Params, error) {
 			i = seen.index(key, last-first, func(j int) string { return a.params[first+j].Key })
 		}
 		if i >= 0 {
+			p.nc = true
 			a.params[first+i].Value = *v // a repeated key keeps its place
 			a.params[last] = Param{}
 			a.params = a.params[:last]
@@ -466,6 +533,7 @@ func (p *parser) bareItemInto(v *BareItem) error {
 	case c == ':':
 		v.Kind = ByteSequence
 		v.Bytes, err = p.byteSequence()
+		p.nc = true // padding and trailing bits: not worth checking
 	case c == '?':
 		*v, err = p.boolean()
 	case c == '@':
@@ -478,6 +546,7 @@ func (p *parser) bareItemInto(v *BareItem) error {
 	case c == '%':
 		v.Kind = DisplayString
 		v.Str, err = p.displayString()
+		p.nc = true
 	default:
 		err = ErrSyntax
 	}
@@ -513,6 +582,9 @@ func (p *parser) number() (BareItem, error) {
 		}
 	}
 	num := p.s[begin:p.off]
+	if dot >= 0 || len(num) > 1 && num[0] == '0' || neg && num == "0" {
+		p.nc = true // a decimal, leading zeros, or -0
+	}
 	if dot < 0 {
 		var n int64 // at most 15 digits, checked above: no overflow
 		for i := 0; i < len(num); i++ {

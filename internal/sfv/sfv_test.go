@@ -101,6 +101,11 @@ func FuzzDifferential(f *testing.F) {
 		if (err1 == nil) != (err2 == nil) && !unpadded(err2) {
 			t.Fatalf("dictionary %q: ours %v, reference %v", s, err1, err2)
 		}
+		if err1 == nil {
+			for _, m := range ours.Members {
+				checkRaw(t, s, m.Member)
+			}
+		}
 		if err1 == nil && err2 == nil {
 			a, errA := AppendDictionary(nil, ours)
 			b, errB := httpsfv.Marshal(ref)
@@ -112,6 +117,11 @@ func FuzzDifferential(f *testing.F) {
 		lr, err2 := httpsfv.UnmarshalList([]string{s})
 		if (err1 == nil) != (err2 == nil) && !unpadded(err2) {
 			t.Fatalf("list %q: ours %v, reference %v", s, err1, err2)
+		}
+		if err1 == nil {
+			for _, m := range lo {
+				checkRaw(t, s, m)
+			}
 		}
 		if err1 == nil && err2 == nil {
 			a, errA := AppendList(nil, lo)
@@ -133,6 +143,49 @@ func FuzzDifferential(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkRaw fails unless m.Raw, when set, is m's serialization.
+func checkRaw(t *testing.T, in string, m Member) {
+	t.Helper()
+	if m.Raw == "" {
+		return
+	}
+	b, err := AppendMember(nil, m)
+	if err != nil || string(b) != m.Raw {
+		t.Fatalf("%q: Raw %q, serialization %q (%v)", in, m.Raw, b, err)
+	}
+}
+
+// TestRaw: Member.Raw is the member's text when that is canonical, and
+// empty for each kind of text that is not.
+func TestRaw(t *testing.T) {
+	canonical := []string{
+		`("@method" "@target-uri" "content-digest");created=1618884473;keyid="k";nonce="a\"b"`,
+		`()`, `(a b);x`, `tok/en;a;b=?0`, `"x";q=0`, `-7`, `0`, `@12`, `?1`, `?0`,
+	}
+	for _, c := range canonical {
+		d, err := ParseDictionary([]string{"m=" + c})
+		require.NoError(t, err, c)
+		require.Equal(t, c, d.Members[0].Raw, "canonical %s", c)
+		checkRaw(t, c, d.Members[0].Member)
+		l, err := ParseList([]string{c + ", x"})
+		require.NoError(t, err, c)
+		require.Equal(t, c, l[0].Raw, "list member %s", c)
+	}
+	other := []string{
+		`( a)`, `(a )`, `(a  b)`, `(a);x=?1`, `(a); x=1`, `(a);x=1;x=2`, `a;x=1;x=2`,
+		`007`, `-0`, `1.5`, `1.50`, `:YQ==:`, `%"a"`, `("a";b=?1)`, `(01)`,
+	}
+	for _, c := range other {
+		d, err := ParseDictionary([]string{"m=" + c})
+		require.NoError(t, err, c)
+		require.Empty(t, d.Members[0].Raw, "not canonical: %s", c)
+	}
+	d, err := ParseDictionary([]string{"a, b=1"})
+	require.NoError(t, err)
+	require.Empty(t, d.Members[0].Raw, "a bare key has no member text")
+	require.Equal(t, "1", d.Members[1].Raw)
 }
 
 // unpadded reports a reference failure on base64 without padding, which
