@@ -421,7 +421,8 @@ type sigInput struct {
 	label   string
 	items   []sfv.Item
 	params  sfv.Params
-	raw     string // the inner list's text, when canonical (sfv.Member.Raw)
+	raw     string   // the inner list's text, when canonical (sfv.Member.Raw)
+	lines   []string // the Signature-Input field lines
 	sig     []byte
 	keyID   string
 	nonce   string
@@ -443,7 +444,7 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: r.Header["Signature-Input"]}
+	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: in.lines}
 	// 2. Key lookup.
 	key, err := v.cfg.Keys.Key(ctx, in.keyID)
 	switch {
@@ -557,8 +558,7 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 		if sm.IsInnerList || sm.Item.Value.Kind != sfv.ByteSequence {
 			return nil, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
-		in.sig = sm.Item.Value.Bytes
-		in.raw = m.Raw
+		in.sig, in.raw, in.lines = sm.Item.Value.Bytes, m.Raw, inLines
 		return in, nil
 	}
 	if lastErr == nil {
