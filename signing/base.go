@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -346,14 +347,10 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 	return dst, nil
 }
 
-// hasLineBreak reports whether v holds CR or LF.
+// hasLineBreak reports whether v holds CR or LF (with the vectorised
+// IndexByte: values such as an access token run to hundreds of bytes).
 func hasLineBreak(v []byte) bool {
-	for _, c := range v {
-		if c <= '\r' && (c == '\n' || c == '\r') {
-			return true
-		}
-	}
-	return false
+	return bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0
 }
 
 // sameIdentifier reports whether two component identifiers are equal:

@@ -1,0 +1,29 @@
+package signing
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestComponentWithLineBreak: a covered field value holding CR or LF
+// would add a line to the signature base, so that one component could
+// pose as several; the base is refused, wherever in a long value the
+// break is.
+func TestComponentWithLineBreak(t *testing.T) {
+	const input = `sig1=("@method" "x-note");created=1;keyid="k";nonce="n"`
+	for _, value := range []string{"a\nb", "a\rb", strings.Repeat("t", 800) + "\n", "\r" + strings.Repeat("t", 800)} {
+		r := httptest.NewRequest("GET", api+"/v1/orders", nil)
+		r.Header["X-Note"] = []string{value}
+		_, err := baseFor(t, r, input)
+		require.ErrorIs(t, err, ErrMalformed, "%q", value[:min(len(value), 8)])
+		require.ErrorContains(t, err, "line break")
+	}
+	r := httptest.NewRequest("GET", api+"/v1/orders", nil)
+	r.Header["X-Note"] = []string{strings.Repeat("t", 800)}
+	base, err := baseFor(t, r, input)
+	require.NoError(t, err)
+	require.Contains(t, string(base), `"x-note": `+strings.Repeat("t", 800)+"\n")
+}
