@@ -27,11 +27,14 @@
 // 1. Signature-Input and Signature are parsed as RFC 8941 structured
 // fields (a repeated label is refused) and checked against the endpoint's
 // [Profile]; a signature covering more than [MaxComponents] components is
-// refused as malformed, so the work done before the MAC stays small. 2. The key is looked up; unknown and revoked keys are refused
+// refused as malformed, so the work done before the MAC stays small. 2.
+// The key is looked up; unknown and revoked keys are refused
 // with their own reasons. 3. The signature base is built (RFC 9421 §2.5)
 // and the MAC or signature verified in constant time; then the body is
 // read, up to Config.MaxBodyBytes, and checked against Content-Digest, and
-// handed on intact. 4. Only then freshness and replay: created within
+// handed on intact ([Verifier.Handler] reads it into a recycled buffer,
+// which next reads as r.Body until it returns, as with any net/http
+// body). 4. Only then freshness and replay: created within
 // Config.Window, expires not passed, created not older than the newest
 // accepted created of the key minus Config.ReorderSlack, and the nonce
 // single use. Unauthenticated traffic never reaches the replay store.
