@@ -359,8 +359,8 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 			buf := bodyPool.Get().(*bodyBuffer)
 			res, err := v.verify(r, p, req, buf)
 			if err != nil {
-				putBodyBuffer(buf)
 				v.reject(w, r, p, err, res)
+				putBodyBuffer(buf)
 				return
 			}
 			res.ctx = resultCtx{Context: r.Context(), res: res}
