@@ -432,9 +432,9 @@ type sigInput struct {
 	covered coverage
 }
 
-// verify is Verify against p. It reads the body into buf when buf is not
-// nil (Result.Body then shares buf's storage), into a new slice
-// otherwise.
+// verify is Verify against p. It reads the body into buf's storage when
+// buf is not nil and large enough (Result.Body then shares it; the caller
+// keeps Result.Body as buf's new contents), into a new slice otherwise.
 func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer) (*Result, error) {
 	ctx := r.Context()
 	sc := getScratch()
@@ -477,9 +477,6 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *
 			dst = buf.b[:0]
 		}
 		body, err := readBody(dst, r, v.cfg.MaxBodyBytes, sc.probe[:])
-		if buf != nil && cap(body) > cap(buf.b) {
-			buf.b = body[:0] // grown: keep the larger buffer
-		}
 		if err != nil {
 			return res, err
 		}
