@@ -62,10 +62,14 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q 
 		}
 		return appendDerived(dst, r, t, name, c.Params, q)
 	}
-	for i := 0; i < len(name); i++ {
-		if 'A' <= name[i] && name[i] <= 'Z' {
-			return nil, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+	canon := knownFieldName(name)
+	if canon == "" {
+		for i := 0; i < len(name); i++ {
+			if 'A' <= name[i] && name[i] <= 'Z' {
+				return nil, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+			}
 		}
+		canon = http.CanonicalHeaderKey(name)
 	}
 	var sf, bs bool
 	var key string
@@ -81,7 +85,7 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q 
 			return nil, fmt.Errorf("%w: unsupported component parameter %q", ErrMalformed, p.Key)
 		}
 	}
-	lines := r.Header[canonicalName(name)]
+	lines := r.Header[canon]
 	if name == "host" && len(lines) == 0 && r.Host != "" {
 		lines = []string{r.Host}
 	}
@@ -139,11 +143,11 @@ func trimOWS(s string) string {
 	return s[i:j]
 }
 
-// canonicalName returns the canonical form of a lower-case field name,
-// with the fields most often covered spelled out (a switch, so that the
-// request path spends neither a map lookup nor a canonicalisation on
-// them).
-func canonicalName(name string) string {
+// knownFieldName returns the canonical form of the lower-case field
+// names most often covered, "" for any other name (a switch, so that the
+// request path spends neither a map lookup, nor a canonicalisation, nor a
+// check for upper case on them).
+func knownFieldName(name string) string {
 	switch name {
 	case "content-digest":
 		return "Content-Digest"
@@ -160,7 +164,7 @@ func canonicalName(name string) string {
 	case "x-device-id":
 		return "X-Device-Id"
 	}
-	return http.CanonicalHeaderKey(name)
+	return ""
 }
 
 // dictionaryFields are the structured fields of known dictionary type.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -127,4 +128,38 @@ func TestTrimOWS(t *testing.T) {
 	for _, s := range []string{"", " ", "\t", "a", " a ", "\t a b \t", "a\t", "  \t", "\ta", " a\nb "} {
 		require.Equal(t, strings.Trim(s, " \t"), trimOWS(s), "%q", s)
 	}
+}
+
+// TestDigestFastPath checks that the unparsed sha-256 path of checkDigest
+// decides as the parser does on lines of its shape: the canonical line,
+// one with non-zero trailing bits (which the decoder accepts), and every
+// one-character change of the digest to each of a set of characters that
+// matter (a line break, a colon, padding, a space, letters).
+func TestDigestFastPath(t *testing.T) {
+	body := []byte(`{"amount": 100}`)
+	canonical := ContentDigest(body)
+	enc := canonical[len("sha-256=:") : len(canonical)-1]
+	lines := []string{canonical}
+	// The last digit before "=" carries two unused bits: set one.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	trailing := "sha-256=:" + enc[:42] + string(alphabet[strings.IndexByte(alphabet, enc[42])|1]) + "=:"
+	require.NotEqual(t, canonical, trailing)
+	lines = append(lines, trailing)
+	for i := range enc {
+		for _, c := range "\n\r:= aZ+/" {
+			mut := []byte(enc)
+			mut[i] = byte(c)
+			lines = append(lines, "sha-256=:"+string(mut)+":")
+		}
+	}
+	for _, line := range lines {
+		fast := checkDigest(new(sfv.Scratch), []string{line}, body)
+		parsed := checkDigestParsed(new(sfv.Scratch), []string{line}, body, nil)
+		require.Equal(t, parsed == nil, fast == nil, "%q: fast %v, parsed %v", line, fast, parsed)
+		if parsed != nil {
+			require.Equal(t, errors.Is(parsed, ErrMalformed), errors.Is(fast, ErrMalformed), "%q", line)
+		}
+	}
+	require.NoError(t, checkDigest(new(sfv.Scratch), []string{canonical}, body))
+	require.ErrorIs(t, checkDigest(new(sfv.Scratch), []string{"sha-256=:" + enc[:20] + "\n" + enc[21:] + ":"}, body), ErrMalformed)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net/http"
 	"slices"
@@ -35,8 +36,8 @@ type Config struct {
 	// wrapped with [Verifier.Handler]. Default: the mobile profile (see
 	// [Profile]).
 	Profile Profile
-	// Window is how far created may be from now, either way. Default: 5
-	// minutes.
+	// Window is how far created may be from now, either way: up to Window
+	// ahead, less than Window behind. Default: 5 minutes.
 	Window time.Duration
 	// ReorderSlack is how much older than the newest accepted signature of
 	// the same key a signature may be, so that parallel requests pass while
@@ -486,14 +487,18 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *
 		res.Body = body
 	}
 	// 4. Freshness and replay.
-	now := v.cfg.Now()
-	created := time.Unix(in.created, 0)
+	// In nanoseconds since the epoch, saturated: the same comparisons as
+	// on time.Time, without its monotonic bookkeeping.
+	now, window := v.cfg.Now().UnixNano(), int64(v.cfg.Window)
+	created := res.Created
 	switch {
-	case created.After(now.Add(v.cfg.Window)):
+	case unixNano(in.created) > addSat(now, window):
 		return res, ErrFuture
-	case created.Before(now.Add(-v.cfg.Window)):
+	case unixNano(in.created) <= addSat(now, -window):
+		// Exactly Window old is expired too: the nonce is held until
+		// created + Window, which is then already past.
 		return res, ErrExpired
-	case in.expires != 0 && !now.Before(time.Unix(in.expires, 0)):
+	case in.expires != 0 && now >= unixNano(in.expires):
 		return res, ErrExpired
 	}
 	ok, err := v.cfg.ReplayStore.Advance(ctx, in.keyID, created, v.cfg.ReorderSlack, 2*v.cfg.Window)
@@ -515,6 +520,32 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *
 		}
 	}
 	return res, nil
+}
+
+// unixNano returns sec seconds since the epoch in nanoseconds, saturated
+// at the range of int64 (past it only for times before 1678 or after
+// 2262, which no valid signature has).
+func unixNano(sec int64) int64 {
+	const limit = math.MaxInt64 / int64(time.Second)
+	switch {
+	case sec > limit:
+		return math.MaxInt64
+	case sec < -limit:
+		return math.MinInt64
+	}
+	return sec * int64(time.Second)
+}
+
+// addSat returns a + b, saturated at the range of int64.
+func addSat(a, b int64) int64 {
+	c := a + b
+	switch {
+	case b > 0 && c < a:
+		return math.MaxInt64
+	case b < 0 && c > a:
+		return math.MinInt64
+	}
+	return c
 }
 
 // parse reads Signature-Input and Signature, picks the signature to

@@ -214,6 +214,18 @@ func TestVerifyAttacks(t *testing.T) {
 		{name: "expires_passed", want: ErrExpired, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
 			return signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;expires=%d;keyid="device-a";nonce="n1"`, t0.Unix()-30, t0.Unix()-1)
 		}},
+		{name: "created_past_year_2262", want: ErrFuture, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
+			return signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;keyid="device-a";nonce="n1"`, int64(999_999_999_999_999))
+		}},
+		{name: "created_just_past_window", want: ErrFuture, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
+			return signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;keyid="device-a";nonce="n1"`, t0.Add(5*time.Minute).Unix()+1)
+		}},
+		{name: "expires_negative", want: ErrExpired, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
+			return signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;expires=%d;keyid="device-a";nonce="n1"`, t0.Unix(), int64(-999_999_999_999_999))
+		}},
+		{name: "expires_at_now", want: ErrExpired, wantStatus: 401, build: func(t *testing.T, e setup) *http.Request {
+			return signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;expires=%d;keyid="device-a";nonce="n1"`, t0.Unix()-1, t0.Unix())
+		}},
 		{name: "capture_replayed_after_newer_traffic", want: ErrStale, wantStatus: 401, wantEvent: "replay", build: func(t *testing.T, e setup) *http.Request {
 			old := signed(t, e.s, "GET", api+"/v1/orders", "", nil)
 			e.clk.Advance(30 * time.Second)
@@ -737,4 +749,36 @@ func TestDictionaryMembers(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "\"example-dict\";key=\"a\": 1\n\"example-dict\";key=\"b\": 2;x=1;y=2\n\"example-dict\";key=\"c\": (a b c)\n"+
 		"\"@signature-params\": (\"example-dict\";key=\"a\" \"example-dict\";key=\"b\" \"example-dict\";key=\"c\");created=1", string(base))
+}
+
+// TestFreshnessBoundaries checks the edges of the created window: Window
+// ahead is accepted, a second more is not; exactly Window behind is
+// expired (its nonce would already be past its hold), a second less is
+// accepted. The clock
+// moves on first, so that the replay store's start-up floor is behind the
+// window.
+func TestFreshnessBoundaries(t *testing.T) {
+	now := t0.Add(10 * time.Minute)
+	for _, tt := range []struct {
+		name    string
+		created int64
+		want    error
+	}{
+		{"window_ahead", now.Add(5 * time.Minute).Unix(), nil},
+		{"window_ahead_plus_1s", now.Add(5*time.Minute).Unix() + 1, ErrFuture},
+		{"window_behind_plus_1s", now.Add(-5*time.Minute).Unix() + 1, nil},
+		{"window_behind", now.Add(-5 * time.Minute).Unix(), ErrExpired},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v, clk, _ := newTestVerifier(t, nil)
+			clk.Advance(now.Sub(t0))
+			r := signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;keyid="device-a";nonce="n1"`, tt.created)
+			_, err := v.Verify(r)
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tt.want)
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -61,9 +62,9 @@ type Params []Param
 
 // Get returns the value of key.
 func (ps Params) Get(key string) (BareItem, bool) {
-	for _, p := range ps {
-		if p.Key == key {
-			return p.Value, true
+	for i := range ps { // by index: a Param is large to copy
+		if ps[i].Key == key {
+			return ps[i].Value, true
 		}
 	}
 	return BareItem{}, false
@@ -555,50 +556,48 @@ func (p *parser) bareItemInto(v *BareItem) error {
 
 // number is RFC 9651 §4.2.4.
 func (p *parser) number() (BareItem, error) {
-	neg := false
-	if p.peek() == '-' {
-		neg = true
-		p.off++
+	// Scanned with locals: the loops keep their index in a register.
+	s, i := p.s, p.off
+	neg := i < len(s) && s[i] == '-'
+	if neg {
+		i++
 	}
-	if !isDigit(p.peek()) {
+	begin := i
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	whole := i - begin
+	dot := i < len(s) && s[i] == '.'
+	switch {
+	case whole == 0, !dot && whole > 15, dot && whole > 12:
 		return BareItem{}, ErrSyntax
 	}
-	begin, dot := p.off, -1
-	for !p.eof() {
-		c := p.s[p.off]
-		if isDigit(c) {
-			p.off++
-		} else if c == '.' && dot < 0 {
-			if p.off-begin > 12 {
-				return BareItem{}, ErrSyntax
-			}
-			dot = p.off
-			p.off++
-		} else {
-			break
+	if !dot {
+		p.off = i
+		num := s[begin:i]
+		if len(num) > 1 && num[0] == '0' || neg && num == "0" {
+			p.nc = true // leading zeros, or -0
 		}
-		if dot < 0 && p.off-begin > 15 || dot >= 0 && p.off-begin > 16 {
-			return BareItem{}, ErrSyntax
-		}
-	}
-	num := p.s[begin:p.off]
-	if dot >= 0 || len(num) > 1 && num[0] == '0' || neg && num == "0" {
-		p.nc = true // a decimal, leading zeros, or -0
-	}
-	if dot < 0 {
 		var n int64 // at most 15 digits, checked above: no overflow
-		for i := 0; i < len(num); i++ {
-			n = n*10 + int64(num[i]-'0')
+		for j := 0; j < len(num); j++ {
+			n = n*10 + int64(num[j]-'0')
 		}
 		if neg {
 			n = -n
 		}
 		return BareItem{Kind: Integer, Int: n}, nil
 	}
-	if frac := p.off - dot - 1; frac < 1 || frac > 3 {
+	i++ // '.'
+	fracBegin := i
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	if frac := i - fracBegin; frac < 1 || frac > 3 {
 		return BareItem{}, ErrSyntax
 	}
-	f, err := strconv.ParseFloat(num, 64)
+	p.off = i
+	p.nc = true // a decimal
+	f, err := strconv.ParseFloat(s[begin:i], 64)
 	if err != nil {
 		return BareItem{}, ErrSyntax
 	}
@@ -613,9 +612,7 @@ func (p *parser) number() (BareItem, error) {
 func (p *parser) str() (string, error) {
 	s, i := p.s, p.off+1 // past '"'
 	begin := i
-	for i < len(s) && strPlain[s[i]] {
-		i++
-	}
+	i += plainRun(s[i:])
 	if i < len(s) {
 		switch s[i] {
 		case '"':
@@ -626,6 +623,38 @@ func (p *parser) str() (string, error) {
 		}
 	}
 	return "", ErrSyntax
+}
+
+// plainRun returns the length of the run of strPlain characters that s
+// starts with. It tests eight bytes at a time while it can (a String
+// holds a key ID, a nonce, a component name: tens of bytes), with the
+// exact tests for "has a byte below n" and "has a zero byte" on a word
+// (a borrow or carry across bytes only starts at a byte that matches, so
+// the lowest byte flagged is the first that stops the run), and finishes
+// byte by byte.
+func plainRun(s string) int {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		quote, backslash := x^('"'*ones), x^('\\'*ones)
+		below := (x - 0x20*ones) &^ x                  // a byte below 0x20
+		above := (x + ones) | x                        // a byte above 0x7e
+		isQuote := (quote - ones) &^ quote             // a '"'
+		isBackslash := (backslash - ones) &^ backslash // a '\\'
+		if m := (below | above | isQuote | isBackslash) & high; m != 0 {
+			return i + bits.TrailingZeros64(m)/8 // the lowest match is exact
+		}
+	}
+	for i < len(s) && strPlain[s[i]] {
+		i++
+	}
+	return i
 }
 
 // strPlain marks the characters a String holds as they are: visible ASCII
@@ -697,16 +726,12 @@ func (p *parser) token() string {
 // asks parsers to allow; wrong padding is an error.
 func (p *parser) byteSequence() ([]byte, error) {
 	p.off++ // ':'
-	begin := p.off
-	s, i := p.s, p.off
-	for i < len(s) && base64Chars[s[i]] {
-		i++
-	}
-	p.off = i
-	if !p.eof() {
-		if c := p.s[p.off]; c == ':' {
-			enc := p.s[begin:p.off]
-			p.off++
+	// The content runs to the next ':'. The decoder refuses any character
+	// in it outside the alphabet and padding, but for CR and LF, which it
+	// skips: those are refused here.
+	if end := strings.IndexByte(p.s[p.off:], ':'); end >= 0 {
+		if enc := p.s[p.off : p.off+end]; strings.IndexByte(enc, '\n') < 0 && strings.IndexByte(enc, '\r') < 0 {
+			p.off += end + 1
 			dec := base64.StdEncoding
 			if len(enc)%4 != 0 {
 				dec = base64.RawStdEncoding
@@ -725,15 +750,6 @@ func (p *parser) byteSequence() ([]byte, error) {
 	}
 	return nil, ErrSyntax
 }
-
-// base64Chars marks the characters of a Byte Sequence's content.
-var base64Chars = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		b := byte(c)
-		t[c] = isAlpha(b) || isDigit(b) || b == '+' || b == '/' || b == '='
-	}
-	return t
-}()
 
 func (p *parser) boolean() (BareItem, error) {
 	p.off++ // '?'

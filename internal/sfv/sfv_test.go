@@ -47,6 +47,19 @@ func TestParseDictionary(t *testing.T) {
 		{name: "decimal_trailing_dot", give: []string{`a=1.`}},
 		{name: "display_uppercase_hex", give: []string{`a=%"%C3%BC"`}},
 		{name: "display_invalid_utf8", give: []string{`a=%"%ff"`}},
+		{name: "integer_fifteen_digits", give: []string{`a=123456789012345, b=-123456789012345`}, want: `a=123456789012345, b=-123456789012345`},
+		{name: "decimal_longest", give: []string{`a=123456789012.125`}, want: `a=123456789012.125`},
+		{name: "decimal_whole_too_long", give: []string{`a=1234567890123.1`}},
+		{name: "minus_alone", give: []string{`a=-`}},
+		{name: "minus_not_digit", give: []string{`a=-x`}},
+		{name: "two_dots", give: []string{`a=1.2.3`}},
+		{name: "long_string_with_escape", give: []string{`a="0123456789abcdef\"0123456789"`}, want: `a="0123456789abcdef\"0123456789"`},
+		{name: "long_string_control_char", give: []string{"a=\"0123456789abc\x7f0123456789\""}},
+		{name: "long_string_non_ascii", give: []string{"a=\"0123456789abcdef\xc3\xbc\""}},
+		{name: "byte_sequence_with_lf", give: []string{"a=:YWJj\nZGVm:"}},
+		{name: "byte_sequence_with_cr", give: []string{"a=:YWJj\rZGVm:, b=1"}},
+		{name: "byte_sequence_with_space", give: []string{"a=:YWJj ZGVm:"}},
+		{name: "byte_sequence_unterminated", give: []string{"a=:YWJjZGVm"}},
 		{name: "empty_is_empty", give: []string{``}, want: ``},
 	}
 	for _, tt := range tests {
@@ -280,4 +293,32 @@ func TestManyKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, d.Members, 50_001)
 	require.False(t, d.Repeated)
+}
+
+// TestPlainRun checks the eight-at-a-time scan against the byte-by-byte
+// definition: every byte value at every position of a word and of the
+// tail, and runs that end exactly at a word's end.
+func TestPlainRun(t *testing.T) {
+	ref := func(s string) int {
+		i := 0
+		for i < len(s) && strPlain[s[i]] {
+			i++
+		}
+		return i
+	}
+	for n := 0; n <= 20; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				s := string(b)
+				require.Equal(t, ref(s), plainRun(s), "%q", s)
+			}
+		}
+		s := strings.Repeat("~ ", n)
+		require.Equal(t, ref(s), plainRun(s), "%q", s)
+	}
+	// Two stops in one word: the first counts.
+	require.Equal(t, 2, plainRun("ab\x01\"cdefgh"))
+	require.Equal(t, 3, plainRun("abc\\\x00defgh"))
 }
