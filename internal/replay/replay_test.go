@@ -108,3 +108,21 @@ func TestUsePair(t *testing.T) {
 	require.Equal(t, Fresh, c.Use("device-1nonce", exp), "a single id is not a pair")
 	require.Equal(t, Seen, c.Use("device-1nonce", exp))
 }
+
+// TestReuseAfterExpiry records an id, lets it expire and records it again
+// under a later expiry: the second record holds until its own expiry, and
+// the expired one leaves the floor where it was.
+func TestReuseAfterExpiry(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := New(10, clk.t, clk.now)
+	start := c.Floor()
+	require.Equal(t, Fresh, c.Use("a", clk.t.Add(time.Second)))
+	clk.t = clk.t.Add(2 * time.Second)
+	require.Equal(t, Fresh, c.Use("a", clk.t.Add(time.Minute)), "expired: usable again")
+	require.Equal(t, Fresh, c.Use("b", clk.t.Add(time.Minute)))
+	require.Equal(t, Seen, c.Use("a", clk.t.Add(time.Minute)), "the later record holds")
+	require.Equal(t, 2, c.Len())
+	clk.t = clk.t.Add(2 * time.Minute)
+	require.Equal(t, Fresh, c.Use("a", clk.t.Add(time.Minute)))
+	require.Equal(t, start, c.Floor(), "no unexpired entry was evicted: the floor did not move")
+}
