@@ -437,9 +437,18 @@ type sigInput struct {
 // buf is not nil and large enough (Result.Body then shares it; the caller
 // keeps Result.Body as buf's new contents), into a new slice otherwise.
 func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer) (*Result, error) {
-	ctx := r.Context()
+	// Not a defer: verifyWith has too many returns for the compiler to
+	// open-code one, and a stack-allocated defer costs more than the
+	// call. A panic leaves sc to the garbage collector.
 	sc := getScratch()
-	defer putScratch(sc)
+	res, err := v.verifyWith(r, p, required, buf, sc)
+	putScratch(sc)
+	return res, err
+}
+
+// verifyWith is verify with sc as its working storage.
+func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer, sc *scratch) (*Result, error) {
+	ctx := r.Context()
 	// 1. Parse and profile checks.
 	in, err := v.parse(r, p, required, sc)
 	if err != nil {
