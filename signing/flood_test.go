@@ -12,7 +12,7 @@ import (
 )
 
 // TestNonceFlood sends a million distinct nonces at the in-memory replay
-// store of 10,000: the store stays at its size, the heap under 16 MiB,
+// store of 10,000: the store stays within its size, the heap under 16 MiB,
 // and a nonce evicted before its expiry is still refused (the floor).
 func TestNonceFlood(t *testing.T) {
 	if testing.Short() {
@@ -39,7 +39,8 @@ func TestNonceFlood(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	t.Logf("heap after a million nonces: %+d bytes, %d entries", int64(after.HeapAlloc)-int64(before.HeapAlloc), s.Len())
-	require.Equal(t, 10_000, s.Len())
+	require.LessOrEqual(t, s.Len(), 10_000)
+	require.Greater(t, s.Len(), 10_000-16, "an eviction takes one block of nonces")
 	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20))
 	ok, err = s.UseNonce(ctx, "device-a", "the-first-nonce", first, first.Add(5*time.Minute))
 	require.ErrorIs(t, err, ErrReplayFloor, "replay of an evicted nonce refused")

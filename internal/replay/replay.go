@@ -2,7 +2,8 @@
 // replay defences of auth (DPoP jti) and signing (nonces).
 //
 // Entries live until their expiry; the cache holds at most its size and
-// evicts the least recently added entry first. An eviction must not open a
+// evicts the least recently added entries first (a block of them at a
+// time, see [Cache]). An eviction must not open a
 // replay hole: when an entry is evicted before its expiry, the cache raises
 // a floor to that entry's expiry, and from then on refuses every id whose
 // expiry is at or below the floor, whether it was seen or not. Since
@@ -40,18 +41,50 @@ const (
 //
 // It holds a 64-bit keyed hash of each id (maphash under a seed of its
 // own, which nobody outside the process knows), not the id: an entry is
-// the same small size whatever the id's length, and recording one
-// allocates only the LRU's element. A collision can only make a fresh id
-// look seen, which refuses it (fail closed), never accept a replay; with n
-// entries held, a fresh id collides with probability n/2⁶⁴ (about 5×10⁻¹⁵
-// for 100,000 entries).
+// the same small size whatever the id's length. A collision can only make
+// a fresh id look seen, which refuses it (fail closed), never accept a
+// replay; with n entries held, a fresh id collides with probability n/2⁶⁴
+// (about 5×10⁻¹⁵ for 100,000 entries).
+//
+// Entries are indexed in one map of hash to expiry and listed, in the
+// order they were recorded, in blocks of up to maxBlock, which a
+// golang-lru LRU keeps, the least recently filled first. Recording an id
+// is a map insert and an append to the current block: no memory is
+// allocated per id, and the map and blocks hold no pointers for the
+// garbage collector to scan. Eviction takes the oldest block whole, a
+// block's entries at once instead of one (a block is at most a
+// sixteenth of the size, and one entry in caches under 32): the cache
+// then holds up to a block fewer than its size, and the floor is the
+// expiry of the newest evicted, as evicting them one by one would leave
+// it.
 type Cache struct {
-	seed  maphash.Seed
-	mu    sync.Mutex
-	lru   *lru.LRU[uint64, int64] // id hash -> expiry, unix nanoseconds
-	floor int64                   // expiry of the newest entry evicted unexpired
-	now   func() time.Time
-	evict int64 // now, in unix nanoseconds, during an Add; requires mu held
+	seed   maphash.Seed
+	mu     sync.Mutex
+	index  map[uint64]int64         // id hash -> expiry, unix nanoseconds
+	blocks *lru.LRU[uint64, *block] // block number -> its entries, oldest first
+	cur    *block                   // the block being filled (also in blocks)
+	next   uint64                   // number of the next block
+	spare  *block                   // an evicted block, for reuse
+	size   int                      // most entries listed
+	per    int                      // entries a block lists, 1 to maxBlock
+	n      int                      // entries listed
+	floor  int64                    // expiry of the newest entry evicted unexpired
+	now    func() time.Time
+	evict  int64 // now, in unix nanoseconds, during an eviction; requires mu held
+}
+
+// maxBlock is the most entries a block lists.
+const maxBlock = 16
+
+// block lists entries in the order they were recorded.
+type block struct {
+	entries [maxBlock]entry
+	len     int
+}
+
+type entry struct {
+	id  uint64
+	exp int64
 }
 
 // New returns a Cache of at most size entries (size > 0), reading time from
@@ -60,23 +93,60 @@ type Cache struct {
 // validity window, and every id that could have been used before the
 // process started is refused.
 func New(size int, startFloor time.Time, now func() time.Time) *Cache {
+	if size <= 0 {
+		panic("replay: size must be positive")
+	}
 	if now == nil {
 		now = time.Now
 	}
-	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed()}
-	l, err := lru.NewLRU[uint64, int64](size, c.onEvict)
-	if err != nil {
-		panic("replay: size must be positive")
-	}
-	c.lru = l
+	per := min(maxBlock, max(1, size/16))
+	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed(), size: size, per: per, index: make(map[uint64]int64)}
+	// Every block but the current one is full, so the entries' bound is
+	// reached first, and with at least two blocks the one evicted is
+	// never the current one: the LRU's own bound is a backstop.
+	c.blocks, _ = lru.NewLRU[uint64, *block](size/per+2, c.onEvict)
 	return c
 }
 
-// onEvict raises the floor when an unexpired entry is evicted. Requires
-// c.mu held (simplelru calls it from Add).
-func (c *Cache) onEvict(_ uint64, exp int64) {
-	if exp > c.evict && exp > c.floor {
-		c.floor = exp
+// onEvict drops an evicted block's entries from the index and raises the
+// floor to the newest unexpired one. Requires c.mu held (simplelru calls
+// it from Add and RemoveOldest).
+func (c *Cache) onEvict(_ uint64, b *block) {
+	for _, e := range b.entries[:b.len] {
+		if c.index[e.id] == e.exp { // not recorded again since, under a later expiry
+			delete(c.index, e.id)
+		}
+		if e.exp > c.evict && e.exp > c.floor {
+			c.floor = e.exp
+		}
+	}
+	c.n -= b.len
+	if b == c.cur {
+		c.cur = nil
+	}
+	*b = block{}
+	c.spare = b
+}
+
+// record lists id, expiring at exp, in the current block. Requires c.mu
+// held.
+func (c *Cache) record(id uint64, exp int64) {
+	if c.cur == nil || c.cur.len == c.per {
+		b := c.spare
+		if b == nil {
+			b = new(block)
+		}
+		c.spare = nil
+		c.blocks.Add(c.next, b)
+		c.next++
+		c.cur = b
+	}
+	c.cur.entries[c.cur.len] = entry{id: id, exp: exp}
+	c.cur.len++
+	c.index[id] = exp
+	c.n++
+	for c.n > c.size {
+		c.blocks.RemoveOldest()
 	}
 }
 
@@ -108,11 +178,11 @@ func (c *Cache) use(id uint64, exp time.Time) Result {
 	if e <= c.floor {
 		return BelowFloor
 	}
-	if old, ok := c.lru.Peek(id); ok && old > now {
+	if old, ok := c.index[id]; ok && old > now {
 		return Seen
 	}
 	c.evict = now
-	c.lru.Add(id, e)
+	c.record(id, e)
 	return Fresh
 }
 
@@ -120,7 +190,7 @@ func (c *Cache) use(id uint64, exp time.Time) Result {
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.lru.Len()
+	return len(c.index)
 }
 
 // Floor returns the current floor.
