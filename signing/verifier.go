@@ -437,9 +437,9 @@ type sigInput struct {
 // buf is not nil and large enough (Result.Body then shares it; the caller
 // keeps Result.Body as buf's new contents), into a new slice otherwise.
 func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer) (*Result, error) {
-	// Not a defer: verifyWith has too many returns for the compiler to
-	// open-code one, and a stack-allocated defer costs more than the
-	// call. A panic leaves sc to the garbage collector.
+	// Not a defer: a panic part way through must not put a half-written
+	// scratch back in the pool (it is left to the garbage collector), and
+	// verifyWith has too many returns for an open-coded defer.
 	sc := getScratch()
 	res, err := v.verifyWith(r, p, required, buf, sc)
 	putScratch(sc)
