@@ -13,7 +13,6 @@
 package replay
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -159,13 +158,14 @@ func (c *Cache) Use(id string, exp time.Time) Result {
 // UsePair is Use of the id made of scope and id together (say, a key ID
 // and a nonce), without building it: pairs differ when either part does.
 func (c *Cache) UsePair(scope, id string, exp time.Time) Result {
-	// The length of scope first, so that the parts cannot shift; hashed
-	// from one buffer (on the stack for the usual sizes).
-	var stack [320]byte
-	buf := binary.LittleEndian.AppendUint64(stack[:0], uint64(len(scope)))
-	buf = append(append(buf, scope...), id...)
-	return c.use(maphash.Bytes(c.seed, buf), exp)
+	// Hashed as a struct of the two, as a map key of that type is: each
+	// part with its length, so that the parts cannot shift, and nothing
+	// copied.
+	return c.use(maphash.Comparable(c.seed, pair{scope, id}), exp)
 }
+
+// pair is the id that UsePair hashes.
+type pair struct{ scope, id string }
 
 func (c *Cache) use(id uint64, exp time.Time) Result {
 	now := c.now().UnixNano()
