@@ -498,12 +498,12 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	// 4. Freshness and replay.
 	// In nanoseconds since the epoch, saturated: the same comparisons as
 	// on time.Time, without its monotonic bookkeeping.
-	now, window := v.cfg.Now().UnixNano(), int64(v.cfg.Window)
+	now, window, c := v.cfg.Now().UnixNano(), int64(v.cfg.Window), unixNano(in.created)
 	created := res.Created
 	switch {
-	case unixNano(in.created) > addSat(now, window):
+	case c > addSat(now, window):
 		return res, ErrFuture
-	case unixNano(in.created) <= addSat(now, -window):
+	case c <= addSat(now, -window):
 		// Exactly Window old is expired too: the nonce is held until
 		// created + Window, which is then already past.
 		return res, ErrExpired
