@@ -16,6 +16,7 @@ import (
 	"errors"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -138,6 +139,43 @@ type Scratch struct {
 	bytes   []byte
 }
 
+// The arenas keep one invariant: every element past an arena's length is
+// zero. Reset clears what was used, growth allocates zeroed memory, and
+// nothing shortens an arena without clearing what it drops. Taking the
+// next element then needs no zeroing, and the parser writes a value into
+// it field by field: copying a whole struct into the heap would go
+// through the garbage collector's bulk write barrier while it marks.
+
+// nextItem returns a new zero Item at the end of s.items.
+func (s *Scratch) nextItem() *Item {
+	n := len(s.items)
+	if n == cap(s.items) {
+		s.items = slices.Grow(s.items, max(8, n))
+	}
+	s.items = s.items[:n+1]
+	return &s.items[n]
+}
+
+// nextParam returns a new zero Param at the end of s.params.
+func (s *Scratch) nextParam() *Param {
+	n := len(s.params)
+	if n == cap(s.params) {
+		s.params = slices.Grow(s.params, max(4, n))
+	}
+	s.params = s.params[:n+1]
+	return &s.params[n]
+}
+
+// nextMember returns a new zero DictMember at the end of s.members.
+func (s *Scratch) nextMember() *DictMember {
+	n := len(s.members)
+	if n == cap(s.members) {
+		s.members = slices.Grow(s.members, max(2, n))
+	}
+	s.members = s.members[:n+1]
+	return &s.members[n]
+}
+
 // Reset forgets every value parsed with s, keeping its storage.
 func (s *Scratch) Reset() {
 	clear(s.items) // drop references into old input
@@ -161,19 +199,6 @@ func (p *parser) peek() byte {
 		return 0
 	}
 	return p.s[p.off]
-}
-
-func (p *parser) skipSP() {
-	for !p.eof() && p.s[p.off] == ' ' {
-		p.off++
-	}
-}
-
-// skipSPCount is skipSP, returning the number of spaces skipped.
-func (p *parser) skipSPCount() int {
-	begin := p.off
-	p.skipSP()
-	return p.off - begin
 }
 
 func (p *parser) skipOWS() {
@@ -245,9 +270,6 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 	var d Dictionary
 	var seen keyIndex
 	first := len(s.members)
-	if len(p.s) > 0 && cap(s.members) == 0 {
-		s.members = make([]DictMember, 0, 2)
-	}
 	for !p.eof() {
 		key, err := p.key()
 		if err != nil {
@@ -255,16 +277,17 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 		}
 		// Parse in place at the end; a repeated key then moves the value
 		// to the earlier member's position.
-		s.members = append(s.members, DictMember{Key: key})
+		dm := s.nextMember()
+		dm.Key = key
 		last := len(s.members) - 1
-		m := &s.members[last].Member
+		m := &dm.Member
 		if p.peek() == '=' {
 			p.off++
 			if err := p.memberInto(m); err != nil {
 				return Dictionary{}, err
 			}
 		} else {
-			m.Item.Value = BareItem{Kind: Boolean, Bool: true}
+			m.Item.Value.Kind, m.Item.Value.Bool = Boolean, true
 			if m.Item.Params, err = p.params(); err != nil {
 				return Dictionary{}, err
 			}
@@ -325,7 +348,8 @@ func (s *Scratch) byteSequenceMember(line string) (Dictionary, bool) {
 		return Dictionary{}, false
 	}
 	first := len(s.members)
-	s.members = append(s.members, DictMember{Key: key, Member: Member{Item: Item{Value: BareItem{Kind: ByteSequence, Bytes: b}}}})
+	m := s.nextMember()
+	m.Key, m.Item.Value.Kind, m.Item.Value.Bytes = key, ByteSequence, b
 	return Dictionary{Members: s.members[first:len(s.members):len(s.members)]}, true
 }
 
@@ -367,29 +391,56 @@ func (p *parser) memberInto(m *Member) error {
 }
 
 func (p *parser) innerListInto(m *Member) error {
-	p.off++ // '('
+	// Scanned with locals, as number is, and with a path of its own for
+	// the usual item, a String without escapes (a component name): the
+	// general item parser, through p.off, takes the rest.
 	a := p.a
-	if cap(a.items) == 0 {
-		a.items = make([]Item, 0, 8)
-	}
 	first := len(a.items)
-	for !p.eof() {
+	s, i := p.s, p.off+1 // past '('
+	for i < len(s) {
 		// Canonical: no space after '(' or before ')', one between items.
-		if n := p.skipSPCount(); n != 0 && (len(a.items) == first || n != 1 || p.peek() == ')') {
+		j := i
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		if n := j - i; n != 0 && (len(a.items) == first || n != 1 || j < len(s) && s[j] == ')') {
 			p.nc = true
 		}
-		if p.peek() == ')' {
-			p.off++
+		if i = j; i == len(s) {
+			break
+		}
+		if s[i] == ')' {
+			p.off = i + 1
 			m.Items = a.items[first:len(a.items):len(a.items)]
 			var err error
 			m.Params, err = p.params()
 			return err
 		}
-		a.items = append(a.items, Item{})
-		if err := p.itemInto(&a.items[len(a.items)-1]); err != nil {
+		if k := i + 1; s[i] == '"' {
+			k += plainRun(s[k:])
+			if k < len(s) && s[k] == '"' {
+				it := a.nextItem()
+				it.Value.Kind, it.Value.verbatim, it.Value.Str = String, true, s[i+1:k]
+				i = k + 1
+				if i < len(s) && s[i] == ';' {
+					p.off = i
+					var err error
+					if it.Params, err = p.params(); err != nil {
+						return err
+					}
+					i = p.off
+				}
+				if i == len(s) || s[i] != ' ' && s[i] != ')' {
+					return ErrSyntax
+				}
+				continue
+			}
+		}
+		p.off = i
+		if err := p.itemInto(a.nextItem()); err != nil {
 			return err
 		}
-		if c := p.peek(); c != ' ' && c != ')' {
+		if i = p.off; i == len(s) || s[i] != ' ' && s[i] != ')' {
 			return ErrSyntax
 		}
 	}
@@ -407,56 +458,78 @@ func (p *parser) itemInto(it *Item) error {
 }
 
 func (p *parser) params() (Params, error) {
-	if p.peek() != ';' {
+	// Scanned with locals, with a path of its own for the usual value, a
+	// String without escapes or an Integer: the general bare item parser,
+	// through p.off, takes the rest.
+	s, i := p.s, p.off
+	if i == len(s) || s[i] != ';' {
 		return nil, nil
 	}
 	a := p.a
-	if cap(a.params) == 0 {
-		a.params = make([]Param, 0, 4)
-	}
 	first := len(a.params)
 	var seen keyIndex
-	for p.peek() == ';' {
-		p.off++
-		if p.skipSPCount() != 0 {
+	for i < len(s) && s[i] == ';' {
+		i++
+		j := i
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		if j != i {
 			p.nc = true
 		}
-		key, err := p.key()
-		if err != nil {
-			return nil, err
+		// The key (see key).
+		if i = j; i == len(s) || !isLCAlpha(s[i]) && s[i] != '*' {
+			return nil, ErrSyntax
 		}
-		a.params = append(a.params, Param{Key: key})
-		last := len(a.params) - 1
-		v := &a.params[last].Value
-		if p.peek() == '=' {
-			p.off++
+		for j++; j < len(s) && keyChars[s[j]]; j++ {
+		}
+		key := s[i:j]
+		i = j
+		// The value goes into a new Param, or replaces that of an
+		// earlier one of the same key, which keeps its place.
+		n, at := len(a.params)-first, -1
+		if seen.m == nil && n < linearKeys {
+			for j := first; j < len(a.params); j++ {
+				if a.params[j].Key == key {
+					at = j - first
+					break
+				}
+			}
+		} else {
+			at = seen.index(key, n, func(j int) string { return a.params[first+j].Key })
+		}
+		var v *BareItem
+		if at < 0 {
+			prm := a.nextParam()
+			prm.Key, v = key, &prm.Value
+		} else {
+			p.nc = true
+			v = &a.params[first+at].Value
+			*v = BareItem{}
+		}
+		switch {
+		case i == len(s) || s[i] != '=':
+			v.Kind, v.Bool = Boolean, true
+		case i+1 < len(s) && s[i+1] == '"':
+			k := i + 2
+			if k += plainRun(s[k:]); k < len(s) && s[k] == '"' {
+				v.Kind, v.verbatim, v.Str = String, true, s[i+2:k]
+				i = k + 1
+				break
+			}
+			fallthrough
+		default:
+			p.off = i + 1
 			if err := p.bareItemInto(v); err != nil {
 				return nil, err
 			}
 			if v.Kind == Boolean && v.Bool {
 				p.nc = true // serialized as the bare key
 			}
-		} else {
-			*v = BareItem{Kind: Boolean, Bool: true}
-		}
-		i := -1
-		if seen.m == nil && last-first < linearKeys {
-			for j := first; j < last; j++ {
-				if a.params[j].Key == key {
-					i = j - first
-					break
-				}
-			}
-		} else {
-			i = seen.index(key, last-first, func(j int) string { return a.params[first+j].Key })
-		}
-		if i >= 0 {
-			p.nc = true
-			a.params[first+i].Value = *v // a repeated key keeps its place
-			a.params[last] = Param{}
-			a.params = a.params[:last]
+			i = p.off
 		}
 	}
+	p.off = i
 	return a.params[first:len(a.params):len(a.params)], nil
 }
 
@@ -523,7 +596,7 @@ func (p *parser) bareItemInto(v *BareItem) error {
 	c := p.peek()
 	switch {
 	case c == '-' || isDigit(c):
-		*v, err = p.number()
+		v.Kind, v.Int, v.Dec, err = p.number()
 	case c == '"':
 		start := p.off
 		v.Kind = String
@@ -536,14 +609,15 @@ func (p *parser) bareItemInto(v *BareItem) error {
 		v.Bytes, err = p.byteSequence()
 		p.nc = true // padding and trailing bits: not worth checking
 	case c == '?':
-		*v, err = p.boolean()
+		v.Kind = Boolean
+		v.Bool, err = p.boolean()
 	case c == '@':
 		p.off++
-		n, nerr := p.number()
-		if nerr != nil || n.Kind != Integer {
+		kind, n, _, nerr := p.number()
+		if nerr != nil || kind != Integer {
 			return ErrSyntax
 		}
-		v.Kind, v.Int = Date, n.Int
+		v.Kind, v.Int = Date, n
 	case c == '%':
 		v.Kind = DisplayString
 		v.Str, err = p.displayString()
@@ -554,8 +628,9 @@ func (p *parser) bareItemInto(v *BareItem) error {
 	return err
 }
 
-// number is RFC 9651 §4.2.4.
-func (p *parser) number() (BareItem, error) {
+// number is RFC 9651 §4.2.4: an Integer (its value in n) or a Decimal
+// (in f).
+func (p *parser) number() (kind Kind, n int64, f float64, err error) {
 	// Scanned with locals: the loops keep their index in a register.
 	s, i := p.s, p.off
 	neg := i < len(s) && s[i] == '-'
@@ -570,7 +645,7 @@ func (p *parser) number() (BareItem, error) {
 	dot := i < len(s) && s[i] == '.'
 	switch {
 	case whole == 0, !dot && whole > 15, dot && whole > 12:
-		return BareItem{}, ErrSyntax
+		return 0, 0, 0, ErrSyntax
 	}
 	if !dot {
 		p.off = i
@@ -578,14 +653,14 @@ func (p *parser) number() (BareItem, error) {
 		if len(num) > 1 && num[0] == '0' || neg && num == "0" {
 			p.nc = true // leading zeros, or -0
 		}
-		var n int64 // at most 15 digits, checked above: no overflow
+		// At most 15 digits, checked above: no overflow.
 		for j := 0; j < len(num); j++ {
 			n = n*10 + int64(num[j]-'0')
 		}
 		if neg {
 			n = -n
 		}
-		return BareItem{Kind: Integer, Int: n}, nil
+		return Integer, n, 0, nil
 	}
 	i++ // '.'
 	fracBegin := i
@@ -593,18 +668,18 @@ func (p *parser) number() (BareItem, error) {
 		i++
 	}
 	if frac := i - fracBegin; frac < 1 || frac > 3 {
-		return BareItem{}, ErrSyntax
+		return 0, 0, 0, ErrSyntax
 	}
 	p.off = i
 	p.nc = true // a decimal
-	f, err := strconv.ParseFloat(s[begin:i], 64)
+	f, err = strconv.ParseFloat(s[begin:i], 64)
 	if err != nil {
-		return BareItem{}, ErrSyntax
+		return 0, 0, 0, ErrSyntax
 	}
 	if neg {
 		f = -f
 	}
-	return BareItem{Kind: Decimal, Dec: f}, nil
+	return Decimal, 0, f, nil
 }
 
 // str is RFC 9651 §4.2.5. Without escapes the result points into the
@@ -751,17 +826,17 @@ func (p *parser) byteSequence() ([]byte, error) {
 	return nil, ErrSyntax
 }
 
-func (p *parser) boolean() (BareItem, error) {
+func (p *parser) boolean() (bool, error) {
 	p.off++ // '?'
 	switch p.peek() {
 	case '1':
 		p.off++
-		return BareItem{Kind: Boolean, Bool: true}, nil
+		return true, nil
 	case '0':
 		p.off++
-		return BareItem{Kind: Boolean, Bool: false}, nil
+		return false, nil
 	}
-	return BareItem{}, ErrSyntax
+	return false, ErrSyntax
 }
 
 // displayString is RFC 9651 §4.2.10.

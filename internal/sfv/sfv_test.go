@@ -119,6 +119,7 @@ func FuzzDifferential(f *testing.F) {
 				checkRaw(t, s, m.Member)
 			}
 		}
+		checkReused(t, s, ours, err1)
 		if err1 == nil && err2 == nil {
 			a, errA := AppendDictionary(nil, ours)
 			b, errB := httpsfv.Marshal(ref)
@@ -156,6 +157,43 @@ func FuzzDifferential(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkReused fails unless a Scratch that parsed other values before,
+// including s itself, failed or not, parses s as a fresh one does (ours,
+// err): the parser takes arena elements without zeroing them, so a value
+// left over in an arena must never show through.
+func checkReused(t *testing.T, s string, ours Dictionary, err error) {
+	t.Helper()
+	var sc Scratch
+	for _, dirty := range []string{
+		`a=("x";p=1;q="y" :eA==: tok;b), b=?0;c=1.5;d=@1, e="\"", f=%"%c3%bc";g=-12`,
+		s, // leaves what it parsed, or part of it when it fails, in the arenas
+	} {
+		_, _ = sc.ParseDictionary([]string{dirty})
+		_, _ = sc.ParseDictionary([]string{dirty, s})
+	}
+	for _, reset := range []bool{false, true} {
+		if reset {
+			sc.Reset()
+		}
+		d, err2 := sc.ParseDictionary([]string{s})
+		if (err == nil) != (err2 == nil) {
+			t.Fatalf("%q: fresh %v, reused %v", s, err, err2)
+		}
+		if err == nil {
+			a, errA := AppendDictionary(nil, ours)
+			b, errB := AppendDictionary(nil, d)
+			if (errA == nil) != (errB == nil) || string(a) != string(b) {
+				t.Fatalf("%q: fresh %q (%v), reused %q (%v)", s, a, errA, b, errB)
+			}
+			for i := range d.Members {
+				if d.Members[i].Raw != ours.Members[i].Raw {
+					t.Fatalf("%q: fresh Raw %q, reused %q", s, ours.Members[i].Raw, d.Members[i].Raw)
+				}
+			}
+		}
+	}
 }
 
 // checkRaw fails unless m.Raw, when set, is m's serialization.
