@@ -232,8 +232,9 @@ func (res *Result) Covered() []string {
 // concurrent use by multiple goroutines. The zero value is not usable;
 // create one with [New].
 type Verifier struct {
-	cfg  Config
-	macs *macCache
+	cfg      Config
+	required []sfv.Item // Config.Profile.Components, parsed
+	macs     *macCache
 }
 
 // New validates cfg, fills in its defaults and returns a Verifier.
@@ -276,18 +277,15 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := cfg.Profile.validate(); err != nil {
+	cfg.Profile.Components = slices.Clone(cfg.Profile.Components) // the caller's slice may change
+	required, err := cfg.Profile.required()
+	if err != nil {
 		return nil, err
 	}
 	if cfg.ReplayStore == nil {
 		cfg.ReplayStore = NewMemoryReplayStore(cfg.ReplayCacheSize, cfg.Window, cfg.Now)
 	}
-	return &Verifier{cfg: cfg, macs: newMACCache()}, nil
-}
-
-func (p Profile) validate() error {
-	_, err := p.required()
-	return err
+	return &Verifier{cfg: cfg, required: required, macs: newMACCache()}, nil
 }
 
 // required parses Profile.Components.
@@ -390,8 +388,7 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 // the replay store. It reads r.Body when the request has one (returned in
 // Result.Body). Errors match the package's sentinels.
 func (v *Verifier) Verify(r *http.Request) (*Result, error) {
-	req, _ := v.cfg.Profile.required() // validated in New
-	return v.verify(r, v.cfg.Profile, req, nil)
+	return v.verify(r, v.cfg.Profile, v.required, nil)
 }
 
 // scratch is the working storage of one verification, recycled through
@@ -458,10 +455,13 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	// 2. Key lookup.
 	key, err := v.cfg.Keys.Key(ctx, in.keyID)
 	switch {
+	case err == nil: // the usual case, before the error tests
 	case errors.Is(err, ErrUnknownKey):
 		return res, fmt.Errorf("%w: %q", ErrUnknownKey, in.keyID)
-	case err != nil:
+	default:
 		return res, fmt.Errorf("%w: key store: %v", ErrStoreUnavailable, err)
+	}
+	switch {
 	case key.Revoked:
 		return res, ErrRevokedKey
 	case in.alg != "" && in.alg != key.Algorithm:
@@ -518,8 +518,11 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		return res, ErrStale
 	}
 	if in.nonce != "" {
-		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, created.Add(v.cfg.Window))
+		// created + Window, as created.Add(v.cfg.Window) is, without
+		// its monotonic bookkeeping.
+		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, time.Unix(0, addSat(c, window)))
 		switch {
+		case err == nil && ok:
 		case errors.Is(err, ErrReplayFloor):
 			return res, ErrReplayFloor
 		case err != nil:
@@ -576,7 +579,8 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 		return nil, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
 	}
 	var lastErr error
-	for _, m := range inputs.Members {
+	for i := range inputs.Members {
+		m := &inputs.Members[i] // by index: a member is large to copy
 		if !m.IsInnerList {
 			return nil, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
 		}
@@ -588,8 +592,14 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			lastErr = err
 			continue
 		}
-		sm, ok := sigs.Get(m.Key)
-		if !ok {
+		var sm *sfv.Member // by index: a Member is large to copy
+		for i := range sigs.Members {
+			if sigs.Members[i].Key == m.Key {
+				sm = &sigs.Members[i].Member
+				break
+			}
+		}
+		if sm == nil {
 			return nil, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
 		}
 		if sm.IsInnerList || sm.Item.Value.Kind != sfv.ByteSequence {
@@ -659,7 +669,12 @@ func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item,
 	if len(items) > MaxComponents {
 		return nil, fmt.Errorf("%w: %d covered components, more than %d", ErrMalformed, len(items), MaxComponents)
 	}
-	*in = sigInput{label: label, items: items, params: params, covered: coverageOfItems(items)}
+	// Field by field, not as one struct: in is in the heap, where a whole
+	// struct copy goes through the collector's bulk write barrier while
+	// it marks.
+	in.label, in.items, in.params, in.covered = label, items, params, coverageOfItems(items)
+	in.raw, in.lines, in.sig = "", nil, nil
+	in.keyID, in.nonce, in.alg, in.created, in.expires = "", "", "", 0, 0
 	for i := range params {
 		prm := &params[i]
 		var ok bool
@@ -707,7 +722,7 @@ func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item,
 	for _, want := range required {
 		found := false
 		for i := range items {
-			if sameIdentifier(items[i], want) {
+			if sameIdentifier(&items[i], &want) {
 				found = true
 				break
 			}

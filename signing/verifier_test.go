@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -781,4 +782,29 @@ func TestFreshnessBoundaries(t *testing.T) {
 			require.ErrorIs(t, err, tt.want)
 		})
 	}
+}
+
+// TestLabelsCheckedApart: when the first signature of a request fails the
+// profile after its parameters were read, the next one is checked on its
+// own parameters only. checkProfile resets its sigInput field by field,
+// so a field it forgot would carry the first signature's value over:
+// here, an expires long past and an alg of another key type, either of
+// which refuses the second signature.
+func TestLabelsCheckedApart(t *testing.T) {
+	v, clk, _ := newTestVerifier(t, nil)
+	created := clk.Now().Unix()
+	// sig0 covers no @method (a profile failure), after expires, alg and
+	// the rest were read; sig1 is a valid signature without either.
+	r := signRaw(t, "device-a", secretA, `("@method" "@target-uri");created=%d;keyid="device-a";nonce="n-1"`, created)
+	r.Header.Set("Signature-Input", `sig0=("@target-uri");created=1;expires=2;keyid="device-b";nonce="old";alg="ed25519";tag="x", `+r.Header.Get("Signature-Input"))
+	r.Header.Set("Signature", `sig0=:AAAA:, `+r.Header.Get("Signature"))
+	res, err := v.Verify(r)
+	require.NoError(t, err)
+	require.Equal(t, "sig1", res.Label)
+	require.Equal(t, "device-a", res.KeyID)
+	require.Equal(t, created, res.Created.Unix())
+
+	// Every field of sigInput is one checkProfile resets: a new field
+	// must be added there too.
+	require.Equal(t, 12, reflect.TypeFor[sigInput]().NumField(), "sigInput changed: reset the new field in checkProfile")
 }

@@ -956,6 +956,13 @@ func AppendInnerList(dst []byte, items []Item, params Params) ([]byte, error) {
 // the other append functions do inside: an Item is large, and the request
 // path serializes many.
 func AppendItem(dst []byte, it *Item) ([]byte, error) {
+	if it.Value.Kind == String && it.Value.verbatim && len(it.Params) == 0 {
+		// A String the parser read without escapes, such as a component
+		// identifier: its text as it came.
+		dst = append(dst, '"')
+		dst = append(dst, it.Value.Str...)
+		return append(dst, '"'), nil
+	}
 	dst, err := appendBareItem(dst, &it.Value)
 	if err != nil {
 		return nil, err
