@@ -29,7 +29,7 @@ type ReplayStore interface {
 // MemoryReplayStore is the bounded in-memory [ReplayStore]. It holds at
 // most its size of nonces and of keys' high-water marks, evicting the
 // oldest (nonces a block at a time, at most a sixteenth of the size, so
-// that recording one allocates nothing; about 48 bytes a nonce). An
+// that recording one allocates nothing; about 57 bytes a nonce). An
 // evicted nonce must not become usable again, so the store
 // keeps a floor: the newest created time of a nonce evicted before its
 // expiry, and at start the second the store was made in (a restart

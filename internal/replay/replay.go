@@ -45,12 +45,12 @@ const (
 // replay; with n entries held, a fresh id collides with probability n/2⁶⁴
 // (about 5×10⁻¹⁵ for 100,000 entries).
 //
-// Entries are indexed in one map of hash to expiry and listed, in the
-// order they were recorded, in blocks of up to maxBlock, which a
-// golang-lru LRU keeps, the least recently filled first. Recording an id
-// is a map insert and an append to the current block: no memory is
-// allocated per id, and the map and blocks hold no pointers for the
-// garbage collector to scan. Eviction takes the oldest block whole, a
+// Entries are indexed in one hash table of hash to expiry (see table) and
+// listed, in the order they were recorded, in blocks of up to maxBlock,
+// which a golang-lru LRU keeps, the least recently filled first.
+// Recording an id is a table insert and an append to the current block:
+// no memory is allocated per id, and the table and blocks hold no
+// pointers for the garbage collector to scan. Eviction takes the oldest block whole, a
 // block's entries at once instead of one (a block is at most a
 // sixteenth of the size, and one entry in caches under 32): the cache
 // then holds up to a block fewer than its size, and the floor is the
@@ -59,7 +59,7 @@ const (
 type Cache struct {
 	seed   maphash.Seed
 	mu     sync.Mutex
-	index  map[uint64]int64         // id hash -> expiry, unix nanoseconds
+	index  table                    // id hash -> expiry, unix nanoseconds
 	blocks *lru.LRU[uint64, *block] // block number -> its entries, oldest first
 	cur    *block                   // the block being filled (also in blocks)
 	next   uint64                   // number of the next block
@@ -99,7 +99,7 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 		now = time.Now
 	}
 	per := min(maxBlock, max(1, size/16))
-	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed(), size: size, per: per, index: make(map[uint64]int64)}
+	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed(), size: size, per: per, index: newTable(size)}
 	// Every block but the current one is full, so the entries' bound is
 	// reached first, and with at least two blocks the one evicted is
 	// never the current one: the LRU's own bound is a backstop.
@@ -112,8 +112,8 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 // it from Add and RemoveOldest).
 func (c *Cache) onEvict(_ uint64, b *block) {
 	for _, e := range b.entries[:b.len] {
-		if c.index[e.id] == e.exp { // not recorded again since, under a later expiry
-			delete(c.index, e.id)
+		if i, ok := c.index.find(e.id); ok && c.index.slots[i].exp == e.exp { // not recorded again since, under a later expiry
+			c.index.remove(i)
 		}
 		if e.exp > c.evict && e.exp > c.floor {
 			c.floor = e.exp
@@ -127,9 +127,12 @@ func (c *Cache) onEvict(_ uint64, b *block) {
 	c.spare = b
 }
 
-// record lists id, expiring at exp, in the current block. Requires c.mu
-// held.
-func (c *Cache) record(id uint64, exp int64) {
+// record lists id, expiring at exp, in the current block, and indexes it
+// in slot i, which c.index.find returned for it. Requires c.mu held.
+func (c *Cache) record(i int, id uint64, exp int64) {
+	// Indexed first: the evictions below move entries within the table,
+	// after which i would no longer be id's slot.
+	c.index.put(i, id, exp)
 	if c.cur == nil || c.cur.len == c.per {
 		b := c.spare
 		if b == nil {
@@ -142,7 +145,6 @@ func (c *Cache) record(id uint64, exp int64) {
 	}
 	c.cur.entries[c.cur.len] = entry{id: id, exp: exp}
 	c.cur.len++
-	c.index[id] = exp
 	c.n++
 	for c.n > c.size {
 		c.blocks.RemoveOldest()
@@ -168,6 +170,9 @@ func (c *Cache) UsePair(scope, id string, exp time.Time) Result {
 type pair struct{ scope, id string }
 
 func (c *Cache) use(id uint64, exp time.Time) Result {
+	if id == 0 {
+		id = 1 // 0 marks an empty slot: a collision, refused at worst
+	}
 	now := c.now().UnixNano()
 	e := exp.UnixNano()
 	if e <= now {
@@ -178,11 +183,12 @@ func (c *Cache) use(id uint64, exp time.Time) Result {
 	if e <= c.floor {
 		return BelowFloor
 	}
-	if old, ok := c.index[id]; ok && old > now {
+	i, ok := c.index.find(id)
+	if ok && c.index.slots[i].exp > now {
 		return Seen
 	}
 	c.evict = now
-	c.record(id, e)
+	c.record(i, id, e)
 	return Fresh
 }
 
@@ -190,7 +196,7 @@ func (c *Cache) use(id uint64, exp time.Time) Result {
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.index)
+	return c.index.n
 }
 
 // Floor returns the current floor.
