@@ -84,3 +84,49 @@ func FuzzSignatureBase(f *testing.F) {
 		}
 	})
 }
+
+// FuzzListCache: a Signature-Input line read through a remembered list
+// (listCache) parses as the parser reads it whole: the same label, items,
+// parameters and Raw text, and never a line the parser refuses. learned
+// populates the cache; line is then looked up.
+func FuzzListCache(f *testing.F) {
+	const list = `sig1=("@method" "@target-uri" "content-digest")`
+	f.Add(list+`;created=1;keyid="k";nonce="n"`, list+`;created=2;keyid="k";nonce="m";alg="hmac-sha256"`)
+	f.Add(list+`;created=1`, list+`;created=1, sig2=("@method")`)
+	f.Add(list, list+`;created=01;x=?1; y;tag="t"`)
+	f.Add(`sig1=("x)" "@method");created=1`, `sig1=("x)" "@method");created=2`)
+	f.Add(`  sig1=("a";sf "b";key="k");created=1`, `  sig1=("a";sf "b";key="k");created=1 `)
+	f.Add(list+`;created=1`, list+`;created=1;created=2;a=:YQ==:;b=1.5;c=%"x"`)
+	f.Add(list+`;created=1`, list+`;created=1;`)
+	f.Fuzz(func(t *testing.T, learned, line string) {
+		var c listCache
+		if d, err := sfv.ParseDictionary([]string{learned}); err == nil && len(d.Members) == 1 {
+			c.remember(learned, d.Members[0].Key)
+		}
+		e := c.lookup(line)
+		if e == nil {
+			return
+		}
+		var sc sfv.Scratch
+		got, ok := parseCached(&sc, line, e)
+		whole, err := sfv.ParseDictionary([]string{line})
+		if !ok {
+			return // the parser reads it instead
+		}
+		if err != nil || len(whole.Members) != 1 || whole.Repeated {
+			t.Fatalf("%q: read through the cache, but the parser says %v (%d members)", line, err, len(whole.Members))
+		}
+		want := whole.Members[0]
+		if want.Key != e.label || !want.IsInnerList {
+			t.Fatalf("%q: label %q, parser %q", line, e.label, want.Key)
+		}
+		a, errA := sfv.AppendInnerList(nil, got.Items, got.Params)
+		b, errB := sfv.AppendInnerList(nil, want.Items, want.Params)
+		if (errA == nil) != (errB == nil) || string(a) != string(b) {
+			t.Fatalf("%q: through the cache %q (%v), parser %q (%v)", line, a, errA, b, errB)
+		}
+		if got.Raw != want.Raw {
+			t.Fatalf("%q: Raw %q through the cache, %q from the parser", line, got.Raw, want.Raw)
+		}
+	})
+}

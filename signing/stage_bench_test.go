@@ -33,12 +33,12 @@ func BenchmarkStages(b *testing.B) {
 		sc := new(scratch) // pooled in Verify: reused, as here
 		for b.Loop() {
 			sc.sfv.Reset()
-			if _, err := v.parse(r, v.cfg.Profile, req, sc); err != nil {
+			if _, _, err := v.parse(r, v.cfg.Profile, req, sc); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	in, _ := v.parse(r, v.cfg.Profile, req, new(scratch))
+	in, _, _ := v.parse(r, v.cfg.Profile, req, new(scratch))
 	b.Run("base", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte

@@ -57,7 +57,7 @@ func TestRFC9421B25(t *testing.T) {
 	// The signature base, byte for byte.
 	loose := Profile{InsecureAllowMissingNonce: true, InsecureAllowUncoveredMethod: true, InsecureAllowUncoveredTarget: true, InsecureAllowUnsignedBody: true}
 	r := vec.request()
-	in, err := (&Verifier{}).parse(r, loose, nil, new(scratch))
+	in, _, err := (&Verifier{}).parse(r, loose, nil, new(scratch))
 	require.NoError(t, err)
 	base, err := signatureBase(nil, r, target{scheme: "http", authority: "example.com"}, in.items, in.params, in.raw)
 	require.NoError(t, err)

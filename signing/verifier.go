@@ -235,6 +235,7 @@ type Verifier struct {
 	cfg      Config
 	required []sfv.Item // Config.Profile.Components, parsed
 	macs     *macCache
+	lists    listCache
 }
 
 // New validates cfg, fills in its defaults and returns a Verifier.
@@ -447,7 +448,7 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *
 func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer, sc *scratch) (*Result, error) {
 	ctx := r.Context()
 	// 1. Parse and profile checks.
-	in, err := v.parse(r, p, required, sc)
+	in, learn, err := v.parse(r, p, required, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -480,6 +481,9 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	sc.base = base[:0]
 	if err := v.verifyWithKey(in.keyID, key, base, in.sig); err != nil {
 		return res, err
+	}
+	if learn {
+		v.lists.remember(in.lines[0], in.label)
 	}
 	if in.covered.has(coversContentDigest) || hasBody(r) && !p.InsecureAllowUnsignedBody {
 		var dst []byte
@@ -562,32 +566,52 @@ func addSat(a, b int64) int64 {
 
 // parse reads Signature-Input and Signature, picks the signature to
 // verify and checks it against the profile.
-func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (*sigInput, error) {
+//
+// learn reports that the signature came from a Signature-Input of one
+// member that was parsed whole: its list is worth remembering once the
+// signature verifies.
+func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (in *sigInput, learn bool, err error) {
 	inLines, sigLines := r.Header["Signature-Input"], r.Header["Signature"] // canonical keys: no lookup cost
 	if len(inLines) == 0 && len(sigLines) == 0 {
-		return nil, ErrMissingSignature
+		return nil, false, ErrMissingSignature
 	}
 	if len(inLines) == 0 || len(sigLines) == 0 {
-		return nil, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
+		return nil, false, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
 	}
-	inputs, err := parseDictionary(&sc.sfv, inLines)
-	if err != nil {
-		return nil, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
+	// A line that starts with a list verified before has only its
+	// parameters parsed (see listCache); any other is parsed whole, and
+	// its list is remembered once its signature verifies.
+	var inputs sfv.Dictionary
+	var one [1]sfv.DictMember
+	cached := false
+	if len(inLines) == 1 {
+		if e := v.lists.lookup(inLines[0]); e != nil {
+			if m, ok := parseCached(&sc.sfv, inLines[0], e); ok {
+				one[0] = sfv.DictMember{Key: e.label, Member: m}
+				inputs, cached = sfv.Dictionary{Members: one[:]}, true
+			}
+		}
+	}
+	if !cached {
+		var err error
+		if inputs, err = parseDictionary(&sc.sfv, inLines); err != nil {
+			return nil, false, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
+		}
 	}
 	sigs, err := parseDictionary(&sc.sfv, sigLines)
 	if err != nil {
-		return nil, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
+		return nil, false, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
 	}
 	var lastErr error
 	for i := range inputs.Members {
 		m := &inputs.Members[i] // by index: a member is large to copy
 		if !m.IsInnerList {
-			return nil, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
+			return nil, false, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
 		}
 		if tag, _ := m.Params.Get("tag"); p.Tag != "" && (tag.Kind != sfv.String || tag.Str != p.Tag) {
 			continue
 		}
-		in, err := checkProfile(&sc.in, r, m.Key, m.Items, m.Params, p, required)
+		in, err = checkProfile(&sc.in, r, m.Key, m.Items, m.Params, p, required)
 		if err != nil {
 			lastErr = err
 			continue
@@ -600,18 +624,18 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			}
 		}
 		if sm == nil {
-			return nil, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
+			return nil, false, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
 		}
 		if sm.IsInnerList || sm.Item.Value.Kind != sfv.ByteSequence {
-			return nil, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
+			return nil, false, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
 		in.sig, in.raw, in.lines = sm.Item.Value.Bytes, m.Raw, inLines
-		return in, nil
+		return in, !cached && len(inputs.Members) == 1, nil
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: no signature to verify", ErrProfile)
 	}
-	return nil, lastErr
+	return nil, false, lastErr
 }
 
 // coverage is a set of the plain components a signature covers that the

@@ -326,6 +326,20 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 	return d, nil
 }
 
+// ParseParams parses the parameters (RFC 9651 §4.2.3.2) that text starts
+// with, in s's storage: the text that follows an inner list or an item,
+// for a caller that has the list or item already (see signing's cache of
+// parsed inner lists). It returns them, the length of text they take,
+// and whether that text is their canonical serialization; text that
+// starts with anything but ';' has none.
+func (s *Scratch) ParseParams(text string) (ps Params, n int, canonical bool, err error) {
+	p := parser{s: text, a: s}
+	if ps, err = p.params(); err != nil {
+		return nil, 0, false, err
+	}
+	return ps, p.off, !p.nc, nil
+}
+
 // byteSequenceMember parses line when it is a dictionary of one member
 // whose value is a byte sequence without parameters, such as a Signature
 // or Content-Digest field (`sig1=:…:`), with the parser's own steps but
