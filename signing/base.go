@@ -393,3 +393,101 @@ func sameIdentifier(a, b *sfv.Item) bool {
 	}
 	return true
 }
+
+// component is a covered component compiled for building signature
+// bases: its line's start, and how to find its value. A list is
+// compiled once, when listCache remembers it, after a signature base was
+// built from it: its identifiers are then known valid and distinct.
+type component struct {
+	id    string        // the serialized identifier and ": "
+	kind  componentKind // how the value is found
+	canon string        // the canonical field name, for fieldComponent
+}
+
+type componentKind uint8
+
+const (
+	otherComponent     componentKind = iota // any other: appendComponentValue
+	methodComponent                         // @method
+	targetURIComponent                      // @target-uri
+	authorityComponent                      // @authority
+	fieldComponent                          // a field without parameters (not host)
+)
+
+// compileComponents compiles items, whose identifiers are valid and
+// distinct (a signature base was built from them).
+func compileComponents(items []sfv.Item) []component {
+	out := make([]component, len(items))
+	for i := range items {
+		it := &items[i]
+		id, err := sfv.AppendItem(nil, it)
+		if err != nil {
+			return nil
+		}
+		c := component{id: string(append(id, ": "...))}
+		name := it.Value.Str
+		switch {
+		case len(it.Params) != 0:
+		case name == "@method":
+			c.kind = methodComponent
+		case name == "@target-uri":
+			c.kind = targetURIComponent
+		case name == "@authority":
+			c.kind = authorityComponent
+		case name != "" && name[0] != '@' && name != "host" && strings.ToLower(name) == name:
+			c.kind, c.canon = fieldComponent, http.CanonicalHeaderKey(name)
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// signatureBaseCompiled is signatureBase for items compiled as comps: the
+// same bytes, with the identifiers' checks and serialization done once.
+func signatureBaseCompiled(dst []byte, r *http.Request, t target, items []sfv.Item, comps []component, params sfv.Params, raw string) ([]byte, error) {
+	var err error
+	var q baseCache
+	begin := len(dst)
+	for i := range comps {
+		c := &comps[i]
+		dst = append(dst, c.id...)
+		switch c.kind {
+		case methodComponent:
+			dst = append(dst, r.Method...)
+		case targetURIComponent:
+			dst = append(dst, t.scheme...)
+			dst = append(dst, "://"...)
+			dst = append(dst, t.authority...)
+			dst = appendRequestTarget(dst, r)
+		case authorityComponent:
+			dst = append(dst, t.authority...)
+		case fieldComponent:
+			lines := r.Header[c.canon]
+			if len(lines) == 0 {
+				return nil, fmt.Errorf("%w: covered field %q is absent", ErrMalformed, items[i].Value.Str)
+			}
+			for j, l := range lines {
+				if j > 0 {
+					dst = append(dst, ", "...)
+				}
+				dst = append(dst, trimOWS(l)...)
+			}
+		default:
+			if dst, err = appendComponentValue(dst, r, t, &items[i], &q); err != nil {
+				return nil, err
+			}
+		}
+		dst = append(dst, '\n')
+	}
+	if lines := dst[begin:]; bytes.Count(lines, newline) != len(items) || bytes.IndexByte(lines, '\r') >= 0 {
+		return nil, lineBreakError(r, t, items)
+	}
+	dst = append(dst, `"@signature-params": `...)
+	if raw != "" {
+		return append(dst, raw...), nil
+	}
+	if dst, err = sfv.AppendInnerList(dst, items, params); err != nil {
+		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
+	}
+	return dst, nil
+}

@@ -2,6 +2,7 @@ package signing
 
 import (
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -57,6 +58,7 @@ func FuzzSignatureBase(f *testing.F) {
 	f.Add(`("@method" "@target-uri" "@authority" "@scheme" "@path" "@query" "@request-target")`)
 	f.Add(`("@query-param";name="x" "content-type" "x-dict";key="a" "x-dict";sf "x-dict";bs)`)
 	f.Add(`("@status" "@query-param" "X-Upper" "x-missing";req)`)
+	f.Add(`("@authority" "host" "content-type" "@method" "@target-uri" "x-dict")`)
 	f.Fuzz(func(t *testing.T, list string) {
 		l, err := sfv.ParseList([]string{list})
 		if err != nil || len(l) != 1 || !l[0].IsInnerList {
@@ -81,6 +83,41 @@ func FuzzSignatureBase(f *testing.F) {
 		reserialized, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, "")
 		if err != nil || string(reserialized) != string(base) {
 			t.Fatalf("base from the parsed text differs from the reserialized one (%v):\n%s\n%s", err, base, reserialized)
+		}
+		// Compiled, as listCache keeps a list that built a base, the
+		// list builds the same base, from this request and from one with
+		// a field gone, one with a line break and one with another method,
+		// path and value: or fails as signatureBase does.
+		comps := compileComponents(inner.Items)
+		if comps == nil {
+			t.Fatalf("a list that built a base does not compile")
+		}
+		others := []*http.Request{r}
+		for _, mod := range []func(*http.Request){
+			func(r *http.Request) { r.Header.Del("Content-Type") },
+			func(r *http.Request) { r.Header.Set("Content-Type", "a\nb") },
+			func(r *http.Request) {
+				r.Method = "PUT"
+				r.URL.Path, r.URL.RawPath, r.URL.RawQuery = "/other", "", ""
+				r.Header["Content-Type"] = []string{" x ", "\ty"}
+			},
+		} {
+			o := httptest.NewRequest("GET", api+"/v1/a%20b?x=1&y=%C3%A9", nil)
+			o.Header = r.Header.Clone()
+			mod(o)
+			others = append(others, o)
+		}
+		for _, o := range others {
+			for _, raw := range []string{inner.Raw, ""} {
+				want, errW := signatureBase(nil, o, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, raw)
+				got, errG := signatureBaseCompiled(nil, o, target{scheme: "https", authority: "api.example.com"}, inner.Items, comps, inner.Params, raw)
+				if (errW == nil) != (errG == nil) || string(got) != string(want) {
+					t.Fatalf("compiled base differs (%v, %v):\n%s\n%s", errG, errW, got, want)
+				}
+				if errG != nil && !errors.Is(errG, ErrMalformed) {
+					t.Fatalf("compiled base: error outside ErrMalformed: %v", errG)
+				}
+			}
 		}
 	})
 }

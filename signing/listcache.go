@@ -30,12 +30,12 @@ const listCacheSize = 8
 
 // cachedList is one remembered inner list.
 type cachedList struct {
-	prefix    string     // the line up to its first ')': label=(...)
-	label     string     // the dictionary key
-	listStart int        // where '(' is in prefix
-	items     []sfv.Item // parsed from prefix; never modified
-	canonical bool       // the list's text is its canonical serialization
-	covered   coverage   // coverageOfItems(items)
+	prefix    string      // the line up to its first ')': label=(...)
+	label     string      // the dictionary key
+	listStart int         // where '(' is in prefix
+	items     []sfv.Item  // parsed from prefix; never modified
+	canonical bool        // the list's text is its canonical serialization
+	comps     []component // items, compiled
 }
 
 // lookup returns the remembered list that line starts with, or nil.
@@ -82,7 +82,10 @@ func (c *listCache) remember(line, label string) {
 		listStart: strings.IndexByte(prefix, '('),
 		items:     m.Items,
 		canonical: m.Raw != "",
-		covered:   coverageOfItems(m.Items),
+		comps:     compileComponents(m.Items),
+	}
+	if e.comps == nil {
+		return
 	}
 	c.entries[c.next.Add(1)%listCacheSize].Store(e)
 }

@@ -429,6 +429,7 @@ type sigInput struct {
 	created int64
 	expires int64
 	covered coverage
+	comps   []component // items compiled, when they came from listCache
 }
 
 // verify is Verify against p. It reads the body into buf's storage when
@@ -474,7 +475,13 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	if authority == "" {
 		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
 	}
-	base, err := signatureBase(sc.base[:0], r, target{scheme: v.cfg.Scheme, authority: authority}, in.items, in.params, in.raw)
+	t := target{scheme: v.cfg.Scheme, authority: authority}
+	var base []byte
+	if in.comps != nil {
+		base, err = signatureBaseCompiled(sc.base[:0], r, t, in.items, in.comps, in.params, in.raw)
+	} else {
+		base, err = signatureBase(sc.base[:0], r, t, in.items, in.params, in.raw)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -583,16 +590,16 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 	// its list is remembered once its signature verifies.
 	var inputs sfv.Dictionary
 	var one [1]sfv.DictMember
-	cached := false
+	var cached *cachedList
 	if len(inLines) == 1 {
 		if e := v.lists.lookup(inLines[0]); e != nil {
 			if m, ok := parseCached(&sc.sfv, inLines[0], e); ok {
 				one[0] = sfv.DictMember{Key: e.label, Member: m}
-				inputs, cached = sfv.Dictionary{Members: one[:]}, true
+				inputs, cached = sfv.Dictionary{Members: one[:]}, e
 			}
 		}
 	}
-	if !cached {
+	if cached == nil {
 		var err error
 		if inputs, err = parseDictionary(&sc.sfv, inLines); err != nil {
 			return nil, false, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
@@ -630,7 +637,10 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			return nil, false, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
 		in.sig, in.raw, in.lines = sm.Item.Value.Bytes, m.Raw, inLines
-		return in, !cached && len(inputs.Members) == 1, nil
+		if cached != nil {
+			in.comps = cached.comps
+		}
+		return in, cached == nil && len(inputs.Members) == 1, nil
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: no signature to verify", ErrProfile)
@@ -698,7 +708,7 @@ func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item,
 	// it marks.
 	in.label, in.items, in.params, in.covered = label, items, params, coverageOfItems(items)
 	in.raw, in.lines, in.sig = "", nil, nil
-	in.keyID, in.nonce, in.alg, in.created, in.expires = "", "", "", 0, 0
+	in.keyID, in.nonce, in.alg, in.created, in.expires, in.comps = "", "", "", 0, 0, nil
 	for i := range params {
 		prm := &params[i]
 		var ok bool

@@ -806,5 +806,5 @@ func TestLabelsCheckedApart(t *testing.T) {
 
 	// Every field of sigInput is one checkProfile resets: a new field
 	// must be added there too.
-	require.Equal(t, 12, reflect.TypeFor[sigInput]().NumField(), "sigInput changed: reset the new field in checkProfile")
+	require.Equal(t, 13, reflect.TypeFor[sigInput]().NumField(), "sigInput changed: reset the new field in checkProfile")
 }
