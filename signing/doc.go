@@ -64,8 +64,14 @@
 // seen key IDs (about 700 B each), so that a device's secret is not
 // expanded into its pads on every request; a state is used only for the
 // exact key ID and secret it was made from, so a rotated secret takes
-// effect on the next request. Parsing works in pooled buffers; a
-// verification allocates the body it reads and its [Result].
+// effect on the next request. It also remembers, parsed and compiled, the
+// lists of covered components of the last eight kinds of verified
+// signature (a client signs every request with the same list): a
+// Signature-Input that starts with exactly such a list has only its
+// parameters parsed. A list is remembered only once its signature
+// verified, so unauthenticated traffic cannot churn them. Parsing works
+// in pooled buffers; a verification allocates the body it reads and its
+// [Result].
 //
 // A Verifier is safe for concurrent use by multiple goroutines.
 package signing
