@@ -338,6 +338,13 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 		}
 		dst = append(dst, '\n')
 	}
+	return finishBase(dst, begin, r, t, items, params, raw)
+}
+
+// finishBase checks the component lines of a signature base, dst[begin:],
+// and appends its last line, @signature-params: raw when not empty, the
+// serialization of items and params otherwise.
+func finishBase(dst []byte, begin int, r *http.Request, t target, items []sfv.Item, params sfv.Params, raw string) ([]byte, error) {
 	// A value that holds CR or LF would add a line, so that one component
 	// could pose as several. The lines so far hold one LF each, at their
 	// ends (an identifier is a String, which holds neither): one search of
@@ -350,7 +357,8 @@ func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, para
 	if raw != "" {
 		return append(dst, raw...), nil
 	}
-	if dst, err = sfv.AppendInnerList(dst, items, params); err != nil {
+	dst, err := sfv.AppendInnerList(dst, items, params)
+	if err != nil {
 		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
 	}
 	return dst, nil
@@ -479,15 +487,5 @@ func signatureBaseCompiled(dst []byte, r *http.Request, t target, items []sfv.It
 		}
 		dst = append(dst, '\n')
 	}
-	if lines := dst[begin:]; bytes.Count(lines, newline) != len(items) || bytes.IndexByte(lines, '\r') >= 0 {
-		return nil, lineBreakError(r, t, items)
-	}
-	dst = append(dst, `"@signature-params": `...)
-	if raw != "" {
-		return append(dst, raw...), nil
-	}
-	if dst, err = sfv.AppendInnerList(dst, items, params); err != nil {
-		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
-	}
-	return dst, nil
+	return finishBase(dst, begin, r, t, items, params, raw)
 }

@@ -146,34 +146,31 @@ type Scratch struct {
 // it field by field: copying a whole struct into the heap would go
 // through the garbage collector's bulk write barrier while it marks.
 
-// nextItem returns a new zero Item at the end of s.items.
+// extend returns arena a one element longer (the zero value, by the
+// invariant); a full arena grows by at least atLeast elements.
+func extend[T any](a []T, atLeast int) []T {
+	n := len(a)
+	if n == cap(a) {
+		a = slices.Grow(a, max(atLeast, n))
+	}
+	return a[:n+1]
+}
+
+// nextItem, nextParam and nextMember return a new zero element at the
+// end of their arena.
 func (s *Scratch) nextItem() *Item {
-	n := len(s.items)
-	if n == cap(s.items) {
-		s.items = slices.Grow(s.items, max(8, n))
-	}
-	s.items = s.items[:n+1]
-	return &s.items[n]
+	s.items = extend(s.items, 8)
+	return &s.items[len(s.items)-1]
 }
 
-// nextParam returns a new zero Param at the end of s.params.
 func (s *Scratch) nextParam() *Param {
-	n := len(s.params)
-	if n == cap(s.params) {
-		s.params = slices.Grow(s.params, max(4, n))
-	}
-	s.params = s.params[:n+1]
-	return &s.params[n]
+	s.params = extend(s.params, 4)
+	return &s.params[len(s.params)-1]
 }
 
-// nextMember returns a new zero DictMember at the end of s.members.
 func (s *Scratch) nextMember() *DictMember {
-	n := len(s.members)
-	if n == cap(s.members) {
-		s.members = slices.Grow(s.members, max(2, n))
-	}
-	s.members = s.members[:n+1]
-	return &s.members[n]
+	s.members = extend(s.members, 2)
+	return &s.members[len(s.members)-1]
 }
 
 // Reset forgets every value parsed with s, keeping its storage.
