@@ -14,6 +14,7 @@ package replay
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -58,6 +59,7 @@ const (
 // it.
 type Cache struct {
 	seed   maphash.Seed
+	seed2  maphash.Seed // UsePair's, for the scope
 	mu     sync.Mutex
 	index  table                    // id hash -> expiry, unix nanoseconds
 	blocks *lru.LRU[uint64, *block] // block number -> its entries, oldest first
@@ -99,7 +101,7 @@ func New(size int, startFloor time.Time, now func() time.Time) *Cache {
 		now = time.Now
 	}
 	per := min(maxBlock, max(1, size/16))
-	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed(), size: size, per: per, index: newTable(size)}
+	c := &Cache{now: now, floor: startFloor.UnixNano(), seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(), size: size, per: per, index: newTable(size)}
 	// Every block but the current one is full, so the entries' bound is
 	// reached first, and with at least two blocks the one evicted is
 	// never the current one: the LRU's own bound is a backstop.
@@ -160,14 +162,13 @@ func (c *Cache) Use(id string, exp time.Time) Result {
 // UsePair is Use of the id made of scope and id together (say, a key ID
 // and a nonce), without building it: pairs differ when either part does.
 func (c *Cache) UsePair(scope, id string, exp time.Time) Result {
-	// Hashed as a struct of the two, as a map key of that type is: each
-	// part with its length, so that the parts cannot shift, and nothing
-	// copied.
-	return c.use(maphash.Comparable(c.seed, pair{scope, id}), exp)
+	// Each part hashed on its own, under a seed of its own, and the two
+	// combined: nothing copied, and two string hashes cost less than
+	// maphash.Comparable's hash of a struct of two strings. Two pairs
+	// that differ get the same hash only by chance, as with any 64-bit
+	// keyed hash (see Cache), and that only refuses a fresh pair.
+	return c.use(maphash.String(c.seed, id)^bits.RotateLeft64(maphash.String(c.seed2, scope), 32), exp)
 }
-
-// pair is the id that UsePair hashes.
-type pair struct{ scope, id string }
 
 func (c *Cache) use(id uint64, exp time.Time) Result {
 	if id == 0 {

@@ -107,6 +107,8 @@ func TestUsePair(t *testing.T) {
 	require.Equal(t, Fresh, c.UsePair("device-2", "nonce", exp), "the same nonce under another key")
 	require.Equal(t, Fresh, c.UsePair("device-1n", "once", exp), "parts that join to the same string")
 	require.Equal(t, Fresh, c.UsePair("", "device-1nonce", exp))
+	require.Equal(t, Fresh, c.UsePair("nonce", "device-1", exp), "the parts swapped")
+	require.Equal(t, Seen, c.UsePair("nonce", "device-1", exp))
 	require.Equal(t, Fresh, c.Use("device-1nonce", exp), "a single id is not a pair")
 	require.Equal(t, Seen, c.Use("device-1nonce", exp))
 }
