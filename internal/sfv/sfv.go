@@ -479,6 +479,7 @@ func (p *parser) params() (Params, error) {
 	a := p.a
 	first := len(a.params)
 	var seen keyIndex
+	var heard uint64 // bits of the keys so far (see below)
 	for i < len(s) && s[i] == ';' {
 		i++
 		j := i
@@ -499,14 +500,20 @@ func (p *parser) params() (Params, error) {
 		// The value goes into a new Param, or replaces that of an
 		// earlier one of the same key, which keeps its place.
 		n, at := len(a.params)-first, -1
-		if seen.m == nil && n < linearKeys {
+		// A key's length and first byte pick one bit of heard: a key
+		// whose bit is clear is new, and the search is skipped.
+		bit := uint64(1) << ((uint(len(key))*31 + uint(key[0])) & 63)
+		switch {
+		case seen.m == nil && n < linearKeys && heard&bit == 0:
+			heard |= bit
+		case seen.m == nil && n < linearKeys:
 			for j := first; j < len(a.params); j++ {
 				if a.params[j].Key == key {
 					at = j - first
 					break
 				}
 			}
-		} else {
+		default:
 			at = seen.index(key, n, func(j int) string { return a.params[first+j].Key })
 		}
 		var v *BareItem
@@ -649,7 +656,10 @@ func (p *parser) number() (kind Kind, n int64, f float64, err error) {
 		i++
 	}
 	begin := i
+	// The value is read as the digits are scanned: past 15 digits it
+	// wraps, but the number is then refused below.
 	for i < len(s) && isDigit(s[i]) {
+		n = n*10 + int64(s[i]-'0')
 		i++
 	}
 	whole := i - begin
@@ -663,10 +673,6 @@ func (p *parser) number() (kind Kind, n int64, f float64, err error) {
 		num := s[begin:i]
 		if len(num) > 1 && num[0] == '0' || neg && num == "0" {
 			p.nc = true // leading zeros, or -0
-		}
-		// At most 15 digits, checked above: no overflow.
-		for j := 0; j < len(num); j++ {
-			n = n*10 + int64(num[j]-'0')
 		}
 		if neg {
 			n = -n
