@@ -393,12 +393,11 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 }
 
 // scratch is the working storage of one verification, recycled through
-// scratchPool: parsed fields, the signature base and the parsed input.
-// Nothing in it outlives the verification.
+// scratchPool: parsed fields and the signature base. Nothing in it
+// outlives the verification.
 type scratch struct {
 	sfv   sfv.Scratch
 	base  []byte
-	in    sigInput
 	probe [1]byte // reads past the body's announced end
 }
 
@@ -408,14 +407,16 @@ func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(sc *scratch) {
 	sc.sfv.Reset()
-	sc.in = sigInput{}
 	if cap(sc.base) > 64<<10 {
 		sc.base = make([]byte, 0, 1024) // keep a grown buffer, but not a huge one
 	}
 	scratchPool.Put(sc)
 }
 
-// sigInput is one parsed, profile-checked signature.
+// sigInput is one parsed, profile-checked signature. It is passed and
+// returned by value, and lives on the stack: written there, its fields
+// need none of the write barriers that the collector's marking puts on
+// writes to the heap.
 type sigInput struct {
 	label   string
 	items   []sfv.Item
@@ -577,13 +578,13 @@ func addSat(a, b int64) int64 {
 // learn reports that the signature came from a Signature-Input of one
 // member that was parsed whole: its list is worth remembering once the
 // signature verifies.
-func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (in *sigInput, learn bool, err error) {
+func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (in sigInput, learn bool, err error) {
 	inLines, sigLines := r.Header["Signature-Input"], r.Header["Signature"] // canonical keys: no lookup cost
 	if len(inLines) == 0 && len(sigLines) == 0 {
-		return nil, false, ErrMissingSignature
+		return sigInput{}, false, ErrMissingSignature
 	}
 	if len(inLines) == 0 || len(sigLines) == 0 {
-		return nil, false, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
+		return sigInput{}, false, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
 	}
 	// A line that starts with a list verified before has only its
 	// parameters parsed (see listCache); any other is parsed whole, and
@@ -602,23 +603,23 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 	if cached == nil {
 		var err error
 		if inputs, err = parseDictionary(&sc.sfv, inLines); err != nil {
-			return nil, false, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
+			return sigInput{}, false, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
 		}
 	}
 	sigs, err := parseDictionary(&sc.sfv, sigLines)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
+		return sigInput{}, false, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
 	}
 	var lastErr error
 	for i := range inputs.Members {
 		m := &inputs.Members[i] // by index: a member is large to copy
 		if !m.IsInnerList {
-			return nil, false, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
+			return sigInput{}, false, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
 		}
 		if tag, _ := m.Params.Get("tag"); p.Tag != "" && (tag.Kind != sfv.String || tag.Str != p.Tag) {
 			continue
 		}
-		in, err = checkProfile(&sc.in, r, m.Key, m.Items, m.Params, p, required)
+		in, err = checkProfile(r, m.Key, m.Items, m.Params, p, required)
 		if err != nil {
 			lastErr = err
 			continue
@@ -631,10 +632,10 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			}
 		}
 		if sm == nil {
-			return nil, false, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
+			return sigInput{}, false, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
 		}
 		if sm.IsInnerList || sm.Item.Value.Kind != sfv.ByteSequence {
-			return nil, false, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
+			return sigInput{}, false, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
 		in.sig, in.raw, in.lines = sm.Item.Value.Bytes, m.Raw, inLines
 		if cached != nil {
@@ -645,7 +646,7 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: no signature to verify", ErrProfile)
 	}
-	return nil, false, lastErr
+	return sigInput{}, false, lastErr
 }
 
 // coverage is a set of the plain components a signature covers that the
@@ -699,16 +700,11 @@ func (c coverage) has(f coverage) bool { return c&f == f }
 const MaxComponents = 64
 
 // checkProfile checks one signature's parameters and covered components.
-func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (*sigInput, error) {
+func checkProfile(r *http.Request, label string, items []sfv.Item, params sfv.Params, p Profile, required []sfv.Item) (sigInput, error) {
 	if len(items) > MaxComponents {
-		return nil, fmt.Errorf("%w: %d covered components, more than %d", ErrMalformed, len(items), MaxComponents)
+		return sigInput{}, fmt.Errorf("%w: %d covered components, more than %d", ErrMalformed, len(items), MaxComponents)
 	}
-	// Field by field, not as one struct: in is in the heap, where a whole
-	// struct copy goes through the collector's bulk write barrier while
-	// it marks.
-	in.label, in.items, in.params, in.covered = label, items, params, coverageOfItems(items)
-	in.raw, in.lines, in.sig = "", nil, nil
-	in.keyID, in.nonce, in.alg, in.created, in.expires, in.comps = "", "", "", 0, 0, nil
+	in := sigInput{label: label, items: items, params: params, covered: coverageOfItems(items)}
 	for i := range params {
 		prm := &params[i]
 		var ok bool
@@ -727,31 +723,31 @@ func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item,
 			ok = true // tag and unknown parameters are signed, not interpreted
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: parameter %q has the wrong type", ErrMalformed, prm.Key)
+			return sigInput{}, fmt.Errorf("%w: parameter %q has the wrong type", ErrMalformed, prm.Key)
 		}
 	}
 	switch {
 	case in.created <= 0:
-		return nil, fmt.Errorf("%w: created is required", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: created is required", ErrProfile)
 	case in.keyID == "":
-		return nil, fmt.Errorf("%w: keyid is required", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: keyid is required", ErrProfile)
 	case in.nonce == "" && !p.InsecureAllowMissingNonce:
-		return nil, fmt.Errorf("%w: nonce is required", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: nonce is required", ErrProfile)
 	case len(in.nonce) > 256:
-		return nil, fmt.Errorf("%w: nonce too long", ErrMalformed)
+		return sigInput{}, fmt.Errorf("%w: nonce too long", ErrMalformed)
 	}
 	cov := in.covered
 	if !cov.has(coversMethod) && !p.InsecureAllowUncoveredMethod {
-		return nil, fmt.Errorf("%w: @method not covered", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: @method not covered", ErrProfile)
 	}
 	if !cov.has(coversTargetURI) && !cov.has(coversAuthority|coversPath|coversQuery) && !p.InsecureAllowUncoveredTarget {
-		return nil, fmt.Errorf("%w: target URI not covered", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: target URI not covered", ErrProfile)
 	}
 	if hasBody(r) && !cov.has(coversContentDigest) && !p.InsecureAllowUnsignedBody {
-		return nil, fmt.Errorf("%w: body not covered by content-digest", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: body not covered by content-digest", ErrProfile)
 	}
 	if !cov.has(coversAuthorization) && hasField(r.Header, "Authorization") && !p.InsecureAllowUncoveredAuthorization {
-		return nil, fmt.Errorf("%w: authorization not covered", ErrProfile)
+		return sigInput{}, fmt.Errorf("%w: authorization not covered", ErrProfile)
 	}
 	for _, want := range required {
 		found := false
@@ -762,7 +758,7 @@ func checkProfile(in *sigInput, r *http.Request, label string, items []sfv.Item,
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("%w: %s not covered", ErrProfile, want.Value.Str)
+			return sigInput{}, fmt.Errorf("%w: %s not covered", ErrProfile, want.Value.Str)
 		}
 	}
 	return in, nil
