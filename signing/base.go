@@ -111,11 +111,11 @@ func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q 
 		if err != nil {
 			return nil, fmt.Errorf("%w: field %q is not a dictionary", ErrMalformed, name)
 		}
-		m, ok := d.Get(key)
-		if !ok {
+		m := d.Get(key)
+		if m == nil {
 			return nil, fmt.Errorf("%w: dictionary %q has no member %q", ErrMalformed, name, key)
 		}
-		if dst, err = sfv.AppendMember(dst, m); err != nil {
+		if dst, err = sfv.AppendMember(dst, *m); err != nil {
 			return nil, fmt.Errorf("%w: dictionary member", ErrMalformed)
 		}
 		return dst, nil

@@ -217,7 +217,10 @@ func (res *Result) Covered() []string {
 	if err != nil {
 		return nil
 	}
-	m, _ := d.Get(res.Label)
+	m := d.Get(res.Label)
+	if m == nil {
+		return nil
+	}
 	out := make([]string, 0, len(m.Items))
 	for _, it := range m.Items {
 		b, err := sfv.AppendItem(nil, &it)
@@ -624,13 +627,7 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			lastErr = err
 			continue
 		}
-		var sm *sfv.Member // by index: a Member is large to copy
-		for i := range sigs.Members {
-			if sigs.Members[i].Key == m.Key {
-				sm = &sigs.Members[i].Member
-				break
-			}
-		}
+		sm := sigs.Get(m.Key)
 		if sm == nil {
 			return sigInput{}, false, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
 		}

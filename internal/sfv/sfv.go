@@ -111,14 +111,15 @@ type Dictionary struct {
 	Repeated bool
 }
 
-// Get returns the member of key.
-func (d *Dictionary) Get(key string) (Member, bool) {
+// Get returns the member of key, nil when there is none. It points into
+// d: a Member is large to copy.
+func (d *Dictionary) Get(key string) *Member {
 	for i := range d.Members {
 		if d.Members[i].Key == key {
-			return d.Members[i].Member, true
+			return &d.Members[i].Member
 		}
 	}
-	return Member{}, false
+	return nil
 }
 
 // Errors.

@@ -320,8 +320,10 @@ func TestManyKeys(t *testing.T) {
 	d, err := ParseDictionary([]string{dict.String() + "k5=99, k39=?0, k0"})
 	require.NoError(t, err)
 	require.Len(t, d.Members, 40)
-	m, _ := d.Get("k5")
+	m := d.Get("k5")
+	require.NotNil(t, m)
 	require.Equal(t, int64(99), m.Item.Value.Int)
+	require.Nil(t, d.Get("k40"))
 
 	var big strings.Builder
 	for i := range 50_000 {
