@@ -40,11 +40,24 @@ type cachedList struct {
 
 // lookup returns the remembered list that line starts with, or nil.
 func (c *listCache) lookup(line string) *cachedList {
+	return c.find(listPrefix(line))
+}
+
+// listPrefix returns line up to its first ')', "" when it has none: the
+// text a remembered list is matched on.
+func listPrefix(line string) string {
 	k := strings.IndexByte(line, ')')
 	if k < 0 {
+		return ""
+	}
+	return line[:k+1]
+}
+
+// find returns the remembered list of text prefix, or nil.
+func (c *listCache) find(prefix string) *cachedList {
+	if prefix == "" {
 		return nil
 	}
-	prefix := line[:k+1]
 	for i := range c.entries {
 		if e := c.entries[i].Load(); e != nil && e.prefix == prefix {
 			return e
@@ -58,16 +71,13 @@ func (c *listCache) lookup(line string) *cachedList {
 // list is remembered already or does not end at its first ')' (a ')'
 // inside a String).
 func (c *listCache) remember(line, label string) {
-	if c.lookup(line) != nil {
-		return
-	}
-	k := strings.IndexByte(line, ')')
-	if k < 0 {
+	prefix := listPrefix(line)
+	if prefix == "" || c.find(prefix) != nil {
 		return
 	}
 	// A copy of the text, for the parsed strings to point into: the entry
 	// does not keep the request's header alive.
-	prefix := strings.Clone(line[:k+1])
+	prefix = strings.Clone(prefix)
 	d, err := sfv.ParseDictionary([]string{prefix})
 	if err != nil || d.Repeated || len(d.Members) != 1 {
 		return
