@@ -113,6 +113,15 @@ type AppAttestConfig struct {
 	ChallengeTTL time.Duration
 	// MaxObjectSize caps an attestation or assertion. Default: 64 KiB.
 	MaxObjectSize int
+	// InsecureAllowLegacyClientData also accepts, in [AppAttest.Handler]
+	// and in the risk assessment, assertions over the client data of the
+	// first HTTP profile (method, path, body digest and challenge, one per
+	// line), which does not cover the query: a proxy can rewrite the query
+	// of such a request undetected. Turn it on only while app versions
+	// built before [ClientData] covered the query are phased out; each
+	// request it admits is logged (event attestation_legacy_binding) and
+	// marked in [Assertion.LegacyClientData]. Default: false.
+	InsecureAllowLegacyClientData bool
 	// Now is the clock, also for certificate validity. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (attestation_failed). Default: slog.Default().
@@ -446,6 +455,10 @@ type Assertion struct {
 	// is a risk signal (the key used elsewhere, or a cloned device).
 	Previous uint32
 	Key      *AttestedKey
+	// LegacyClientData is true when the assertion signed the first HTTP
+	// profile's client data, which does not cover the query (accepted
+	// only under AppAttestConfig.InsecureAllowLegacyClientData).
+	LegacyClientData bool
 }
 
 type assertionObject struct {
@@ -460,7 +473,7 @@ type assertionObject struct {
 // counter greater than the stored one, stored with a compare-and-swap.
 // An unknown key ID is refused with [ErrUnknownKey].
 func (a *AppAttest) VerifyAssertion(ctx context.Context, keyID string, assertion, clientData []byte) (*Assertion, error) {
-	as, err := a.verifyAssertion(ctx, keyID, assertion, clientData)
+	as, err := a.verifyAssertion(ctx, keyID, assertion, clientData, nil)
 	if err != nil {
 		a.fail(ctx, "assertion", err)
 		return nil, err
@@ -468,7 +481,9 @@ func (a *AppAttest) VerifyAssertion(ctx context.Context, keyID string, assertion
 	return as, nil
 }
 
-func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion, clientData []byte) (*Assertion, error) {
+// verifyAssertion verifies an assertion over clientData or, when legacy
+// is not nil and clientData does not verify, over legacy.
+func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion, clientData, legacy []byte) (*Assertion, error) {
 	if len(assertion) > a.cfg.MaxObjectSize {
 		return nil, fmt.Errorf("%w: assertion of %d bytes", ErrMalformed, len(assertion))
 	}
@@ -499,14 +514,20 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored key: %v", ErrStore, err)
 	}
-	cdh := sha256.Sum256(clientData)
-	h := sha256.New()
-	h.Write(obj.AuthenticatorData)
-	h.Write(cdh[:])
-	nonce := h.Sum(nil)
-	digest := sha256.Sum256(nonce)
-	if !ecdsa.VerifyASN1(ecPub, digest[:], obj.Signature) {
-		return nil, ErrSignature
+	signed := func(cd []byte) bool {
+		cdh := sha256.Sum256(cd)
+		h := sha256.New()
+		h.Write(obj.AuthenticatorData)
+		h.Write(cdh[:])
+		digest := sha256.Sum256(h.Sum(nil))
+		return ecdsa.VerifyASN1(ecPub, digest[:], obj.Signature)
+	}
+	usedLegacy := false
+	if !signed(clientData) {
+		if legacy == nil || !signed(legacy) {
+			return nil, ErrSignature
+		}
+		usedLegacy = true
 	}
 	if sum := sha256.Sum256([]byte(key.AppID)); ad.rpIDHash != sum || !slices.Contains(a.cfg.AppIDs, key.AppID) {
 		return nil, ErrAppID
@@ -521,7 +542,7 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	case !ok:
 		return nil, fmt.Errorf("%w: counter changed concurrently", ErrCounter)
 	}
-	return &Assertion{KeyID: keyID, AppID: key.AppID, Counter: ad.counter, Previous: counter, Key: &key}, nil
+	return &Assertion{KeyID: keyID, AppID: key.AppID, Counter: ad.counter, Previous: counter, Key: &key, LegacyClientData: usedLegacy}, nil
 }
 
 // ecdsaFromECDH converts a P-256 ECDH public key to an ECDSA one.

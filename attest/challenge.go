@@ -108,12 +108,61 @@ func (a *AppAttest) ChallengeHandler() http.Handler {
 	})
 }
 
+// ClientDataVersion is the first line of [ClientData]: it names the
+// binding, so that client data of one version never reads as another's.
+const ClientDataVersion = "apiguard-attest-v2"
+
 // ClientData is the canonical client data an app signs with
-// generateAssertion under the HTTP profile: the method, the path, the
-// hex SHA-256 of the body and the challenge, one per line.
-func ClientData(method, path string, body []byte, challenge string) []byte {
+// generateAssertion under the HTTP profile, and (without a challenge) the
+// input of a Play Integrity [RequestHash]. It binds the whole request: six
+// fields, each followed by a line feed except the last:
+//
+//	apiguard-attest-v2      ClientDataVersion
+//	POST                    the method, as sent
+//	/v1/transfer            the path, percent-encoded as sent
+//	to=alice&amount=10      the query as sent, without the "?": percent-encoding and
+//	                        parameter order unchanged, nothing sorted or decoded; empty
+//	                        when the URL has none
+//	9f86d081884c7d65…       lower-case hex SHA-256 of the body (of no bytes when there is none)
+//	Zm9vYmFy…               the challenge, as issued (empty in a requestHash)
+//
+// The app takes the path and the query from the URL object it sends the
+// request with (iOS: URLComponents.percentEncodedPath and
+// percentEncodedQuery; Android: OkHttp's HttpUrl.encodedPath and
+// encodedQuery), so that both are byte for byte the request target the
+// server receives; the server reads [net/url.URL.EscapedPath] and
+// [net/url.URL.RawQuery] of the request. Nothing between the app and the
+// server may rewrite the target (a proxy that normalises query strings
+// makes every assertion fail). No field can hold a line feed in a request
+// that net/http accepts.
+func ClientData(method, path, query string, body []byte, challenge string) []byte {
 	sum := sha256.Sum256(body)
-	return []byte(method + "\n" + path + "\n" + hex.EncodeToString(sum[:]) + "\n" + challenge)
+	return clientData(method, path, query, hex.EncodeToString(sum[:]), challenge)
+}
+
+func clientData(method, path, query, bodyHex, challenge string) []byte {
+	return []byte(ClientDataVersion + "\n" + method + "\n" + path + "\n" + query + "\n" + bodyHex + "\n" + challenge)
+}
+
+// legacyClientData is the client data of the first HTTP profile (method,
+// path, body digest and challenge): it does not cover the query. Accepted
+// only under AppAttestConfig.InsecureAllowLegacyClientData and
+// PlayIntegrityConfig.InsecureAllowLegacyRequestHash.
+func legacyClientData(method, path, bodyHex, challenge string) []byte {
+	return []byte(method + "\n" + path + "\n" + bodyHex + "\n" + challenge)
+}
+
+// requestClientData returns the client data of r under the current
+// binding, and under the legacy one when legacy is true (else nil).
+func requestClientData(r *http.Request, body []byte, challenge string, legacy bool) (current, old []byte) {
+	sum := sha256.Sum256(body)
+	bodyHex := hex.EncodeToString(sum[:])
+	path := r.URL.EscapedPath()
+	current = clientData(r.Method, path, r.URL.RawQuery, bodyHex, challenge)
+	if legacy {
+		old = legacyClientData(r.Method, path, bodyHex, challenge)
+	}
+	return current, old
 }
 
 var (
@@ -148,33 +197,25 @@ func (a *AppAttest) Handler(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
-		assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
-		if keyID == "" || challenge == "" || err != nil || len(assertion) == 0 {
+		if r.Header.Get(HeaderKeyID) == "" || r.Header.Get(HeaderChallenge) == "" || r.Header.Get(HeaderAssertion) == "" {
 			a.fail(ctx, "assertion", ErrMalformed)
 			problem.Write(w, probBadAttest)
 			return
 		}
 		var body []byte
 		if r.Body != nil && r.Body != http.NoBody {
-			body, err = io.ReadAll(io.LimitReader(r.Body, maxAssertedBody+1))
+			b, err := io.ReadAll(io.LimitReader(r.Body, maxAssertedBody+1))
 			if err != nil {
 				problem.Write(w, probBadAttest)
 				return
 			}
-			if len(body) > maxAssertedBody {
+			if len(b) > maxAssertedBody {
 				problem.Write(w, probTooBig)
 				return
 			}
+			body = b
 		}
-		// The signature first: unauthenticated traffic never consumes a
-		// challenge.
-		as, err := a.VerifyAssertion(ctx, keyID, assertion, ClientData(r.Method, r.URL.EscapedPath(), body, challenge))
-		if err == nil {
-			if err = a.ConsumeChallenge(ctx, challenge, keyID); err != nil {
-				a.fail(ctx, "assertion", err)
-			}
-		}
+		as, err := a.verifyRequest(ctx, r, body)
 		if err != nil {
 			if errors.Is(err, ErrStore) {
 				w.Header().Set("Retry-After", "1")
@@ -193,4 +234,31 @@ func (a *AppAttest) Handler(next http.Handler) http.Handler {
 	})
 }
 
-var _ = slog.LevelInfo
+// verifyRequest verifies the App Attest headers of r: the assertion over
+// the request's [ClientData] (body is the request's body), then the
+// challenge, used once and bound to the key. The signature comes first,
+// so that unauthenticated traffic never consumes a challenge. Failures
+// are logged once, here.
+func (a *AppAttest) verifyRequest(ctx context.Context, r *http.Request, body []byte) (*Assertion, error) {
+	keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
+	assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
+	if keyID == "" || challenge == "" || err != nil || len(assertion) == 0 {
+		a.fail(ctx, "assertion", ErrMalformed)
+		return nil, ErrMalformed
+	}
+	current, legacy := requestClientData(r, body, challenge, a.cfg.InsecureAllowLegacyClientData)
+	as, err := a.verifyAssertion(ctx, keyID, assertion, current, legacy)
+	if err == nil {
+		err = a.ConsumeChallenge(ctx, challenge, keyID)
+	}
+	if err != nil {
+		a.fail(ctx, "assertion", err)
+		return nil, err
+	}
+	if as.LegacyClientData {
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "attest: assertion over legacy client data admitted",
+			slog.String("event", "attestation_legacy_binding"), slog.String("reason", "query_not_covered"),
+			slog.String("provider", "app_attest"))
+	}
+	return as, nil
+}

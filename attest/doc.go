@@ -41,6 +41,18 @@
 // never enrolled implicitly. Challenges are single use, with a TTL, bound
 // to a key. [ParseReceipt] verifies receipts to Apple Root CA - G3.
 //
+// # Binding to the request
+//
+// Under the HTTP profile ([AppAttest.Handler] and the risk assessment) an
+// assertion signs [ClientData] of the request: the method, the path and
+// the query exactly as sent, a digest of the body and the challenge; a
+// standard Play Integrity token carries [RequestHash], the digest of the
+// same client data without a challenge. A proxy that rewrites any of them
+// (?to=alice&amount=10 into ?to=mallory&amount=1000) makes the request
+// fail. App versions that signed the first profile, which left the query
+// out, are admitted only under AppAttestConfig.InsecureAllowLegacyClientData
+// and PlayIntegrityConfig.InsecureAllowLegacyRequestHash, for a phase-out.
+//
 // # Play Integrity and App Check
 //
 // Classic Play Integrity tokens are decrypted and verified locally (JWE

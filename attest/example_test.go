@@ -71,7 +71,7 @@ func ExampleVerifier_Require_impossibleTravel() {
 
 	call := func(lat, lon string) *httptest.ResponseRecorder {
 		challenge, _, _ := a.IssueChallenge(context.Background(), dev.KeyID)
-		assertion, _ := dev.Assert(attest.ClientData("GET", "/premium", nil, challenge))
+		assertion, _ := dev.Assert(attest.ClientData("GET", "/premium", "", nil, challenge))
 		r := httptest.NewRequest("GET", "/premium", nil)
 		r.RemoteAddr = "10.0.0.7:443" // the CDN, which adds the geo headers
 		r.Header.Set("X-Geo-Latitude", lat)

@@ -117,6 +117,14 @@ type PlayIntegrityConfig struct {
 	// oauth2 client for a service account). Default: none, standard tokens
 	// are refused.
 	HTTPClient *http.Client
+	// InsecureAllowLegacyRequestHash also accepts, in the risk
+	// assessment, standard tokens whose requestHash is that of the first
+	// HTTP profile (method, path and body digest), which does not cover
+	// the query: a proxy can rewrite the query of such a request
+	// undetected. Turn it on only while app versions built before
+	// [RequestHash] covered the query are phased out; each request it
+	// admits is logged (event attestation_legacy_binding). Default: false.
+	InsecureAllowLegacyRequestHash bool
 	// APITimeout bounds an API call. Default: 5s.
 	APITimeout time.Duration
 	// Now is the clock. Default: time.Now.
@@ -330,14 +338,48 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 // the app passed for this request (the server recomputes it from the
 // request).
 func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash string) (*IntegrityVerdict, error) {
-	v, err := p.verifyStandard(ctx, token, requestHash)
+	v, _, err := p.verifyStandard(ctx, token, []string{requestHash})
 	if err != nil {
 		p.fail(ctx, err)
 	}
 	return v, err
 }
 
-func (p *PlayIntegrity) verifyStandard(ctx context.Context, token, requestHash string) (*IntegrityVerdict, error) {
+// verifyRequest verifies the standard token of r's X-Play-Integrity
+// header against the request hash of r (body is r's body).
+func (p *PlayIntegrity) verifyRequest(ctx context.Context, r *http.Request, body []byte) (*IntegrityVerdict, error) {
+	v, i, err := p.verifyStandard(ctx, r.Header.Get(HeaderPlayIntegrity), requestHashes(r, body, p.cfg.InsecureAllowLegacyRequestHash))
+	if err != nil {
+		p.fail(ctx, err)
+		return nil, err
+	}
+	if i > 0 {
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "attest: integrity token over a legacy request hash admitted",
+			slog.String("event", "attestation_legacy_binding"), slog.String("reason", "query_not_covered"),
+			slog.String("provider", "play_integrity"))
+	}
+	return v, nil
+}
+
+// verifyStandard decodes token and checks it against the first of
+// requestHashes that its requestHash equals, whose index it returns.
+func (p *PlayIntegrity) verifyStandard(ctx context.Context, token string, requestHashes []string) (*IntegrityVerdict, int, error) {
+	pl, err := p.decodeStandard(ctx, token)
+	if err != nil {
+		return nil, 0, err
+	}
+	i := slices.IndexFunc(requestHashes, func(h string) bool {
+		return h != "" && subtle.ConstantTimeCompare([]byte(pl.RequestDetails.RequestHash), []byte(h)) == 1
+	})
+	if i < 0 {
+		return nil, 0, fmt.Errorf("%w: request hash", ErrIntegrityPolicy)
+	}
+	v, err := p.check(pl)
+	return v, i, err
+}
+
+// decodeStandard has Google's API decode a standard token.
+func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*integrityPayload, error) {
 	if p.cfg.HTTPClient == nil {
 		return nil, fmt.Errorf("%w: no HTTPClient for the API", ErrVendor)
 	}
@@ -374,11 +416,7 @@ func (p *PlayIntegrity) verifyStandard(ctx context.Context, token, requestHash s
 	if err := json.Unmarshal(raw, &out); err != nil || out.TokenPayloadExternal == nil {
 		return nil, fmt.Errorf("%w: unexpected API answer", ErrVendor)
 	}
-	pl := out.TokenPayloadExternal
-	if requestHash == "" || subtle.ConstantTimeCompare([]byte(pl.RequestDetails.RequestHash), []byte(requestHash)) != 1 {
-		return nil, fmt.Errorf("%w: request hash", ErrIntegrityPolicy)
-	}
-	return p.check(pl)
+	return out.TokenPayloadExternal, nil
 }
 
 // check applies the policy to a payload.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -230,11 +229,25 @@ func (t Thresholds) valid() error {
 const HeaderPlayIntegrity = "X-Play-Integrity"
 
 // RequestHash is the requestHash an Android app passes to the Play
-// Integrity API for a request: hex SHA-256 of [ClientData] without a
-// challenge.
-func RequestHash(method, path string, body []byte) string {
-	sum := sha256.Sum256(ClientData(method, path, body, ""))
+// Integrity API for a request: lower-case hex SHA-256 of [ClientData]
+// with an empty challenge, so that it binds the method, the path, the
+// query as sent and the body.
+func RequestHash(method, path, query string, body []byte) string {
+	sum := sha256.Sum256(ClientData(method, path, query, body, ""))
 	return hex.EncodeToString(sum[:])
+}
+
+// requestHashes returns the request hashes r may carry: the current one,
+// and the legacy one (no query) when legacy is true.
+func requestHashes(r *http.Request, body []byte, legacy bool) []string {
+	current, old := requestClientData(r, body, "", legacy)
+	sum := sha256.Sum256(current)
+	out := []string{hex.EncodeToString(sum[:])}
+	if old != nil {
+		sum = sha256.Sum256(old)
+		out = append(out, hex.EncodeToString(sum[:]))
+	}
+	return out
 }
 
 // observation is what the history keeps per subject.
@@ -291,7 +304,7 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 			}
 		}
 	case v.cfg.PlayIntegrity != nil && r.Header.Get(HeaderPlayIntegrity) != "":
-		verdict, err := v.cfg.PlayIntegrity.VerifyStandard(ctx, r.Header.Get(HeaderPlayIntegrity), RequestHash(r.Method, r.URL.EscapedPath(), body))
+		verdict, err := v.cfg.PlayIntegrity.verifyRequest(ctx, r, body)
 		switch {
 		case errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
 			outage = true
@@ -340,20 +353,7 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 }
 
 func (v *Verifier) appAttest(r *http.Request, body []byte) (*Assertion, error) {
-	ctx := r.Context()
-	keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
-	assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
-	if err != nil || keyID == "" || challenge == "" {
-		return nil, ErrMalformed
-	}
-	as, err := v.cfg.AppAttest.VerifyAssertion(ctx, keyID, assertion, ClientData(r.Method, r.URL.EscapedPath(), body, challenge))
-	if err != nil {
-		return nil, err
-	}
-	if err := v.cfg.AppAttest.ConsumeChallenge(ctx, challenge, keyID); err != nil {
-		return nil, err
-	}
-	return as, nil
+	return v.cfg.AppAttest.verifyRequest(r.Context(), r, body)
 }
 
 // behaviour adds the subject's history signals.

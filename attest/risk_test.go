@@ -82,7 +82,7 @@ func (e *riskEnv) request(d *attesttest.Device, user string, place [2]string, bo
 	if d != nil {
 		ch, _, err := e.a.IssueChallenge(context.Background(), d.KeyID)
 		require.NoError(e.t, err)
-		as, err := d.Assert(ClientData("POST", "/premium", []byte(body), ch))
+		as, err := d.Assert(ClientData("POST", "/premium", "", []byte(body), ch))
 		require.NoError(e.t, err)
 		r.Header.Set(HeaderKeyID, d.KeyID)
 		r.Header.Set(HeaderChallenge, ch)
@@ -212,7 +212,7 @@ func TestRiskSignals(t *testing.T) {
 		d := e.device(attesttest.AttestOptions{})
 		r := e.request(nil, "fred", paris, "")
 		ch, _, _ := e.a.IssueChallenge(context.Background(), d.KeyID)
-		as, _ := d.AssertWithCounter(ClientData("POST", "/premium", nil, ch), 50_000)
+		as, _ := d.AssertWithCounter(ClientData("POST", "/premium", "", nil, ch), 50_000)
 		r.Header.Set(HeaderKeyID, d.KeyID)
 		r.Header.Set(HeaderChallenge, ch)
 		r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(as))
@@ -282,7 +282,7 @@ func TestAndroidSDKMinimum(t *testing.T) {
 	verdict := attesttest.Verdict(pkg, "", "", ts, certDigest)
 	verdict["deviceIntegrity"].(map[string]any)["deviceAttributes"] = map[string]any{"sdkVersion": 28}
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		verdict["requestDetails"].(map[string]any)["requestHash"] = RequestHash("POST", "/premium", []byte("{}"))
+		verdict["requestDetails"].(map[string]any)["requestHash"] = RequestHash("POST", "/premium", "", []byte("{}"))
 		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": verdict})
 	}))
 	defer api.Close()

@@ -121,7 +121,7 @@ func (c *client) call(method, path, body, challenge string, sign func([]byte) []
 	req, _ := http.NewRequest(method, c.srv.URL+path, strings.NewReader(body))
 	req.Header.Set(HeaderKeyID, c.dev.KeyID)
 	req.Header.Set(HeaderChallenge, challenge)
-	req.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(sign(ClientData(method, path, []byte(body), challenge))))
+	req.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(sign(ClientData(method, path, "", []byte(body), challenge))))
 	resp, err := c.srv.Client().Do(req)
 	require.NoError(c.t, err)
 	defer resp.Body.Close()
@@ -174,7 +174,7 @@ func TestAssertionMiddleware(t *testing.T) {
 
 	// The assertion covers method, path, body and challenge.
 	ch = c.challenge(true)
-	code, _ = c.call("POST", "/premium", "tampered", ch, func([]byte) []byte { return sign(ClientData("POST", "/premium", []byte("original"), ch)) })
+	code, _ = c.call("POST", "/premium", "tampered", ch, func([]byte) []byte { return sign(ClientData("POST", "/premium", "", []byte("original"), ch)) })
 	require.Equal(t, 401, code, "body changed")
 
 	other, _ := attesttest.NewDevice(testAppID)

@@ -48,7 +48,7 @@ func TestAttestExample(t *testing.T) {
 
 	premium := func(forge bool) int {
 		ch := challenge(dev.KeyID)
-		as, _ := dev.Assert(attest.ClientData("POST", "/premium", nil, ch))
+		as, _ := dev.Assert(attest.ClientData("POST", "/premium", "", nil, ch))
 		if forge {
 			as = []byte("forged")
 		}

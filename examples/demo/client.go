@@ -224,25 +224,29 @@ func (c *client) challenge(ctx context.Context, keyID string) (string, error) {
 
 // premium calls the premium endpoint with an App Attest assertion from
 // the device (or the given forged bytes), located at place by the CDN's
-// geo headers.
-func (c *client) premium(ctx context.Context, name string, attack bool, expect int, token string, place [2]string, forged []byte) result {
+// geo headers. The assertion covers the query the app sends; rewrite,
+// when not empty, is the query a proxy puts in its place on the way.
+func (c *client) premium(ctx context.Context, name string, attack bool, expect int, token string, place [2]string, forged []byte, rewrite string) result {
 	ch, err := c.challenge(ctx, c.device.KeyID)
 	if err != nil {
 		return result{name: name, attack: attack, expect: expect, err: err}
 	}
-	body := `{"item":"gold-plan"}`
+	body, query := `{"item":"gold-plan"}`, "plan=gold&seats=1"
 	assertion := forged
 	if assertion == nil {
-		if assertion, err = c.device.Assert(attest.ClientData("POST", "/v1/premium", []byte(body), ch)); err != nil {
+		if assertion, err = c.device.Assert(attest.ClientData("POST", "/v1/premium", query, []byte(body), ch)); err != nil {
 			return result{name: name, attack: attack, expect: expect, err: err}
 		}
+	}
+	if rewrite != "" {
+		query = rewrite
 	}
 	h := bearer(token)
 	h[attest.HeaderKeyID] = c.device.KeyID
 	h[attest.HeaderChallenge] = ch
 	h[attest.HeaderAssertion] = base64.StdEncoding.EncodeToString(assertion)
 	h["X-Geo-Latitude"], h["X-Geo-Longitude"] = place[0], place[1]
-	return c.do(ctx, name, attack, expect, call{method: "POST", path: "/v1/premium", header: h, body: body})
+	return c.do(ctx, name, attack, expect, call{method: "POST", path: "/v1/premium?" + query, header: h, body: body})
 }
 
 // burst: a script reads orders as fast as it can with a valid token; the
@@ -380,7 +384,7 @@ func (c *client) script(ctx context.Context) []result {
 	} else {
 		add(r)
 	}
-	add(c.premium(ctx, "premium call from Paris, App Attest assertion", false, 200, token, paris, nil))
+	add(c.premium(ctx, "premium call from Paris, App Attest assertion", false, 200, token, paris, nil, ""))
 	add(c.do(ctx, "client reports a pinning failure", false, 204, call{method: "POST", path: "/v1/reports",
 		header: map[string]string{"Content-Type": "application/reports+json"},
 		body:   `[{"type":"pinning-failure","age":1200,"url":"https://api.example.com/v1/pay","user_agent":"Shop/5.2","body":{}}]`}))
@@ -410,8 +414,9 @@ func (c *client) script(ctx context.Context) []result {
 	add(c.do(ctx, "payment signed with another key", true, 401, call{method: "POST", path: "/v1/pay", header: forged, body: forgedBody}))
 	unsigned := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	add(c.do(ctx, "unsigned payment", true, 401, call{method: "POST", path: "/v1/pay", header: unsigned, body: `{"amount":5}`}))
-	add(c.premium(ctx, "premium call with a forged App Attest assertion", true, 401, token, paris, []byte("forged")))
-	add(c.premium(ctx, "premium call from Sydney a minute after Paris", true, 401, token, sydney, nil))
+	add(c.premium(ctx, "premium call with a forged App Attest assertion", true, 401, token, paris, []byte("forged"), ""))
+	add(c.premium(ctx, "premium call whose query a proxy rewrote", true, 401, token, paris, nil, "plan=platinum&seats=500"))
+	add(c.premium(ctx, "premium call from Sydney a minute after Paris", true, 401, token, sydney, nil, ""))
 	add(c.burst(ctx, token))
 	add(c.stuffing(ctx))
 	add(c.do(ctx, "header injection in X-Request-ID", true, 401, call{method: "GET", path: "/v1/orders",

@@ -30,7 +30,7 @@ func TestDemoRunsClean(t *testing.T) {
 		"long-lived token", "token for another audience", "stolen DPoP token used without its key", "replayed DPoP proof",
 		"replayed signed payment", "payment body tampered in flight", "payment signed with another key",
 		"burst of 10 order reads", "credential stuffing", "premium call with a forged App Attest assertion",
-		"premium call from Sydney a minute after Paris"} {
+		"premium call whose query a proxy rewrote", "premium call from Sydney a minute after Paris"} {
 		require.Contains(t, s, "attack: "+attack)
 	}
 	require.NotContains(t, s, " NO\n")
