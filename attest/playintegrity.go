@@ -93,6 +93,14 @@ type IntegrityPolicy struct {
 	// InsecureAllowUnrecognizedApp accepts apps that are not
 	// PLAY_RECOGNIZED (sideloaded or modified builds). Default: false.
 	InsecureAllowUnrecognizedApp bool
+	// InsecureAllowTokenReuse accepts a standard token more than once
+	// while its verdict is fresh. By default a standard token is single
+	// use, like a classic token's nonce: once it passes, a digest of it
+	// is recorded in PlayIntegrityConfig.Nonces until the verdict is
+	// older than MaxAge, so that a captured request cannot be replayed
+	// with its token (a requestHash is the same for identical requests).
+	// Default: false.
+	InsecureAllowTokenReuse bool
 }
 
 // PlayIntegrityConfig configures a [PlayIntegrity] verifier.
@@ -107,8 +115,8 @@ type PlayIntegrityConfig struct {
 	// VerificationKeys are the EC P-256 keys that sign classic tokens,
 	// newest first. Required for classic tokens.
 	VerificationKeys []*ecdsa.PublicKey
-	// Nonces records classic-token nonces as used. Default: in memory,
-	// 100000 nonces.
+	// Nonces records classic-token nonces and standard-token digests as
+	// used. Default: in memory, 100000 entries.
 	Nonces NonceStore
 	// APIBaseURL is Google's Play Integrity API for standard tokens.
 	// Default: https://playintegrity.googleapis.com.
@@ -322,21 +330,35 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 	if err != nil {
 		return nil, err
 	}
-	id := sha256.Sum256([]byte("play-integrity\x00" + nonce))
-	fresh, err := p.cfg.Nonces.Use(ctx, base64.RawURLEncoding.EncodeToString(id[:]), v.Timestamp.Add(p.cfg.Policy.MaxAge))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("%w: nonce store: %v", ErrStore, err)
-	case !fresh:
-		return nil, fmt.Errorf("%w: nonce used before", ErrIntegrityPolicy)
+	if err := p.useOnce(ctx, "classic", nonce, v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
 
+// useOnce records what makes a verdict single use (kind "classic": the
+// nonce; "standard": the token) until the verdict is older than MaxAge.
+// The recorded id is a digest under the package name, so that two apps
+// on one store never share ids and the store never holds a token.
+func (p *PlayIntegrity) useOnce(ctx context.Context, kind, value string, v *IntegrityVerdict) error {
+	id := sha256.Sum256([]byte("play-integrity-" + kind + "\x00" + p.cfg.Policy.PackageName + "\x00" + value))
+	fresh, err := p.cfg.Nonces.Use(ctx, base64.RawURLEncoding.EncodeToString(id[:]), v.Timestamp.Add(p.cfg.Policy.MaxAge))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: nonce store: %v", ErrStore, err)
+	case !fresh && kind == "classic":
+		return fmt.Errorf("%w: nonce used before", ErrIntegrityPolicy)
+	case !fresh:
+		return fmt.Errorf("%w: token used before", ErrIntegrityPolicy)
+	}
+	return nil
+}
+
 // VerifyStandard decodes a standard token through Google's
-// decodeIntegrityToken API and checks the policy; requestHash is the hash
-// the app passed for this request (the server recomputes it from the
-// request).
+// decodeIntegrityToken API, checks the policy, and uses the token once
+// (unless IntegrityPolicy.InsecureAllowTokenReuse); requestHash is the
+// hash the app passed for this request (the server recomputes it from the
+// request, [RequestHash]).
 func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash string) (*IntegrityVerdict, error) {
 	v, _, err := p.verifyStandard(ctx, token, []string{requestHash})
 	if err != nil {
@@ -375,7 +397,15 @@ func (p *PlayIntegrity) verifyStandard(ctx context.Context, token string, reques
 		return nil, 0, fmt.Errorf("%w: request hash", ErrIntegrityPolicy)
 	}
 	v, err := p.check(pl)
-	return v, i, err
+	if err != nil {
+		return nil, 0, err
+	}
+	if !p.cfg.Policy.InsecureAllowTokenReuse {
+		if err := p.useOnce(ctx, "standard", token, v); err != nil {
+			return nil, 0, err
+		}
+	}
+	return v, i, nil
 }
 
 // decodeStandard has Google's API decode a standard token.
