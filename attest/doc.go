@@ -70,8 +70,10 @@
 // Each reason adds a documented weight (see the Reason constants) to a
 // score capped at 100; [Thresholds] map it to allow, monitor, step-up (401
 // insufficient_user_authentication with acr_values and max_age, RFC 9470,
-// and a problem+json body with the reasons and an action: reattest, mfa or
-// fresh_auth) or deny (403). Config.MonitorOnly assesses without rejecting,
+// and a problem+json body with a generic detail and an action: reattest,
+// mfa or fresh_auth) or deny (403). Which signals fired goes to the log
+// and to [RiskFrom], never to the client (Config.InsecureExposeReasons
+// opts in), so that an answer never tells an attacker what to evade. Config.MonitorOnly assesses without rejecting,
 // for rollout. When a vendor cannot be asked, Config.Outage decides: fail
 // open with a vendor_outage penalty (default) or fail closed with 503.
 // Events: attestation_failed, risk_step_up, risk_denied, impossible_travel.

@@ -54,7 +54,8 @@ func ExampleAppAttest_VerifyAssertion() {
 }
 
 // A session is used from Paris, then from Sydney an hour later: the
-// premium route steps up to MFA.
+// premium route steps up to MFA. The answer names the action, not the
+// signal that fired (impossible_travel is in the log).
 func ExampleVerifier_Require_impossibleTravel() {
 	clock := now
 	a, dev := setup(&clock)
@@ -92,7 +93,7 @@ func ExampleVerifier_Require_impossibleTravel() {
 	// Output:
 	// 200 premium content
 	// 401 Bearer error="insufficient_user_authentication", acr_values="urn:example:mfa"
-	// {"action":"mfa","detail":"This request needs a stronger proof of the app, the device or the user.","reasons":["impossible_travel"],"status":401,"title":"Additional verification required","type":"urn:apiguard:problem:risk-step-up"}
+	// {"action":"mfa","detail":"This request needs a stronger proof of the app, the device or the user.","status":401,"title":"Additional verification required","type":"urn:apiguard:problem:risk-step-up"}
 }
 
 func ExampleClientDataHash() {

@@ -154,6 +154,14 @@ type Config struct {
 	Thresholds Thresholds
 	// MonitorOnly assesses and logs but never rejects. Default: false.
 	MonitorOnly bool
+	// InsecureExposeReasons lists the risk reasons that fired in the
+	// problem+json body of step-up and deny answers ("reasons"). Off, the
+	// client gets a generic detail and the action to take (reattest, mfa,
+	// fresh_auth), and the reasons go only to the log records
+	// (risk_step_up, risk_denied) and [RiskFrom]: naming the signals that
+	// fired tells an attacker which one to evade. For debugging against
+	// test clients only. Default: false.
+	InsecureExposeReasons bool
 	// Outage is the vendor outage policy. Default: OutageFailOpen.
 	Outage OutagePolicy
 	// StepUpACR and StepUpMaxAge are the acr_values and max_age of step-up
@@ -532,12 +540,16 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 }
 
 // writeRisk answers a step-up (401, RFC 9470) or a denial (403) with the
-// reasons and the action in a problem+json body.
+// action in a problem+json body, and the reasons only under
+// InsecureExposeReasons.
 func (v *Verifier) writeRisk(w http.ResponseWriter, risk *Risk, status int) {
 	p := problem.Problem{
 		Type: problem.TypeBase + "risk-step-up", Title: "Additional verification required", Status: status,
 		Detail:     "This request needs a stronger proof of the app, the device or the user.",
-		Extensions: map[string]any{"reasons": risk.Reasons, "action": risk.Action},
+		Extensions: map[string]any{"action": risk.Action},
+	}
+	if v.cfg.InsecureExposeReasons {
+		p.Extensions["reasons"] = risk.Reasons
 	}
 	if status == http.StatusForbidden {
 		p.Type, p.Title, p.Detail = problem.TypeBase+"risk-denied", "Request denied", "This request was refused for its risk."
