@@ -113,6 +113,13 @@ type AppAttestConfig struct {
 	ChallengeTTL time.Duration
 	// MaxObjectSize caps an attestation or assertion. Default: 64 KiB.
 	MaxObjectSize int
+	// StoreTimeout bounds, together, the store calls of one request to
+	// [AppAttest.Handler] or [AppAttest.ChallengeHandler], and of one
+	// call of the methods (key lookup, counter, challenge): one deadline
+	// shared through the context, so that a slow store costs a request at
+	// most StoreTimeout, not one timeout per call (a deadline ctx already
+	// has, if sooner, wins). Default: 250ms.
+	StoreTimeout time.Duration
 	// InsecureAllowLegacyClientData also accepts, in [AppAttest.Handler]
 	// and in the risk assessment, assertions over the client data of the
 	// first HTTP profile (method, path, body digest and challenge, one per
@@ -145,7 +152,7 @@ func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
 	if len(cfg.AppIDs) == 0 {
 		return nil, errors.New("attest: AppAttestConfig.AppIDs is required")
 	}
-	if cfg.ChallengeTTL < 0 || cfg.MaxKeys < 0 || cfg.MaxObjectSize < 0 {
+	if cfg.ChallengeTTL < 0 || cfg.MaxKeys < 0 || cfg.MaxObjectSize < 0 || cfg.StoreTimeout < 0 {
 		return nil, errors.New("attest: AppAttestConfig durations and sizes must not be negative")
 	}
 	if len(cfg.Environments) == 0 {
@@ -159,6 +166,9 @@ func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
 	}
 	if cfg.MaxObjectSize == 0 {
 		cfg.MaxObjectSize = 64 << 10
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 250 * time.Millisecond
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -291,6 +301,8 @@ type coseP256 struct {
 // package documentation for the checks; errors match the package's
 // sentinels.
 func (a *AppAttest) VerifyAttestation(ctx context.Context, keyID string, attestation, clientDataHash []byte) (*AttestedKey, error) {
+	ctx, cancel := a.storeContext(ctx)
+	defer cancel()
 	k, err := a.verifyAttestation(keyID, attestation, clientDataHash)
 	if err != nil {
 		a.fail(ctx, "attestation", err)
@@ -473,6 +485,8 @@ type assertionObject struct {
 // counter greater than the stored one, stored with a compare-and-swap.
 // An unknown key ID is refused with [ErrUnknownKey].
 func (a *AppAttest) VerifyAssertion(ctx context.Context, keyID string, assertion, clientData []byte) (*Assertion, error) {
+	ctx, cancel := a.storeContext(ctx)
+	defer cancel()
 	as, err := a.verifyAssertion(ctx, keyID, assertion, clientData, nil)
 	if err != nil {
 		a.fail(ctx, "assertion", err)
@@ -543,6 +557,13 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 		return nil, fmt.Errorf("%w: counter changed concurrently", ErrCounter)
 	}
 	return &Assertion{KeyID: keyID, AppID: key.AppID, Counter: ad.counter, Previous: counter, Key: &key, LegacyClientData: usedLegacy}, nil
+}
+
+// storeContext is ctx bounded by StoreTimeout: the one deadline of a
+// request's (or a method call's) store calls. Nested, it keeps the outer
+// deadline, which is sooner.
+func (a *AppAttest) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.cfg.StoreTimeout)
 }
 
 // ecdsaFromECDH converts a P-256 ECDH public key to an ECDSA one.

@@ -63,12 +63,16 @@ func (c *challenges) consume(ctx context.Context, challenge, binding string) err
 // IssueChallenge returns a fresh single-use challenge bound to binding (a
 // key ID for assertions, or "" for an attestation), and its expiry.
 func (a *AppAttest) IssueChallenge(ctx context.Context, binding string) (string, time.Time, error) {
+	ctx, cancel := a.storeContext(ctx)
+	defer cancel()
 	return a.challeng.issue(ctx, binding)
 }
 
 // ConsumeChallenge uses challenge once; it returns [ErrChallenge] when it
 // is unknown, used, expired or bound to another key.
 func (a *AppAttest) ConsumeChallenge(ctx context.Context, challenge, binding string) error {
+	ctx, cancel := a.storeContext(ctx)
+	defer cancel()
 	return a.challeng.consume(ctx, challenge, binding)
 }
 
@@ -215,7 +219,9 @@ func (a *AppAttest) Handler(next http.Handler) http.Handler {
 			}
 			body = b
 		}
-		as, err := a.verifyRequest(ctx, r, body)
+		sctx, cancel := a.storeContext(ctx)
+		as, err := a.verifyRequest(sctx, r, body)
+		cancel()
 		if err != nil {
 			if errors.Is(err, ErrStore) {
 				w.Header().Set("Retry-After", "1")
@@ -237,8 +243,9 @@ func (a *AppAttest) Handler(next http.Handler) http.Handler {
 // verifyRequest verifies the App Attest headers of r: the assertion over
 // the request's [ClientData] (body is the request's body), then the
 // challenge, used once and bound to the key. The signature comes first,
-// so that unauthenticated traffic never consumes a challenge. Failures
-// are logged once, here.
+// so that unauthenticated traffic never consumes a challenge. ctx carries
+// the one deadline of the request's store calls. Failures are logged
+// once, here.
 func (a *AppAttest) verifyRequest(ctx context.Context, r *http.Request, body []byte) (*Assertion, error) {
 	keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
 	assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
@@ -249,7 +256,7 @@ func (a *AppAttest) verifyRequest(ctx context.Context, r *http.Request, body []b
 	current, legacy := requestClientData(r, body, challenge, a.cfg.InsecureAllowLegacyClientData)
 	as, err := a.verifyAssertion(ctx, keyID, assertion, current, legacy)
 	if err == nil {
-		err = a.ConsumeChallenge(ctx, challenge, keyID)
+		err = a.challeng.consume(ctx, challenge, keyID)
 	}
 	if err != nil {
 		a.fail(ctx, "assertion", err)

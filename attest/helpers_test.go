@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"log/slog"
@@ -26,3 +27,5 @@ func x509PoolFromFile(t *testing.T, path string) *x509.CertPool {
 type ecdsaPub = ecdsa.PublicKey
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

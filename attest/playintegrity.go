@@ -367,10 +367,23 @@ func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash s
 	return v, err
 }
 
-// verifyRequest verifies the standard token of r's X-Play-Integrity
-// header against the request hash of r (body is r's body).
-func (p *PlayIntegrity) verifyRequest(ctx context.Context, r *http.Request, body []byte) (*IntegrityVerdict, error) {
-	v, i, err := p.verifyStandard(ctx, r.Header.Get(HeaderPlayIntegrity), requestHashes(r, body, p.cfg.InsecureAllowLegacyRequestHash))
+// decodeRequest has the API decode the standard token of r's
+// X-Play-Integrity header: the first phase of the HTTP profile's check,
+// the one that calls Google. Failures are logged.
+func (p *PlayIntegrity) decodeRequest(ctx context.Context, r *http.Request) (*integrityPayload, error) {
+	pl, err := p.decodeStandard(ctx, r.Header.Get(HeaderPlayIntegrity))
+	if err != nil {
+		p.fail(ctx, err)
+	}
+	return pl, err
+}
+
+// finishRequest checks the payload of r's token (from decodeRequest)
+// against the request hash of r (body is r's body) and the policy, and
+// uses the token once: the second phase, the one that calls the store.
+// Failures are logged.
+func (p *PlayIntegrity) finishRequest(ctx context.Context, r *http.Request, body []byte, pl *integrityPayload) (*IntegrityVerdict, error) {
+	v, i, err := p.finishStandard(ctx, r.Header.Get(HeaderPlayIntegrity), pl, requestHashes(r, body, p.cfg.InsecureAllowLegacyRequestHash))
 	if err != nil {
 		p.fail(ctx, err)
 		return nil, err
@@ -390,6 +403,12 @@ func (p *PlayIntegrity) verifyStandard(ctx context.Context, token string, reques
 	if err != nil {
 		return nil, 0, err
 	}
+	return p.finishStandard(ctx, token, pl, requestHashes)
+}
+
+// finishStandard checks a decoded payload against requestHashes and the
+// policy, and uses token once.
+func (p *PlayIntegrity) finishStandard(ctx context.Context, token string, pl *integrityPayload, requestHashes []string) (*IntegrityVerdict, int, error) {
 	i := slices.IndexFunc(requestHashes, func(h string) bool {
 		return h != "" && subtle.ConstantTimeCompare([]byte(pl.RequestDetails.RequestHash), []byte(h)) == 1
 	})

@@ -164,6 +164,15 @@ type Config struct {
 	InsecureExposeReasons bool
 	// Outage is the vendor outage policy. Default: OutageFailOpen.
 	Outage OutagePolicy
+	// StoreTimeout bounds, together, all the store calls one request's
+	// assessment makes (key lookup, counter, challenge, single use of a
+	// token, history): one deadline, set once the calls to vendors are
+	// done (those have their own bounds: PlayIntegrityConfig.APITimeout,
+	// AppCheckConfig.MaxWait), shared by every store call through the
+	// context, so that a slow store costs a request at most StoreTimeout,
+	// not one timeout per call. A store call cut off by it is a store
+	// outage (Outage decides). Default: 250ms.
+	StoreTimeout time.Duration
 	// StepUpACR and StepUpMaxAge are the acr_values and max_age of step-up
 	// challenges. Default: none.
 	StepUpACR    []string
@@ -209,6 +218,12 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.SIMSwapMaxAge <= 0 {
 		cfg.SIMSwapMaxAge = 72 * time.Hour
+	}
+	if cfg.StoreTimeout < 0 {
+		return nil, errors.New("attest: Config.StoreTimeout must not be negative")
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 250 * time.Millisecond
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -295,14 +310,58 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 		body = b
 	}
 	risk := &Risk{}
-	var keyID, osVersion string
-	outage := false
+	subject, err := v.cfg.Subject(r)
+	if err != nil {
+		subject = ""
+	}
+
+	// First the calls to vendors, each under its own bound: Google's
+	// decodeIntegrityToken API, the App Check key set, the SIM swap check.
+	provider := ""
 	switch {
 	case v.cfg.AppAttest != nil && r.Header.Get(HeaderAssertion) != "":
-		as, err := v.appAttest(r, body)
+		provider = "app_attest"
+	case v.cfg.PlayIntegrity != nil && r.Header.Get(HeaderPlayIntegrity) != "":
+		provider = "play_integrity"
+	case v.cfg.AppCheck != nil && r.Header.Get(HeaderAppCheck) != "":
+		provider = "app_check"
+	}
+	var outage error // the vendor or store that could not be asked
+	var payload *integrityPayload
+	var payloadErr error
+	switch provider {
+	case "play_integrity":
+		payload, payloadErr = v.cfg.PlayIntegrity.decodeRequest(ctx, r)
+	case "app_check":
+		_, err := v.cfg.AppCheck.Verify(ctx, r.Header.Get(HeaderAppCheck))
+		switch {
+		case errors.Is(err, ErrVendor):
+			outage = err
+		case err != nil:
+			risk.add(ReasonAttestationFailed)
+		default:
+			risk.Provider = "app_check"
+			risk.add(ReasonAppCheckOnly)
+		}
+	}
+	simSwapped := false
+	if subject != "" && v.cfg.SIMSwap != nil {
+		if swapped, err := v.cfg.SIMSwap.CheckSIMSwap(ctx, subject, v.cfg.SIMSwapMaxAge); err == nil && swapped {
+			simSwapped = true
+		}
+	}
+
+	// Then the store calls, all under one deadline: key lookup, counter,
+	// challenge, single use of the token, history.
+	sctx, cancel := context.WithTimeout(ctx, v.cfg.StoreTimeout)
+	defer cancel()
+	var keyID, osVersion string
+	switch provider {
+	case "app_attest":
+		as, err := v.cfg.AppAttest.verifyRequest(sctx, r, body)
 		switch {
 		case errors.Is(err, ErrStore):
-			outage = true
+			outage = err
 		case err != nil:
 			risk.add(ReasonAttestationFailed)
 		default:
@@ -311,11 +370,15 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 				risk.add(ReasonCounterAnomaly)
 			}
 		}
-	case v.cfg.PlayIntegrity != nil && r.Header.Get(HeaderPlayIntegrity) != "":
-		verdict, err := v.cfg.PlayIntegrity.verifyRequest(ctx, r, body)
+	case "play_integrity":
+		var verdict *IntegrityVerdict
+		err := payloadErr
+		if err == nil {
+			verdict, err = v.cfg.PlayIntegrity.finishRequest(sctx, r, body, payload)
+		}
 		switch {
 		case errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
-			outage = true
+			outage = err
 		case err != nil:
 			risk.add(ReasonAttestationFailed)
 		default:
@@ -330,43 +393,31 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 				risk.add(ReasonOSOutdated)
 			}
 		}
-	case v.cfg.AppCheck != nil && r.Header.Get(HeaderAppCheck) != "":
-		_, err := v.cfg.AppCheck.Verify(ctx, r.Header.Get(HeaderAppCheck))
-		switch {
-		case errors.Is(err, ErrVendor):
-			outage = true
-		case err != nil:
-			risk.add(ReasonAttestationFailed)
-		default:
-			risk.Provider = "app_check"
-			risk.add(ReasonAppCheckOnly)
-		}
-	default:
+	case "":
 		risk.add(ReasonAttestationMissing)
 	}
-	if outage {
+	if outage != nil {
 		if route.Outage == OutageFailClosed {
-			return nil, body, errOutage
+			return nil, body, fmt.Errorf("%w: %w", errOutage, outage)
 		}
 		risk.add(ReasonVendorOutage)
 	}
 	if osVersion != "" && v.cfg.MinIOSVersion != "" && versionLess(osVersion, v.cfg.MinIOSVersion) {
 		risk.add(ReasonOSOutdated)
 	}
-	if subject, err := v.cfg.Subject(r); err == nil && subject != "" {
-		v.behaviour(r, subject, keyID, risk)
+	if subject != "" {
+		v.behaviour(sctx, r, subject, keyID, risk)
+	}
+	if simSwapped {
+		risk.add(ReasonSIMSwap)
 	}
 	risk.finish(th)
 	return risk, body, nil
 }
 
-func (v *Verifier) appAttest(r *http.Request, body []byte) (*Assertion, error) {
-	return v.cfg.AppAttest.verifyRequest(r.Context(), r, body)
-}
-
-// behaviour adds the subject's history signals.
-func (v *Verifier) behaviour(r *http.Request, subject, keyID string, risk *Risk) {
-	ctx := r.Context()
+// behaviour adds the subject's history signals; ctx bounds its store
+// calls.
+func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyID string, risk *Risk) {
 	now := v.cfg.Now()
 	obs := observation{At: now, Keys: map[string]time.Time{}}
 	if v.cfg.Locator != nil {
@@ -419,11 +470,6 @@ func (v *Verifier) behaviour(r *http.Request, subject, keyID string, risk *Risk)
 					slog.String("event", "impossible_travel"), slog.String("reason", "speed"),
 					slog.Int("speed_kmh", int(speed)), slog.Int("distance_km", int(dist)))
 			}
-		}
-	}
-	if v.cfg.SIMSwap != nil {
-		if swapped, err := v.cfg.SIMSwap.CheckSIMSwap(ctx, subject, v.cfg.SIMSwapMaxAge); err == nil && swapped {
-			risk.add(ReasonSIMSwap)
 		}
 	}
 	rec, _ := json.Marshal(obs)
