@@ -59,7 +59,7 @@ const (
 	ReasonAttestationMissing = "attestation_missing" // 40: no attestation evidence on the request
 	ReasonAttestationFailed  = "attestation_failed"  // 70: evidence that does not verify
 	ReasonAppCheckOnly       = "app_check_only"      // 10: App Check, weaker than device attestation
-	ReasonVendorOutage       = "vendor_outage"       // 25: the vendor could not be asked (fail-open penalty)
+	ReasonVendorOutage       = "vendor_outage"       // 40: the vendor or a store could not be asked (fail-open penalty; as much as no evidence, so that unverifiable evidence never scores better than none)
 	ReasonImpossibleTravel   = "impossible_travel"   // 50: faster than MaxSpeedKmh since the last request
 	ReasonOSOutdated         = "os_outdated"         // 20: OS below the minimum
 	ReasonSIMSwap            = "sim_swap"            // 40: SIM changed recently
@@ -70,7 +70,7 @@ const (
 )
 
 var weights = map[string]int{
-	ReasonAttestationMissing: 40, ReasonAttestationFailed: 70, ReasonAppCheckOnly: 10, ReasonVendorOutage: 25,
+	ReasonAttestationMissing: 40, ReasonAttestationFailed: 70, ReasonAppCheckOnly: 10, ReasonVendorOutage: 40,
 	ReasonImpossibleTravel: 50, ReasonOSOutdated: 20, ReasonSIMSwap: 40, ReasonKeyChurn: 30,
 	ReasonCounterAnomaly: 20, ReasonPlayProtect: 15, ReasonDeviceActivity: 15,
 }
@@ -95,17 +95,28 @@ type Thresholds struct {
 	Monitor, StepUp, Deny int
 }
 
-// OutagePolicy says what happens when an attestation vendor cannot be
-// asked.
+// OutagePolicy says what happens when the evidence of a request cannot
+// be checked because an attestation vendor (Google's API, the App Check
+// key set) or a store (App Attest keys and challenges, Play Integrity
+// nonces) cannot be asked.
 type OutagePolicy int
 
 const (
+	// OutageDefault is the zero value: in Config it means OutageFailOpen;
+	// in a Route, the Verifier's Config.Outage.
+	OutageDefault OutagePolicy = iota
 	// OutageFailOpen serves the request with a risk penalty
-	// (vendor_outage). Default.
-	OutageFailOpen OutagePolicy = iota
-	// OutageFailClosed answers 503 with Retry-After.
+	// (vendor_outage, as much as no evidence at all). While the key store
+	// is down this admits, with the penalty, an assertion from a key that
+	// was never attested: fail closed on routes that must not serve an
+	// unverified device (payments, account changes).
+	OutageFailOpen
+	// OutageFailClosed answers 503 with Retry-After: no request is served
+	// on evidence that could not be checked.
 	OutageFailClosed
 )
+
+func (o OutagePolicy) valid() bool { return o >= OutageDefault && o <= OutageFailClosed }
 
 // SIMSwapChecker reports recent SIM swaps for a subject, shaped like the
 // CAMARA SIM Swap API's check (a phone number and a maximum age in hours,
@@ -162,7 +173,11 @@ type Config struct {
 	// fired tells an attacker which one to evade. For debugging against
 	// test clients only. Default: false.
 	InsecureExposeReasons bool
-	// Outage is the vendor outage policy. Default: OutageFailOpen.
+	// Outage is the outage policy of every route that does not set its
+	// own ([Route].Outage): what happens when a vendor or a store cannot
+	// be asked. OutageFailClosed here is the one line that keeps every
+	// route from admitting unverified devices while a store is down.
+	// Default: OutageFailOpen.
 	Outage OutagePolicy
 	// StoreTimeout bounds, together, all the store calls one request's
 	// assessment makes (key lookup, counter, challenge, single use of a
@@ -200,6 +215,12 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if err := cfg.Thresholds.valid(); err != nil {
 		return nil, err
+	}
+	if !cfg.Outage.valid() {
+		return nil, fmt.Errorf("attest: Config.Outage %d is not an OutagePolicy", cfg.Outage)
+	}
+	if cfg.Outage == OutageDefault {
+		cfg.Outage = OutageFailOpen
 	}
 	if cfg.Thresholds == (Thresholds{}) {
 		cfg.Thresholds = Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
@@ -293,8 +314,9 @@ func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error)
 type Route struct {
 	// Thresholds map scores to bands on this route. Required.
 	Thresholds Thresholds
-	// Outage is this route's vendor outage policy (a payment route may
-	// fail closed while a catalogue fails open).
+	// Outage is this route's outage policy: a payment route fails closed
+	// with Outage: OutageFailClosed while a catalogue fails open. Default
+	// (OutageDefault): the Verifier's Config.Outage.
 	Outage OutagePolicy
 }
 
@@ -542,10 +564,17 @@ func (v *Verifier) Require(th Thresholds) func(http.Handler) http.Handler {
 }
 
 // RequireRoute is [Verifier.Require] with the route's own outage policy.
+// It panics on invalid thresholds or policy, or a nil next handler.
 func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 	th := route.Thresholds
 	if err := th.valid(); err != nil || th == (Thresholds{}) {
 		panic(fmt.Sprintf("attest: invalid thresholds %+v", th))
+	}
+	if !route.Outage.valid() {
+		panic(fmt.Sprintf("attest: invalid outage policy %d", route.Outage))
+	}
+	if route.Outage == OutageDefault {
+		route.Outage = v.cfg.Outage
 	}
 	return func(next http.Handler) http.Handler {
 		if next == nil {
