@@ -1,30 +1,48 @@
 package attest
 
 import (
+	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
 // ErrAppCheckToken: the Firebase App Check token is not valid (signature,
-// alg, typ, issuer, audience, expiry or app).
+// alg, typ, issuer, audience, expiry, app, or a key ID the current key set
+// does not hold).
 var ErrAppCheckToken = errors.New("attest: app check token not valid")
 
 // HeaderAppCheck carries a Firebase App Check token.
 const HeaderAppCheck = "X-Firebase-AppCheck"
+
+// App Check key set bounds that are not configurable.
+const (
+	// appCheckDefaultMaxAge is how long a key set is used before a
+	// background refresh when its answer had no Cache-Control max-age;
+	// a max-age is clamped to [MinRefresh, appCheckDefaultMaxAge].
+	appCheckDefaultMaxAge = 6 * time.Hour
+	// appCheckMaxStaleness is how long after its fetch a key set is used
+	// at all: past it, while refreshes fail, tokens are answered as a
+	// vendor outage.
+	appCheckMaxStaleness = 24 * time.Hour
+	// appCheckMaxJWKS caps the key set document.
+	appCheckMaxJWKS = 256 << 10
+)
 
 // AppCheckConfig configures an [AppCheck] verifier.
 type AppCheckConfig struct {
@@ -38,30 +56,69 @@ type AppCheckConfig struct {
 	JWKSURL string
 	// HTTPClient fetches the key set. Default: http.DefaultClient.
 	HTTPClient *http.Client
-	// MinRefresh is the least time between refreshes of the key set
-	// caused by an unknown kid. Default: 1 minute.
+	// MinRefresh is the least time between two fetches of the key set, in
+	// every state: before the first successful load as after it, on an
+	// unknown kid and for the periodic refresh. After consecutive failures
+	// the spacing doubles from MinRefresh up to 16 times MinRefresh, with
+	// ±20 % jitter. Fetches are deduplicated: one at a time, whatever the
+	// traffic. Default: 1 minute.
 	MinRefresh time.Duration
+	// MaxWait is the longest a request waits on a fetch of the key set
+	// (the first load, or a refresh for a kid the set does not hold). The
+	// fetch goes on in the background, bounded by FetchTimeout, and the
+	// request is answered as a vendor outage ([UnavailableError], whose
+	// RetryAfter is the time until the next fetch). Default: 500ms.
+	MaxWait time.Duration
+	// FetchTimeout bounds one fetch of the key set. Default: 10s.
+	FetchTimeout time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
-	// Logger receives events (attestation_failed). Default: slog.Default().
+	// Logger receives events (attestation_failed, appcheck_jwks_error,
+	// appcheck_jwks_refresh). Default: slog.Default().
 	Logger *slog.Logger
 }
 
 // AppCheck verifies Firebase App Check tokens: RS256 JWTs of type JWT,
 // issuer https://firebaseappcheck.googleapis.com/<project number>,
-// audience containing projects/<project number>, from the App Check
-// JWKS (fetched and cached by jwx, refreshed on an unknown kid at most
-// once per MinRefresh). It is safe for concurrent use by multiple
-// goroutines; Close stops the key-set refresh.
+// audience containing projects/<project number>, signed by a key of the
+// App Check JWKS.
+//
+// The key set is fetched on first use, in the background, one fetch at a
+// time and at most one per MinRefresh (longer, with jitter, after
+// failures), before the first load as after it: a flood of requests never
+// becomes a flood of fetches. A request waits on a fetch at most MaxWait.
+// A set is refreshed in the background once older than its Cache-Control
+// max-age (at most 6 hours), and is used for up to 24 hours after its
+// fetch while refreshes fail. A token whose kid the set lacks triggers a
+// refresh when one is allowed; while one is due, it is answered as a
+// vendor outage, never as an invalid token, so that a valid token is not
+// refused because the verifier has not caught up with a rotation.
+//
+// It is safe for concurrent use by multiple goroutines; Close waits for a
+// fetch under way.
 type AppCheck struct {
-	cfg    AppCheckConfig
-	cache  *jwk.Cache
-	cancel context.CancelFunc
-	iss    string
-	aud    string
+	cfg AppCheckConfig
+	iss string
+	aud string
 
-	mu          sync.Mutex
-	lastRefresh time.Time
+	cur atomic.Pointer[appCheckKeys]
+	ctx context.Context // ends at Close: bounds fetches
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	closed   bool
+	inflight chan struct{} // closed when the running fetch ends
+	loads    uint64        // successful fetches so far
+	lastErr  error
+	space    spacing
+}
+
+// appCheckKeys is one fetched key set.
+type appCheckKeys struct {
+	keys    map[string]*rsa.PublicKey
+	fetched time.Time
+	maxAge  time.Duration
 }
 
 // NewAppCheck validates cfg, fills in its defaults and returns a verifier.
@@ -70,14 +127,23 @@ func NewAppCheck(cfg AppCheckConfig) (*AppCheck, error) {
 	if cfg.ProjectNumber == "" || strings.Trim(cfg.ProjectNumber, "0123456789") != "" {
 		return nil, errors.New("attest: AppCheckConfig.ProjectNumber is required: the numeric project number")
 	}
+	if cfg.MinRefresh < 0 || cfg.MaxWait < 0 || cfg.FetchTimeout < 0 {
+		return nil, errors.New("attest: AppCheckConfig durations must not be negative")
+	}
 	if cfg.JWKSURL == "" {
 		cfg.JWKSURL = "https://firebaseappcheck.googleapis.com/v1/jwks"
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	if cfg.MinRefresh <= 0 {
+	if cfg.MinRefresh == 0 {
 		cfg.MinRefresh = time.Minute
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 500 * time.Millisecond
+	}
+	if cfg.FetchTimeout == 0 {
+		cfg.FetchTimeout = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -86,21 +152,22 @@ func NewAppCheck(cfg AppCheckConfig) (*AppCheck, error) {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cache := jwk.NewCache(ctx)
-	if err := cache.Register(cfg.JWKSURL, jwk.WithHTTPClient(cfg.HTTPClient), jwk.WithMinRefreshInterval(cfg.MinRefresh)); err != nil {
-		cancel()
-		return nil, fmt.Errorf("attest: app check jwks: %w", err)
-	}
 	return &AppCheck{
-		cfg: cfg, cache: cache, cancel: cancel,
-		iss: "https://firebaseappcheck.googleapis.com/" + cfg.ProjectNumber,
-		aud: "projects/" + cfg.ProjectNumber,
+		cfg: cfg, ctx: ctx, cancel: cancel,
+		iss:   "https://firebaseappcheck.googleapis.com/" + cfg.ProjectNumber,
+		aud:   "projects/" + cfg.ProjectNumber,
+		space: spacing{every: cfg.MinRefresh, base: cfg.MinRefresh, limit: 16 * cfg.MinRefresh},
 	}, nil
 }
 
-// Close stops the key-set refresh. It is idempotent and returns nil.
+// Close stops fetching the key set and waits for a fetch under way. It is
+// idempotent and returns nil.
 func (c *AppCheck) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.cancel()
+	c.wg.Wait()
 	return nil
 }
 
@@ -111,7 +178,8 @@ type AppCheckToken struct {
 }
 
 // Verify checks an App Check token. Errors match [ErrAppCheckToken], or
-// [ErrVendor] when the key set cannot be had.
+// [ErrVendor] (an [*UnavailableError]) when the key set cannot be had or
+// has not caught up with the token's kid.
 func (c *AppCheck) Verify(ctx context.Context, token string) (*AppCheckToken, error) {
 	t, err := c.verify(ctx, token)
 	if err != nil {
@@ -142,18 +210,12 @@ func (c *AppCheck) verify(ctx context.Context, token string) (t *AppCheckToken, 
 	if json.Unmarshal(hb, &hdr) != nil || hdr.Alg != "RS256" || !strings.EqualFold(hdr.Typ, "JWT") || hdr.Kid == "" {
 		return nil, fmt.Errorf("%w: header", ErrAppCheckToken)
 	}
-	set, err := c.cache.Get(ctx, c.cfg.JWKSURL)
+	key, err := c.key(ctx, hdr.Kid)
 	if err != nil {
-		return nil, fmt.Errorf("%w: app check jwks: %v", ErrVendor, err)
-	}
-	if _, ok := set.LookupKeyID(hdr.Kid); !ok && c.mayRefresh() {
-		if set, err = c.cache.Refresh(ctx, c.cfg.JWKSURL); err != nil {
-			return nil, fmt.Errorf("%w: app check jwks: %v", ErrVendor, err)
-		}
+		return nil, err
 	}
 	tok, err := jwt.Parse([]byte(token),
-		jwt.WithKeySet(set, jws.WithRequireKid(true), jws.WithInferAlgorithmFromKey(false)),
-		jwt.WithValidate(true), jwt.WithIssuer(c.iss), jwt.WithAudience(c.aud),
+		jwt.WithKey(jwa.RS256, key), jwt.WithValidate(true), jwt.WithIssuer(c.iss), jwt.WithAudience(c.aud),
 		jwt.WithRequiredClaim("exp"), jwt.WithAcceptableSkew(30*time.Second),
 		jwt.WithClock(jwt.ClockFunc(c.cfg.Now)))
 	if err != nil {
@@ -165,15 +227,158 @@ func (c *AppCheck) verify(ctx context.Context, token string) (t *AppCheckToken, 
 	return &AppCheckToken{AppID: tok.Subject(), Expiry: tok.Expiration()}, nil
 }
 
-func (c *AppCheck) mayRefresh() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.cfg.Now()
-	if now.Sub(c.lastRefresh) < c.cfg.MinRefresh {
-		return false
+// usable returns the current key set unless it is missing or too stale.
+func (c *AppCheck) usable(now time.Time) *appCheckKeys {
+	set := c.cur.Load()
+	if set == nil || now.Sub(set.fetched) > appCheckMaxStaleness {
+		return nil
 	}
-	c.lastRefresh = now
-	return true
+	return set
 }
 
-var _ = jwa.RS256
+// key returns the key for kid. Without a usable set, or for a kid the set
+// lacks, it starts a fetch if the spacing allows one and waits on the
+// fetch under way for at most MaxWait.
+func (c *AppCheck) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+	now := c.cfg.Now()
+	if set := c.usable(now); set != nil {
+		if k := set.keys[kid]; k != nil {
+			if now.Sub(set.fetched) >= set.maxAge {
+				c.start(now) // periodic refresh, in the background
+			}
+			return k, nil
+		}
+	}
+	c.mu.Lock()
+	loads := c.loads
+	c.mu.Unlock()
+	if ch := c.start(now); ch != nil {
+		t := time.NewTimer(c.cfg.MaxWait)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	now = c.cfg.Now()
+	set := c.usable(now)
+	if set != nil {
+		if k := set.keys[kid]; k != nil {
+			return k, nil
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if set != nil && c.loads > loads {
+		// A set fetched since this request arrived lacks the kid.
+		return nil, fmt.Errorf("%w: unknown kid", ErrAppCheckToken)
+	}
+	retry := c.space.retryAfter(now)
+	if c.inflight != nil {
+		retry = time.Second // the fetch under way may answer any moment
+	}
+	return nil, unavailable(retry, c.lastErr)
+}
+
+// start starts a fetch unless one is under way (whose channel it returns)
+// or the spacing forbids one now (nil).
+func (c *AppCheck) start(now time.Time) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inflight != nil {
+		return c.inflight
+	}
+	if c.closed || !c.space.allowed(now) {
+		return nil
+	}
+	ch := make(chan struct{})
+	c.inflight = ch
+	attempt := c.space.begin()
+	c.space.next = now.Add(c.cfg.MinRefresh) // until the outcome decides
+	c.wg.Add(1)
+	go c.fetch(ch, attempt, now)
+	return ch
+}
+
+// fetch runs one fetch under the verifier's lifetime, not a request's: a
+// client that hangs up does not cancel it for the others.
+func (c *AppCheck) fetch(done chan struct{}, attempt uint64, start time.Time) {
+	defer c.wg.Done()
+	set, err := c.download()
+	now := c.cfg.Now()
+	c.mu.Lock()
+	c.lastErr = err
+	if err == nil {
+		set.fetched = now
+		c.cur.Store(set)
+		c.loads++
+		c.space.succeeded(attempt, start)
+	} else {
+		c.space.failed(attempt, now)
+	}
+	retry := c.space.retryAfter(now)
+	c.inflight = nil
+	close(done)
+	c.mu.Unlock()
+	if err != nil {
+		c.cfg.Logger.LogAttrs(c.ctx, slog.LevelWarn, "attest: app check key set fetch failed",
+			slog.String("event", "appcheck_jwks_error"), slog.String("reason", "fetch"),
+			slog.String("error", err.Error()), slog.Duration("retry_in", retry))
+		return
+	}
+	c.cfg.Logger.LogAttrs(c.ctx, slog.LevelInfo, "attest: app check key set loaded",
+		slog.String("event", "appcheck_jwks_refresh"), slog.String("reason", "loaded"), slog.Int("keys", len(set.keys)))
+}
+
+func (c *AppCheck) download() (*appCheckKeys, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.JWKSURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch app check jwks: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("fetch app check jwks: status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, appCheckMaxJWKS+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch app check jwks: %w", err)
+	}
+	if len(body) > appCheckMaxJWKS {
+		return nil, fmt.Errorf("fetch app check jwks: over %d bytes", appCheckMaxJWKS)
+	}
+	set := &appCheckKeys{keys: map[string]*rsa.PublicKey{}, maxAge: appCheckDefaultMaxAge}
+	if d, ok := cacheMaxAge(resp.Header.Get("Cache-Control")); ok {
+		set.maxAge = min(max(d, c.cfg.MinRefresh), appCheckDefaultMaxAge)
+	}
+	parsed, err := jwk.Parse(bytes.TrimSpace(body))
+	if err != nil {
+		return nil, fmt.Errorf("decode app check jwks: %w", err)
+	}
+	for i := range parsed.Len() {
+		k, _ := parsed.Key(i)
+		if k.KeyType() != jwa.RSA || k.KeyID() == "" || (k.KeyUsage() != "" && k.KeyUsage() != "sig") {
+			continue
+		}
+		if a := k.Algorithm(); a != nil && a.String() != "" && a.String() != jwa.RS256.String() {
+			continue
+		}
+		var pub rsa.PublicKey
+		if err := k.Raw(&pub); err != nil || pub.N.BitLen() < 2048 || pub.N.BitLen() > 8192 {
+			continue
+		}
+		set.keys[k.KeyID()] = &pub
+	}
+	if len(set.keys) == 0 {
+		return nil, errors.New("decode app check jwks: no usable RS256 key")
+	}
+	return set, nil
+}

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,10 +22,12 @@ import (
 )
 
 type appCheckIssuer struct {
-	mu   sync.Mutex
-	keys map[string]*rsa.PrivateKey
-	srv  *httptest.Server
-	down bool
+	mu      sync.Mutex
+	keys    map[string]*rsa.PrivateKey
+	srv     *httptest.Server
+	down    bool
+	hold    chan struct{} // when set, each answer waits for it to close
+	fetches atomic.Int64
 }
 
 func newAppCheckIssuer(t *testing.T) *appCheckIssuer {
@@ -31,6 +35,13 @@ func newAppCheckIssuer(t *testing.T) *appCheckIssuer {
 	is := &appCheckIssuer{keys: map[string]*rsa.PrivateKey{}}
 	is.addKey(t, "k1")
 	is.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		is.fetches.Add(1)
+		is.mu.Lock()
+		hold := is.hold
+		is.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
 		is.mu.Lock()
 		defer is.mu.Unlock()
 		if is.down {
@@ -143,8 +154,15 @@ func TestAppCheckKeyRotationAndOutage(t *testing.T) {
 	require.NoError(t, err, "an unknown kid refreshes the set")
 
 	is.addKey(t, "k3")
-	_, err = c.Verify(ctx, is.mint(t, "k3", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()}))
-	require.ErrorIs(t, err, ErrAppCheckToken, "refreshes are rate-limited")
+	k3 := is.mint(t, "k3", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()})
+	_, err = c.Verify(ctx, k3)
+	require.ErrorIs(t, err, ErrVendor, "refreshes are spaced: a valid token with a new kid waits for the next one, as an outage, not as an invalid token")
+	ue, ok := errors.AsType[*UnavailableError](err)
+	require.True(t, ok)
+	require.Equal(t, time.Minute, ue.RetryAfter, "the next refresh is MinRefresh after the last")
+	clock = clock.Add(ue.RetryAfter)
+	_, err = c.Verify(ctx, k3)
+	require.NoError(t, err, "at Retry-After the set is refreshed")
 
 	is.mu.Lock()
 	is.down = true

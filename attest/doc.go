@@ -62,8 +62,20 @@
 // kind of token is single use: the nonce or a digest of the standard token
 // is recorded until the verdict is stale), freshness, testing responses, app recognition, signing
 // certificates, version, device verdict and licensing. App Check tokens
-// are RS256 JWTs checked against the App Check JWKS (jwx cache, refreshed
-// on an unknown kid at most once per interval).
+// are RS256 JWTs checked against the App Check JWKS.
+//
+// # Calls to vendors
+//
+// No flood of requests becomes a flood of calls to Google. The App Check
+// key set is fetched in the background, one fetch at a time and at most
+// one per AppCheckConfig.MinRefresh in every state (before the first load
+// as after it), backed off with jitter after failures; a request waits on
+// a fetch at most AppCheckConfig.MaxWait. Play Integrity API calls are
+// capped (PlayIntegrityConfig.MaxConcurrentCalls), shared by concurrent
+// requests with one token, bounded by APITimeout, and backed off with
+// jitter after a failure, then probed one at a time. A request turned away
+// gets an [UnavailableError] whose RetryAfter is when the next call will
+// be made: it is the Retry-After of a 503 on a route that fails closed.
 //
 // # Risk
 //

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -133,8 +134,20 @@ type PlayIntegrityConfig struct {
 	// [RequestHash] covered the query are phased out; each request it
 	// admits is logged (event attestation_legacy_binding). Default: false.
 	InsecureAllowLegacyRequestHash bool
-	// APITimeout bounds an API call. Default: 5s.
+	// APITimeout bounds an API call, and so the wait of a request on it.
+	// Default: 2s.
 	APITimeout time.Duration
+	// MaxConcurrentCalls caps the API calls under way: a request beyond
+	// it is answered at once as a vendor outage ([UnavailableError])
+	// rather than queued, so that a flood of tokens cannot pile up calls
+	// to Google. Concurrent requests with one token share one call. After
+	// a failed call (no answer, a 5xx or a 429), no call is made for a
+	// back-off of 2s doubling up to a minute (longer if the API's
+	// Retry-After says so, up to 5 minutes), with ±20 % jitter, then one
+	// probe at a time until a call succeeds; meanwhile requests are
+	// answered as a vendor outage whose RetryAfter is the back-off left.
+	// Default: 64.
+	MaxConcurrentCalls int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (attestation_failed). Default: slog.Default().
@@ -150,7 +163,8 @@ type NonceStore interface {
 // PlayIntegrity verifies Google Play Integrity tokens. It is safe for
 // concurrent use by multiple goroutines.
 type PlayIntegrity struct {
-	cfg PlayIntegrityConfig
+	cfg  PlayIntegrityConfig
+	gate apiGate
 }
 
 // NewPlayIntegrity validates cfg, fills in its defaults and returns a
@@ -178,7 +192,10 @@ func NewPlayIntegrity(cfg PlayIntegrityConfig) (*PlayIntegrity, error) {
 		cfg.APIBaseURL = "https://playintegrity.googleapis.com"
 	}
 	if cfg.APITimeout <= 0 {
-		cfg.APITimeout = 5 * time.Second
+		cfg.APITimeout = 2 * time.Second
+	}
+	if cfg.MaxConcurrentCalls <= 0 {
+		cfg.MaxConcurrentCalls = 64
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -189,7 +206,10 @@ func NewPlayIntegrity(cfg PlayIntegrityConfig) (*PlayIntegrity, error) {
 	if cfg.Nonces == nil {
 		cfg.Nonces = newMemoryNonces(100_000, cfg.Now)
 	}
-	return &PlayIntegrity{cfg: cfg}, nil
+	return &PlayIntegrity{cfg: cfg, gate: apiGate{
+		space:    spacing{base: 2 * time.Second, limit: time.Minute},
+		inflight: map[[32]byte]*apiCall{},
+	}}, nil
 }
 
 // IntegrityVerdict is a verdict that passed the policy, with the signals
@@ -427,7 +447,13 @@ func (p *PlayIntegrity) finishStandard(ctx context.Context, token string, pl *in
 	return v, i, nil
 }
 
-// decodeStandard has Google's API decode a standard token.
+// decodeStandard has Google's API decode a standard token, through the
+// gate that keeps a flood of requests from becoming a flood of calls:
+// concurrent calls for one token share one call; at most
+// MaxConcurrentCalls are under way; after a vendor failure no call is
+// made for a jittered, growing back-off, then one probe at a time until a
+// call succeeds. A request turned away by the gate gets an
+// [UnavailableError] at once, whose RetryAfter is when the gate opens.
 func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*integrityPayload, error) {
 	if p.cfg.HTTPClient == nil {
 		return nil, fmt.Errorf("%w: no HTTPClient for the API", ErrVendor)
@@ -435,37 +461,120 @@ func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*inte
 	if token == "" || len(token) > maxIntegrityToken {
 		return nil, fmt.Errorf("%w: token size", ErrIntegrityToken)
 	}
+	g := &p.gate
+	key := sha256.Sum256([]byte(token))
+	start := p.cfg.Now()
+	g.mu.Lock()
+	if c := g.inflight[key]; c != nil {
+		g.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.pl, c.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrVendor, ctx.Err())
+		}
+	}
+	if !g.space.allowed(start) {
+		retry, last := g.space.retryAfter(start), g.lastErr
+		g.mu.Unlock()
+		return nil, unavailable(retry, last)
+	}
+	probe := g.space.failures > 0
+	if probe && g.probing {
+		g.mu.Unlock()
+		return nil, unavailable(time.Second, errors.New("a probe of the API is under way"))
+	}
+	if g.calls >= p.cfg.MaxConcurrentCalls {
+		g.mu.Unlock()
+		return nil, unavailable(time.Second, errors.New("too many API calls under way"))
+	}
+	g.calls++
+	g.probing = g.probing || probe
+	attempt := g.space.begin()
+	c := &apiCall{done: make(chan struct{})}
+	g.inflight[key] = c
+	g.mu.Unlock()
+
+	// The call is shared: a requester that hangs up does not cancel it
+	// for the others, and APITimeout bounds it.
+	var hint time.Duration
+	c.pl, hint, c.err = p.callAPI(context.WithoutCancel(ctx), token)
+	now := p.cfg.Now()
+	g.mu.Lock()
+	delete(g.inflight, key)
+	g.calls--
+	if probe {
+		g.probing = false
+	}
+	if errors.Is(c.err, ErrVendor) {
+		g.lastErr = c.err
+		g.space.failed(attempt, now)
+		if hint > 0 && now.Add(hint).After(g.space.next) {
+			g.space.next = now.Add(min(hint, 5*time.Minute)) // the API's own Retry-After
+		}
+	} else {
+		g.space.succeeded(attempt, start)
+	}
+	g.mu.Unlock()
+	close(c.done)
+	return c.pl, c.err
+}
+
+// apiGate is the state of the calls to the API (see decodeStandard).
+type apiGate struct {
+	mu       sync.Mutex
+	space    spacing
+	calls    int  // under way
+	probing  bool // a probe after failures is under way
+	lastErr  error
+	inflight map[[32]byte]*apiCall
+}
+
+// apiCall is one call to the API, shared by the requests of one token.
+type apiCall struct {
+	done chan struct{}
+	pl   *integrityPayload
+	err  error
+}
+
+// callAPI makes one decodeIntegrityToken call; hint is the answer's
+// Retry-After, if any.
+func (p *PlayIntegrity) callAPI(ctx context.Context, token string) (*integrityPayload, time.Duration, error) {
 	body, _ := json.Marshal(map[string]string{"integrityToken": token})
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.APITimeout)
 	defer cancel()
 	u := strings.TrimSuffix(p.cfg.APIBaseURL, "/") + "/v1/" + url.PathEscape(p.cfg.Policy.PackageName) + ":decodeIntegrityToken"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrVendor, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrVendor, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrVendor, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrVendor, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrVendor, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrVendor, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusBadRequest:
-		return nil, fmt.Errorf("%w: the API refused the token", ErrIntegrityToken)
+		return nil, 0, fmt.Errorf("%w: the API refused the token", ErrIntegrityToken)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%w: status %d", ErrVendor, resp.StatusCode)
+		var hint time.Duration
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+			hint = time.Duration(n) * time.Second
+		}
+		return nil, hint, fmt.Errorf("%w: status %d", ErrVendor, resp.StatusCode)
 	}
 	var out struct {
 		TokenPayloadExternal *integrityPayload `json:"tokenPayloadExternal"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil || out.TokenPayloadExternal == nil {
-		return nil, fmt.Errorf("%w: unexpected API answer", ErrVendor)
+		return nil, 0, fmt.Errorf("%w: unexpected API answer", ErrVendor)
 	}
-	return out.TokenPayloadExternal, nil
+	return out.TokenPayloadExternal, 0, nil
 }
 
 // check applies the policy to a payload.

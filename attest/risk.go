@@ -584,7 +584,7 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 			risk, body, err := v.assess(r, route)
 			ctx := r.Context()
 			if err != nil {
-				w.Header().Set("Retry-After", "5")
+				w.Header().Set("Retry-After", retryAfterHeader(err))
 				problem.Write(w, probAttestDown)
 				return
 			}
