@@ -31,6 +31,23 @@ type Options struct {
 	// which suits stores on one client (one Redis). Default: each store
 	// gets its own breaker, made with NewBreaker(BreakerConfig{}).
 	Breaker *Breaker
+	// KeySecret, when set, keys the digest that names every Redis key
+	// (HMAC-SHA-256 instead of SHA-256). Key names never hold a raw
+	// subject, token, nonce or device ID either way; without a secret,
+	// whoever can list the keys (a replica, a backup, MONITOR, another
+	// tenant of a shared Redis) can still confirm a guess, such as "does
+	// user-42 have risk history", by hashing it; with one, they cannot.
+	// Every instance sharing the stores must use the same secret.
+	// Changing it orphans every key: recorded nonces, jti values and
+	// high-water marks are forgotten (a replay within their window is
+	// accepted again) and budgets, counters and history start afresh, so
+	// rotate it only with the stores drained (or wait out the longest
+	// replay window with both verifiers refusing). Default: none (plain
+	// SHA-256). The New…Store functions panic when it is set and shorter
+	// than 16 bytes.
+	KeySecret []byte
+
+	hashes *keyHashes // the digests behind key, made by defaults
 }
 
 func (o *Options) defaults() {
@@ -46,6 +63,10 @@ func (o *Options) defaults() {
 	if o.Breaker == nil {
 		o.Breaker = NewBreaker(BreakerConfig{})
 	}
+	if len(o.KeySecret) > 0 && len(o.KeySecret) < 16 {
+		panic("redisstore: Options.KeySecret shorter than 16 bytes")
+	}
+	o.hashes = newKeyHashes(o.KeySecret)
 }
 
 // ErrUnavailable wraps every error of a store call: Redis could not be
