@@ -89,10 +89,16 @@ var ErrBreakerOpen = fmt.Errorf("%w: breaker open", ErrUnavailable)
 //     that is earlier: the timeout never extends a request's deadline.
 //   - A nil error or redis.Nil (the server answered) is a success for the
 //     breaker, and redis.Nil is returned as is for the caller to test.
-//   - Any other error wraps [ErrUnavailable]; it counts as a breaker
-//     failure unless the caller's own context ended meanwhile (a client
-//     that hangs up, or a request deadline spent elsewhere, must not open
-//     the breaker for everyone).
+//   - Any other error wraps [ErrUnavailable]. It counts as a breaker
+//     failure when the caller's context is still live (Redis refused,
+//     timed out on Options.Timeout, or answered an error), or when the
+//     caller's deadline passed after Redis had stayed silent for at least
+//     a twentieth of Options.Timeout (5 ms by default: a healthy Redis
+//     answers far sooner, so this is Redis's fault however short the
+//     caller's budget). It is neutral when the caller cancelled (a client
+//     that hangs up) or its deadline passed sooner (a budget spent
+//     elsewhere, say by a slow upload): a client must not be able to open
+//     the breaker for everyone.
 func (o *Options) do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -107,15 +113,17 @@ func (o *Options) do(ctx context.Context, fn func(context.Context) error) error 
 		cctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
+	start := time.Now()
 	err = fn(cctx)
-	switch {
+	switch cerr := ctx.Err(); {
 	case err == nil || errors.Is(err, redis.Nil):
 		o.Breaker.exit(t, o.Now(), outcomeSuccess)
 		return err
-	case ctx.Err() != nil:
-		o.Breaker.exit(t, o.Now(), outcomeNeutral)
-	default:
+	case cerr == nil,
+		errors.Is(cerr, context.DeadlineExceeded) && time.Since(start) >= o.Timeout/20:
 		o.Breaker.exit(t, o.Now(), outcomeFailure)
+	default:
+		o.Breaker.exit(t, o.Now(), outcomeNeutral)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
