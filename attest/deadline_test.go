@@ -92,6 +92,14 @@ func (s recordingHistory) Swap(ctx context.Context, subject string, rec []byte, 
 	return s.HistoryStore.Swap(ctx, subject, rec, ttl)
 }
 
+func (s recordingHistory) AddKey(ctx context.Context, subject, keyID string, at time.Time, ttl time.Duration) (int, error) {
+	s.d.record(ctx)
+	if s.block {
+		return 0, hang(ctx)
+	}
+	return s.HistoryStore.AddKey(ctx, subject, keyID, at, ttl)
+}
+
 type recordingNonces struct {
 	NonceStore
 	d     *deadlines
@@ -104,6 +112,13 @@ func (s recordingNonces) Use(ctx context.Context, id string, exp time.Time) (boo
 		return false, hang(ctx)
 	}
 	return s.NonceStore.Use(ctx, id, exp)
+}
+
+// fixedLocator places every request in Paris.
+type fixedLocator struct{}
+
+func (fixedLocator) Locate(*http.Request) (Location, bool) {
+	return Location{Lat: 48.8566, Lon: 2.3522, AccuracyKm: 10}, true
 }
 
 // requireOneDeadline checks that calls store calls were made, all under
@@ -183,7 +198,7 @@ func TestStoreCallsShareOneDeadline(t *testing.T) {
 			c.APIBaseURL, c.HTTPClient = api.URL, api.Client()
 			c.Nonces = recordingNonces{NonceStore: newMemoryNonces(10, func() time.Time { return synthNow }), d: d, block: true}
 		})
-		v, err := New(Config{PlayIntegrity: play, StoreTimeout: timeout,
+		v, err := New(Config{PlayIntegrity: play, StoreTimeout: timeout, Locator: fixedLocator{},
 			History: recordingHistory{HistoryStore: NewMemoryHistoryStore(10, nil), d: d},
 			Subject: func(*http.Request) (string, error) { return "mo", nil }, Now: func() time.Time { return synthNow }, Logger: nopLogger()})
 		require.NoError(t, err)

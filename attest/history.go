@@ -2,20 +2,32 @@ package attest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// HistoryStore keeps each subject's last observation (where and when it
-// was seen, which keys it used), with standard-library types only so that
-// redisstore can implement it. Implementations must be safe for concurrent
-// use.
+// MaxHistoryKeys is how many attested keys a subject's history holds: the
+// most recently used. Config.MaxKeysPerSubject must be below it.
+const MaxHistoryKeys = 16
+
+// HistoryStore keeps each subject's history, with standard-library types
+// only so that redisstore can implement it: the last located observation
+// (where and when), and the attested keys the subject used. Each method is
+// one atomic step, so that concurrent requests of one subject never lose
+// each other's updates. Implementations must be safe for concurrent use.
 type HistoryStore interface {
-	// Swap stores record as subject's observation for ttl and returns the
-	// previous one (nil when there was none), atomically.
+	// Swap stores record as subject's last located observation for ttl
+	// and returns the previous one (nil when there was none), atomically.
 	Swap(ctx context.Context, subject string, record []byte, ttl time.Duration) (previous []byte, err error)
+	// AddKey records that subject used keyID at at, forgets the keys it
+	// has not used within ttl before at, keeps the MaxHistoryKeys most
+	// recently used, and returns how many keys it then holds, atomically:
+	// of n concurrent calls with distinct keys on a fresh subject, the
+	// counts returned are 1, 2, … n (up to MaxHistoryKeys), each once.
+	AddKey(ctx context.Context, subject, keyID string, at time.Time, ttl time.Duration) (keys int, err error)
 }
 
 // MemoryHistoryStore is the bounded in-memory [HistoryStore]; when full it
@@ -24,12 +36,18 @@ type HistoryStore interface {
 type MemoryHistoryStore struct {
 	mu  sync.Mutex
 	now func() time.Time
-	m   *simplelru.LRU[string, historyEntry]
+	m   *simplelru.LRU[string, *historyEntry]
 }
 
 type historyEntry struct {
 	record []byte
 	exp    time.Time
+	keys   []keyUse // at most MaxHistoryKeys
+}
+
+type keyUse struct {
+	id string
+	at time.Time
 }
 
 // NewMemoryHistoryStore returns a store of at most size subjects (Default
@@ -41,7 +59,7 @@ func NewMemoryHistoryStore(size int, now func() time.Time) *MemoryHistoryStore {
 	if now == nil {
 		now = time.Now
 	}
-	l, _ := simplelru.NewLRU[string, historyEntry](size, nil)
+	l, _ := simplelru.NewLRU[string, *historyEntry](size, nil)
 	return &MemoryHistoryStore{now: now, m: l}
 }
 
@@ -50,12 +68,60 @@ func (s *MemoryHistoryStore) Swap(_ context.Context, subject string, record []by
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
+	e, ok := s.m.Get(subject)
+	if !ok {
+		e = &historyEntry{}
+		s.m.Add(subject, e)
+	}
 	var prev []byte
-	if e, ok := s.m.Get(subject); ok && now.Before(e.exp) {
+	if e.record != nil && now.Before(e.exp) {
 		prev = e.record
 	}
-	s.m.Add(subject, historyEntry{record: append([]byte(nil), record...), exp: now.Add(ttl)})
+	e.record, e.exp = append([]byte(nil), record...), now.Add(ttl)
 	return prev, nil
+}
+
+// AddKey implements [HistoryStore].
+func (s *MemoryHistoryStore) AddKey(_ context.Context, subject, keyID string, at time.Time, ttl time.Duration) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m.Get(subject)
+	if !ok {
+		e = &historyEntry{}
+		s.m.Add(subject, e)
+	}
+	cutoff := at.Add(-ttl)
+	kept := e.keys[:0]
+	found := false
+	for _, k := range e.keys {
+		if k.id == keyID {
+			k.at, found = maxTime(k.at, at), true
+		}
+		if k.at.After(cutoff) {
+			kept = append(kept, k)
+		}
+	}
+	if !found && at.After(cutoff) {
+		kept = append(kept, keyUse{id: keyID, at: at})
+	}
+	for len(kept) > MaxHistoryKeys { // drop the least recently used, the oldest entry on a tie
+		oldest := 0
+		for i, k := range kept {
+			if k.at.Before(kept[oldest].at) {
+				oldest = i
+			}
+		}
+		kept = slices.Delete(kept, oldest, oldest+1)
+	}
+	e.keys = kept
+	return len(kept), nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Len returns the number of subjects held.

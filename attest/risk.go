@@ -149,7 +149,8 @@ type Config struct {
 	// can be impossible travel. Default: 100.
 	MinTravelKm float64
 	// MaxKeysPerSubject is how many attested keys a subject may use
-	// within HistoryTTL before key churn counts. Default: 3.
+	// within HistoryTTL before key churn counts; below MaxHistoryKeys.
+	// Default: 3.
 	MaxKeysPerSubject int
 	// MinIOSVersion counts older iOS versions ("17.4", from the App Attest
 	// certificate) as os_outdated. Default: none.
@@ -237,6 +238,9 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.MaxKeysPerSubject <= 0 {
 		cfg.MaxKeysPerSubject = 3
 	}
+	if cfg.MaxKeysPerSubject >= MaxHistoryKeys {
+		return nil, fmt.Errorf("attest: Config.MaxKeysPerSubject must be below %d, the keys a history holds", MaxHistoryKeys)
+	}
 	if cfg.SIMSwapMaxAge <= 0 {
 		cfg.SIMSwapMaxAge = 72 * time.Hour
 	}
@@ -294,11 +298,11 @@ func requestHashes(r *http.Request, body []byte, legacy bool) []string {
 	return out
 }
 
-// observation is what the history keeps per subject.
+// observation is a subject's last located observation, as the history
+// keeps it.
 type observation struct {
-	At   time.Time            `json:"at"`
-	Loc  *Location            `json:"loc,omitempty"`
-	Keys map[string]time.Time `json:"keys,omitempty"` // attested key ID -> last seen
+	At  time.Time `json:"at"`
+	Loc *Location `json:"loc,omitempty"`
 }
 
 var errOutage = errors.New("attest: vendor outage")
@@ -438,64 +442,40 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 }
 
 // behaviour adds the subject's history signals; ctx bounds its store
-// calls.
+// calls. Each store call is one atomic step: concurrent requests of one
+// subject never lose each other's keys.
 func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyID string, risk *Risk) {
 	now := v.cfg.Now()
-	obs := observation{At: now, Keys: map[string]time.Time{}}
-	if v.cfg.Locator != nil {
-		if loc, ok := v.cfg.Locator.Locate(r); ok {
-			obs.Loc = &loc
+	if keyID != "" {
+		if n, err := v.cfg.History.AddKey(ctx, subject, keyID, now, v.cfg.HistoryTTL); err == nil && n > v.cfg.MaxKeysPerSubject {
+			risk.add(ReasonKeyChurn)
 		}
 	}
-	if keyID != "" {
-		obs.Keys[keyID] = now
+	if v.cfg.Locator == nil {
+		return
 	}
-	// Store this observation and get the previous one in one call; the
-	// merged key history is written back below. (Two requests of one
-	// subject at the same instant may lose one key of the history.)
-	first, _ := json.Marshal(obs)
+	loc, ok := v.cfg.Locator.Locate(r)
+	if !ok {
+		return // an unlocated request leaves the last known place as it is
+	}
+	rec, _ := json.Marshal(observation{At: now, Loc: &loc})
+	raw, err := v.cfg.History.Swap(ctx, subject, rec, v.cfg.HistoryTTL)
 	var prev observation
-	if raw, err := v.cfg.History.Swap(ctx, subject, first, v.cfg.HistoryTTL); err == nil && raw != nil {
-		_ = json.Unmarshal(raw, &prev)
+	if err != nil || raw == nil || json.Unmarshal(raw, &prev) != nil || prev.Loc == nil {
+		return
 	}
-	for k, at := range prev.Keys {
-		if _, ok := obs.Keys[k]; !ok && now.Sub(at) < v.cfg.HistoryTTL {
-			obs.Keys[k] = at
-		}
+	dist := haversineKm(*prev.Loc, loc) - prev.Loc.AccuracyKm - loc.AccuracyKm
+	if dist < v.cfg.MinTravelKm {
+		return
 	}
-	if keyID != "" {
-		for len(obs.Keys) > 16 { // keep the record small: drop the oldest
-			oldest := ""
-			for k, at := range obs.Keys {
-				if oldest == "" || at.Before(obs.Keys[oldest]) {
-					oldest = k
-				}
-			}
-			delete(obs.Keys, oldest)
-		}
+	speed := dist / max(now.Sub(prev.At).Hours(), 1.0/3600)
+	risk.SpeedKmh = speed
+	if speed > v.cfg.MaxSpeedKmh {
+		risk.add(ReasonImpossibleTravel)
+		v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: impossible travel",
+			slog.String("event", "impossible_travel"), slog.String("reason", "speed"),
+			slog.Int("speed_kmh", int(speed)), slog.Int("distance_km", int(dist)))
 	}
-	if len(obs.Keys) > v.cfg.MaxKeysPerSubject {
-		risk.add(ReasonKeyChurn)
-	}
-	if obs.Loc == nil && prev.Loc != nil && now.Sub(prev.At) < v.cfg.HistoryTTL {
-		obs.Loc, obs.At = prev.Loc, prev.At // keep the last known place
-	}
-	if obs.Loc != nil && prev.Loc != nil && obs.Loc != prev.Loc {
-		dist := haversineKm(*prev.Loc, *obs.Loc) - prev.Loc.AccuracyKm - obs.Loc.AccuracyKm
-		hours := now.Sub(prev.At).Hours()
-		if dist >= v.cfg.MinTravelKm {
-			speed := dist / max(hours, 1.0/3600)
-			risk.SpeedKmh = speed
-			if speed > v.cfg.MaxSpeedKmh {
-				risk.add(ReasonImpossibleTravel)
-				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: impossible travel",
-					slog.String("event", "impossible_travel"), slog.String("reason", "speed"),
-					slog.Int("speed_kmh", int(speed)), slog.Int("distance_km", int(dist)))
-			}
-		}
-	}
-	rec, _ := json.Marshal(obs)
-	_, _ = v.cfg.History.Swap(ctx, subject, rec, v.cfg.HistoryTTL)
 }
 
 func (risk *Risk) add(reason string) {

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"testing"
+	"time"
 
 	conformance "github.com/apiguard/apiguard/internal/attesttest"
 	"github.com/apiguard/apiguard/internal/redistest"
@@ -13,7 +14,10 @@ func TestAttestStoreConformance(t *testing.T) {
 	pair := func(t *testing.T) (*AttestStore, *AttestStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		return NewAttestStore(newClient(t, srv.Addr()), Options{}), NewAttestStore(newClient(t, srv.Addr()), Options{})
+		// A generous timeout: the concurrency tests run 64 goroutines on a
+		// loaded machine, and a slow answer must not open the breaker.
+		o := Options{Timeout: 5 * time.Second}
+		return NewAttestStore(newClient(t, srv.Addr()), o), NewAttestStore(newClient(t, srv.Addr()), o)
 	}
 	conformance.RunKeyStore(t, func(t *testing.T) (conformance.KeyStore, conformance.KeyStore) { return pair(t) })
 	conformance.RunChallengeStore(t, func(t *testing.T) (conformance.ChallengeStore, conformance.ChallengeStore) { return pair(t) })
