@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -101,14 +102,24 @@ type AppAttestConfig struct {
 	// Roots are the trusted roots. Default: the Apple App Attestation Root
 	// CA, embedded ([AppleAppAttestationRoots]).
 	Roots *x509.CertPool
-	// Keys stores attested keys and their counters. Default: an in-memory
-	// store of MaxKeys keys.
+	// Keys stores attested keys and their counters, each under the App ID
+	// it was attested for (the id given to the store is a digest of the
+	// App ID followed by the key ID), so that two apps on one store never
+	// share keys. Default: an in-memory store of MaxKeys keys.
 	Keys KeyStore
 	// MaxKeys bounds the default Keys. Default: 100000.
 	MaxKeys int
-	// Challenges issues and consumes challenges. Default: an in-memory
-	// store of 100000 challenges.
+	// Challenges issues and consumes challenges, under Namespace.
+	// Default: an in-memory store of 100000 challenges.
 	Challenges ChallengeStore
+	// Namespace names this verifier's challenges in a shared Challenges
+	// store (the id given to the store is a digest of it followed by the
+	// challenge), so that a challenge issued for one service is never
+	// taken by another on the same Redis. Every instance of one service
+	// must use the same. Default: the AppIDs, sorted; set it explicitly
+	// when instances may list different AppIDs for a while (an App ID
+	// being added), or challenges issued by one will fail on the other.
+	Namespace string
 	// ChallengeTTL is how long a challenge can be used. Default: 5 minutes.
 	ChallengeTTL time.Duration
 	// MaxObjectSize caps an attestation or assertion. Default: 64 KiB.
@@ -208,7 +219,13 @@ func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
 		return nil, fmt.Errorf("attest: cbor: %w", err)
 	}
 	a.dec = dec
-	a.challeng = &challenges{store: cfg.Challenges, ttl: cfg.ChallengeTTL, now: cfg.Now}
+	if cfg.Namespace == "" {
+		ids := slices.Clone(cfg.AppIDs)
+		slices.Sort(ids)
+		cfg.Namespace = strings.Join(ids, "\x00")
+		a.cfg.Namespace = cfg.Namespace
+	}
+	a.challeng = &challenges{store: cfg.Challenges, ttl: cfg.ChallengeTTL, now: cfg.Now, scope: scope("app-attest-challenge", cfg.Namespace)}
 	return a, nil
 }
 
@@ -309,7 +326,7 @@ func (a *AppAttest) VerifyAttestation(ctx context.Context, keyID string, attesta
 		return nil, err
 	}
 	rec, _ := json.Marshal(k)
-	ok, err := a.cfg.Keys.Enroll(ctx, keyID, rec)
+	ok, err := a.cfg.Keys.Enroll(ctx, keyStoreID(k.AppID, keyID), rec)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrStore, err)
@@ -505,7 +522,18 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	if err := a.dec.Unmarshal(assertion, &obj); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	rec, counter, found, err := a.cfg.Keys.Lookup(ctx, keyID)
+	ad, err := parseAuthData(obj.AuthenticatorData, a.dec, false)
+	if err != nil {
+		return nil, err
+	}
+	// Keys are stored under their App ID: the assertion's rpIdHash names
+	// it, and one not among AppIDs is refused before any store call.
+	appID, ok := a.appIDs[ad.rpIDHash]
+	if !ok {
+		return nil, ErrAppID
+	}
+	storeID := keyStoreID(appID, keyID)
+	rec, counter, found, err := a.cfg.Keys.Lookup(ctx, storeID)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrStore, err)
@@ -515,10 +543,6 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	var key AttestedKey
 	if err := json.Unmarshal(rec, &key); err != nil {
 		return nil, fmt.Errorf("%w: stored key: %v", ErrStore, err)
-	}
-	ad, err := parseAuthData(obj.AuthenticatorData, a.dec, false)
-	if err != nil {
-		return nil, err
 	}
 	pub, err := ecdh.P256().NewPublicKey(key.PublicKey)
 	if err != nil {
@@ -549,7 +573,7 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	if ad.counter <= counter {
 		return nil, fmt.Errorf("%w: %d after %d", ErrCounter, ad.counter, counter)
 	}
-	ok, err := a.cfg.Keys.AdvanceCounter(ctx, keyID, counter, ad.counter)
+	ok, err = a.cfg.Keys.AdvanceCounter(ctx, storeID, counter, ad.counter)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrStore, err)
@@ -558,6 +582,10 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	}
 	return &Assertion{KeyID: keyID, AppID: key.AppID, Counter: ad.counter, Previous: counter, Key: &key, LegacyClientData: usedLegacy}, nil
 }
+
+// keyStoreID is the id of an attested key in the KeyStore: the key ID
+// under its App ID, so that the keys of two apps on one store never meet.
+func keyStoreID(appID, keyID string) string { return scope("app-attest-key", appID) + keyID }
 
 // storeContext is ctx bounded by StoreTimeout: the one deadline of a
 // request's (or a method call's) store calls. Nested, it keeps the outer

@@ -26,6 +26,7 @@ type challenges struct {
 	store ChallengeStore
 	ttl   time.Duration
 	now   func() time.Time
+	scope string // the namespace's prefix of store ids
 }
 
 // issue makes a 32-byte random challenge bound to binding.
@@ -36,7 +37,7 @@ func (c *challenges) issue(ctx context.Context, binding string) (string, time.Ti
 	}
 	ch := base64.RawURLEncoding.EncodeToString(b[:])
 	exp := c.now().Add(c.ttl)
-	if err := c.store.Put(ctx, ch, binding, exp); err != nil {
+	if err := c.store.Put(ctx, c.scope+ch, binding, exp); err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: %v", ErrStore, err)
 	}
 	return ch, exp, nil
@@ -48,7 +49,7 @@ func (c *challenges) consume(ctx context.Context, challenge, binding string) err
 	if challenge == "" || len(challenge) > 128 {
 		return ErrChallenge
 	}
-	got, ok, err := c.store.Take(ctx, challenge)
+	got, ok, err := c.store.Take(ctx, c.scope+challenge)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %v", ErrStore, err)

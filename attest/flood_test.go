@@ -89,6 +89,6 @@ func TestConcurrentAssertions(t *testing.T) {
 	for c, n := range accepted {
 		require.Equal(t, 1, n, "counter %d accepted more than once", c)
 	}
-	_, counter, _, _ := a.cfg.Keys.Lookup(context.Background(), dev.KeyID)
+	_, counter, _, _ := a.cfg.Keys.Lookup(context.Background(), keyStoreID(testAppID, dev.KeyID))
 	require.Equal(t, uint32(len(assertions)), counter, "the highest counter was stored last")
 }

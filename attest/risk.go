@@ -138,9 +138,19 @@ type Config struct {
 	Subject func(r *http.Request) (string, error)
 	// Locator places requests, for impossible travel. Default: none.
 	Locator Locator
-	// History keeps subjects' last observations. Default: in memory,
-	// 100000 subjects.
+	// History keeps subjects' last observations and keys, under
+	// Namespace. Default: in memory, 100000 subjects.
 	History HistoryStore
+	// Namespace names this service's subjects in a shared History store
+	// (the subject given to the store is a digest of it followed by the
+	// subject), so that "user-42" of one service and of another on the
+	// same Redis never share a history. Every instance, and every
+	// Verifier, of one service must use the same. Default: the
+	// configured providers' identities, sorted (App Attest's AppIDs, Play
+	// Integrity's package name, App Check's project number); set it
+	// explicitly before adding or removing a provider, or histories start
+	// afresh.
+	Namespace string
 	// HistoryTTL is how long an observation is kept. Default: 30 days.
 	HistoryTTL time.Duration
 	// MaxSpeedKmh is the fastest believable travel. Default: 1000.
@@ -203,7 +213,8 @@ type Config struct {
 // Verifier assesses requests and enforces risk bands. It is safe for
 // concurrent use by multiple goroutines.
 type Verifier struct {
-	cfg Config
+	cfg       Config
+	histScope string // the namespace's prefix of subjects in History
 }
 
 // New validates cfg, fills in its defaults and returns a Verifier.
@@ -259,7 +270,21 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.History == nil {
 		cfg.History = NewMemoryHistoryStore(0, cfg.Now)
 	}
-	return &Verifier{cfg: cfg}, nil
+	if cfg.Namespace == "" {
+		var ids []string
+		if cfg.AppAttest != nil {
+			ids = append(ids, cfg.AppAttest.cfg.AppIDs...)
+		}
+		if cfg.PlayIntegrity != nil {
+			ids = append(ids, "android:"+cfg.PlayIntegrity.cfg.Policy.PackageName)
+		}
+		if cfg.AppCheck != nil {
+			ids = append(ids, "firebase:"+cfg.AppCheck.cfg.ProjectNumber)
+		}
+		slices.Sort(ids)
+		cfg.Namespace = strings.Join(slices.Compact(ids), "\x00")
+	}
+	return &Verifier{cfg: cfg, histScope: scope("risk-history", cfg.Namespace)}, nil
 }
 
 func (t Thresholds) valid() error {
@@ -432,7 +457,7 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 		risk.add(ReasonOSOutdated)
 	}
 	if subject != "" {
-		v.behaviour(sctx, r, subject, keyID, risk)
+		v.behaviour(sctx, r, v.histScope+subject, keyID, risk)
 	}
 	if simSwapped {
 		risk.add(ReasonSIMSwap)

@@ -2,6 +2,8 @@ package attest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"time"
 
@@ -32,6 +34,14 @@ type ChallengeStore interface {
 	// Take removes challenge and returns its binding; ok is false when it
 	// is unknown, used or expired.
 	Take(ctx context.Context, challenge string) (binding string, ok bool, err error)
+}
+
+// scope returns the prefix of the store ids of one namespace: a digest of
+// the purpose and the namespace, of fixed length (so that ids stay
+// unambiguous whatever follows) and holding neither in the clear.
+func scope(purpose, namespace string) string {
+	sum := sha256.Sum256([]byte(purpose + "\x00" + namespace))
+	return hex.EncodeToString(sum[:16]) + ":"
 }
 
 // MemoryKeyStore is the bounded in-memory [KeyStore]. When full it
