@@ -85,16 +85,29 @@
 // and a problem+json body with a generic detail and an action: reattest,
 // mfa or fresh_auth) or deny (403). Which signals fired goes to the log
 // and to [RiskFrom], never to the client (Config.InsecureExposeReasons
-// opts in), so that an answer never tells an attacker what to evade. Config.MonitorOnly assesses without rejecting,
-// for rollout. When a vendor or a store cannot be asked, the evidence
-// cannot be checked, and the outage policy decides: fail open with a
-// vendor_outage penalty, as much as no evidence (default), or fail closed
-// with 503 and Retry-After. While the key store is down, failing open
-// admits (with the penalty) an assertion from a key that was never
-// attested, so routes that must not serve an unverified device fail
-// closed: one line, Route.Outage = OutageFailClosed with
-// [Verifier.RequireRoute], or Config.Outage for every route.
-// Events: attestation_failed, risk_step_up, risk_denied, impossible_travel.
+// opts in), so that an answer never tells an attacker what to evade.
+// Config.MonitorOnly assesses without rejecting, for rollout.
+//
+// When a vendor or a store cannot be asked, the evidence cannot be
+// checked, and the outage policy decides: fail open with a vendor_outage
+// penalty, as much as no evidence (default), or fail closed with 503 and
+// Retry-After. While the key store is down, failing open admits (with the
+// penalty) an assertion from a key that was never attested, so routes that
+// must not serve an unverified device fail closed: one line,
+// Route.Outage = OutageFailClosed with [Verifier.RequireRoute], or
+// Config.Outage for every route.
+//
+// The store calls of one request (key, counter, challenge, single use of
+// a token, history) share one deadline, Config.StoreTimeout, so a slow
+// store costs a request one timeout, not one per call. Each decision that
+// reads and writes is one atomic store step (counter compare-and-swap,
+// challenge take, first enrolment, history swap, key count), and store ids
+// are namespaced by app and service (AppAttestConfig.Namespace,
+// Config.Namespace).
+//
+// Events: attestation_failed, attestation_legacy_binding, risk_step_up,
+// risk_denied, impossible_travel, appcheck_jwks_error,
+// appcheck_jwks_refresh.
 //
 // Every type here is safe for concurrent use by multiple goroutines.
 package attest

@@ -334,7 +334,10 @@ var errOutage = errors.New("attest: vendor outage")
 
 // Assess reads the request's evidence and history and returns its risk.
 // It reads the body (up to 1 MiB), which it returns so that the caller can
-// hand it on. An error is only a vendor outage under OutageFailClosed.
+// hand it on. An error is only an outage (a vendor or a store could not
+// be asked) under OutageFailClosed; it wraps the cause, an
+// [*UnavailableError] when the vendor said when to retry. The store calls
+// share one deadline, Config.StoreTimeout.
 func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error) {
 	return v.assess(r, Route{Thresholds: th, Outage: v.cfg.Outage})
 }
