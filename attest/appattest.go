@@ -155,6 +155,8 @@ type AppAttest struct {
 	envs     map[[16]byte]Environment
 	dec      cbor.DecMode
 	challeng *challenges
+	// keyScopes are the KeyStore id prefixes of the AppIDs (keyStoreID).
+	keyScopes map[string]string
 }
 
 // NewAppAttest validates cfg, fills in its defaults and returns a
@@ -193,12 +195,13 @@ func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
 	if cfg.Challenges == nil {
 		cfg.Challenges = NewMemoryChallengeStore(100_000, cfg.Now)
 	}
-	a := &AppAttest{cfg: cfg, appIDs: map[[32]byte]string{}, envs: map[[16]byte]Environment{}}
+	a := &AppAttest{cfg: cfg, appIDs: map[[32]byte]string{}, envs: map[[16]byte]Environment{}, keyScopes: map[string]string{}}
 	for _, id := range cfg.AppIDs {
 		if id == "" {
 			return nil, errors.New("attest: AppAttestConfig.AppIDs holds an empty App ID")
 		}
 		a.appIDs[sha256.Sum256([]byte(id))] = id
+		a.keyScopes[id] = keyStoreID(id, "")
 	}
 	for _, e := range cfg.Environments {
 		g, ok := aaguids[e]
@@ -326,7 +329,7 @@ func (a *AppAttest) VerifyAttestation(ctx context.Context, keyID string, attesta
 		return nil, err
 	}
 	rec, _ := json.Marshal(k)
-	ok, err := a.cfg.Keys.Enroll(ctx, keyStoreID(k.AppID, keyID), rec)
+	ok, err := a.cfg.Keys.Enroll(ctx, a.keyScopes[k.AppID]+keyID, rec)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrStore, err)
@@ -532,7 +535,7 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 	if !ok {
 		return nil, ErrAppID
 	}
-	storeID := keyStoreID(appID, keyID)
+	storeID := a.keyScopes[appID] + keyID
 	rec, counter, found, err := a.cfg.Keys.Lookup(ctx, storeID)
 	switch {
 	case err != nil:
@@ -591,6 +594,9 @@ func keyStoreID(appID, keyID string) string { return scope("app-attest-key", app
 // request's (or a method call's) store calls. Nested, it keeps the outer
 // deadline, which is sooner.
 func (a *AppAttest) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= a.cfg.StoreTimeout {
+		return ctx, func() {} // the request's deadline, already sooner
+	}
 	return context.WithTimeout(ctx, a.cfg.StoreTimeout)
 }
 
