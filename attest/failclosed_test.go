@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/stretchr/testify/require"
@@ -109,4 +110,34 @@ func TestOutagePolicyValidated(t *testing.T) {
 	require.Panics(t, func() {
 		v.RequireRoute(Route{Thresholds: Thresholds{Monitor: 1, StepUp: 2, Deny: 3}, Outage: OutagePolicy(7)})
 	})
+}
+
+// erroringHistory is a history store that cannot be reached.
+type erroringHistory struct{}
+
+func (erroringHistory) Swap(context.Context, string, []byte, time.Duration) ([]byte, error) {
+	return nil, errors.New("dial tcp: connection refused")
+}
+func (erroringHistory) AddKey(context.Context, string, string, time.Time, time.Duration) (int, error) {
+	return 0, errors.New("dial tcp: connection refused")
+}
+
+// TestHistoryStoreDown: without the history, key churn and impossible
+// travel cannot be checked: that is an outage like any other, decided by
+// the route's policy, not a silent pass.
+func TestHistoryStoreDown(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		policy OutagePolicy
+		want   int
+	}{{"history_store_down_fails_open_with_penalty", OutageFailOpen, 200}, {"history_store_down_fails_closed", OutageFailClosed, 503}} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newRiskEnv(t, func(c *Config) { c.Outage, c.History = tt.policy, erroringHistory{} })
+			rec, risk, _ := e.serve(e.v.Handler, e.request(e.device(attesttest.AttestOptions{}), "quinn", paris, ""))
+			require.Equal(t, tt.want, rec.Code)
+			if tt.want == 200 {
+				require.Equal(t, []string{ReasonVendorOutage}, risk.Reasons)
+			}
+		})
+	}
 }

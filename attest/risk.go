@@ -98,7 +98,7 @@ type Thresholds struct {
 // OutagePolicy says what happens when the evidence of a request cannot
 // be checked because an attestation vendor (Google's API, the App Check
 // key set) or a store (App Attest keys and challenges, Play Integrity
-// nonces) cannot be asked.
+// nonces, the subjects' history) cannot be asked.
 type OutagePolicy int
 
 const (
@@ -450,6 +450,13 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 	case "":
 		risk.add(ReasonAttestationMissing)
 	}
+	if outage == nil || route.Outage != OutageFailClosed {
+		if subject != "" {
+			if err := v.behaviour(sctx, r, v.histScope+subject, keyID, risk); err != nil && outage == nil {
+				outage = err
+			}
+		}
+	}
 	if outage != nil {
 		if route.Outage == OutageFailClosed {
 			return nil, body, fmt.Errorf("%w: %w", errOutage, outage)
@@ -458,9 +465,6 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 	}
 	if osVersion != "" && v.cfg.MinIOSVersion != "" && versionLess(osVersion, v.cfg.MinIOSVersion) {
 		risk.add(ReasonOSOutdated)
-	}
-	if subject != "" {
-		v.behaviour(sctx, r, v.histScope+subject, keyID, risk)
 	}
 	if simSwapped {
 		risk.add(ReasonSIMSwap)
@@ -471,30 +475,39 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 
 // behaviour adds the subject's history signals; ctx bounds its store
 // calls. Each store call is one atomic step: concurrent requests of one
-// subject never lose each other's keys.
-func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyID string, risk *Risk) {
+// subject never lose each other's keys. It returns the error of a history
+// store that could not be asked (an outage, which the route's policy
+// decides).
+func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyID string, risk *Risk) error {
 	now := v.cfg.Now()
 	if keyID != "" {
-		if n, err := v.cfg.History.AddKey(ctx, subject, keyID, now, v.cfg.HistoryTTL); err == nil && n > v.cfg.MaxKeysPerSubject {
+		n, err := v.cfg.History.AddKey(ctx, subject, keyID, now, v.cfg.HistoryTTL)
+		if err != nil {
+			return fmt.Errorf("%w: history: %v", ErrStore, err)
+		}
+		if n > v.cfg.MaxKeysPerSubject {
 			risk.add(ReasonKeyChurn)
 		}
 	}
 	if v.cfg.Locator == nil {
-		return
+		return nil
 	}
 	loc, ok := v.cfg.Locator.Locate(r)
 	if !ok {
-		return // an unlocated request leaves the last known place as it is
+		return nil // an unlocated request leaves the last known place as it is
 	}
 	rec, _ := json.Marshal(observation{At: now, Loc: &loc})
 	raw, err := v.cfg.History.Swap(ctx, subject, rec, v.cfg.HistoryTTL)
+	if err != nil {
+		return fmt.Errorf("%w: history: %v", ErrStore, err)
+	}
 	var prev observation
-	if err != nil || raw == nil || json.Unmarshal(raw, &prev) != nil || prev.Loc == nil {
-		return
+	if raw == nil || json.Unmarshal(raw, &prev) != nil || prev.Loc == nil {
+		return nil
 	}
 	dist := haversineKm(*prev.Loc, loc) - prev.Loc.AccuracyKm - loc.AccuracyKm
 	if dist < v.cfg.MinTravelKm {
-		return
+		return nil
 	}
 	speed := dist / max(now.Sub(prev.At).Hours(), 1.0/3600)
 	risk.SpeedKmh = speed
@@ -504,6 +517,7 @@ func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyI
 			slog.String("event", "impossible_travel"), slog.String("reason", "speed"),
 			slog.Int("speed_kmh", int(speed)), slog.Int("distance_km", int(dist)))
 	}
+	return nil
 }
 
 func (risk *Risk) add(reason string) {
