@@ -168,7 +168,10 @@ type Config struct {
 	// MinAndroidSDK counts older Android API levels (from Play
 	// Integrity's device attributes) as os_outdated. Default: none.
 	MinAndroidSDK int
-	// SIMSwap checks for recent SIM swaps. Default: none.
+	// SIMSwap checks for recent SIM swaps. It is called with the
+	// request's context, before the store calls and outside their
+	// deadline: it must bound its own calls (an error or a timeout means
+	// no signal). Default: none.
 	SIMSwap SIMSwapChecker
 	// SIMSwapMaxAge is how recent a swap counts. Default: 72 hours.
 	SIMSwapMaxAge time.Duration
