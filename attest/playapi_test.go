@@ -50,6 +50,23 @@ func newFlakyAPI(t *testing.T, verdict map[string]any) *flakyAPI {
 	return f
 }
 
+// waitArrival waits for a held call to reach the API; it fails the test,
+// rather than hanging it, if none comes.
+func (f *flakyAPI) waitArrival(t *testing.T) {
+	t.Helper()
+	select {
+	case <-f.arrived:
+	case <-time.After(time.Minute):
+		f.mu.Lock()
+		if f.hold != nil { // let the held calls go, or the server's Close would wait for them
+			close(f.hold)
+			f.hold = nil
+		}
+		f.mu.Unlock()
+		t.Fatal("no call reached the API")
+	}
+}
+
 func (f *flakyAPI) set(down bool, hold chan struct{}) {
 	f.mu.Lock()
 	f.down, f.hold = down, hold
@@ -67,6 +84,9 @@ func TestPlayIntegrityAPIStorm(t *testing.T) {
 	clock := synthNow
 	play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
 		c.APIBaseURL, c.HTTPClient, c.MaxConcurrentCalls = api.srv.URL, api.srv.Client(), 8
+		// Long enough that no held call times out on a loaded machine
+		// before it reaches the API (the test waits for its arrival).
+		c.APITimeout = time.Minute
 		c.Now = func() time.Time { return clock }
 	})
 	verify := func(token string) error {
@@ -88,7 +108,7 @@ func TestPlayIntegrityAPIStorm(t *testing.T) {
 			out = append(out, <-errs)
 		}
 		for range admitted {
-			<-api.arrived
+			api.waitArrival(t)
 		}
 		api.set(api.down, nil)
 		close(hold)
@@ -139,7 +159,7 @@ func TestPlayIntegrityAPIStorm(t *testing.T) {
 	for range 50 {
 		go func() { errs <- verify("same") }()
 	}
-	<-api.arrived
+	api.waitArrival(t)
 	api.set(false, nil)
 	// Every request has joined the call or will find it done; release it.
 	close(hold)
