@@ -29,7 +29,7 @@ type jwksServer struct {
 	fetches atomic.Int32
 }
 
-func newJWKSServer(t *testing.T, signers ...*signer) *jwksServer {
+func newJWKSServer(t testing.TB, signers ...*signer) *jwksServer {
 	t.Helper()
 	s := &jwksServer{status: 200}
 	s.serveKeys(t, signers...)
@@ -47,7 +47,7 @@ func newJWKSServer(t *testing.T, signers ...*signer) *jwksServer {
 	return s
 }
 
-func (s *jwksServer) serveKeys(t *testing.T, signers ...*signer) {
+func (s *jwksServer) serveKeys(t testing.TB, signers ...*signer) {
 	b, err := json.Marshal(jwkSet(t, signers...))
 	require.NoError(t, err)
 	s.serve(200, b)
