@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -88,15 +90,28 @@ type Config struct {
 	// MaxJWKSSize caps a JWKS response body. Default: 512 KiB.
 	MaxJWKSSize int64
 	// MinKeyRefresh is the floor of the refresh interval a JWKS's
-	// Cache-Control may ask for, and the least time between two refreshes
-	// caused by unknown kids. Default: 1 minute.
+	// Cache-Control may ask for, the least time between the start of a
+	// successful fetch and the next fetch (whatever asks for it: an
+	// unknown kid, stale keys), and the ceiling of the back-off between
+	// failed fetches. Default: 1 minute.
 	MinKeyRefresh time.Duration
 	// MaxKeyRefresh is the ceiling of the refresh interval, and the
 	// interval when the JWKS response sets no max-age. Default: 1 hour.
 	MaxKeyRefresh time.Duration
 	// MaxKeyStaleness is how long the last good keys keep serving while the
-	// JWKS cannot be fetched; past it, requests get 503. Default: 24 hours.
+	// JWKS cannot be fetched; past it, requests get 503, tokens verified
+	// earlier (the verified-token cache) included. It must not be below
+	// MinKeyRefresh. Default: 24 hours.
 	MaxKeyStaleness time.Duration
+	// MaxKeyWait is the longest a request waits for a JWKS fetch it needs
+	// (keys never loaded, keys past MaxKeyStaleness, a kid the key set
+	// lacks). Past it the request gets 503 with Retry-After while the
+	// fetch carries on in the background. Negative: never wait. Default:
+	// 300ms.
+	MaxKeyWait time.Duration
+	// Rand is the source of the jitter added to the back-off between
+	// failed JWKS fetches. Default: crypto/rand.Reader.
+	Rand io.Reader
 
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -159,9 +174,18 @@ func (cfg *Config) setDefaults() error {
 	def(&cfg.MaxKeyRefresh, time.Hour)
 	def(&cfg.MaxKeyStaleness, 24*time.Hour)
 	def(&cfg.DPoPProofWindow, 60*time.Second)
+	def(&cfg.MaxKeyWait, 300*time.Millisecond)
 	def(&cfg.DPoPNonceLifetime, 5*time.Minute)
 	if cfg.MaxKeyRefresh < cfg.MinKeyRefresh {
 		return errors.New("auth: Config.MaxKeyRefresh is below Config.MinKeyRefresh")
+	}
+	if cfg.MaxKeyStaleness < cfg.MinKeyRefresh {
+		// The keys would go stale before a refresh may replace them: 503s
+		// in normal operation.
+		return errors.New("auth: Config.MaxKeyStaleness is below Config.MinKeyRefresh")
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
 	}
 	if cfg.MaxTokenSize == 0 {
 		cfg.MaxTokenSize = 8 << 10
