@@ -61,9 +61,16 @@ type Config struct {
 	// DPoPAlgorithms are the proof algorithms accepted, asymmetric only.
 	// Default: ES256, RS256, PS256, EdDSA.
 	DPoPAlgorithms []jwa.SignatureAlgorithm
-	// DPoPProofWindow is how far a proof's iat may be from now. Default:
-	// 60s.
+	// DPoPProofWindow is how old a proof may be: its iat may lie up to
+	// DPoPProofWindow (plus ClockSkew) in the past. Default: 60s.
 	DPoPProofWindow time.Duration
+	// DPoPFutureSkew is how far a proof's iat may lie ahead of the server's
+	// clock: the client's clock running fast. It is separate from, and
+	// much smaller than, the window for old proofs, because a proof dated
+	// in the future stays usable (and is held by the replay store) for
+	// that much longer. A phone whose clock is set by the network or NTP
+	// is within a second or two. Default: 10s.
+	DPoPFutureSkew time.Duration
 	// DPoPNonceKey, when set (at least 32 bytes), makes the server require
 	// nonces in proofs (RFC 9449 §8). Nonces are stateless, an HMAC over
 	// time, so every instance sharing the key accepts them. Default: none.
@@ -159,7 +166,7 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.ClockSkew < 0 || cfg.MaxTokenLifetime < 0 || cfg.MaxTokenSize < 0 || cfg.FetchTimeout < 0 ||
 		cfg.MaxJWKSSize < 0 || cfg.MinKeyRefresh < 0 || cfg.MaxKeyRefresh < 0 || cfg.MaxKeyStaleness < 0 ||
-		cfg.DPoPProofWindow < 0 || cfg.DPoPNonceLifetime < 0 || cfg.ReplayCacheSize < 0 {
+		cfg.DPoPProofWindow < 0 || cfg.DPoPFutureSkew < 0 || cfg.DPoPNonceLifetime < 0 || cfg.ReplayCacheSize < 0 {
 		return errors.New("auth: Config durations and sizes must not be negative")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -174,6 +181,7 @@ func (cfg *Config) setDefaults() error {
 	def(&cfg.MaxKeyRefresh, time.Hour)
 	def(&cfg.MaxKeyStaleness, 24*time.Hour)
 	def(&cfg.DPoPProofWindow, 60*time.Second)
+	def(&cfg.DPoPFutureSkew, 10*time.Second)
 	def(&cfg.MaxKeyWait, 300*time.Millisecond)
 	def(&cfg.DPoPNonceLifetime, 5*time.Minute)
 	if cfg.MaxKeyRefresh < cfg.MinKeyRefresh {

@@ -83,10 +83,14 @@
 // the DPoP scheme and a proof that passes every check of RFC 9449 §4.3
 // (an RSA proof key may have at most 4096 bits, a JWKS key 8192);
 // htu is compared with Config.DPoPURL plus the request path, never with
-// the Host header. Proof jti values are single use through a
-// [ReplayStore]; a proof that fails a check does not burn its jti. A bound
-// token sent as a bearer token is refused whatever the mode. Server nonces
-// (Config.DPoPNonceKey) are stateless, so they work across instances.
+// the Host header, after RFC 3986 normalisation; a request path with dot
+// segments ("/a/../b", "/a/%2E%2E/b") is refused, because routers resolve
+// it differently. A proof's iat may be Config.DPoPProofWindow old but only
+// Config.DPoPFutureSkew (10s) ahead. Proof jti values are single use
+// through a [ReplayStore]; a proof that fails a check does not burn its
+// jti. A bound token sent as a bearer token is refused whatever the mode.
+// Server nonces (Config.DPoPNonceKey) are stateless, so they work across
+// instances.
 //
 // A Verifier is safe for concurrent use by multiple goroutines.
 package auth
