@@ -131,6 +131,7 @@ var reasons = []struct {
 	{ErrLifetime, "lifetime"},
 	{ErrInsufficientScope, "insufficient_scope"},
 	{ErrStepUp, "step_up"},
+	{errKidRefreshDue, "kid_refresh_due"},
 	{ErrKeysUnavailable, "keys_unavailable"},
 	{ErrDPoPRequired, "dpop_required"},
 	{ErrDPoPProof, "dpop_proof"},

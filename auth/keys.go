@@ -243,8 +243,10 @@ type issuerKeys struct {
 	wake        chan struct{} // wakes the background loop to reschedule
 }
 
-// errKidRefreshDue is the cause logged when a kid the key set lacks is
-// answered 503: the set predates the token, and a refresh is due.
+// errKidRefreshDue is the cause logged (reason kid_refresh_due) when a
+// kid the key set lacks is answered 503: the set predates the token, and
+// a refresh is due. Forged tokens with fresh random kids get it too, so it
+// is no sign of an outage by itself.
 var errKidRefreshDue = errors.New("kid not in a key set older than the token; refresh due")
 
 // errKeysStale is the cause logged when the keys are past MaxKeyStaleness
@@ -259,7 +261,7 @@ var errKeysStale = errors.New("no key set fresher than MaxKeyStaleness yet")
 // older set may be newer than the set, and is answered 503 with
 // Retry-After while a refresh is due. A request waits for a fetch at most
 // Config.MaxKeyWait.
-func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.SignatureAlgorithm, issued time.Time) (*keySet, *verifyKey, error) {
+func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.SignatureAlgorithm, now, issued time.Time) (*keySet, *verifyKey, error) {
 	set := ik.cur.Load()
 	if !ik.remote {
 		if k := set.lookup(kid, alg); k != nil {
@@ -267,7 +269,6 @@ func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.Signature
 		}
 		return nil, nil, ErrUnknownKey
 	}
-	now := ik.v.now()
 	if k, err, ok := ik.decide(set, now, kid, alg, issued); ok {
 		return set, k, err
 	}
@@ -356,11 +357,13 @@ func (ik *issuerKeys) unavailable(set *keySet, now time.Time) error {
 		retry = max(retry, ik.nextAllowed.Sub(now))
 	}
 	err := ik.lastErr
-	if err == nil {
-		err = errKeysStale
-		if set != nil && now.Sub(set.fetched) <= ik.v.cfg.MaxKeyStaleness {
-			err = errKidRefreshDue
+	if set != nil && now.Sub(set.fetched) <= ik.v.cfg.MaxKeyStaleness {
+		err = errKidRefreshDue
+		if ik.lastErr != nil {
+			err = fmt.Errorf("%w (last fetch: %v)", errKidRefreshDue, ik.lastErr)
 		}
+	} else if err == nil {
+		err = errKeysStale
 	}
 	return &UnavailableError{RetryAfter: retry, Err: err}
 }

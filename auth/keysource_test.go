@@ -166,6 +166,72 @@ func TestJWKSUnloadedFetchStorm(t *testing.T) {
 	})
 }
 
+// TestJWKSFirstLoad: many requests arriving before the first key set
+// share its one fetch; Close while requests ask for fetches starts none
+// after it.
+func TestJWKSFirstLoad(t *testing.T) {
+	t.Run("first_load_many_at_once", func(t *testing.T) {
+		clk := testkit.NewClock(t0)
+		a := newSigner(t, jwa.ES256, "key-a")
+		srv := newJWKSServer(t, a)
+		v, _ := newRemoteVerifier(t, clk, srv.URL, nil)
+		toks := make([]string, 200)
+		for i := range toks {
+			toks[i] = freshToken(t, a, clk, fmt.Sprint(i))
+		}
+		var wg sync.WaitGroup
+		var passed atomic.Int32
+		for _, tok := range toks {
+			wg.Go(func() {
+				if _, err := v.VerifyToken(t.Context(), tok); err == nil {
+					passed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		require.Equal(t, int32(200), passed.Load())
+		require.Equal(t, int32(1), srv.fetches.Load())
+	})
+
+	t.Run("close_while_requests_fetch", func(t *testing.T) {
+		clk := testkit.NewClock(t0)
+		a := newSigner(t, jwa.ES256, "key-a")
+		srv := newJWKSServer(t, a)
+		srv.serve(http.StatusInternalServerError, []byte("down"))
+		rt := &countingTransport{rt: http.DefaultTransport}
+		v, _ := newRemoteVerifier(t, clk, srv.URL, func(c *Config) {
+			c.MinKeyRefresh = time.Second
+			c.MaxKeyStaleness = time.Second
+			c.HTTPClient = &http.Client{Transport: rt}
+		})
+		tok := a.token(t, nil)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 50 {
+					clk.Advance(time.Second) // every request may start a fetch
+					_, _ = v.VerifyToken(t.Context(), tok)
+				}
+			})
+		}
+		require.NoError(t, v.Close())
+		closed := rt.n.Load()
+		wg.Wait()
+		require.Equal(t, closed, rt.n.Load(), "no fetch starts after Close")
+	})
+}
+
+// countingTransport counts the requests a client sends.
+type countingTransport struct {
+	rt http.RoundTripper
+	n  atomic.Int32
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.rt.RoundTrip(r)
+}
+
 // TestJWKSRotation covers rotation: a token signed with a kid the loaded
 // set lacks is never refused because apiguard has not caught up.
 func TestJWKSRotationAttacks(t *testing.T) {
@@ -174,7 +240,7 @@ func TestJWKSRotationAttacks(t *testing.T) {
 		a := newSigner(t, jwa.ES256, "key-a")
 		b := newSigner(t, jwa.ES256, "key-b")
 		srv := newJWKSServer(t, a)
-		v, _ := newRemoteVerifier(t, clk, srv.URL, nil)
+		v, logs := newRemoteVerifier(t, clk, srv.URL, nil)
 		_, err := v.VerifyToken(t.Context(), a.token(t, nil))
 		require.NoError(t, err)
 		require.Equal(t, int32(1), srv.fetches.Load())
@@ -205,6 +271,7 @@ func TestJWKSRotationAttacks(t *testing.T) {
 			require.NoError(t, err)
 		}
 		require.Equal(t, 119, unavailable, "503 until the refresh may start")
+		require.Contains(t, logs.String(), `"reason":"kid_refresh_due"`, "told apart from an outage in the log")
 		require.Equal(t, 121, ok, "200 from the refresh on")
 		require.Equal(t, int32(2), srv.fetches.Load(), "one refresh")
 	})

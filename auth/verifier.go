@@ -272,7 +272,8 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 	if err := checkType(jws.header.Typ, &p, ik.issuer.InsecureAllowJWTType); err != nil {
 		return cachedToken{}, err
 	}
-	set, k, err := ik.keysFor(ctx, jws.header.Kid, alg, v.issuedBound(&p))
+	now := v.now()
+	set, k, err := ik.keysFor(ctx, jws.header.Kid, alg, now, v.issuedBound(&p, now))
 	if err != nil {
 		return cachedToken{}, err
 	}
@@ -286,7 +287,7 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 		return cachedToken{}, ErrLifetime
 	}
 	c := p.claims(jws.payload)
-	if err := v.checkTimes(c, v.now()); err != nil {
+	if err := v.checkTimes(c, now); err != nil {
 		return cachedToken{}, err
 	}
 	if c.Expiry.Sub(c.IssuedAt) > v.cfg.MaxTokenLifetime {
@@ -304,8 +305,7 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 // fetched no earlier that lacks the kid proves the kid unknown. It is the
 // zero time when the token cannot be valid with any key (no iat, or
 // expired), so that such tokens never cause a fetch.
-func (v *Verifier) issuedBound(p *payload) time.Time {
-	now := v.now()
+func (v *Verifier) issuedBound(p *payload, now time.Time) time.Time {
 	if !p.Iat.set || (p.Exp.set && !now.Before(p.Exp.t.Add(v.cfg.ClockSkew))) {
 		return time.Time{}
 	}
