@@ -423,7 +423,9 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 	ik.inflight = nil
 	ik.poke()
 	ik.mu.Unlock()
-	close(done)
+	// The cache purge and the log come before the waiters wake, so that
+	// what they do next (cache the token they verify, read the log)
+	// follows them.
 	log := ik.v.cfg.Logger
 	if err != nil {
 		log.LogAttrs(ik.v.ctx, slog.LevelWarn, "auth: jwks fetch failed",
@@ -436,6 +438,7 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 			slog.String("event", "jwks_refresh"), slog.String("reason", "changed"),
 			slog.String("issuer", ik.issuer.Issuer), slog.Int("keys", len(set.all)))
 	}
+	close(done)
 }
 
 func (ik *issuerKeys) download(started time.Time) (*keySet, time.Duration, error) {
