@@ -295,6 +295,9 @@ func normalizeURL(raw string) (string, error) {
 		return "", errors.New("not an absolute http(s) URL")
 	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if host == "" {
+		return "", errors.New("not an absolute http(s) URL")
+	}
 	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
 		port = ""
 	}

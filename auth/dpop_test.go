@@ -370,7 +370,7 @@ func TestNormalizeURL(t *testing.T) {
 		require.NoError(t, err, tt.give)
 		require.Equal(t, tt.want, u, tt.give)
 	}
-	for _, bad := range []string{"ftp://x.com/", "/relative", "https://user@x.com/", "://"} {
+	for _, bad := range []string{"ftp://x.com/", "/relative", "https://user@x.com/", "://", "http://:"} {
 		_, err := normalizeURL(bad)
 		require.Error(t, err, bad)
 	}
