@@ -18,14 +18,18 @@
 // floor that another key's honest traffic must clear:
 //
 //   - Share. While the cache has room, a scope records as much as it
-//     likes. When it is full, the scope holding the most entries, if it
-//     holds more than its share (size/64, and at least 64 or the whole
-//     of a smaller cache), gives up its oldest entry; only when no scope
-//     holds more than its share is the oldest entry of the cache evicted.
-//     So one key, however much it sends, evicts only its own entries, and
-//     another key's entries are evicted only when the cache is full of
-//     keys at or under their share: 64 keys' worth of entries (fewer keys
-//     when some hold less, then more keys each).
+//     likes. When it is full, an entry whose eviction refuses nothing new
+//     goes first: the oldest of the cache if it has expired, or the
+//     oldest entry of a scope over its share (size/64, and at least 64 or
+//     the whole of a smaller cache) if it has expired or its scope's
+//     floor already covers it. Else the scope over its share holding the
+//     most entries gives up its oldest; only when no scope holds more
+//     than its share is the oldest entry of the cache evicted. So one
+//     key, however much it sends, evicts only its own entries, and
+//     another key's unexpired entries are evicted only when the cache is
+//     full of keys at or under their share: 64 keys' worth of entries
+//     (fewer keys when some hold less, then more keys each), or when that
+//     key itself holds more than any other key over its share.
 //   - Per-scope floors. Evicting a scoped entry before its expiry raises
 //     its scope's floor, not the global one: only that key's ids at or
 //     below it are refused. A scope's floor is dropped once it has passed
@@ -225,13 +229,7 @@ func (c *Cache) dropFloors(now int64) {
 // entry, or else the cache its oldest. Requires c.mu held.
 func (c *Cache) record(scope, id uint64, e, now int64) {
 	if c.used == c.size {
-		if h := c.heaviest(); h != 0 {
-			v, _ := c.scopes.get(h)
-			tail, _ := unpack(v)
-			c.evict(c.slots[tail].snext, now) // its oldest, after the tail
-		} else {
-			c.evict(c.oldest, now)
-		}
+		c.evict(c.victim(now), now)
 	}
 	x := c.alloc()
 	c.slots[x] = entry{id: id, exp: e, scope: scope, prev: c.newest, next: -1}
@@ -292,16 +290,38 @@ func (c *Cache) counted(scope uint64, n int32) {
 	}
 }
 
-// heaviest returns the scope with the most entries among those over
-// their share, or 0 when there is none. Requires c.mu held.
-func (c *Cache) heaviest() uint64 {
-	var best scopeCount
+// victim returns the entry to evict from a full cache: the oldest of the
+// cache if it has expired; else the oldest entry of a scope over its
+// share, if its eviction refuses nothing new (it has expired, or is at
+// or below its scope's floor or the global floor: a flood whose own
+// floor already covers its entries loses them first); else the oldest
+// entry of the scope over its share that holds the most; else, when no
+// scope holds more than its share, the oldest of the cache. Requires
+// c.mu held.
+func (c *Cache) victim(now int64) int32 {
+	if c.slots[c.oldest].exp <= now {
+		return c.oldest
+	}
+	best, bestCount := int32(-1), int32(0)
 	for _, h := range c.heavy {
-		if h.count > best.count {
-			best = h
+		v, _ := c.scopes.get(h.scope)
+		tail, _ := unpack(v)
+		x := c.slots[tail].snext // the scope's oldest, after its tail
+		e := c.slots[x].exp
+		if e <= now || e <= c.floor {
+			return x
+		}
+		if f, ok := c.floors.get(h.scope); ok && e <= f {
+			return x
+		}
+		if h.count > bestCount {
+			best, bestCount = x, h.count
 		}
 	}
-	return best.scope
+	if best >= 0 {
+		return best
+	}
+	return c.oldest
 }
 
 // alloc returns a free slot. There must be one (c.used < c.size).
