@@ -20,16 +20,17 @@
 //   - Share. While the cache has room, a scope records as much as it
 //     likes. When it is full, an entry whose eviction refuses nothing new
 //     goes first: the oldest of the cache if it has expired, or the
-//     oldest entry of a scope over its share (size/64, and at least 64 or
-//     the whole of a smaller cache) if it has expired or its scope's
-//     floor already covers it. Else the scope over its share holding the
-//     most entries gives up its oldest; only when no scope holds more
-//     than its share is the oldest entry of the cache evicted. So one
-//     key, however much it sends, evicts only its own entries, and
-//     another key's unexpired entries are evicted only when the cache is
-//     full of keys at or under their share: 64 keys' worth of entries
-//     (fewer keys when some hold less, then more keys each), or when that
-//     key itself holds more than any other key over its share.
+//     oldest entry of a scope whose floor (below) already covers it,
+//     which is dead weight (its id is refused whether it is held or not).
+//     Else the scope over its share (size/64, and at least 64 or the
+//     whole of a smaller cache) holding the most entries gives up its
+//     oldest; only when no scope holds more than its share is the oldest
+//     entry of the cache evicted. So one key, however much it sends,
+//     evicts only its own entries, and another key's unexpired entries
+//     are evicted only when the cache is full of keys at or under their
+//     share: 64 keys' worth of entries (fewer keys when some hold less,
+//     then more keys each), or when that key holds more than any other
+//     and more than its share.
 //   - Per-scope floors. Evicting a scoped entry before its expiry raises
 //     its scope's floor, not the global one: only that key's ids at or
 //     below it are refused. A scope's floor is dropped once it has passed
@@ -122,6 +123,7 @@ type Cache struct {
 	nFloors int          // most per-scope floors
 	floor   int64        // the global floor, unix nanoseconds
 	heavy   []scopeCount // the scopes holding more than their share (fewer than size/share)
+	covered []uint64     // scopes whose floor rose lately, the latest last (see victim)
 }
 
 // scopeCount is a scope and its number of entries.
@@ -247,6 +249,7 @@ func (c *Cache) record(scope, id uint64, e, now int64) {
 	if c.floors.max == 0 { // the first scoped use
 		c.scopes, c.floors = newTable(8), newFloors(c.nFloors)
 		c.heavy = make([]scopeCount, 0, c.size/c.share+1)
+		c.covered = make([]uint64, 0, maxCovered)
 	}
 	i, ok := c.scopes.find(scope)
 	if !ok {
@@ -290,28 +293,39 @@ func (c *Cache) counted(scope uint64, n int32) {
 	}
 }
 
-// victim returns the entry to evict from a full cache: the oldest of the
-// cache if it has expired; else the oldest entry of a scope over its
-// share, if its eviction refuses nothing new (it has expired, or is at
-// or below its scope's floor or the global floor: a flood whose own
-// floor already covers its entries loses them first); else the oldest
-// entry of the scope over its share that holds the most; else, when no
-// scope holds more than its share, the oldest of the cache. Requires
-// c.mu held.
+// victim returns the entry to evict from a full cache. First one whose
+// eviction refuses nothing new: the oldest of the cache if it has
+// expired, or the oldest entry of a scope whose floor rose lately, if
+// that floor (or the global one) covers it (such entries are dead
+// weight: their ids are refused whether they are held or not, so a
+// flood whose own floor covers its entries loses them first). Else the
+// oldest entry of the scope over its share that holds the most (at once
+// if it has expired); else, when no scope holds more than its share, the
+// oldest of the cache. Requires c.mu held.
 func (c *Cache) victim(now int64) int32 {
 	if c.slots[c.oldest].exp <= now {
 		return c.oldest
+	}
+	for n := len(c.covered); n > 0; n = len(c.covered) {
+		scope := c.covered[n-1]
+		if v, ok := c.scopes.get(scope); ok {
+			tail, _ := unpack(v)
+			x := c.slots[tail].snext // the scope's oldest, after its tail
+			e := c.slots[x].exp
+			if f, ok := c.floors.get(scope); e <= now || e <= c.floor || ok && e <= f {
+				return x
+			}
+		}
+		// No entries, or the oldest is not covered: nothing free here
+		// (entries are evicted oldest first) until its floor rises again.
+		c.covered = c.covered[:n-1]
 	}
 	best, bestCount := int32(-1), int32(0)
 	for _, h := range c.heavy {
 		v, _ := c.scopes.get(h.scope)
 		tail, _ := unpack(v)
-		x := c.slots[tail].snext // the scope's oldest, after its tail
-		e := c.slots[x].exp
-		if e <= now || e <= c.floor {
-			return x
-		}
-		if f, ok := c.floors.get(h.scope); ok && e <= f {
+		x := c.slots[tail].snext
+		if c.slots[x].exp <= now {
 			return x
 		}
 		if h.count > bestCount {
@@ -323,6 +337,27 @@ func (c *Cache) victim(now int64) int32 {
 	}
 	return c.oldest
 }
+
+// noteCovered notes that scope's floor rose, so its oldest entries may be
+// covered by it (see victim). The list keeps the latest maxCovered scopes.
+// Requires c.mu held.
+func (c *Cache) noteCovered(scope uint64) {
+	for k, s := range c.covered {
+		if s == scope { // move it to the end: checked first
+			copy(c.covered[k:], c.covered[k+1:])
+			c.covered[len(c.covered)-1] = scope
+			return
+		}
+	}
+	if len(c.covered) == maxCovered {
+		copy(c.covered, c.covered[1:])
+		c.covered = c.covered[:maxCovered-1]
+	}
+	c.covered = append(c.covered, scope)
+}
+
+// maxCovered bounds the list of scopes whose floor rose lately.
+const maxCovered = 64
 
 // alloc returns a free slot. There must be one (c.used < c.size).
 // Requires c.mu held.
@@ -386,6 +421,10 @@ func (c *Cache) raise(scope uint64, e int64) {
 		c.floor = e
 		return
 	}
+	if f, ok := c.floors.get(scope); ok && e <= f {
+		return
+	}
+	c.noteCovered(scope)
 	if c.floors.raise(scope, e) {
 		return
 	}

@@ -499,3 +499,27 @@ func TestHonestScopesNeverRefused(t *testing.T) {
 	require.Equal(t, size, c.Len(), "the flood filled the cache")
 	checkInvariants(t, c)
 }
+
+// TestCoveredEntriesGoFirst: once a flood's own floor covers its entries,
+// they are dead weight and go before anything else: another key can then
+// use nearly all of the cache, at one expiry, without losing an entry.
+func TestCoveredEntriesGoFirst(t *testing.T) {
+	clk := &clock{t: t0}
+	const size = 256
+	c := New(size, clk.t, clk.now)
+	future := clk.t.Add(5*time.Minute + 30*time.Second)
+	for i := range 4 * size {
+		c.UseScoped("attacker", fmt.Sprint(i), future)
+	}
+	exp := clk.t.Add(5 * time.Minute)
+	for i := range size - 8 {
+		require.Equal(t, Fresh, c.UseScoped("honest", fmt.Sprint(i), exp), i)
+	}
+	for i := range size - 8 {
+		require.Equal(t, Seen, c.UseScoped("honest", fmt.Sprint(i), exp), i)
+	}
+	_, ok := c.ScopeFloor("honest")
+	require.False(t, ok)
+	require.LessOrEqual(t, len(c.covered), maxCovered)
+	checkInvariants(t, c)
+}
