@@ -14,7 +14,7 @@ func TestFloorsAgainstMap(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	f := newFloors(20)
 	model := map[uint64]int64{}
-	for step := range 10_000 {
+	for step := range 20_000 {
 		switch op := r.IntN(4); {
 		case op < 3:
 			scope := uint64(1 + r.IntN(30))
@@ -39,17 +39,8 @@ func TestFloorsAgainstMap(t *testing.T) {
 			require.Equal(t, model[m.scope], m.floor)
 			delete(model, m.scope)
 		}
-		require.Len(t, f.heap, len(model), step)
-		require.Equal(t, len(model), f.pos.n)
-		for i, e := range f.heap {
-			require.Equal(t, model[e.scope], e.floor)
-			p, ok := f.pos.get(e.scope)
-			require.True(t, ok)
-			require.Equal(t, int64(i), p)
-			if i > 0 {
-				require.LessOrEqual(t, f.heap[(i-1)/2].floor, e.floor)
-			}
-		}
+		require.Equal(t, len(model), f.len(), step)
+		checkFloors(t, &f)
 		for scope, v := range model {
 			got, ok := f.get(scope)
 			require.True(t, ok)

@@ -123,7 +123,11 @@ type Cache struct {
 	nFloors int          // most per-scope floors
 	floor   int64        // the global floor, unix nanoseconds
 	heavy   []scopeCount // the scopes holding more than their share (fewer than size/share)
-	covered []uint64     // scopes whose floor rose lately, the latest last (see victim)
+	// Scopes whose floor rose lately (see victim): a ring of the latest
+	// nCovered notes, the latest at topCovered.
+	covered    [maxCovered]uint64
+	nCovered   int
+	topCovered int
 }
 
 // scopeCount is a scope and its number of entries.
@@ -218,8 +222,9 @@ func (c *Cache) use(scope, id uint64, exp time.Time) Result {
 // those that have passed (every id at or below them has expired) and
 // those at or below the global floor. Requires c.mu held.
 func (c *Cache) dropFloors(now int64) {
-	for len(c.floors.heap) > 0 {
-		if f := c.floors.heap[0].floor; f > now && f > c.floor {
+	for {
+		m, ok := c.floors.min()
+		if !ok || m.floor > now && m.floor > c.floor {
 			return
 		}
 		c.floors.popMin()
@@ -249,7 +254,6 @@ func (c *Cache) record(scope, id uint64, e, now int64) {
 	if c.floors.max == 0 { // the first scoped use
 		c.scopes, c.floors = newTable(8), newFloors(c.nFloors)
 		c.heavy = make([]scopeCount, 0, c.size/c.share+1)
-		c.covered = make([]uint64, 0, maxCovered)
 	}
 	i, ok := c.scopes.find(scope)
 	if !ok {
@@ -306,8 +310,8 @@ func (c *Cache) victim(now int64) int32 {
 	if c.slots[c.oldest].exp <= now {
 		return c.oldest
 	}
-	for n := len(c.covered); n > 0; n = len(c.covered) {
-		scope := c.covered[n-1]
+	for ; c.nCovered > 0; c.nCovered, c.topCovered = c.nCovered-1, (c.topCovered+maxCovered-1)%maxCovered {
+		scope := c.covered[c.topCovered] // the latest first
 		if v, ok := c.scopes.get(scope); ok {
 			tail, _ := unpack(v)
 			x := c.slots[tail].snext // the scope's oldest, after its tail
@@ -318,7 +322,6 @@ func (c *Cache) victim(now int64) int32 {
 		}
 		// No entries, or the oldest is not covered: nothing free here
 		// (entries are evicted oldest first) until its floor rises again.
-		c.covered = c.covered[:n-1]
 	}
 	best, bestCount := int32(-1), int32(0)
 	for _, h := range c.heavy {
@@ -339,21 +342,16 @@ func (c *Cache) victim(now int64) int32 {
 }
 
 // noteCovered notes that scope's floor rose, so its oldest entries may be
-// covered by it (see victim). The list keeps the latest maxCovered scopes.
-// Requires c.mu held.
+// covered by it (see victim). The list keeps the latest maxCovered
+// notes, the oldest overwritten first; a scope noted twice in a row is
+// noted once. Requires c.mu held.
 func (c *Cache) noteCovered(scope uint64) {
-	for k, s := range c.covered {
-		if s == scope { // move it to the end: checked first
-			copy(c.covered[k:], c.covered[k+1:])
-			c.covered[len(c.covered)-1] = scope
-			return
-		}
+	if c.nCovered > 0 && c.covered[c.topCovered] == scope {
+		return
 	}
-	if len(c.covered) == maxCovered {
-		copy(c.covered, c.covered[1:])
-		c.covered = c.covered[:maxCovered-1]
-	}
-	c.covered = append(c.covered, scope)
+	c.topCovered = (c.topCovered + 1) % maxCovered
+	c.covered[c.topCovered] = scope
+	c.nCovered = min(c.nCovered+1, maxCovered)
 }
 
 // maxCovered bounds the list of scopes whose floor rose lately.
@@ -487,5 +485,5 @@ func (c *Cache) Floors() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropFloors(now)
-	return len(c.floors.heap)
+	return c.floors.len()
 }

@@ -69,14 +69,26 @@ func checkInvariants(tb testing.TB, c *Cache) {
 			require.True(tb, listed[s.key][s.val], "indexed id %x has no listed entry", s.key)
 		}
 	}
-	require.Equal(tb, len(c.floors.heap), c.floors.pos.n)
-	require.LessOrEqual(tb, len(c.floors.heap), max(c.floors.max, 0))
-	for i, f := range c.floors.heap {
-		p, ok := c.floors.pos.get(f.scope)
-		require.True(tb, ok)
-		require.Equal(tb, int64(i), p)
+	checkFloors(tb, &c.floors)
+}
+
+// checkFloors fails unless every floor in f.vals has its value in the
+// heap, the heap is in order and within its bound, and no more floors
+// are held than max.
+func checkFloors(tb testing.TB, f *floors) {
+	tb.Helper()
+	require.LessOrEqual(tb, f.vals.n, max(f.max, 0))
+	require.LessOrEqual(tb, len(f.heap), 2*f.max+16)
+	inHeap := map[floorEntry]bool{}
+	for i, e := range f.heap {
+		inHeap[e] = true
 		if i > 0 {
-			require.LessOrEqual(tb, c.floors.heap[(i-1)/2].floor, f.floor, "heap order")
+			require.LessOrEqual(tb, f.heap[(i-1)/2].floor, e.floor, "heap order")
+		}
+	}
+	for _, s := range f.vals.slots {
+		if s.key != 0 {
+			require.True(tb, inHeap[floorEntry{floor: s.val, scope: s.key}], "floor of %x not in the heap", s.key)
 		}
 	}
 }
@@ -520,6 +532,6 @@ func TestCoveredEntriesGoFirst(t *testing.T) {
 	}
 	_, ok := c.ScopeFloor("honest")
 	require.False(t, ok)
-	require.LessOrEqual(t, len(c.covered), maxCovered)
+	require.LessOrEqual(t, c.nCovered, maxCovered)
 	checkInvariants(t, c)
 }
