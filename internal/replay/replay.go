@@ -63,10 +63,10 @@
 // collector to scan.
 //
 // Memory: 40 bytes of slab and 32 of index per entry, allocated at New;
-// 48 per floor (at most size/16 of them, so 3 bytes per entry), allocated
+// 64 per floor (at most size/16 of them, so 4 bytes per entry), allocated
 // on the first scoped use; and 32 to 64 per scope with entries, in a table
 // that grows with them (doubling, so a few rebuilds in the life of a
-// cache): from 75 bytes per entry when few keys hold many entries, to 139
+// cache): from 76 bytes per entry when few keys hold many entries, to 140
 // when every entry has a key of its own.
 package replay
 
