@@ -54,9 +54,20 @@ type ReplayStore interface {
 }
 
 // MemoryReplayStore is the bounded in-memory [ReplayStore]. When it is
-// full it evicts the oldest entries and, so that eviction opens no replay
-// hole, refuses every identifier that expires no later than the newest
-// unexpired entry it evicted (fail closed).
+// full it evicts entries and, so that eviction opens no replay hole,
+// refuses every identifier that expires no later than an unexpired entry
+// it evicted (fail closed).
+//
+// The Verifier records each DPoP proof's jti under its proof key (the
+// thumbprint jkt), so that no token holder's proofs cost another's: when
+// the store is full, the key holding the most jti values, if more than
+// its share (size/64, at least 64), gives up its oldest; an evicted jti
+// raises a floor for its own key only (its proofs with an iat at or
+// before the evicted one's are refused); and at most size/16 keys keep a
+// floor, the lowest folded into one floor for all past that. So one
+// holder flooding proofs, however far ahead it dates them, never makes
+// another holder's proofs fail. Identifiers given to Use directly have no
+// key: their evictions raise the floor for all.
 //
 // Its memory ends with the process: a proof used just before a restart
 // could be used again after it, within its window (Config.DPoPProofWindow
@@ -84,6 +95,24 @@ func NewMemoryReplayStore(size int, now func() time.Time) *MemoryReplayStore {
 // Use implements [ReplayStore].
 func (s *MemoryReplayStore) Use(_ context.Context, id string, exp time.Time) (bool, error) {
 	return s.c.Use(id, exp) == replay.Fresh, nil
+}
+
+// useScoped is Use of id recorded under scope (see the type's doc).
+func (s *MemoryReplayStore) useScoped(scope, id string, exp time.Time) bool {
+	return s.c.UseScoped(scope, id, exp) == replay.Fresh
+}
+
+// useJTI records a proof's jti, of the proof key whose thumbprint is jkt,
+// as used until exp: scoped by jkt in the in-memory store (see
+// [MemoryReplayStore]); in any other store as one id that binds jti to
+// the key, hashed to bound its size and keep the raw jti out of the
+// store's keys.
+func (d *dpopChecker) useJTI(ctx context.Context, jkt, jti string, exp time.Time) (bool, error) {
+	if m, ok := d.store.(*MemoryReplayStore); ok {
+		return m.useScoped(jkt, jti, exp), nil
+	}
+	id := sha256.Sum256([]byte(jkt + "\x00" + jti))
+	return d.store.Use(ctx, "dpop:"+hex.EncodeToString(id[:]), exp)
 }
 
 // Len returns the number of identifiers held.
@@ -232,9 +261,8 @@ func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) (err error
 	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(tp)), []byte(jkt)) != 1 {
 		return ErrDPoPBinding
 	}
-	// Single use: the id binds jti to the key, hashed to bound its size.
-	id := sha256.Sum256([]byte(jkt + "\x00" + pc.Jti))
-	fresh, err := d.store.Use(r.Context(), "dpop:"+hex.EncodeToString(id[:]), pc.Iat.t.Add(window))
+	// Single use, per proof key.
+	fresh, err := d.useJTI(r.Context(), jkt, pc.Jti, pc.Iat.t.Add(window))
 	if err != nil {
 		return &UnavailableError{RetryAfter: time.Second, Err: fmt.Errorf("replay store: %w", err)}
 	}
