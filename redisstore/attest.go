@@ -29,19 +29,15 @@ func NewAttestStore(rdb redis.UniversalClient, opts Options) *AttestStore {
 	return &AttestStore{rdb: rdb, opts: opts}
 }
 
-func (s *AttestStore) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.opts.Timeout)
-}
-
 func (s *AttestStore) keyKey(id string) string { return s.opts.Prefix + "aa:key:" + id }
 
 // Enroll implements attest.KeyStore: HSETNX of the record, counter 0.
 func (s *AttestStore) Enroll(ctx context.Context, keyID string, record []byte) (bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	ok, err := enrollScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, record).Int()
+	ok, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
+		return enrollScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, record).Int()
+	})
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return false, err
 	}
 	return ok == 1, nil
 }
@@ -54,11 +50,11 @@ return 1
 
 // Lookup implements attest.KeyStore.
 func (s *AttestStore) Lookup(ctx context.Context, keyID string) ([]byte, uint32, bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	vals, err := s.rdb.HMGet(ctx, s.keyKey(keyID), "record", "counter").Result()
+	vals, err := call(ctx, &s.opts, func(ctx context.Context) ([]any, error) {
+		return s.rdb.HMGet(ctx, s.keyKey(keyID), "record", "counter").Result()
+	})
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, 0, false, err
 	}
 	rec, ok1 := vals[0].(string)
 	cnt, ok2 := vals[1].(string)
@@ -82,11 +78,11 @@ return 1
 // AdvanceCounter implements attest.KeyStore: a compare-and-swap in one
 // script.
 func (s *AttestStore) AdvanceCounter(ctx context.Context, keyID string, from, to uint32) (bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	ok, err := casScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, strconv.FormatUint(uint64(from), 10), strconv.FormatUint(uint64(to), 10)).Int()
+	ok, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
+		return casScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, strconv.FormatUint(uint64(from), 10), strconv.FormatUint(uint64(to), 10)).Int()
+	})
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return false, err
 	}
 	return ok == 1, nil
 }
@@ -97,25 +93,22 @@ func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp ti
 	if ttl <= 0 {
 		return nil // already expired: never takeable
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	if err := s.rdb.Set(ctx, s.opts.Prefix+"aa:ch:"+challenge, "b:"+binding, ttl).Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return nil
+	return s.opts.do(ctx, func(ctx context.Context) error {
+		return s.rdb.Set(ctx, s.opts.Prefix+"aa:ch:"+challenge, "b:"+binding, ttl).Err()
+	})
 }
 
 // Take implements attest.ChallengeStore: GETDEL, so a challenge is used
 // once across instances.
 func (s *AttestStore) Take(ctx context.Context, challenge string) (string, bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	v, err := s.rdb.GetDel(ctx, s.opts.Prefix+"aa:ch:"+challenge).Result()
+	v, err := call(ctx, &s.opts, func(ctx context.Context) (string, error) {
+		return s.rdb.GetDel(ctx, s.opts.Prefix+"aa:ch:"+challenge).Result()
+	})
 	if errors.Is(err, redis.Nil) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return "", false, err
 	}
 	if len(v) < 2 || v[:2] != "b:" {
 		return "", false, nil
@@ -125,14 +118,14 @@ func (s *AttestStore) Take(ctx context.Context, challenge string) (string, bool,
 
 // Swap implements attest.HistoryStore: SET with GET, atomic.
 func (s *AttestStore) Swap(ctx context.Context, subject string, record []byte, ttl time.Duration) ([]byte, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	prev, err := s.rdb.SetArgs(ctx, s.opts.Prefix+"aa:hist:"+subject, record, redis.SetArgs{TTL: ttl, Get: true}).Result()
+	prev, err := call(ctx, &s.opts, func(ctx context.Context) (string, error) {
+		return s.rdb.SetArgs(ctx, s.opts.Prefix+"aa:hist:"+subject, record, redis.SetArgs{TTL: ttl, Get: true}).Result()
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, err
 	}
 	return []byte(prev), nil
 }

@@ -60,12 +60,12 @@ return {1, whole, math.ceil((whole + 1 - tokens) * interval)}
 `)
 
 func (s *LimitStore) run(ctx context.Context, key string, interval time.Duration, burst int, now time.Time, n int) ([]int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
 	iv := max(interval.Microseconds(), 1)
-	out, err := gcraScript.Run(ctx, s.rdb, []string{s.opts.Prefix + "rl:" + key}, iv, burst, now.UnixMicro(), n).Int64Slice()
+	out, err := call(ctx, &s.opts, func(ctx context.Context) ([]int64, error) {
+		return gcraScript.Run(ctx, s.rdb, []string{s.opts.Prefix + "rl:" + key}, iv, burst, now.UnixMicro(), n).Int64Slice()
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, err
 	}
 	if len(out) != 3 {
 		return nil, fmt.Errorf("%w: unexpected script reply", ErrUnavailable)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,13 +24,16 @@ func TestLimitersShareRedis(t *testing.T) {
 	secret := bytes.Repeat([]byte{7}, 32)
 	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
+	// The stores' clock, which the breakers' cool-down is measured on.
+	var storeLater atomic.Int64
+	storeNow := func() time.Time { return time.Now().Add(time.Duration(storeLater.Load())) }
 	newInstance := func(policy ratelimit.StorePolicy) http.Handler {
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 100 * time.Millisecond})
 		t.Cleanup(func() { _ = rdb.Close() })
 		l, err := ratelimit.New(ratelimit.Config{
 			Limit:        ratelimit.Limit{Requests: 5, Per: time.Minute},
 			Key:          ratelimit.KeyByHeader("X-Device-ID"),
-			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{}),
+			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{Now: storeNow}),
 			KeySecret:    secret,
 			StorePolicy:  policy,
 			StoreTimeout: 200 * time.Millisecond,
@@ -67,6 +71,7 @@ func TestLimitersShareRedis(t *testing.T) {
 	require.Equal(t, 503, send(closed, "device-2"), "FailClosed rejects while Redis is down")
 
 	srv.Restart()
+	storeLater.Add(int64(time.Second)) // a's breaker, open since the outage, probes again
 	require.Eventually(t, func() bool { return send(b, "device-3") == 204 }, 5*time.Second, 20*time.Millisecond)
 	for range 4 {
 		require.Equal(t, 204, send(a, "device-3"))

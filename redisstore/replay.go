@@ -4,39 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// Options configures the stores of this package. A zero field takes the
-// default in its comment.
-type Options struct {
-	// Prefix is prepended to every key. Default: "apiguard:".
-	Prefix string
-	// Timeout bounds each call to Redis, through the call's context. go-redis
-	// honours a context deadline on the network only when the client is
-	// made with ContextTimeoutEnabled: true (otherwise its own ReadTimeout
-	// and WriteTimeout apply): set it. Default: 100ms.
-	Timeout time.Duration
-	// Now is the clock that expiry times are measured against. Default:
-	// time.Now.
-	Now func() time.Time
-}
-
-func (o *Options) defaults() {
-	if o.Prefix == "" {
-		o.Prefix = "apiguard:"
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 100 * time.Millisecond
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-}
 
 // ReplayStore records single-use identifiers in Redis with SET NX PX: the
 // first use of an id wins, every later one until its expiry loses, across
@@ -63,10 +34,6 @@ func NewReplayStore(rdb redis.UniversalClient, opts Options) *ReplayStore {
 	return &ReplayStore{rdb: rdb, opts: opts}
 }
 
-// ErrUnavailable wraps every error of a store call: Redis could not be
-// reached or did not answer within Options.Timeout.
-var ErrUnavailable = errors.New("redisstore: store unavailable")
-
 // Use records id as used until exp. It returns true when id was not
 // recorded before, false when it was or when exp has already passed, and
 // an error wrapping [ErrUnavailable] when Redis did not answer; callers
@@ -79,11 +46,11 @@ func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, 
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-	ok, err := s.rdb.SetNX(ctx, s.opts.Prefix+"replay:"+id, "1", ttl).Result()
+	ok, err := call(ctx, &s.opts, func(ctx context.Context) (bool, error) {
+		return s.rdb.SetNX(ctx, s.opts.Prefix+"replay:"+id, "1", ttl).Result()
+	})
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return false, err
 	}
 	return ok, nil
 }
@@ -119,13 +86,13 @@ return 1
 // Advance implements signing.ReplayStore: the per-key high-water mark of
 // accepted created times, checked and raised atomically.
 func (s *ReplayStore) Advance(ctx context.Context, keyID string, created time.Time, slack, ttl time.Duration) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
 	h := sha256.Sum256([]byte(keyID))
 	key := s.opts.Prefix + "mark:" + hex.EncodeToString(h[:])
-	n, err := advanceScript.Run(ctx, s.rdb, []string{key}, created.UnixMilli(), slack.Milliseconds(), max(ttl.Milliseconds(), 1)).Int()
+	n, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
+		return advanceScript.Run(ctx, s.rdb, []string{key}, created.UnixMilli(), slack.Milliseconds(), max(ttl.Milliseconds(), 1)).Int()
+	})
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return false, err
 	}
 	return n == 1, nil
 }
