@@ -325,6 +325,9 @@ func claim(store any, name string) (func(), error) {
 		return func() {}, nil
 	}
 	if err := c.ClaimNamespace(name); err != nil {
+		if !errors.Is(err, ErrNamespaceTaken) {
+			err = fmt.Errorf("%w: %w", ErrNamespaceTaken, err)
+		}
 		return nil, err
 	}
 	var once sync.Once
