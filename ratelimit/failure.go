@@ -238,17 +238,26 @@ type Attempt struct {
 //	}
 //	a.Succeed(ctx)
 func (b *FailureBudget) Reserve(ctx context.Context, key string) (*Attempt, error) {
-	now := b.cfg.Now()
-	a := &Attempt{b: b, key: key, store: b.store, skey: b.storeKey(key)}
-	ok, ticket, _, wait, err := b.reserve(ctx, a, now)
-	if err != nil {
+	a := &Attempt{}
+	if err := b.reserveInto(ctx, key, a); err != nil {
 		return nil, err
 	}
+	return a, nil
+}
+
+// reserveInto is Reserve into a caller's Attempt (the Handler's lives on
+// its stack).
+func (b *FailureBudget) reserveInto(ctx context.Context, key string, a *Attempt) error {
+	*a = Attempt{b: b, key: key, store: b.store, skey: b.storeKey(key)}
+	ok, ticket, _, wait, err := b.reserve(ctx, a, b.cfg.Now())
+	if err != nil {
+		return err
+	}
 	if !ok {
-		return nil, &LimitError{Policy: b.cfg.Name, Limit: b.limit, RetryAfter: wait}
+		return &LimitError{Policy: b.cfg.Name, Limit: b.limit, RetryAfter: wait}
 	}
 	a.ticket = ticket
-	return a, nil
+	return nil
 }
 
 // reserve calls the store's Reserve for a, with the outage policy; it
@@ -319,9 +328,9 @@ func (a *Attempt) settle(ctx context.Context, failed, reset bool) Decision {
 // it held is counted as a failure when its lease lapses.
 func (b *FailureBudget) settle(ctx context.Context, store FailureStore, skey string, ticket int64, failed, reset bool) (int, time.Duration) {
 	now := b.cfg.Now()
-	ctx = context.WithoutCancel(ctx)
-	sctx := ctx
+	sctx := ctx // the in-memory store ignores it
 	if store != FailureStore(b.mem) {
+		ctx = context.WithoutCancel(ctx)
 		var cancel context.CancelFunc
 		sctx, cancel = context.WithTimeout(ctx, b.cfg.StoreTimeout)
 		defer cancel()
@@ -416,8 +425,8 @@ func (b *FailureBudget) Handler(next http.Handler) http.Handler {
 			b.reject(w, r, ErrNoKey)
 			return
 		}
-		a, err := b.Reserve(ctx, key)
-		if err != nil {
+		var a Attempt
+		if err := b.reserveInto(ctx, key, &a); err != nil {
 			if errors.Is(err, ErrLimited) {
 				b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: locked out",
 					slog.String("event", "rate_limited"), slog.String("reason", "lockout"), slog.String("policy", b.cfg.Name))

@@ -202,10 +202,6 @@ func (s *failState) restricts(now int64) bool {
 	return s.inflight > 0 || s.spentUntil > now || s.lockedUntil > now
 }
 
-// clean reports whether s holds nothing at all, not even strikes: it
-// can be dropped.
-func (s *failState) clean(now int64) bool { return !s.restricts(now) && s.strikes == 0 }
-
 // memoryFailureStore is the bounded in-memory FailureStore: states in an
 // LRU of hashed keys (raw keys are never stored), under one lock (failure
 // budgets guard logins and OTP checks, not every request).
@@ -225,9 +221,9 @@ type memoryFailureStore struct {
 // [FailureBudget]. A state that restricts its key (failures not yet
 // refilled, a lockout, attempts in flight) is never evicted to make room:
 // a flood of junk failures on other keys never hands a key a fresh
-// budget. Only states that hold no more than strikes (the lockout
-// history of a key whose budget is whole again) are evicted, oldest
-// first; states that hold nothing are dropped at once. When the store is
+// budget. Only states that restrict nothing (a key whose budget is whole
+// again, which may still hold its lockout history) are evicted, oldest
+// first, to make room. When the store is
 // full of restricting states, a new key follows overflow: OverflowReject
 // refuses its attempts (fail closed, for new keys only) until a state
 // stops restricting; OverflowShare makes new keys share one budget.
@@ -289,13 +285,6 @@ func (s *memoryFailureStore) evict(now int64) bool {
 	return false
 }
 
-// drop removes key's state when it holds nothing. Requires s.mu held.
-func (s *memoryFailureStore) drop(key string, st *failState, now int64) {
-	if st != &s.shared && st.clean(now) {
-		s.lru.Remove(maphash.String(s.seed, key))
-	}
-}
-
 // Reserve implements FailureStore.
 func (s *memoryFailureStore) Reserve(_ context.Context, key string, p FailurePolicy, now time.Time) (bool, int64, int, time.Duration, error) {
 	fp, t := paramsOf(p, time.Nanosecond), now.UnixNano()
@@ -327,9 +316,7 @@ func (s *memoryFailureStore) Settle(_ context.Context, key string, ticket int64,
 		return int(fp.budget), 0, 0, nil
 	}
 	remaining, lockout := st.settle(fp, ticket, failed, reset, t)
-	strikes := st.strikes
-	s.drop(key, st, t)
-	return int(remaining), time.Duration(lockout), int(strikes), nil
+	return int(remaining), time.Duration(lockout), int(st.strikes), nil
 }
 
 // Peek implements FailureStore.
@@ -348,7 +335,6 @@ func (s *memoryFailureStore) Peek(_ context.Context, key string, p FailurePolicy
 		st = &s.shared
 	}
 	remaining, wait := st.peek(fp, t)
-	s.drop(key, st, t)
 	return int(remaining), time.Duration(wait), nil
 }
 
