@@ -73,7 +73,8 @@ const (
 // Rule is one further limit a Limiter enforces with its main one, all or
 // nothing: a request rejected by one limit charges none.
 type Rule struct {
-	// Name is the policy name in headers and events. Required.
+	// Name is the policy name in headers and events, and names the
+	// rule's buckets apart from every other rule's. Required.
 	Name string
 	// Limit is the limit. Required.
 	Limit Limit

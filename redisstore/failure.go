@@ -88,13 +88,13 @@ local lk = tonumber(v[3]) or 0
 local ep = tonumber(v[4]) or 0
 local inf = tonumber(v[5]) or 0
 local st = tonumber(v[6]) or 0
-local function spent()
-  if su <= now then return 0 end
-  return math.floor((su - now + iv - 1) / iv)
+local function spent(t)
+  if su <= t then return 0 end
+  return math.floor((su - t + iv - 1) / iv)
 end
 local function available()
   if lk > now then return 0 end
-  local a = budget - spent() - inf
+  local a = budget - spent(now) - inf
   if a < 0 then a = 0 end
   return a
 end
@@ -105,11 +105,11 @@ local function wait()
   if w < 1 then w = 1 end
   return w
 end
-local function fail()
-  if su < now then su = now end
+local function fail(t)
+  if su < t then su = t end
   su = su + iv
-  if su > now + budget * iv then su = now + budget * iv end
-  if spent() < budget then return 0 end
+  if su > t + budget * iv then su = t + budget * iv end
+  if spent(t) < budget then return 0 end
   st = st + 1
   local d = lockout
   local i = 1
@@ -118,17 +118,23 @@ local function fail()
     i = i + 1
   end
   if d > maxl then d = maxl end
-  if lk < now + d then lk = now + d end
+  if lk < t + d then lk = t + d end
   return d
+end
+-- lapse counts the attempts in flight as failures at t, their lease's end.
+local function lapse(t)
+  local locked = 0
+  for i = 1, inf do
+    local d = fail(t)
+    if d > locked then locked = d end
+  end
+  inf = 0
+  return locked
 end
 if st > 0 and now - maxl >= lk then st = 0 end
 local locked = 0
 if inf > 0 and now >= lu then
-  for i = 1, inf do
-    local d = fail()
-    if d > locked then locked = d end
-  end
-  inf = 0
+  locked = lapse(now)
   ep = math.max(ep + 1, now)
 end
 local ok, tk, rem, w = 0, 0, 0, 0
@@ -148,7 +154,7 @@ elseif op == 's' then
     if ticket == ep and inf > 0 then inf = inf - 1 else stale = true end
   end
   if failed and not stale then
-    local d = fail()
+    local d = fail(now)
     if d > locked then locked = d end
   end
   if reset then su, lk, st, locked = 0, 0, 0, 0 end
@@ -157,18 +163,23 @@ else
   rem = available()
   if rem < 1 then w = wait() end
 end
+local strikes = st
 if inf == 0 and su <= now and lk <= now and st == 0 then
   redis.call('DEL', KEYS[1])
 else
   local f = function(x) return string.format('%.0f', x) end
   redis.call('HSET', KEYS[1], 'su', f(su), 'lu', f(lu), 'lk', f(lk), 'ep', f(ep), 'inf', f(inf), 'st', f(st))
+  -- The key lives while it restricts: until its failures refill, its
+  -- lockout ends and its strikes are forgotten, as the state will be once
+  -- the attempts in flight have lapsed into failures.
+  if inf > 0 then lapse(lu) end
   local exp = su
-  if inf > 0 and lu > exp then exp = lu end
   if lk > exp then exp = lk end
   if st > 0 and lk + maxl > exp then exp = lk + maxl end
+  if lu > exp then exp = lu end
   redis.call('PEXPIRE', KEYS[1], math.max(math.ceil((exp - now) / 1000), 1))
 end
-return {ok, tk, rem, w, locked, st}
+return {ok, tk, rem, w, locked, strikes}
 `)
 
 func (s *FailureStore) run(ctx context.Context, key, op string, ticket int64, failed, reset bool, p FailurePolicy, now time.Time) ([]int64, error) {

@@ -17,7 +17,7 @@ func TestFailureStoreConformance(t *testing.T) {
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		return NewFailureStore(newClient(t, srv.Addr()), Options{}), NewFailureStore(newClient(t, srv.Addr()), Options{})
+		return NewFailureStore(newClient(t, srv.Addr()), Options{Timeout: time.Second}), NewFailureStore(newClient(t, srv.Addr()), Options{Timeout: time.Second})
 	})
 }
 
@@ -59,7 +59,15 @@ func TestFailureStoreKeys(t *testing.T) {
 	require.Equal(t, []string{"p:fb:hashed-key"}, keys)
 	ttl, err := rdb.PTTL(t.Context(), "p:fb:hashed-key").Result()
 	require.NoError(t, err)
-	require.InDelta(t, float64(time.Second), float64(ttl), float64(100*time.Millisecond), "kept for the lease of the attempt in flight")
+	require.InDelta(t, float64(31*time.Second), float64(ttl), float64(100*time.Millisecond),
+		"kept for the lease of the attempt in flight, and the refill of the failure it lapses into")
+	// A call just before the lease ends must not let the key expire with
+	// it: the lapsed attempt is a failure that the key must still hold.
+	_, _, err = s.Peek(t.Context(), "hashed-key", p, now.Add(time.Second-time.Millisecond))
+	require.NoError(t, err)
+	ttl, err = rdb.PTTL(t.Context(), "p:fb:hashed-key").Result()
+	require.NoError(t, err)
+	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond))
 	_, _, _, err = s.Settle(t.Context(), "hashed-key", ticket, false, false, p, now)
 	require.NoError(t, err)
 	n, err := rdb.Exists(t.Context(), "p:fb:hashed-key").Result()
