@@ -64,7 +64,8 @@ type FailureConfig struct {
 	// store answers; FailOpen lets attempts through unbudgeted.
 	StorePolicy StorePolicy
 	// StoreTimeout bounds each call to a Store other than the default.
-	// Default: 10ms.
+	// Default: 100ms (longer than a Limiter's: a failure budget guards
+	// logins, not every request, and its outages fail closed).
 	StoreTimeout time.Duration
 	// KeySecret keys the hash that keys are stored under in a shared
 	// Store, with the budget's Name. Required with a Store, at least 32
@@ -131,7 +132,7 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 		cfg.AttemptTimeout = time.Minute
 	}
 	if cfg.StoreTimeout == 0 {
-		cfg.StoreTimeout = 10 * time.Millisecond
+		cfg.StoreTimeout = 100 * time.Millisecond
 	}
 	if cfg.StorePolicy == DefaultStorePolicy {
 		cfg.StorePolicy = FailClosed
@@ -214,7 +215,7 @@ func (b *FailureBudget) storeFailed(ctx context.Context, op string, err error) (
 // has passed. An Attempt is used by one goroutine.
 type Attempt struct {
 	b      *FailureBudget
-	key    string       // the caller's key, for events
+	key    string       // the caller's key, for the local fallback
 	store  FailureStore // where the place is held; nil when none is (FailOpen)
 	skey   string       // key as store knows it
 	ticket int64
@@ -316,18 +317,21 @@ func (a *Attempt) settle(ctx context.Context, failed, reset bool) Decision {
 	if a.store == nil {
 		return d
 	}
-	d.Remaining, d.RetryAfter = b.settle(ctx, a.store, a.skey, a.ticket, failed, reset)
+	d.Remaining, d.RetryAfter = b.settle(ctx, a, failed, reset)
 	d.Allowed = d.RetryAfter == 0
 	return d
 }
 
-// settle calls store's Settle, logs a lockout it caused, and returns the
-// attempts left and the lockout (0 if none). A settlement outlives the
-// request's cancellation: a client that goes away does not void its
-// failure. When the store fails the failure is lost here, but the place
-// it held is counted as a failure when its lease lapses.
-func (b *FailureBudget) settle(ctx context.Context, store FailureStore, skey string, ticket int64, failed, reset bool) (int, time.Duration) {
+// settle calls the Settle of a's store, logs a lockout it caused, and
+// returns the attempts left and the lockout (0 if none). A settlement
+// outlives the request's cancellation: a client that goes away does not
+// void its failure. When a shared store fails, a reserved attempt's
+// failure is lost here, but its place is counted as a failure when its
+// lease lapses; a failure without a reservation goes to the local store
+// under FallbackLocal.
+func (b *FailureBudget) settle(ctx context.Context, a *Attempt, failed, reset bool) (int, time.Duration) {
 	now := b.cfg.Now()
+	store, skey := a.store, a.skey
 	sctx := ctx // the in-memory store ignores it
 	if store != FailureStore(b.mem) {
 		ctx = context.WithoutCancel(ctx)
@@ -335,10 +339,13 @@ func (b *FailureBudget) settle(ctx context.Context, store FailureStore, skey str
 		sctx, cancel = context.WithTimeout(ctx, b.cfg.StoreTimeout)
 		defer cancel()
 	}
-	remaining, lockout, strikes, err := store.Settle(sctx, skey, ticket, failed, reset, b.policy, now)
+	remaining, lockout, strikes, err := store.Settle(sctx, skey, a.ticket, failed, reset, b.policy, now)
 	if err != nil {
-		_, _ = b.storeFailed(ctx, "settle", err)
-		return 0, 0
+		local, _ := b.storeFailed(ctx, "settle", err)
+		if !local || a.ticket != 0 {
+			return 0, 0
+		}
+		remaining, lockout, strikes, _ = b.mem.Settle(ctx, a.key, 0, failed, reset, b.policy, now)
 	}
 	if lockout > 0 {
 		b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: failure budget exhausted",
