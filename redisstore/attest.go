@@ -29,7 +29,7 @@ func NewAttestStore(rdb redis.UniversalClient, opts Options) *AttestStore {
 	return &AttestStore{rdb: rdb, opts: opts}
 }
 
-func (s *AttestStore) keyKey(id string) string { return s.opts.Prefix + "aa:key:" + id }
+func (s *AttestStore) keyKey(id string) string { return s.opts.key(purposeAttestKey, id) }
 
 // Enroll implements attest.KeyStore: HSETNX of the record, counter 0.
 func (s *AttestStore) Enroll(ctx context.Context, keyID string, record []byte) (bool, error) {
@@ -94,7 +94,7 @@ func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp ti
 		return nil // already expired: never takeable
 	}
 	return s.opts.do(ctx, func(ctx context.Context) error {
-		return s.rdb.Set(ctx, s.opts.Prefix+"aa:ch:"+challenge, "b:"+binding, ttl).Err()
+		return s.rdb.Set(ctx, s.opts.key(purposeChallenge, challenge), "b:"+binding, ttl).Err()
 	})
 }
 
@@ -102,7 +102,7 @@ func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp ti
 // once across instances.
 func (s *AttestStore) Take(ctx context.Context, challenge string) (string, bool, error) {
 	v, err := call(ctx, &s.opts, func(ctx context.Context) (string, error) {
-		return s.rdb.GetDel(ctx, s.opts.Prefix+"aa:ch:"+challenge).Result()
+		return s.rdb.GetDel(ctx, s.opts.key(purposeChallenge, challenge)).Result()
 	})
 	if errors.Is(err, redis.Nil) {
 		return "", false, nil
@@ -119,7 +119,7 @@ func (s *AttestStore) Take(ctx context.Context, challenge string) (string, bool,
 // Swap implements attest.HistoryStore: SET with GET, atomic.
 func (s *AttestStore) Swap(ctx context.Context, subject string, record []byte, ttl time.Duration) ([]byte, error) {
 	prev, err := call(ctx, &s.opts, func(ctx context.Context) (string, error) {
-		return s.rdb.SetArgs(ctx, s.opts.Prefix+"aa:hist:"+subject, record, redis.SetArgs{TTL: ttl, Get: true}).Result()
+		return s.rdb.SetArgs(ctx, s.opts.key(purposeHistory, subject), record, redis.SetArgs{TTL: ttl, Get: true}).Result()
 	})
 	if errors.Is(err, redis.Nil) {
 		return nil, nil

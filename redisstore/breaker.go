@@ -60,10 +60,14 @@ func (s BreakerState) String() string {
 //
 // The cool-down is measured with the calling store's Options.Now; a clock
 // that steps backwards restarts the cool-down rather than prolonging it.
-// A call whose caller's context ended (a client that hung up, a request
-// deadline spent elsewhere) counts neither as a failure nor as a success,
-// so a client cannot open the breaker for everyone by hanging up; results
-// of calls let through before the breaker last changed state are ignored.
+// A call whose caller cancelled it (a client that hung up), or whose
+// caller's deadline passed before Redis had been silent for a twentieth of
+// Options.Timeout (a request budget spent elsewhere), counts neither as a
+// failure nor as a success, so that a client cannot open the breaker for
+// everyone; a caller's deadline that passes after that long counts as a
+// failure, so that a hung Redis opens the breaker even when every caller
+// has a short budget. Results of calls let through before the breaker last
+// changed state are ignored.
 //
 // Share one Breaker between the stores on one Redis by setting it in
 // their Options; a store made without one gets its own. The zero Breaker

@@ -262,6 +262,34 @@ func TestOneDeadline(t *testing.T) {
 	})
 }
 
+// TestBreakerCallerDeadlines: a request deadline that passes early says
+// nothing about Redis, one that passes after Redis stayed silent does.
+func TestBreakerCallerDeadlines(t *testing.T) {
+	wait := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	t.Run("request_deadline_spent_elsewhere_does_not_open", func(t *testing.T) {
+		o := Options{Timeout: time.Hour, Breaker: NewBreaker(BreakerConfig{Failures: 1})}
+		o.defaults()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, o.do(ctx, wait), ErrUnavailable)
+		require.Equal(t, BreakerClosed, o.Breaker.State(), "an attacker's slow upload must not open the breaker")
+	})
+	t.Run("hung_redis_under_short_request_deadlines_opens", func(t *testing.T) {
+		o := Options{Timeout: time.Second, Breaker: NewBreaker(BreakerConfig{Failures: 1})}
+		o.defaults()
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond) // > Timeout/20
+		defer cancel()
+		require.ErrorIs(t, o.do(ctx, wait), ErrUnavailable)
+		require.Equal(t, BreakerOpen, o.Breaker.State(), "Redis silent for the whole budget is down")
+	})
+	t.Run("own_timeout_opens", func(t *testing.T) {
+		o := Options{Timeout: time.Millisecond, Breaker: NewBreaker(BreakerConfig{Failures: 1})}
+		o.defaults()
+		require.ErrorIs(t, o.do(context.Background(), wait), context.DeadlineExceeded)
+		require.Equal(t, BreakerOpen, o.Breaker.State())
+	})
+}
+
 func TestBreakerStateString(t *testing.T) {
 	require.Equal(t, "closed", BreakerClosed.String())
 	require.Equal(t, "open", BreakerOpen.String())

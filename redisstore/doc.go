@@ -4,7 +4,11 @@
 //
 //	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 //		Addrs:                 []string{"127.0.0.1:6379"},
-//		ContextTimeoutEnabled: true, // so that Options.Timeout bounds every call
+//		ContextTimeoutEnabled: true, // required: see Client configuration
+//		MaxRetries:            -1,
+//		DialerRetries:         1,
+//		DialTimeout:           100 * time.Millisecond,
+//		PoolTimeout:           100 * time.Millisecond,
 //	})
 //	opts := redisstore.Options{Breaker: redisstore.NewBreaker(redisstore.BreakerConfig{})}
 //	replays := redisstore.NewReplayStore(rdb, opts)
@@ -25,6 +29,44 @@
 // Options.Timeout per call. A call whose caller's deadline has already
 // passed fails at once without touching the network.
 //
+// # Keys
+//
+// Every key is Options.Prefix, a tag naming its purpose ("replay",
+// "nonce", "mark", "rl", "aa-key", "aa-ch", "aa-hist"), ':' and the hex
+// SHA-256 of the identifying values, each prefixed with its length (an
+// HMAC-SHA-256 under Options.KeySecret when set). Keys of different
+// purposes cannot collide, a value chosen by a client cannot move the
+// boundary between two values, and no subject, token, jti, nonce,
+// challenge or device or key ID appears in a key name. Without a
+// KeySecret, whoever can list the keys can still confirm a guessed value
+// by hashing it; with one they cannot, at the cost of sharing the secret
+// between instances and of losing every key when it changes (see
+// Options.KeySecret). Stores of different services on one Redis need
+// different Prefixes.
+//
+// # Client configuration
+//
+// go-redis's defaults suit a cache, not a security check that sits on
+// every request. Make the client as above:
+//
+//   - ContextTimeoutEnabled: true is required. Without it go-redis ignores
+//     the call's deadline on the socket, and a hung Redis holds each call
+//     for the client's ReadTimeout (5 s by default) whatever
+//     Options.Timeout or the request's deadline say.
+//   - MaxRetries: -1 (no retries). The stores' commands are not
+//     idempotent (SET NX, GETDEL, and Lua scripts that take a token or
+//     swap a counter): a retry after a lost reply turns a first use into a
+//     "replay", spends a token twice or fails a counter swap that had
+//     succeeded. A retry also spends the request's deadline; the Breaker,
+//     not the client, handles a Redis that is down.
+//   - DialerRetries: 1 and DialTimeout no longer than Options.Timeout.
+//     go-redis dials up to 5 times, 100 ms apart, by default: a Redis that
+//     refuses connections then costs each call its whole timeout.
+//   - PoolTimeout no longer than Options.Timeout, so that a call waiting
+//     for a free connection gives up with its deadline.
+//
+// The same fields exist on redis.Options and redis.ClusterOptions.
+//
 // # Outages
 //
 // Every store call goes through a [Breaker]. After BreakerConfig.Failures
@@ -37,7 +79,11 @@
 // a request nothing but the error, instead of Options.Timeout and
 // go-redis's dial retries. Share one Breaker between the stores on one
 // Redis (Options.Breaker), so that one store's failures spare the others
-// the wait too.
+// the wait too. The breaker counts consecutive failures of the whole
+// client: on a Cluster with one master down, the calls that reach the
+// healthy masters keep it closed, and calls for the lost slots pay
+// Options.Timeout (or the request's deadline) until the cluster fails
+// over.
 //
 // A replay store that cannot answer returns an error, and the packages
 // that use it reject the request (auth answers 503 with Retry-After): a

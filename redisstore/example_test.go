@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -96,4 +97,88 @@ func ExampleNewReplayStore() {
 	// Output:
 	// instance A: <nil>
 	// instance B, same request: true
+}
+
+// A Redis that refuses connections costs each request one error, not a
+// timeout: after two failures the shared breaker opens, and the stores on
+// that client fail at once without dialling until a probe, one cool-down
+// later, finds Redis back. The client is configured as the package doc
+// recommends.
+func ExampleNewBreaker() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	down := l.Addr().String() // nothing listens here once closed
+	l.Close()
+
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 []string{down},
+		ContextTimeoutEnabled: true, // the call's deadline bounds the network
+		MaxRetries:            -1,   // the stores' commands are not idempotent
+		DialerRetries:         1,    // one dial per call, not five
+		DialTimeout:           100 * time.Millisecond,
+		PoolTimeout:           100 * time.Millisecond,
+	})
+	defer rdb.Close()
+	opts := redisstore.Options{
+		Breaker: redisstore.NewBreaker(redisstore.BreakerConfig{Failures: 2, CoolDown: time.Minute}),
+	}
+	replays := redisstore.NewReplayStore(rdb, opts) // one breaker for
+	limits := redisstore.NewLimitStore(rdb, opts)   // every store on rdb
+
+	ctx := context.Background()
+	for i := range 2 {
+		_, err := replays.Use(ctx, fmt.Sprint("jti-", i), time.Now().Add(time.Minute))
+		fmt.Printf("replay call %d: unavailable=%v breaker open=%v\n", i+1,
+			errors.Is(err, redisstore.ErrUnavailable), errors.Is(err, redisstore.ErrBreakerOpen))
+	}
+	fmt.Println("breaker:", opts.Breaker.State())
+	_, _, _, err = limits.Take(ctx, "device-42", time.Second, 10, time.Now())
+	fmt.Printf("limit call: unavailable=%v breaker open=%v\n",
+		errors.Is(err, redisstore.ErrUnavailable), errors.Is(err, redisstore.ErrBreakerOpen))
+	// Output:
+	// replay call 1: unavailable=true breaker open=false
+	// replay call 2: unavailable=true breaker open=false
+	// breaker: open
+	// limit call: unavailable=true breaker open=true
+}
+
+// A middleware that makes several store calls for one request gives the
+// request one deadline: each call ends at the earlier of that deadline and
+// Options.Timeout, so a slow Redis costs the request its budget once, and
+// a call made after the budget is spent fails without touching Redis.
+func ExampleOptions_oneDeadline() {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer rdb.Close()
+	attests := redisstore.NewAttestStore(rdb, redisstore.Options{Prefix: "example:deadline:", Timeout: time.Second})
+
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		// One budget for every store call of this request.
+		ctx, cancel := context.WithTimeout(r.Context(), 150*time.Millisecond)
+		defer cancel()
+		if _, err := attests.Swap(ctx, "user-42", []byte(`{"seen":1}`), time.Hour); err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		_, _, found, err := attests.Lookup(ctx, "key-1")
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "key enrolled: %v", found)
+	}
+	rec := httptest.NewRecorder()
+	handler(rec, httptest.NewRequest("GET", "/", nil))
+	fmt.Println(rec.Code, rec.Body.String())
+
+	// A request whose budget was spent before its store calls (a slow
+	// upload, say) fails at once.
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	_, _, _, err := attests.Lookup(ctx, "key-1")
+	fmt.Println(errors.Is(err, redisstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded))
+	// Output:
+	// 200 key enrolled: false
+	// true true
 }

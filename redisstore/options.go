@@ -31,6 +31,23 @@ type Options struct {
 	// which suits stores on one client (one Redis). Default: each store
 	// gets its own breaker, made with NewBreaker(BreakerConfig{}).
 	Breaker *Breaker
+	// KeySecret, when set, keys the digest that names every Redis key
+	// (HMAC-SHA-256 instead of SHA-256). Key names never hold a raw
+	// subject, token, nonce or device ID either way; without a secret,
+	// whoever can list the keys (a replica, a backup, MONITOR, another
+	// tenant of a shared Redis) can still confirm a guess, such as "does
+	// user-42 have risk history", by hashing it; with one, they cannot.
+	// Every instance sharing the stores must use the same secret.
+	// Changing it orphans every key: recorded nonces, jti values and
+	// high-water marks are forgotten (a replay within their window is
+	// accepted again) and budgets, counters and history start afresh, so
+	// rotate it only with the stores drained (or wait out the longest
+	// replay window with both verifiers refusing). Default: none (plain
+	// SHA-256). The New…Store functions panic when it is set and shorter
+	// than 16 bytes.
+	KeySecret []byte
+
+	hashes *keyHashes // the digests behind key, made by defaults
 }
 
 func (o *Options) defaults() {
@@ -46,6 +63,10 @@ func (o *Options) defaults() {
 	if o.Breaker == nil {
 		o.Breaker = NewBreaker(BreakerConfig{})
 	}
+	if len(o.KeySecret) > 0 && len(o.KeySecret) < 16 {
+		panic("redisstore: Options.KeySecret shorter than 16 bytes")
+	}
+	o.hashes = newKeyHashes(o.KeySecret)
 }
 
 // ErrUnavailable wraps every error of a store call: Redis could not be
@@ -68,10 +89,16 @@ var ErrBreakerOpen = fmt.Errorf("%w: breaker open", ErrUnavailable)
 //     that is earlier: the timeout never extends a request's deadline.
 //   - A nil error or redis.Nil (the server answered) is a success for the
 //     breaker, and redis.Nil is returned as is for the caller to test.
-//   - Any other error wraps [ErrUnavailable]; it counts as a breaker
-//     failure unless the caller's own context ended meanwhile (a client
-//     that hangs up, or a request deadline spent elsewhere, must not open
-//     the breaker for everyone).
+//   - Any other error wraps [ErrUnavailable]. It counts as a breaker
+//     failure when the caller's context is still live (Redis refused,
+//     timed out on Options.Timeout, or answered an error), or when the
+//     caller's deadline passed after Redis had stayed silent for at least
+//     a twentieth of Options.Timeout (5 ms by default: a healthy Redis
+//     answers far sooner, so this is Redis's fault however short the
+//     caller's budget). It is neutral when the caller cancelled (a client
+//     that hangs up) or its deadline passed sooner (a budget spent
+//     elsewhere, say by a slow upload): a client must not be able to open
+//     the breaker for everyone.
 func (o *Options) do(ctx context.Context, fn func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -86,15 +113,17 @@ func (o *Options) do(ctx context.Context, fn func(context.Context) error) error 
 		cctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
+	start := time.Now()
 	err = fn(cctx)
-	switch {
+	switch cerr := ctx.Err(); {
 	case err == nil || errors.Is(err, redis.Nil):
 		o.Breaker.exit(t, o.Now(), outcomeSuccess)
 		return err
-	case ctx.Err() != nil:
-		o.Breaker.exit(t, o.Now(), outcomeNeutral)
-	default:
+	case cerr == nil,
+		errors.Is(cerr, context.DeadlineExceeded) && time.Since(start) >= o.Timeout/20:
 		o.Breaker.exit(t, o.Now(), outcomeFailure)
+	default:
+		o.Breaker.exit(t, o.Now(), outcomeNeutral)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

@@ -66,7 +66,7 @@ return {1, whole, math.ceil((whole + 1 - tokens) * interval)}
 func (s *LimitStore) run(ctx context.Context, key string, interval time.Duration, burst int, now time.Time, n int) ([]int64, error) {
 	iv := max(interval.Microseconds(), 1)
 	out, err := call(ctx, &s.opts, func(ctx context.Context) ([]int64, error) {
-		return gcraScript.Run(ctx, s.rdb, []string{s.opts.Prefix + "rl:" + key}, iv, burst, now.UnixMicro(), n).Int64Slice()
+		return gcraScript.Run(ctx, s.rdb, []string{s.opts.key(purposeBucket, key)}, iv, burst, now.UnixMicro(), n).Int64Slice()
 	})
 	if err != nil {
 		return nil, err

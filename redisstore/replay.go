@@ -2,8 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,6 +37,11 @@ func NewReplayStore(rdb redis.UniversalClient, opts Options) *ReplayStore {
 // an error wrapping [ErrUnavailable] when Redis did not answer; callers
 // then reject the request.
 func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, error) {
+	return s.use(ctx, s.opts.key(purposeReplay, id), exp)
+}
+
+// use records key as used until exp, as Use does.
+func (s *ReplayStore) use(ctx context.Context, key string, exp time.Time) (bool, error) {
 	ttl := exp.Sub(s.opts.Now())
 	if ttl <= 0 {
 		return false, nil
@@ -47,7 +50,7 @@ func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, 
 		ttl = time.Millisecond
 	}
 	ok, err := call(ctx, &s.opts, func(ctx context.Context) (bool, error) {
-		return s.rdb.SetNX(ctx, s.opts.Prefix+"replay:"+id, "1", ttl).Result()
+		return s.rdb.SetNX(ctx, key, "1", ttl).Result()
 	})
 	if err != nil {
 		return false, err
@@ -56,11 +59,10 @@ func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, 
 }
 
 // UseNonce implements signing.ReplayStore: nonce is single use per key
-// until exp. The Redis key is a SHA-256 of key ID and nonce, so its size
+// until exp. The Redis key is a digest of key ID and nonce, so its size
 // is bounded whatever the client sent.
 func (s *ReplayStore) UseNonce(ctx context.Context, keyID, nonce string, _ time.Time, exp time.Time) (bool, error) {
-	h := sha256.Sum256([]byte(keyID + "\x00" + nonce))
-	return s.Use(ctx, "sig:"+hex.EncodeToString(h[:]), exp)
+	return s.use(ctx, s.opts.key(purposeNonce, keyID, nonce), exp)
 }
 
 // advanceScript checks created (ARGV[1], ms) against the key's mark minus
@@ -86,8 +88,7 @@ return 1
 // Advance implements signing.ReplayStore: the per-key high-water mark of
 // accepted created times, checked and raised atomically.
 func (s *ReplayStore) Advance(ctx context.Context, keyID string, created time.Time, slack, ttl time.Duration) (bool, error) {
-	h := sha256.Sum256([]byte(keyID))
-	key := s.opts.Prefix + "mark:" + hex.EncodeToString(h[:])
+	key := s.opts.key(purposeMark, keyID)
 	n, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
 		return advanceScript.Run(ctx, s.rdb, []string{key}, created.UnixMilli(), slack.Milliseconds(), max(ttl.Milliseconds(), 1)).Int()
 	})

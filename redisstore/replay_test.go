@@ -36,7 +36,7 @@ func TestReplayStoreTTL(t *testing.T) {
 	ok, err := s.Use(context.Background(), "jti", time.Now().Add(90*time.Second))
 	require.NoError(t, err)
 	require.True(t, ok)
-	ttl, err := c.PTTL(context.Background(), "t:replay:jti").Result()
+	ttl, err := c.PTTL(context.Background(), s.opts.key(purposeReplay, "jti")).Result()
 	require.NoError(t, err)
 	require.InDelta(t, 90*time.Second, ttl, float64(2*time.Second), "the key expires with the id")
 }
