@@ -54,9 +54,12 @@ func NewFailureStore(rdb redis.UniversalClient, opts Options) *FailureStore {
 	return &FailureStore{rdb: rdb, opts: opts}
 }
 
+// purposeFailure tags the keys of FailureStore: failure budgets.
+const purposeFailure = "fb"
+
 // redisKey is the Redis key of a failure budget's key (already a keyed
-// hash, namespaced by the budget's name, from ratelimit).
-func (s *FailureStore) redisKey(key string) string { return s.opts.Prefix + "fb:" + key }
+// hash from ratelimit, namespaced by the budget's name).
+func (s *FailureStore) redisKey(key string) string { return s.opts.key(purposeFailure, key) }
 
 // failureScript decides one operation on KEYS[1], a hash of su (when
 // every recorded failure has refilled), lu (when the attempts in flight

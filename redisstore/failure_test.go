@@ -12,6 +12,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+func TestFailurePurposeIsATagOfItsOwn(t *testing.T) {
+	require.True(t, validPurpose(purposeFailure))
+	require.NotContains(t, allPurposes, purposeFailure)
+}
+
 func TestFailureStoreConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
@@ -56,8 +61,11 @@ func TestFailureStoreKeys(t *testing.T) {
 	require.True(t, ok)
 	keys, err := rdb.Keys(t.Context(), "*").Result()
 	require.NoError(t, err)
-	require.Equal(t, []string{"p:fb:hashed-key"}, keys)
-	ttl, err := rdb.PTTL(t.Context(), "p:fb:hashed-key").Result()
+	require.Len(t, keys, 1)
+	key := keys[0]
+	require.Regexp(t, `^p:fb:[0-9a-f]{64}$`, key, "prefix, purpose, digest: nothing raw")
+	require.Equal(t, s.opts.key(purposeFailure, "hashed-key"), key)
+	ttl, err := rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
 	require.InDelta(t, float64(31*time.Second), float64(ttl), float64(100*time.Millisecond),
 		"kept for the lease of the attempt in flight, and the refill of the failure it lapses into")
@@ -65,17 +73,17 @@ func TestFailureStoreKeys(t *testing.T) {
 	// it: the lapsed attempt is a failure that the key must still hold.
 	_, _, err = s.Peek(t.Context(), "hashed-key", p, now.Add(time.Second-time.Millisecond))
 	require.NoError(t, err)
-	ttl, err = rdb.PTTL(t.Context(), "p:fb:hashed-key").Result()
+	ttl, err = rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
 	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond))
 	_, _, _, err = s.Settle(t.Context(), "hashed-key", ticket, false, false, p, now)
 	require.NoError(t, err)
-	n, err := rdb.Exists(t.Context(), "p:fb:hashed-key").Result()
+	n, err := rdb.Exists(t.Context(), key).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "a key that restricts nothing is deleted")
 	_, _, _, err = s.Settle(t.Context(), "hashed-key", 0, true, false, p, now)
 	require.NoError(t, err)
-	ttl, err = rdb.PTTL(t.Context(), "p:fb:hashed-key").Result()
+	ttl, err = rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
 	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond), "kept until the failure refills")
 }
