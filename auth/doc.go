@@ -44,7 +44,8 @@
 // learns "invalid token", never which check failed. The log gets the
 // reason (event=auth_failed). When an issuer's keys cannot settle a token
 // (JWKS down and nothing fresher than Config.MaxKeyStaleness cached, or a
-// kid the key set lacks while a refresh is due) the answer is 503 with
+// kid the key set lacks, or its key there failing the signature, while a
+// refresh is due) the answer is 503 with
 // Retry-After, never 401.
 //
 // # Keys
@@ -61,11 +62,14 @@
 // Retry-After says when the next one may start (1s while one is under
 // way), and the background loop makes it then.
 //
-// A token whose kid the loaded set lacks may be signed by a key published
-// since: if the set was fetched before the token was issued (the earlier
-// of the token's arrival and its iat plus Config.ClockSkew), the answer
-// is 503 with Retry-After and a refresh is due as soon as the schedule
-// allows; only a set fetched after that proves the kid unknown (401). So a rotation never gets valid tokens refused,
+// A token whose kid the loaded set lacks, or whose signature the set's
+// key for its kid (or, without kid, its single key) rejects, may be
+// signed by a key published since (a new kid, or a key replaced under the
+// same kid): if the set was fetched before the token was issued (the
+// earlier of the token's arrival and its iat plus Config.ClockSkew), the
+// answer is 503 with Retry-After and a refresh is due as soon as the
+// schedule allows; only a set fetched after that proves the kid unknown
+// or the signature bad (401). So a rotation never gets valid tokens refused,
 // and a flood of random kids costs at most one fetch per MinKeyRefresh;
 // tokens issued before the last fetch, expired or without iat are refused
 // at once, with no fetch. No request waits for a fetch longer than

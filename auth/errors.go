@@ -58,8 +58,8 @@ var (
 	// ErrKeysUnavailable: the issuer's keys cannot settle the token now:
 	// no key set fresher than Config.MaxKeyStaleness is loaded (the JWKS
 	// cannot be fetched, or its first fetch has not ended), or the token's
-	// kid is missing from a key set fetched before the token was issued
-	// and a refresh is due. 503 with Retry-After, never 401: the token may
+	// kid is missing from a key set fetched before the token was issued,
+	// or its key there fails the signature, and a refresh is due. 503 with Retry-After, never 401: the token may
 	// well be valid. Tokens in the verified-token cache get it too.
 	ErrKeysUnavailable = errors.New("auth: signing keys unavailable")
 )

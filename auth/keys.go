@@ -244,10 +244,11 @@ type issuerKeys struct {
 }
 
 // errKidRefreshDue is the cause logged (reason kid_refresh_due) when a
-// kid the key set lacks is answered 503: the set predates the token, and
-// a refresh is due. Forged tokens with fresh random kids get it too, so it
-// is no sign of an outage by itself.
-var errKidRefreshDue = errors.New("kid not in a key set older than the token; refresh due")
+// kid the key set lacks, or whose key there fails the signature, is
+// answered 503: the set predates the token, and a refresh is due. Forged
+// tokens with fresh random kids or bad signatures get it too, so it is no
+// sign of an outage by itself.
+var errKidRefreshDue = errors.New("kid not settled by a key set older than the token; refresh due")
 
 // errKeysStale is the cause logged when the keys are past MaxKeyStaleness
 // or not loaded yet, and no fetch has failed.
@@ -259,9 +260,12 @@ var errKeysStale = errors.New("no key set fresher than MaxKeyStaleness yet")
 // the token cannot be valid whatever the key): a kid absent from a key
 // set fetched no earlier than that is unknown (401); a kid absent from an
 // older set may be newer than the set, and is answered 503 with
-// Retry-After while a refresh is due. A request waits for a fetch at most
-// Config.MaxKeyWait.
-func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.SignatureAlgorithm, now, issued time.Time) (*keySet, *verifyKey, error) {
+// Retry-After while a refresh is due. failed says that the key an older
+// set holds for kid failed the token's signature: the issuer may have
+// replaced it since (re-keyed under the same kid, or the single key of
+// tokens without kid), so only a set fetched no earlier than issued
+// settles the token. A request waits for a fetch at most wait.
+func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.SignatureAlgorithm, now, issued time.Time, failed bool, wait time.Duration) (*keySet, *verifyKey, error) {
 	set := ik.cur.Load()
 	if !ik.remote {
 		if k := set.lookup(kid, alg); k != nil {
@@ -269,14 +273,14 @@ func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.Signature
 		}
 		return nil, nil, ErrUnknownKey
 	}
-	if k, err, ok := ik.decide(set, now, kid, alg, issued); ok {
+	if k, err, ok := ik.decide(set, now, kid, alg, issued, failed); ok {
 		return set, k, err
 	}
 	// The keys cannot settle the request: have a fetch start (or join the
 	// one under way) if the schedule allows, and wait for it, bounded.
 	ch := ik.need(now)
-	if ch != nil && ik.v.cfg.MaxKeyWait > 0 {
-		t := time.NewTimer(ik.v.cfg.MaxKeyWait)
+	if ch != nil && wait > 0 {
+		t := time.NewTimer(wait)
 		select {
 		case <-ch:
 		case <-t.C:
@@ -284,7 +288,7 @@ func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.Signature
 		}
 		t.Stop()
 		set = ik.cur.Load()
-		if k, err, ok := ik.decide(set, ik.v.now(), kid, alg, issued); ok {
+		if k, err, ok := ik.decide(set, ik.v.now(), kid, alg, issued, failed); ok {
 			return set, k, err
 		}
 	}
@@ -300,15 +304,20 @@ func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.Signature
 
 // decide reports whether set settles a request: the key, or
 // ErrUnknownKey for a kid it proves unknown. ok is false when newer keys
-// are needed.
-func (ik *issuerKeys) decide(set *keySet, now time.Time, kid string, alg jwa.SignatureAlgorithm, issued time.Time) (*verifyKey, error, bool) {
+// are needed. With failed (an older set's key for kid failed the
+// signature), only a set fetched no earlier than issued settles it.
+func (ik *issuerKeys) decide(set *keySet, now time.Time, kid string, alg jwa.SignatureAlgorithm, issued time.Time, failed bool) (*verifyKey, error, bool) {
 	if set == nil || now.Sub(set.fetched) > ik.v.cfg.MaxKeyStaleness {
+		return nil, nil, false
+	}
+	proves := !set.fetched.Before(issued)
+	if failed && !proves {
 		return nil, nil, false
 	}
 	if k := set.lookup(kid, alg); k != nil {
 		return k, nil, true
 	}
-	if !set.fetched.Before(issued) {
+	if proves {
 		return nil, ErrUnknownKey, true
 	}
 	return nil, nil, false

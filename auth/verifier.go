@@ -273,12 +273,28 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 		return cachedToken{}, err
 	}
 	now := v.now()
-	set, k, err := ik.keysFor(ctx, jws.header.Kid, alg, now, v.issuedBound(&p, now))
+	issued := v.issuedBound(&p, now)
+	begin := time.Now() // MaxKeyWait bounds real waiting, for both look-ups
+	set, k, err := ik.keysFor(ctx, jws.header.Kid, alg, now, issued, false, v.cfg.MaxKeyWait)
 	if err != nil {
 		return cachedToken{}, err
 	}
 	if err := verifySignature(alg, k.pub, jws.input, jws.sig); err != nil {
-		return cachedToken{}, err
+		// A set older than the token may hold a key the issuer has since
+		// replaced under the same kid (or, for tokens without kid, its
+		// single key replaced): as for a kid the set lacks, 503 until a
+		// set fetched after the token settles it, never a 401 for a valid
+		// token because the keys are behind.
+		if !ik.remote || !set.fetched.Before(issued) {
+			return cachedToken{}, err
+		}
+		set, k, err = ik.keysFor(ctx, jws.header.Kid, alg, v.now(), issued, true, v.cfg.MaxKeyWait-time.Since(begin))
+		if err != nil {
+			return cachedToken{}, err
+		}
+		if err := verifySignature(alg, k.pub, jws.input, jws.sig); err != nil {
+			return cachedToken{}, err
+		}
 	}
 	if !p.Exp.set {
 		return cachedToken{}, ErrExpired
