@@ -273,6 +273,13 @@ func (b *FailureBudget) reserve(ctx context.Context, a *Attempt, now time.Time) 
 	if err == nil {
 		return ok, ticket, remaining, wait, nil
 	}
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller is gone (a client that hung up) or out of time: the
+		// store did not fail, so its outage policy does not apply, or a
+		// client could have its guesses checked against a local budget,
+		// or none, at will. Nothing runs.
+		return false, 0, 0, 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, cerr)
+	}
 	local, err := b.storeFailed(ctx, "reserve", err)
 	switch {
 	case err != nil:

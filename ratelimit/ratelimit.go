@@ -163,7 +163,10 @@ var (
 	ErrLimited = errors.New("ratelimit: limit exceeded")
 	// ErrNoKey is what a KeyFunc returns when the request has no key.
 	ErrNoKey = errors.New("ratelimit: no key for the request")
-	// ErrStoreUnavailable reports a store failure under FailClosed.
+	// ErrStoreUnavailable reports a store failure under FailClosed, and a
+	// shared store's call that failed after the caller's context ended
+	// (whatever the StorePolicy: a client that hangs up never takes the
+	// local store, or no store, instead of the shared one).
 	ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
 	// ErrNamespaceTaken is what New returns (wrapped) when its Store
 	// already serves a Limiter or FailureBudget of the same Name.
@@ -439,6 +442,12 @@ func (l *Limiter) take(ctx context.Context, r *rule, key string, lim Limit, now 
 			res.RetryAfter = wait
 		}
 		return res, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller is gone (a client that hung up) or out of time: the
+		// store did not fail, so its outage policy does not apply, or a
+		// client could take a local bucket, or none, at will.
+		return result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, cerr)
 	}
 	return l.storeFailed(ctx, r, key, lim, now, err)
 }
