@@ -71,9 +71,10 @@ func (s *ReplayStore) use(ctx context.Context, key string, exp time.Time) (bool,
 	if ttl <= 0 {
 		return false, nil
 	}
-	if ttl < time.Millisecond {
-		ttl = time.Millisecond
-	}
+	// Whole milliseconds, rounded up: the client truncates a TTL to
+	// them, and the key must not expire before the id does (a capture
+	// replayed in that last millisecond would be accepted).
+	ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
 	ok, err := call(ctx, &s.opts, func(ctx context.Context) (bool, error) {
 		return s.rdb.SetNX(ctx, key, "1", ttl).Result()
 	})

@@ -37,11 +37,17 @@
 //     (everything it guarded has expired).
 //   - Overflow. At most max(16, size/16) scopes have a floor at once.
 //     When that many live floors are held and another scope needs one,
-//     the lowest floor is folded into the global floor (which rises to
-//     it) and leaves the table. The global floor is thus never
-//     above the lowest of more live floors than the table holds: raising
-//     it to a level takes more distinct keys, each with its own entries
-//     evicted above that level, than the table holds; never one key.
+//     the lowest of them and the new one is folded into the global floor
+//     (which rises to it); a folded floor of the table leaves it. The
+//     global floor is thus never above the lowest of more live floors
+//     than the table holds: raising it to a level takes more distinct
+//     keys, each with its own entries evicted above that level, than the
+//     table holds; never one key.
+//
+// Time never goes back for the cache: each use takes the latest time any
+// use has read, so an id evicted as expired stays expired even for a use
+// whose clock reading is older (it waited for the lock, or the wall clock
+// stepped back).
 //
 // Ids recorded without a scope ([Cache.Use]) have no share, and their
 // evictions raise the global floor, as for a cache of one scope.
@@ -122,6 +128,7 @@ type Cache struct {
 	floors  floors       // per-scope floors
 	nFloors int          // most per-scope floors
 	floor   int64        // the global floor, unix nanoseconds
+	last    int64        // the latest time read under mu (see tick)
 	heavy   []scopeCount // the scopes holding more than their share (fewer than size/share)
 	// Scopes whose floor rose lately (see victim): a ring of the latest
 	// nCovered notes, the latest at topCovered.
@@ -197,11 +204,12 @@ func (c *Cache) use(scope, id uint64, exp time.Time) Result {
 	}
 	now := c.now().UnixNano()
 	e := exp.UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now = c.tick(now)
 	if e <= now {
 		return Expired
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.dropFloors(now)
 	if e <= c.floor {
 		return BelowFloor
@@ -216,6 +224,20 @@ func (c *Cache) use(scope, id uint64, exp time.Time) Result {
 	}
 	c.record(scope, id, e, now)
 	return Fresh
+}
+
+// tick returns now, or the latest time a use has seen if that is later,
+// and notes it. Decisions under the lock never go back in time: an id
+// evicted as expired (which raises no floor) stays expired for every
+// later use, even one whose clock was read before the eviction and that
+// waited for the lock, or one after the wall clock stepped back.
+// Requires c.mu held.
+func (c *Cache) tick(now int64) int64 {
+	if now < c.last {
+		return c.last
+	}
+	c.last = now
+	return now
 }
 
 // dropFloors drops the per-scope floors that no longer refuse anything:
@@ -427,7 +449,15 @@ func (c *Cache) raise(scope uint64, e int64) {
 		return
 	}
 	// Full of live floors (dropFloors ran at the start of this use, and
-	// a floor raised since is above now): fold the lowest.
+	// a floor raised since is above now): fold the lowest of them and
+	// the new one. Folding one of the table's while the new one is lower
+	// would let as many keys as the table holds, dated ahead, lift the
+	// global floor above every other key's traffic as soon as any other
+	// key needed a floor.
+	if m, _ := c.floors.min(); e <= m.floor {
+		c.floor = e
+		return
+	}
 	if m := c.floors.popMin(); m.floor > c.floor {
 		c.floor = m.floor
 	}
@@ -468,7 +498,7 @@ func (c *Cache) ScopeFloor(scope string) (time.Time, bool) {
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.dropFloors(now)
+	c.dropFloors(c.tick(now))
 	if c.floors.max == 0 {
 		return time.Time{}, false
 	}
@@ -484,6 +514,6 @@ func (c *Cache) Floors() int {
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.dropFloors(now)
+	c.dropFloors(c.tick(now))
 	return c.floors.len()
 }
