@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -59,9 +61,16 @@ type Config struct {
 	// DPoPAlgorithms are the proof algorithms accepted, asymmetric only.
 	// Default: ES256, RS256, PS256, EdDSA.
 	DPoPAlgorithms []jwa.SignatureAlgorithm
-	// DPoPProofWindow is how far a proof's iat may be from now. Default:
-	// 60s.
+	// DPoPProofWindow is how old a proof may be: its iat may lie up to
+	// DPoPProofWindow (plus ClockSkew) in the past. Default: 60s.
 	DPoPProofWindow time.Duration
+	// DPoPFutureSkew is how far a proof's iat may lie ahead of the server's
+	// clock: the client's clock running fast. It is separate from, and
+	// much smaller than, the window for old proofs, because a proof dated
+	// in the future stays usable (and is held by the replay store) for
+	// that much longer. A phone whose clock is set by the network or NTP
+	// is within a second or two. Default: 10s.
+	DPoPFutureSkew time.Duration
 	// DPoPNonceKey, when set (at least 32 bytes), makes the server require
 	// nonces in proofs (RFC 9449 §8). Nonces are stateless, an HMAC over
 	// time, so every instance sharing the key accepts them. Default: none.
@@ -88,15 +97,28 @@ type Config struct {
 	// MaxJWKSSize caps a JWKS response body. Default: 512 KiB.
 	MaxJWKSSize int64
 	// MinKeyRefresh is the floor of the refresh interval a JWKS's
-	// Cache-Control may ask for, and the least time between two refreshes
-	// caused by unknown kids. Default: 1 minute.
+	// Cache-Control may ask for, the least time between the start of a
+	// successful fetch and the next fetch (whatever asks for it: an
+	// unknown kid, stale keys), and the ceiling of the back-off between
+	// failed fetches. Default: 1 minute.
 	MinKeyRefresh time.Duration
 	// MaxKeyRefresh is the ceiling of the refresh interval, and the
 	// interval when the JWKS response sets no max-age. Default: 1 hour.
 	MaxKeyRefresh time.Duration
 	// MaxKeyStaleness is how long the last good keys keep serving while the
-	// JWKS cannot be fetched; past it, requests get 503. Default: 24 hours.
+	// JWKS cannot be fetched; past it, requests get 503, tokens verified
+	// earlier (the verified-token cache) included. It must not be below
+	// MinKeyRefresh. Default: 24 hours.
 	MaxKeyStaleness time.Duration
+	// MaxKeyWait is the longest a request waits for a JWKS fetch it needs
+	// (keys never loaded, keys past MaxKeyStaleness, a kid the key set
+	// lacks). Past it the request gets 503 with Retry-After while the
+	// fetch carries on in the background. Negative: never wait. Default:
+	// 300ms.
+	MaxKeyWait time.Duration
+	// Rand is the source of the jitter added to the back-off between
+	// failed JWKS fetches. Default: crypto/rand.Reader.
+	Rand io.Reader
 
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -144,7 +166,7 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.ClockSkew < 0 || cfg.MaxTokenLifetime < 0 || cfg.MaxTokenSize < 0 || cfg.FetchTimeout < 0 ||
 		cfg.MaxJWKSSize < 0 || cfg.MinKeyRefresh < 0 || cfg.MaxKeyRefresh < 0 || cfg.MaxKeyStaleness < 0 ||
-		cfg.DPoPProofWindow < 0 || cfg.DPoPNonceLifetime < 0 || cfg.ReplayCacheSize < 0 {
+		cfg.DPoPProofWindow < 0 || cfg.DPoPFutureSkew < 0 || cfg.DPoPNonceLifetime < 0 || cfg.ReplayCacheSize < 0 {
 		return errors.New("auth: Config durations and sizes must not be negative")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -159,9 +181,19 @@ func (cfg *Config) setDefaults() error {
 	def(&cfg.MaxKeyRefresh, time.Hour)
 	def(&cfg.MaxKeyStaleness, 24*time.Hour)
 	def(&cfg.DPoPProofWindow, 60*time.Second)
+	def(&cfg.DPoPFutureSkew, 10*time.Second)
+	def(&cfg.MaxKeyWait, 300*time.Millisecond)
 	def(&cfg.DPoPNonceLifetime, 5*time.Minute)
 	if cfg.MaxKeyRefresh < cfg.MinKeyRefresh {
 		return errors.New("auth: Config.MaxKeyRefresh is below Config.MinKeyRefresh")
+	}
+	if cfg.MaxKeyStaleness < cfg.MinKeyRefresh {
+		// The keys would go stale before a refresh may replace them: 503s
+		// in normal operation.
+		return errors.New("auth: Config.MaxKeyStaleness is below Config.MinKeyRefresh")
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
 	}
 	if cfg.MaxTokenSize == 0 {
 		cfg.MaxTokenSize = 8 << 10

@@ -54,9 +54,20 @@ type ReplayStore interface {
 }
 
 // MemoryReplayStore is the bounded in-memory [ReplayStore]. When it is
-// full it evicts the oldest entries and, so that eviction opens no replay
-// hole, refuses every identifier that expires no later than the newest
-// unexpired entry it evicted (fail closed).
+// full it evicts entries and, so that eviction opens no replay hole,
+// refuses every identifier that expires no later than an unexpired entry
+// it evicted (fail closed).
+//
+// The Verifier records each DPoP proof's jti under its proof key (the
+// thumbprint jkt), so that no token holder's proofs cost another's: when
+// the store is full, the key holding the most jti values, if more than
+// its share (size/64, at least 64), gives up its oldest; an evicted jti
+// raises a floor for its own key only (its proofs with an iat at or
+// before the evicted one's are refused); and at most size/16 keys keep a
+// floor, the lowest folded into one floor for all past that. So one
+// holder flooding proofs, however far ahead it dates them, never makes
+// another holder's proofs fail. Identifiers given to Use directly have no
+// key: their evictions raise the floor for all.
 //
 // Its memory ends with the process: a proof used just before a restart
 // could be used again after it, within its window (Config.DPoPProofWindow
@@ -84,6 +95,24 @@ func NewMemoryReplayStore(size int, now func() time.Time) *MemoryReplayStore {
 // Use implements [ReplayStore].
 func (s *MemoryReplayStore) Use(_ context.Context, id string, exp time.Time) (bool, error) {
 	return s.c.Use(id, exp) == replay.Fresh, nil
+}
+
+// useScoped is Use of id recorded under scope (see the type's doc).
+func (s *MemoryReplayStore) useScoped(scope, id string, exp time.Time) bool {
+	return s.c.UseScoped(scope, id, exp) == replay.Fresh
+}
+
+// useJTI records a proof's jti, of the proof key whose thumbprint is jkt,
+// as used until exp: scoped by jkt in the in-memory store (see
+// [MemoryReplayStore]); in any other store as one id that binds jti to
+// the key, hashed to bound its size and keep the raw jti out of the
+// store's keys.
+func (d *dpopChecker) useJTI(ctx context.Context, jkt, jti string, exp time.Time) (bool, error) {
+	if m, ok := d.store.(*MemoryReplayStore); ok {
+		return m.useScoped(jkt, jti, exp), nil
+	}
+	id := sha256.Sum256([]byte(jkt + "\x00" + jti))
+	return d.store.Use(ctx, "dpop:"+hex.EncodeToString(id[:]), exp)
 }
 
 // Len returns the number of identifiers held.
@@ -212,8 +241,11 @@ func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) (err error
 	}
 	now := d.cfg.Now()
 	window := d.cfg.DPoPProofWindow + d.cfg.ClockSkew
-	if pc.Iat.t.Before(now.Add(-window)) || pc.Iat.t.After(now.Add(window)) {
-		return fmt.Errorf("%w: iat outside the window", ErrDPoPProof)
+	if pc.Iat.t.Before(now.Add(-window)) {
+		return fmt.Errorf("%w: iat older than the window", ErrDPoPProof)
+	}
+	if pc.Iat.t.After(now.Add(d.cfg.DPoPFutureSkew)) {
+		return fmt.Errorf("%w: iat further in the future than DPoPFutureSkew", ErrDPoPProof)
 	}
 	ath := sha256.Sum256([]byte(token))
 	if subtle.ConstantTimeCompare([]byte(pc.Ath), []byte(base64.RawURLEncoding.EncodeToString(ath[:]))) != 1 {
@@ -229,9 +261,8 @@ func (d *dpopChecker) verifyProof(r *http.Request, token, jkt string) (err error
 	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(tp)), []byte(jkt)) != 1 {
 		return ErrDPoPBinding
 	}
-	// Single use: the id binds jti to the key, hashed to bound its size.
-	id := sha256.Sum256([]byte(jkt + "\x00" + pc.Jti))
-	fresh, err := d.store.Use(r.Context(), "dpop:"+hex.EncodeToString(id[:]), pc.Iat.t.Add(window))
+	// Single use, per proof key.
+	fresh, err := d.useJTI(r.Context(), jkt, pc.Jti, pc.Iat.t.Add(window))
 	if err != nil {
 		return &UnavailableError{RetryAfter: time.Second, Err: fmt.Errorf("replay store: %w", err)}
 	}
@@ -250,14 +281,31 @@ func isPrivate(k jwk.Key) bool {
 }
 
 // htuMatches compares the proof's htu with the configured base URL joined
-// with the request path, both normalised (RFC 3986 §6.2.2 and §6.2.3),
-// ignoring query and fragment.
+// with the request path, ignoring query and fragment, after syntax-based
+// normalisation (RFC 3986 §6.2.2, as RFC 9449 §4.3 asks): case of scheme
+// and host, default port, percent-encoding, dot segments.
+//
+// The request path itself must already be in normal form as far as dot
+// segments go ("/a/../b", "/a/%2E%2E/b", "/./b" are refused): whether
+// such a path reaches the handler of "/b" or of "/a/..." depends on the
+// router and the proxies in front (net/http's ServeMux cleans it, chi and
+// most proxies do not), and a proof must bind to the resource actually
+// served, not to what the path would resolve to. Honest clients resolve
+// dot segments before sending (RFC 3986 §5.2), so they never send any.
+// The htu, which names the resource the client meant, is normalised.
 func (d *dpopChecker) htuMatches(htu string, r *http.Request) bool {
 	got, err := normalizeURL(htu)
 	if err != nil {
 		return false
 	}
-	want, err := normalizeURL(d.base + r.URL.EscapedPath())
+	p := normalizePercent(r.URL.EscapedPath())
+	if p == "" {
+		p = "/"
+	}
+	if clean, err := removeDotSegments(p); err != nil || clean != p {
+		return false
+	}
+	want, err := normalizeURL(d.base + p)
 	return err == nil && got == want
 }
 
@@ -275,6 +323,9 @@ func normalizeURL(raw string) (string, error) {
 		return "", errors.New("not an absolute http(s) URL")
 	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if host == "" {
+		return "", errors.New("not an absolute http(s) URL")
+	}
 	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
 		port = ""
 	}
@@ -284,43 +335,36 @@ func normalizeURL(raw string) (string, error) {
 	if port != "" {
 		host += ":" + port
 	}
-	p := removeDotSegments(normalizePercent(u.EscapedPath()))
+	p, err := removeDotSegments(normalizePercent(u.EscapedPath()))
+	if err != nil {
+		return "", err
+	}
 	if p == "" {
 		p = "/"
 	}
 	return scheme + "://" + host + p, nil
 }
 
-// removeDotSegments is RFC 3986 §5.2.4 on an absolute path.
-func removeDotSegments(p string) string {
+// removeDotSegments is RFC 3986 §5.2.4 on an escaped absolute path, by
+// net/url: resolving an absolute URL against nothing removes its dot
+// segments and keeps its escaping. Percent-encoded dots ("%2E") must be
+// decoded first ([normalizePercent]) to count as dot segments.
+func removeDotSegments(p string) (string, error) {
 	if !strings.Contains(p, ".") {
-		return p
+		return p, nil
 	}
-	var out []string
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		last := i == len(segs)-1
-		switch s {
-		case ".":
-			if last {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 1 {
-				out = out[:len(out)-1]
-			}
-			if last {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
-		}
+	u := &url.URL{Scheme: "https", Host: "x", RawPath: p}
+	var err error
+	if u.Path, err = url.PathUnescape(p); err != nil {
+		return "", err
 	}
-	return strings.Join(out, "/")
+	return new(url.URL).ResolveReference(u).EscapedPath(), nil
 }
 
 // normalizePercent upper-cases percent-encodings and decodes those of
-// unreserved characters.
+// unreserved characters (RFC 3986 §6.2.2.1 and §6.2.2.2). net/url has no
+// such function: its PathUnescape decodes reserved characters too ("%2F"
+// into "/"), which would change the path's segments.
 func normalizePercent(p string) string {
 	if !strings.Contains(p, "%") {
 		return p

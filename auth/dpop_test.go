@@ -359,6 +359,10 @@ func TestNormalizeURL(t *testing.T) {
 		{"https://x.com/a/b/..", "https://x.com/a/"},
 		{"https://x.com/../../a", "https://x.com/a"},
 		{"https://x.com/%7euser/%2f", "https://x.com/~user/%2F"},
+		{"https://x.com/a/%2E%2E/b", "https://x.com/b"},
+		{"https://x.com/a/%2F/../b", "https://x.com/a/b"},
+		{"https://x.com/a/b/.", "https://x.com/a/b/"},
+		{"https://x.com/a/...", "https://x.com/a/..."},
 		{"https://[2001:DB8::1]:443/p?q#f", "https://[2001:db8::1]/p"},
 	}
 	for _, tt := range tests {
@@ -366,7 +370,7 @@ func TestNormalizeURL(t *testing.T) {
 		require.NoError(t, err, tt.give)
 		require.Equal(t, tt.want, u, tt.give)
 	}
-	for _, bad := range []string{"ftp://x.com/", "/relative", "https://user@x.com/", "://"} {
+	for _, bad := range []string{"ftp://x.com/", "/relative", "https://user@x.com/", "://", "http://:"} {
 		_, err := normalizeURL(bad)
 		require.Error(t, err, bad)
 	}
@@ -433,4 +437,93 @@ func TestRSAKeySizeBounds(t *testing.T) {
 			require.ErrorContains(t, err, tt.err, tt.bits)
 		}
 	}
+}
+
+// TestDPoPHtuPaths: a proof binds to the resource the request reaches. A
+// request path with dot segments, literal or percent-encoded, is refused
+// whatever the proof (routers resolve such paths differently); the proof's
+// own htu is normalised (RFC 3986 §6.2.2), so equivalent spellings of a
+// normal path match, and an encoded slash stays a different path.
+func TestDPoPHtuPaths(t *testing.T) {
+	tests := []struct {
+		name    string
+		path    string // of the request
+		htu     string // of the proof
+		wantErr error  // nil: accepted
+	}{
+		{name: "dot_segments_reach_other_route", path: "/a/../b", htu: apiBase + "/b", wantErr: ErrDPoPProof},
+		{name: "encoded_dot_segments_reach_other_route", path: "/a/%2E%2E/b", htu: apiBase + "/b", wantErr: ErrDPoPProof},
+		{name: "lowercase_encoded_dot_segments", path: "/a/%2e%2e/b", htu: apiBase + "/b", wantErr: ErrDPoPProof},
+		{name: "half_encoded_dot_segment", path: "/a/.%2E/b", htu: apiBase + "/b", wantErr: ErrDPoPProof},
+		{name: "dot_segments_with_matching_htu", path: "/a/../b", htu: apiBase + "/a/../b", wantErr: ErrDPoPProof},
+		{name: "single_dot_segment", path: "/./b", htu: apiBase + "/b", wantErr: ErrDPoPProof},
+		{name: "trailing_dot_dot", path: "/b/c/..", htu: apiBase + "/b/", wantErr: ErrDPoPProof},
+		{name: "encoded_slash_is_another_path", path: "/files/a%2Fb", htu: apiBase + "/files/a/b", wantErr: ErrDPoPProof},
+		{name: "htu_for_parent_path", path: "/b", htu: apiBase + "/a/b", wantErr: ErrDPoPProof},
+		{name: "htu_with_dot_segments_names_b", path: "/b", htu: apiBase + "/a/../b"},
+		{name: "htu_with_encoded_dot_segments_names_b", path: "/b", htu: apiBase + "/a/%2E%2E/b"},
+		{name: "encoded_space", path: "/files/a%20b", htu: apiBase + "/files/a%20b"},
+		{name: "encoded_unreserved_in_htu", path: "/files/~user", htu: apiBase + "/files/%7Euser"},
+		{name: "encoded_unreserved_in_request", path: "/files/%7Euser", htu: apiBase + "/files/~user"},
+		{name: "lowercase_escape_in_request", path: "/files/a%2fb", htu: apiBase + "/files/a%2Fb"},
+		{name: "dots_inside_segments", path: "/files/report.v2.pdf/...", htu: apiBase + "/files/report.v2.pdf/..."},
+		{name: "host_case_and_default_port", path: "/b", htu: "HTTPS://API.EXAMPLE.COM:443/b"},
+	}
+	issuerKey := newSigner(t, jwa.ES256, "es-1")
+	device := newSigner(t, jwa.ES256, "device")
+	tok := issuerKey.token(t, map[string]any{"cnf": map[string]any{"jkt": jkt(t, device)}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := testkit.NewClock(t0)
+			v, _ := newTestVerifier(t, clk, func(c *Config) { c.DPoP = DPoPAllowed; c.DPoPURL = apiBase }, issuerKey)
+			r := dpopRequest("GET", tt.path, tok, proof(t, device, "GET", tt.htu, tok, clk.Now(), nil))
+			require.Equal(t, tt.path, r.URL.EscapedPath(), "the request reaches the verifier as sent")
+			_, err := v.Verify(r)
+			if tt.wantErr == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tt.wantErr)
+		})
+	}
+}
+
+// TestDPoPIatBounds: a proof may be DPoPProofWindow plus ClockSkew old,
+// but only DPoPFutureSkew ahead of the server's clock.
+func TestDPoPIatBounds(t *testing.T) {
+	tests := []struct {
+		name    string
+		iat     time.Duration // from now
+		wantErr error
+	}{
+		{name: "future_iat_within_skew", iat: 10 * time.Second},
+		{name: "future_iat_past_skew", iat: 11 * time.Second, wantErr: ErrDPoPProof},
+		{name: "future_iat_within_old_window", iat: 80 * time.Second, wantErr: ErrDPoPProof},
+		{name: "old_iat_within_window", iat: -89 * time.Second},
+		{name: "old_iat_past_window", iat: -91 * time.Second, wantErr: ErrDPoPProof},
+	}
+	issuerKey := newSigner(t, jwa.ES256, "es-1")
+	device := newSigner(t, jwa.ES256, "device")
+	tok := issuerKey.token(t, map[string]any{"cnf": map[string]any{"jkt": jkt(t, device)}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := testkit.NewClock(t0)
+			v, _ := newTestVerifier(t, clk, func(c *Config) { c.DPoP = DPoPAllowed; c.DPoPURL = apiBase }, issuerKey)
+			_, err := v.Verify(dpopRequest("GET", "/b", tok, proof(t, device, "GET", apiBase+"/b", tok, clk.Now().Add(tt.iat), nil)))
+			if tt.wantErr == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tt.wantErr)
+		})
+	}
+
+	t.Run("future_skew_configurable", func(t *testing.T) {
+		clk := testkit.NewClock(t0)
+		v, _ := newTestVerifier(t, clk, func(c *Config) { c.DPoP = DPoPAllowed; c.DPoPURL = apiBase; c.DPoPFutureSkew = time.Second }, issuerKey)
+		_, err := v.Verify(dpopRequest("GET", "/b", tok, proof(t, device, "GET", apiBase+"/b", tok, clk.Now().Add(2*time.Second), nil)))
+		require.ErrorIs(t, err, ErrDPoPProof)
+		_, err = v.Verify(dpopRequest("GET", "/b", tok, proof(t, device, "GET", apiBase+"/b", tok, clk.Now().Add(time.Second), nil)))
+		require.NoError(t, err)
+	})
 }

@@ -55,9 +55,12 @@ var (
 	// (max_age); 401 insufficient_user_authentication (RFC 9470).
 	ErrStepUp = errors.New("auth: insufficient user authentication")
 
-	// ErrKeysUnavailable: the issuer's JWKS cannot be fetched and no keys
-	// fresher than Config.MaxKeyStaleness are cached. 503 with
-	// Retry-After, never 401: the token may well be valid.
+	// ErrKeysUnavailable: the issuer's keys cannot settle the token now:
+	// no key set fresher than Config.MaxKeyStaleness is loaded (the JWKS
+	// cannot be fetched, or its first fetch has not ended), or the token's
+	// kid is missing from a key set fetched before the token was issued,
+	// or its key there fails the signature, and a refresh is due. 503 with Retry-After, never 401: the token may
+	// well be valid. Tokens in the verified-token cache get it too.
 	ErrKeysUnavailable = errors.New("auth: signing keys unavailable")
 )
 
@@ -80,6 +83,9 @@ func (e *RequirementError) Unwrap() error { return e.Err }
 // UnavailableError wraps [ErrKeysUnavailable] with the time after which a
 // retry may succeed.
 type UnavailableError struct {
+	// RetryAfter is when the next JWKS fetch may start (1s while one is
+	// under way): a retry then finds it made or under way. For the DPoP
+	// replay store, 1s.
 	RetryAfter time.Duration
 	Err        error // the fetch error, for the log
 }
@@ -125,6 +131,7 @@ var reasons = []struct {
 	{ErrLifetime, "lifetime"},
 	{ErrInsufficientScope, "insufficient_scope"},
 	{ErrStepUp, "step_up"},
+	{errKidRefreshDue, "kid_refresh_due"},
 	{ErrKeysUnavailable, "keys_unavailable"},
 	{ErrDPoPRequired, "dpop_required"},
 	{ErrDPoPProof, "dpop_proof"},

@@ -56,3 +56,32 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNormalizeURL feeds arbitrary htu values and request paths to the
+// DPoP URL comparison: nothing panics, normalisation is idempotent and
+// leaves no dot segment, and a request path is accepted only when it has
+// none either.
+func FuzzNormalizeURL(f *testing.F) {
+	for _, s := range []string{"https://API.example.com:443/a/../b", "https://x/%2E%2E/%7e/%2f", "http://x:80", "https://x/a/./b/..", "https://[::1]/p?q#f"} {
+		f.Add(s, "/a/%2E%2E/b")
+	}
+	d := &dpopChecker{base: apiBase}
+	f.Fuzz(func(t *testing.T, htu, path string) {
+		if u, err := normalizeURL(htu); err == nil {
+			again, err := normalizeURL(u)
+			if err != nil || again != u {
+				t.Fatalf("normalizeURL(%q) = %q, then %q, %v", htu, u, again, err)
+			}
+		}
+		r := httptest.NewRequest("GET", apiBase+"/", nil)
+		if err := r.URL.UnmarshalBinary([]byte(apiBase + path)); err != nil || r.URL.Host != "api.example.com" {
+			return
+		}
+		if d.htuMatches(htu, r) {
+			p := normalizePercent(r.URL.EscapedPath())
+			if clean, err := removeDotSegments(p); err != nil || (clean != p && p != "") {
+				t.Fatalf("request path %q with dot segments accepted", r.URL.EscapedPath())
+			}
+		}
+	})
+}

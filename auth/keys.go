@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,8 +48,9 @@ type verifyKey struct {
 type keySet struct {
 	byKid   map[string][]*verifyKey
 	all     []*verifyKey
-	fetched time.Time // when the keys were obtained
+	fetched time.Time // when the fetch that obtained the keys started
 	digest  string    // identifies the content, to detect rotation
+	gen     uint64    // changes with digest; a cached token verified under another gen is verified again
 }
 
 // lookup returns the key for kid and alg. A token without kid matches only
@@ -212,133 +214,243 @@ func setKeys(s jwk.Set) []jwk.Key {
 }
 
 // issuerKeys is the key source of one issuer: static or remote.
+//
+// A remote key set is fetched by one goroutine at a time, on a schedule
+// kept under mu on the injected clock: the next fetch may start no
+// earlier than nextAllowed (MinKeyRefresh after the start of a successful
+// fetch; after failures, a back-off with jitter), and the background loop
+// fetches on its own at nextDue (the interval the JWKS's Cache-Control
+// asked for; after a failure, nextAllowed). A request that needs newer keys
+// (none loaded, keys past MaxKeyStaleness, a kid the set lacks) can make a
+// due fetch start now, or ask the loop for one at nextAllowed; it never
+// makes fetches more frequent than the schedule, whatever the state.
 type issuerKeys struct {
 	issuer *Issuer
 	v      *Verifier
+	remote bool
 	cur    atomic.Pointer[keySet]
 
 	// remote only
 	mu          sync.Mutex
-	inflight    chan struct{} // closed when the running fetch ends
-	lastAttempt time.Time     // of any fetch, by the injected clock
+	inflight    chan struct{} // closed when the running fetch ends; nil when none runs
+	started     time.Time     // start of the last fetch, by the injected clock
+	nextAllowed time.Time     // the earliest start of the next fetch
+	nextDue     time.Time     // when the loop fetches without being asked
+	wanted      bool          // a request waits for a fetch at nextAllowed
+	failures    int           // consecutive failed fetches
 	lastErr     error
-	nextRefresh time.Duration // from the last response's Cache-Control
-	refreshNow  chan struct{} // wakes the background loop
+	closed      bool          // set by Close: no fetch starts any more
+	wake        chan struct{} // wakes the background loop to reschedule
 }
 
-// keysFor returns the key to verify a token with, fetching the JWKS
-// when it has never been fetched or does not know kid (rate-limited).
-func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) (*verifyKey, error) {
-	now := ik.v.now()
+// errKidRefreshDue is the cause logged (reason kid_refresh_due) when a
+// kid the key set lacks, or whose key there fails the signature, is
+// answered 503: the set predates the token, and a refresh is due. Forged
+// tokens with fresh random kids or bad signatures get it too, so it is no
+// sign of an outage by itself.
+var errKidRefreshDue = errors.New("kid not settled by a key set older than the token; refresh due")
+
+// errKeysStale is the cause logged when the keys are past MaxKeyStaleness
+// or not loaded yet, and no fetch has failed.
+var errKeysStale = errors.New("no key set fresher than MaxKeyStaleness yet")
+
+// keysFor returns the key to verify a token with, and the key set it
+// belongs to. issued bounds from above when the token was issued (the
+// earlier of its unverified iat plus ClockSkew and its arrival; zero when
+// the token cannot be valid whatever the key): a kid absent from a key
+// set fetched no earlier than that is unknown (401); a kid absent from an
+// older set may be newer than the set, and is answered 503 with
+// Retry-After while a refresh is due. failed says that the key an older
+// set holds for kid failed the token's signature: the issuer may have
+// replaced it since (re-keyed under the same kid, or the single key of
+// tokens without kid), so only a set fetched no earlier than issued
+// settles the token. A request waits for a fetch at most wait.
+func (ik *issuerKeys) keysFor(ctx context.Context, kid string, alg jwa.SignatureAlgorithm, now, issued time.Time, failed bool, wait time.Duration) (*keySet, *verifyKey, error) {
 	set := ik.cur.Load()
-	if ik.issuer.JWKSURL == "" {
+	if !ik.remote {
 		if k := set.lookup(kid, alg); k != nil {
-			return k, nil
+			return set, k, nil
 		}
-		return nil, ErrUnknownKey
+		return nil, nil, ErrUnknownKey
 	}
-	if set == nil {
-		// Never fetched: wait for the first fetch (shared by all waiters).
-		if err := ik.refresh(ctx); err != nil || ik.cur.Load() == nil {
-			return nil, ik.unavailable(err)
+	if k, err, ok := ik.decide(set, now, kid, alg, issued, failed); ok {
+		return set, k, err
+	}
+	// The keys cannot settle the request: have a fetch start (or join the
+	// one under way) if the schedule allows, and wait for it, bounded.
+	ch := ik.need(now)
+	if ch != nil && wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
 		}
+		t.Stop()
 		set = ik.cur.Load()
+		if k, err, ok := ik.decide(set, ik.v.now(), kid, alg, issued, failed); ok {
+			return set, k, err
+		}
 	}
-	if now.Sub(set.fetched) > ik.v.cfg.MaxKeyStaleness {
-		ik.wake()
-		return nil, ik.unavailable(nil)
+	if ch != nil {
+		select {
+		case <-ch: // it ended without settling the request: want the next one
+			ik.need(ik.v.now())
+		default:
+		}
+	}
+	return nil, nil, ik.unavailable(set, ik.v.now())
+}
+
+// decide reports whether set settles a request: the key, or
+// ErrUnknownKey for a kid it proves unknown. ok is false when newer keys
+// are needed. With failed (an older set's key for kid failed the
+// signature), only a set fetched no earlier than issued settles it.
+func (ik *issuerKeys) decide(set *keySet, now time.Time, kid string, alg jwa.SignatureAlgorithm, issued time.Time, failed bool) (*verifyKey, error, bool) {
+	if set == nil || now.Sub(set.fetched) > ik.v.cfg.MaxKeyStaleness {
+		return nil, nil, false
+	}
+	proves := !set.fetched.Before(issued)
+	if failed && !proves {
+		return nil, nil, false
 	}
 	if k := set.lookup(kid, alg); k != nil {
-		return k, nil
+		return k, nil, true
 	}
-	// Unknown kid: perhaps the issuer rotated. One refresh per
-	// MinKeyRefresh, deduplicated; bogus kids remembered until the set
-	// changes, so a flood of random kids costs no fetches and no waits.
-	if ik.v.isBogusKid(ik, kid, set) {
-		return nil, ErrUnknownKey
+	if proves {
+		return nil, ErrUnknownKey, true
 	}
-	ik.mu.Lock()
-	allowed := ik.inflight != nil || now.Sub(ik.lastAttempt) >= ik.v.cfg.MinKeyRefresh
-	ik.mu.Unlock()
-	if allowed {
-		_ = ik.refresh(ctx)
-		if set2 := ik.cur.Load(); set2 != set {
-			set = set2
-			if k := set.lookup(kid, alg); k != nil {
-				return k, nil
-			}
-		}
-		ik.v.rememberBogusKid(ik, kid, set)
-	}
-	return nil, ErrUnknownKey
+	return nil, nil, false
 }
 
-func (ik *issuerKeys) unavailable(err error) error {
+// need records that a request needs a newer key set than the one loaded.
+// It returns the channel of the fetch under way, or of one it started
+// because the schedule allowed it; otherwise nil, and the loop fetches at
+// nextAllowed.
+func (ik *issuerKeys) need(now time.Time) chan struct{} {
 	ik.mu.Lock()
 	defer ik.mu.Unlock()
-	if err == nil {
-		err = ik.lastErr
+	if ik.inflight != nil {
+		return ik.inflight
 	}
-	retry := ik.v.cfg.MinKeyRefresh - ik.v.now().Sub(ik.lastAttempt)
-	if retry < time.Second {
-		retry = time.Second
+	ik.wanted = true
+	if ch := ik.startLocked(now); ch != nil {
+		return ch
+	}
+	ik.poke()
+	return nil
+}
+
+// startLocked starts a fetch when none runs and the schedule allows one
+// at now: a request asked for it, or it is due. It requires ik.mu held.
+func (ik *issuerKeys) startLocked(now time.Time) chan struct{} {
+	if ik.closed || ik.inflight != nil || now.Before(ik.nextAllowed) || (!ik.wanted && now.Before(ik.nextDue)) {
+		return nil
+	}
+	ch := make(chan struct{})
+	ik.inflight, ik.started, ik.wanted = ch, now, false
+	ik.v.wg.Add(1)
+	go ik.fetch(ch, now)
+	return ch
+}
+
+// unavailable returns the 503 for a request the keys cannot settle, with
+// the time after which a retry finds a fetch made: 1s while one is under
+// way, else until the schedule allows the next (which the loop then
+// makes, because a request wanted it).
+func (ik *issuerKeys) unavailable(set *keySet, now time.Time) error {
+	ik.mu.Lock()
+	defer ik.mu.Unlock()
+	retry := time.Second
+	if ik.inflight == nil {
+		retry = max(retry, ik.nextAllowed.Sub(now))
+	}
+	err := ik.lastErr
+	if set != nil && now.Sub(set.fetched) <= ik.v.cfg.MaxKeyStaleness {
+		err = errKidRefreshDue
+		if ik.lastErr != nil {
+			err = fmt.Errorf("%w (last fetch: %v)", errKidRefreshDue, ik.lastErr)
+		}
+	} else if err == nil {
+		err = errKeysStale
 	}
 	return &UnavailableError{RetryAfter: retry, Err: err}
 }
 
-// refresh fetches the JWKS once, sharing a fetch already under way, and
-// waits for its result, bounded by ctx.
-func (ik *issuerKeys) refresh(ctx context.Context) error {
-	ik.mu.Lock()
-	ch := ik.inflight
-	if ch == nil {
-		ch = make(chan struct{})
-		ik.inflight = ch
-		ik.lastAttempt = ik.v.now()
-		ik.v.wg.Add(1)
-		go ik.fetch(ch)
+// backoff is the least time between the start of the failures-th
+// consecutive failed fetch and the next fetch: 1s doubling per failure,
+// at most MinKeyRefresh, plus up to half again of jitter from
+// Config.Rand, so that instances that failed together do not retry
+// together.
+func (ik *issuerKeys) backoff(failures int) time.Duration {
+	ceil := ik.v.cfg.MinKeyRefresh
+	d := min(time.Second, ceil)
+	for i := 1; i < failures && d < ceil; i++ {
+		d *= 2
 	}
-	ik.mu.Unlock()
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return ctx.Err()
+	d = min(d, ceil)
+	var b [8]byte
+	if _, err := io.ReadFull(ik.v.cfg.Rand, b[:]); err == nil {
+		frac := float64(binary.BigEndian.Uint64(b[:])>>11) / (1 << 53) // [0, 1)
+		d += time.Duration(frac * float64(d/2))
 	}
-	ik.mu.Lock()
-	defer ik.mu.Unlock()
-	return ik.lastErr
+	return d
 }
 
 // fetch runs one JWKS fetch under the verifier's lifetime context, not a
 // request's: a client that hangs up does not cancel it for the others.
-func (ik *issuerKeys) fetch(done chan struct{}) {
+func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 	defer ik.v.wg.Done()
-	set, maxAge, err := ik.download()
+	set, maxAge, err := ik.download(started)
+	var wait time.Duration
+	if err != nil {
+		ik.mu.Lock()
+		n := ik.failures + 1
+		ik.mu.Unlock()
+		wait = ik.backoff(n) // reads Config.Rand outside the lock
+	}
 	ik.mu.Lock()
-	ik.lastErr = err
+	rotated := false
 	if err == nil {
-		ik.nextRefresh = maxAge
+		ik.failures, ik.lastErr = 0, nil
+		ik.nextAllowed = started.Add(ik.v.cfg.MinKeyRefresh)
+		ik.nextDue = started.Add(maxAge)
+		old := ik.cur.Load()
+		if old != nil && old.digest == set.digest {
+			set.gen = old.gen
+		} else {
+			set.gen = ik.v.gens.Add(1)
+			rotated = true
+		}
+		ik.cur.Store(set)
+	} else {
+		ik.failures++
+		ik.lastErr = err
+		ik.nextAllowed = started.Add(wait)
+		ik.nextDue = ik.nextAllowed
 	}
 	ik.inflight = nil
+	ik.poke()
 	ik.mu.Unlock()
+	// The cache purge and the log come before the waiters wake, so that
+	// what they do next (cache the token they verify, read the log)
+	// follows them.
 	log := ik.v.cfg.Logger
 	if err != nil {
 		log.LogAttrs(ik.v.ctx, slog.LevelWarn, "auth: jwks fetch failed",
 			slog.String("event", "jwks_error"), slog.String("reason", "fetch"),
-			slog.String("issuer", ik.issuer.Issuer), slog.String("error", err.Error()))
-	} else {
-		old := ik.cur.Swap(set)
-		if old == nil || old.digest != set.digest {
-			ik.v.keysRotated()
-			log.LogAttrs(ik.v.ctx, slog.LevelInfo, "auth: jwks loaded",
-				slog.String("event", "jwks_refresh"), slog.String("reason", "changed"),
-				slog.String("issuer", ik.issuer.Issuer), slog.Int("keys", len(set.all)))
-		}
+			slog.String("issuer", ik.issuer.Issuer), slog.String("error", err.Error()),
+			slog.Duration("retry_in", wait))
+	} else if rotated {
+		ik.v.keysRotated()
+		log.LogAttrs(ik.v.ctx, slog.LevelInfo, "auth: jwks loaded",
+			slog.String("event", "jwks_refresh"), slog.String("reason", "changed"),
+			slog.String("issuer", ik.issuer.Issuer), slog.Int("keys", len(set.all)))
 	}
 	close(done)
 }
 
-func (ik *issuerKeys) download() (*keySet, time.Duration, error) {
+func (ik *issuerKeys) download(started time.Time) (*keySet, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ik.v.ctx, ik.v.cfg.FetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ik.issuer.JWKSURL, nil)
@@ -367,7 +479,9 @@ func (ik *issuerKeys) download() (*keySet, time.Duration, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	set := buildKeySet(keys, ik.issuer.Algorithms, ik.v.now(), skip)
+	// The set counts as fetched when its fetch started: the keys it holds
+	// were published by then, which is what decides that a kid is unknown.
+	set := buildKeySet(keys, ik.issuer.Algorithms, started, skip)
 	if len(set.all) == 0 {
 		return nil, 0, errors.New("fetch jwks: no usable key")
 	}
@@ -397,36 +511,46 @@ func (ik *issuerKeys) skipLogger() func(string, error) {
 	}
 }
 
-func (ik *issuerKeys) wake() {
+// poke wakes the loop to reschedule; it never blocks.
+func (ik *issuerKeys) poke() {
 	select {
-	case ik.refreshNow <- struct{}{}:
+	case ik.wake <- struct{}{}:
 	default:
 	}
 }
 
-// loop refreshes a remote JWKS in the background: at the interval the
-// last response asked for, sooner after a failure (with back-off), and
-// when woken. It ends when the verifier is closed.
+// loop refreshes a remote JWKS in the background: the first fetch at
+// once, then at nextDue, or at nextAllowed when a request wanted keys
+// sooner. Its timer is computed from the injected clock. It ends when the
+// verifier is closed.
 func (ik *issuerKeys) loop() {
 	defer ik.v.wg.Done()
-	backoff := time.Second
 	for {
-		_ = ik.refresh(ik.v.ctx)
+		now := ik.v.now()
 		ik.mu.Lock()
-		wait, failed := ik.nextRefresh, ik.lastErr != nil
-		ik.mu.Unlock()
-		if failed {
-			wait = backoff
-			backoff = min(backoff*2, ik.v.cfg.MinKeyRefresh)
-		} else {
-			backoff = time.Second
+		ch := ik.startLocked(now)
+		if ch == nil {
+			ch = ik.inflight
 		}
-		t := time.NewTimer(wait)
+		next := ik.nextDue
+		if ik.wanted {
+			next = ik.nextAllowed
+		}
+		ik.mu.Unlock()
+		if ch != nil {
+			select {
+			case <-ch:
+			case <-ik.v.ctx.Done():
+				return
+			}
+			continue
+		}
+		t := time.NewTimer(max(next.Sub(now), time.Millisecond))
 		select {
 		case <-ik.v.ctx.Done():
 			t.Stop()
 			return
-		case <-ik.refreshNow:
+		case <-ik.wake:
 			t.Stop()
 		case <-t.C:
 		}

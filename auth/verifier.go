@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -23,9 +24,9 @@ import (
 type Verifier struct {
 	cfg     Config
 	issuers map[string]*issuerKeys
-	cache   *lru.Cache[[32]byte, *Claims] // nil when disabled
-	bogus   *lru.Cache[string, string]    // issuer\x00kid -> key-set digest
-	dpop    *dpopChecker                  // nil when DPoP is off
+	cache   *lru.Cache[[32]byte, cachedToken] // by SHA-256 of the token; nil when disabled
+	gens    atomic.Uint64                     // key-set generations
+	dpop    *dpopChecker                      // nil when DPoP is off
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
@@ -33,19 +34,28 @@ type Verifier struct {
 	once   sync.Once
 }
 
+// cachedToken is a verified token: its claims, and the key set (issuer
+// and generation) whose key verified it. It serves only while that key set
+// is current and, for a remote one, within MaxKeyStaleness.
+type cachedToken struct {
+	claims *Claims
+	ik     *issuerKeys
+	gen    uint64
+}
+
 // New validates cfg, fills in its defaults and returns a Verifier. Remote
 // key sets are fetched in the background from now on; New does not wait
 // for them, so a JWKS outage at start-up does not stop the service (the
-// first requests wait up to Config.FetchTimeout, then get 503).
+// first requests wait up to Config.MaxKeyWait, then get 503 with
+// Retry-After).
 func New(cfg Config) (*Verifier, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	v := &Verifier{cfg: cfg, issuers: map[string]*issuerKeys{}, ctx: ctx, cancel: cancel}
-	v.bogus, _ = lru.New[string, string](1024)
 	if cfg.TokenCacheSize > 0 {
-		c, err := lru.New[[32]byte, *Claims](cfg.TokenCacheSize)
+		c, err := lru.New[[32]byte, cachedToken](cfg.TokenCacheSize)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("auth: token cache: %w", err)
@@ -62,19 +72,20 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	for i := range v.cfg.Issuers {
 		is := &v.cfg.Issuers[i]
-		ik := &issuerKeys{issuer: is, v: v, refreshNow: make(chan struct{}, 1)}
+		ik := &issuerKeys{issuer: is, v: v, remote: is.JWKSURL != "", wake: make(chan struct{}, 1)}
 		if is.Keys != nil {
 			set := buildKeySet(setKeys(is.Keys), is.Algorithms, cfg.Now(), ik.skipLogger())
 			if len(set.all) == 0 {
 				cancel()
 				return nil, fmt.Errorf("auth: Config.Issuers[%d].Keys holds no usable key", i)
 			}
+			set.gen = v.gens.Add(1)
 			ik.cur.Store(set)
 		}
 		v.issuers[is.Issuer] = ik
 	}
 	for _, ik := range v.issuers {
-		if ik.issuer.JWKSURL != "" {
+		if ik.remote {
 			v.wg.Add(1)
 			go ik.loop()
 		}
@@ -88,6 +99,11 @@ func New(cfg Config) (*Verifier, error) {
 func (v *Verifier) Close() error {
 	v.once.Do(func() {
 		v.cancel()
+		for _, ik := range v.issuers {
+			ik.mu.Lock()
+			ik.closed = true // no fetch starts (no wg.Add) once Wait may run
+			ik.mu.Unlock()
+		}
 		v.wg.Wait()
 	})
 	return nil
@@ -95,20 +111,13 @@ func (v *Verifier) Close() error {
 
 func (v *Verifier) now() time.Time { return v.cfg.Now() }
 
+// keysRotated frees the cache when a key set changed: its entries would
+// no longer serve (their generation is not current), and tokens verified
+// by keys still in the new set are verified once again.
 func (v *Verifier) keysRotated() {
 	if v.cache != nil {
 		v.cache.Purge()
 	}
-	v.bogus.Purge()
-}
-
-func (v *Verifier) isBogusKid(ik *issuerKeys, kid string, set *keySet) bool {
-	d, ok := v.bogus.Get(ik.issuer.Issuer + "\x00" + kid)
-	return ok && d == set.digest
-}
-
-func (v *Verifier) rememberBogusKid(ik *issuerKeys, kid string, set *keySet) {
-	v.bogus.Add(ik.issuer.Issuer+"\x00"+kid, set.digest)
 }
 
 // Verify checks the access token of r, and its DPoP proof when it has
@@ -216,76 +225,118 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, erro
 	var key [32]byte
 	if v.cache != nil {
 		key = sha256.Sum256([]byte(token))
-		if c, ok := v.cache.Get(key); ok {
-			if err := v.checkTimes(c); err != nil {
-				v.cache.Remove(key)
-				return nil, err
+		if e, ok := v.cache.Get(key); ok {
+			now := v.now()
+			// The entry serves only under the key set that verified it,
+			// and within the staleness bound new tokens are held to; else
+			// the token is verified again (and gets what a new one would).
+			if set := e.ik.cur.Load(); set.gen == e.gen && (!e.ik.remote || now.Sub(set.fetched) <= v.cfg.MaxKeyStaleness) {
+				if err := v.checkTimes(e.claims, now); err != nil {
+					v.cache.Remove(key)
+					return nil, err
+				}
+				return e.claims, nil
 			}
-			return c, nil
 		}
 	}
-	c, err := v.verifyToken(ctx, token)
+	e, err := v.verifyToken(ctx, token)
 	if err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.Add(key, c)
+		v.cache.Add(key, e)
 	}
-	return c, nil
+	return e.claims, nil
 }
 
-func (v *Verifier) verifyToken(ctx context.Context, token string) (*Claims, error) {
+func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, error) {
 	jws, err := parseCompact(token, v.cfg.MaxTokenSize)
 	if err != nil {
-		return nil, err
+		return cachedToken{}, err
 	}
 	if len(jws.payload) == 0 || jws.payload[0] != '{' {
-		return nil, ErrMalformedToken
+		return cachedToken{}, ErrMalformedToken
 	}
 	var p payload
 	if err := json.Unmarshal(jws.payload, &p); err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrMalformedToken, err)
+		return cachedToken{}, fmt.Errorf("%w: claims: %v", ErrMalformedToken, err)
 	}
 	ik := v.issuers[p.Iss]
 	if ik == nil {
-		return nil, ErrIssuer
+		return cachedToken{}, ErrIssuer
 	}
 	alg := jwa.SignatureAlgorithm(jws.header.Alg)
 	if !slices.Contains(ik.issuer.Algorithms, alg) {
-		return nil, ErrAlgorithm
+		return cachedToken{}, ErrAlgorithm
 	}
 	if err := checkType(jws.header.Typ, &p, ik.issuer.InsecureAllowJWTType); err != nil {
-		return nil, err
+		return cachedToken{}, err
 	}
-	k, err := ik.keysFor(ctx, jws.header.Kid, alg)
+	now := v.now()
+	issued := v.issuedBound(&p, now)
+	begin := time.Now() // MaxKeyWait bounds real waiting, for both look-ups
+	set, k, err := ik.keysFor(ctx, jws.header.Kid, alg, now, issued, false, v.cfg.MaxKeyWait)
 	if err != nil {
-		return nil, err
+		return cachedToken{}, err
 	}
 	if err := verifySignature(alg, k.pub, jws.input, jws.sig); err != nil {
-		return nil, err
+		// A set older than the token may hold a key the issuer has since
+		// replaced under the same kid (or, for tokens without kid, its
+		// single key replaced): as for a kid the set lacks, 503 until a
+		// set fetched after the token settles it, never a 401 for a valid
+		// token because the keys are behind.
+		if !ik.remote || !set.fetched.Before(issued) {
+			return cachedToken{}, err
+		}
+		set, k, err = ik.keysFor(ctx, jws.header.Kid, alg, v.now(), issued, true, v.cfg.MaxKeyWait-time.Since(begin))
+		if err != nil {
+			return cachedToken{}, err
+		}
+		if err := verifySignature(alg, k.pub, jws.input, jws.sig); err != nil {
+			return cachedToken{}, err
+		}
 	}
 	if !p.Exp.set {
-		return nil, ErrExpired
+		return cachedToken{}, ErrExpired
 	}
 	if !p.Iat.set {
-		return nil, ErrLifetime
+		return cachedToken{}, ErrLifetime
 	}
 	c := p.claims(jws.payload)
-	if err := v.checkTimes(c); err != nil {
-		return nil, err
+	if err := v.checkTimes(c, now); err != nil {
+		return cachedToken{}, err
 	}
 	if c.Expiry.Sub(c.IssuedAt) > v.cfg.MaxTokenLifetime {
-		return nil, ErrLifetime
+		return cachedToken{}, ErrLifetime
 	}
 	if !containsAny(c.Audience, ik.issuer.Audience) {
-		return nil, ErrAudience
+		return cachedToken{}, ErrAudience
 	}
-	return c, nil
+	return cachedToken{claims: c, ik: ik, gen: set.gen}, nil
 }
 
-// checkTimes checks exp, nbf and iat against the clock with skew.
-func (v *Verifier) checkTimes(c *Claims) error {
-	now := v.now()
+// issuedBound returns the latest time at which the token of p, if it is
+// genuine, can have been issued: the earlier of now and its (unverified)
+// iat plus ClockSkew. Its signing key was published by then, so a key set
+// fetched no earlier that lacks the kid proves the kid unknown. It is the
+// zero time when the token cannot be valid with any key (no iat, or
+// expired), so that such tokens never cause a fetch.
+func (v *Verifier) issuedBound(p *payload, now time.Time) time.Time {
+	if !p.Iat.set || (p.Exp.set && !now.Before(p.Exp.t.Add(v.cfg.ClockSkew))) {
+		return time.Time{}
+	}
+	return minTime(now, p.Iat.t.Add(v.cfg.ClockSkew))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// checkTimes checks exp, nbf and iat against now with skew.
+func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 	skew := v.cfg.ClockSkew
 	if !now.Before(c.Expiry.Add(skew)) {
 		return ErrExpired

@@ -302,6 +302,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{name: "dpop_url_with_query", cfg: Config{Issuers: []Issuer{ok}, DPoP: DPoPAllowed, DPoPURL: "https://a/?q"}, want: "without query"},
 		{name: "short_nonce_key", cfg: Config{Issuers: []Issuer{ok}, DPoP: DPoPAllowed, DPoPURL: "https://a", DPoPNonceKey: []byte("short")}, want: "at least 32 bytes"},
 		{name: "negative_skew", cfg: Config{Issuers: []Issuer{ok}, ClockSkew: -1}, want: "must not be negative"},
+		{name: "negative_dpop_future_skew", cfg: Config{Issuers: []Issuer{ok}, DPoPFutureSkew: -1}, want: "must not be negative"},
+		{name: "keys_stale_before_refresh", cfg: Config{Issuers: []Issuer{ok}, MaxKeyStaleness: 30 * time.Second}, want: "MaxKeyStaleness is below Config.MinKeyRefresh"},
 		{name: "static_set_unusable", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, Keys: jwkSet(t, newSigner(t, jwa.ES256, "x")), Algorithms: []jwa.SignatureAlgorithm{jwa.RS256}}}}, want: "no usable key"},
 	}
 	for _, tt := range tests {

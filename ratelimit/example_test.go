@@ -100,8 +100,8 @@ func ExampleNewFailureBudget() {
 	b, _ := ratelimit.NewFailureBudget(ratelimit.FailureConfig{
 		Key:     ratelimit.KeyByHeader("X-Account"),
 		Budget:  2,
-		Per:     time.Hour,
-		Lockout: time.Minute,
+		Per:     time.Minute,
+		Lockout: 15 * time.Minute,
 		Now:     func() time.Time { return clock },
 		Logger:  slog.New(slog.DiscardHandler),
 	})
@@ -118,6 +118,44 @@ func ExampleNewFailureBudget() {
 	// Output:
 	// 401 retry-after=""
 	// 401 retry-after=""
-	// 401 retry-after=""
-	// 429 retry-after="60"
+	// 429 retry-after="900"
+	// 429 retry-after="900"
+}
+
+// An attacker fails on purpose to lock a victim's account out. Keyed by
+// account and client address, the budget locks out the attacker's
+// address only: the victim, from its own address, still signs in.
+func ExampleKeyJoin_lockoutByAttacker() {
+	account := ratelimit.KeyByHeader("X-Account")
+	b, _ := ratelimit.NewFailureBudget(ratelimit.FailureConfig{
+		Key:    ratelimit.KeyJoin(account, ratelimit.KeyByIP()),
+		Budget: 3,
+		Per:    15 * time.Minute,
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	login := b.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Password") != "correct horse" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	try := func(from, password string) int {
+		req := httptest.NewRequest("POST", "/login", nil)
+		req.RemoteAddr = from + ":4000"
+		req.Header.Set("X-Account", "alice")
+		req.Header.Set("X-Password", password)
+		rec := httptest.NewRecorder()
+		login.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 4 {
+		fmt.Println("attacker:", try("198.51.100.9", "wrong"))
+	}
+	fmt.Println("victim:", try("203.0.113.7", "correct horse"))
+	// Output:
+	// attacker: 401
+	// attacker: 401
+	// attacker: 401
+	// attacker: 429
+	// victim: 200
 }

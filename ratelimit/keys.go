@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strconv"
 
 	"github.com/apiguard/apiguard/internal/clientip"
 )
@@ -61,5 +63,37 @@ func KeyByHeader(name string) KeyFunc {
 			return v[0], nil
 		}
 		return "", fmt.Errorf("%w: header %s absent", ErrNoKey, canon)
+	}
+}
+
+// KeyJoin keys requests by every key of fns together, such as an account
+// and the client's address or device, so that a budget or limit applies
+// to the pair: a failure budget keyed by account alone lets anyone lock
+// that account out by failing on purpose, while one keyed by account and
+// address (or device) locks out only the address that fails. Each part
+// is length-prefixed, so that no two different tuples give one key. A
+// request without a key for one of fns has no key.
+//
+//	Key: ratelimit.KeyJoin(account, ratelimit.KeyByIP(proxies...))
+//
+// It panics at wiring time when fns is empty or holds a nil KeyFunc.
+func KeyJoin(fns ...KeyFunc) KeyFunc {
+	if len(fns) == 0 || slices.ContainsFunc(fns, func(f KeyFunc) bool { return f == nil }) {
+		panic("ratelimit: KeyJoin needs KeyFuncs")
+	}
+	fns = slices.Clone(fns)
+	return func(r *http.Request) (string, error) {
+		var buf [128]byte
+		b := buf[:0]
+		for _, fn := range fns {
+			k, err := fn(r)
+			if err != nil {
+				return "", err
+			}
+			b = strconv.AppendInt(b, int64(len(k)), 10)
+			b = append(b, ':')
+			b = append(b, k...)
+		}
+		return string(b), nil
 	}
 }

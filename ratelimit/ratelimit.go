@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,23 +51,30 @@ func (l Limit) emission() time.Duration { return l.Per / time.Duration(l.Request
 // Config.InsecureAllowNoKey is set.
 type KeyFunc func(r *http.Request) (string, error)
 
-// StorePolicy says what a Limiter does when its Store fails or times out.
+// StorePolicy says what a Limiter or a FailureBudget does when its Store
+// fails or times out.
 type StorePolicy int
 
 const (
-	// FallbackLocal decides with a local in-memory limiter, per instance,
-	// until the store answers again. Default.
-	FallbackLocal StorePolicy = iota
+	// DefaultStorePolicy is the zero value: the default of the config it
+	// is in, FallbackLocal for a Limiter and FailClosed for a
+	// FailureBudget.
+	DefaultStorePolicy StorePolicy = iota
+	// FallbackLocal decides with a local in-memory store, per instance,
+	// until the store answers again. The default for a Limiter.
+	FallbackLocal
 	// FailOpen allows the request.
 	FailOpen
-	// FailClosed rejects the request with 503.
+	// FailClosed rejects the request with 503. The default for a
+	// FailureBudget.
 	FailClosed
 )
 
 // Rule is one further limit a Limiter enforces with its main one, all or
 // nothing: a request rejected by one limit charges none.
 type Rule struct {
-	// Name is the policy name in headers and events. Required.
+	// Name is the policy name in headers and events, and names the
+	// rule's buckets apart from every other rule's. Required.
 	Name string
 	// Limit is the limit. Required.
 	Limit Limit
@@ -79,8 +87,11 @@ type Rule struct {
 // Config configures a [Limiter]. A zero field takes the default in its
 // comment.
 type Config struct {
-	// Name is the policy name in the RateLimit fields and events.
-	// Default: "api".
+	// Name is the policy name in the RateLimit fields and events, and the
+	// limiter's namespace in a shared Store: two Limiters on one Store
+	// must have different names (New returns an error when a Store that
+	// implements [NamespaceClaimer] already serves the name in this
+	// process). Default: "api".
 	Name string
 	// Limit is the limit. Required.
 	Limit Limit
@@ -92,6 +103,8 @@ type Config struct {
 	// adopts a changed limit. Default: Limit for every key.
 	LimitFor func(r *http.Request, key string) Limit
 	// Rules are further limits enforced with this one, all or nothing.
+	// Each rule has buckets of its own: two rules never share a bucket,
+	// even when their keys are equal.
 	Rules []Rule
 
 	// Store keeps the buckets. Default: the in-memory store of MaxKeys
@@ -104,16 +117,18 @@ type Config struct {
 	// that are still refilling. Default: OverflowReject.
 	Overflow Overflow
 	// StorePolicy applies when Store fails or exceeds StoreTimeout.
-	// Default: FallbackLocal.
+	// Default ([DefaultStorePolicy]): FallbackLocal.
 	StorePolicy StorePolicy
 	// StoreTimeout bounds each call to a Store other than the default.
 	// Default: 10ms.
 	StoreTimeout time.Duration
 	// KeySecret keys the hash that keys are stored under in a shared
 	// Store, so that tokens, device IDs and addresses are never stored
-	// raw, and every instance computes the same hash. Required with a
-	// Store, at least 32 bytes. (The default store keys its buckets with a
-	// per-process seeded hash.)
+	// raw, and every instance computes the same hash. The hash covers the
+	// limiter's Name and the rule's name with the key, so that limiters
+	// and rules sharing one Store and one KeySecret never share a bucket.
+	// Required with a Store, at least 32 bytes. (The default store keys
+	// its buckets with a per-process seeded hash, one seed per rule.)
 	KeySecret []byte
 
 	// Shadow decides, logs and counts, but never rejects: for rolling a
@@ -148,8 +163,14 @@ var (
 	ErrLimited = errors.New("ratelimit: limit exceeded")
 	// ErrNoKey is what a KeyFunc returns when the request has no key.
 	ErrNoKey = errors.New("ratelimit: no key for the request")
-	// ErrStoreUnavailable reports a store failure under FailClosed.
+	// ErrStoreUnavailable reports a store failure under FailClosed, and a
+	// shared store's call that failed after the caller's context ended
+	// (whatever the StorePolicy: a client that hangs up never takes the
+	// local store, or no store, instead of the shared one).
 	ErrStoreUnavailable = errors.New("ratelimit: store unavailable")
+	// ErrNamespaceTaken is what New returns (wrapped) when its Store
+	// already serves a Limiter or FailureBudget of the same Name.
+	ErrNamespaceTaken = errors.New("ratelimit: name already served by this store")
 )
 
 // LimitError is a rejection: which policy, and when to retry.
@@ -187,11 +208,12 @@ type Decision struct {
 // multiple goroutines. The zero value is not usable; create one with
 // [New].
 type Limiter struct {
-	cfg    Config
-	rules  []rule
-	mem    *memoryStore // the store, when it is the default
-	local  *memoryStore // fallback for a failing shared store
-	policy []string     // RateLimit-Policy value of the main rule, shared
+	cfg     Config
+	rules   []rule
+	mem     *memoryStore // the store, when it is the default
+	local   *memoryStore // fallback for a failing shared store
+	policy  []string     // RateLimit-Policy value of the main rule, shared
+	release func()       // gives back the Name claimed on a shared Store
 
 	// fields caches RateLimit values of the main rule for small r and t,
 	// so that the common answer allocates nothing. Each is set once.
@@ -209,6 +231,15 @@ type rule struct {
 	key      KeyFunc
 	limitFor func(*http.Request, string) Limit
 	body429  []byte // the problem+json body of its rejections
+
+	// seed hashes the rule's keys in the in-memory stores: each rule has
+	// its own, so that equal keys of two rules name two buckets, with no
+	// string built per request.
+	seed maphash.Seed
+	// ns is the rule's namespace in a shared Store's key hash: the
+	// purpose, the limiter's Name and the rule's name, each
+	// length-prefixed so that no two pairs of names give one namespace.
+	ns []byte
 }
 
 // New validates cfg, fills in its defaults and returns a Limiter.
@@ -260,9 +291,88 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l.policy = []string{policyField(cfg.Name, cfg.Limit)}
 	for i := range l.rules {
-		l.rules[i].body429 = quotaBody(l.rules[i].name)
+		rl := &l.rules[i]
+		rl.body429 = quotaBody(rl.name)
+		rl.seed = maphash.MakeSeed()
+		rl.ns = namespace("ratelimit", cfg.Name, rl.name)
 	}
+	release, err := claim(cfg.Store, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: Config.Name: %w", err)
+	}
+	l.release = release
 	return l, nil
+}
+
+// NamespaceClaimer is implemented by a shared store that can tell, within
+// one process, that two Limiters (or two FailureBudgets) would share a
+// namespace on it: New claims its Name with ClaimNamespace and fails when
+// the store already serves that name; Close gives it back with
+// ReleaseNamespace. The stores of this package and redisstore implement
+// it. Instances of one service in several processes share a store on
+// purpose, under one name each; two different limiters under one name in
+// several processes cannot be detected and must be avoided by
+// configuration.
+type NamespaceClaimer interface {
+	// ClaimNamespace records that name is served, and returns an error
+	// when it already is.
+	ClaimNamespace(name string) error
+	// ReleaseNamespace forgets a name that ClaimNamespace recorded.
+	ReleaseNamespace(name string)
+}
+
+// claim claims name on store when it is a NamespaceClaimer, and returns
+// the func that releases it (once).
+func claim(store any, name string) (func(), error) {
+	c, ok := store.(NamespaceClaimer)
+	if !ok {
+		return func() {}, nil
+	}
+	if err := c.ClaimNamespace(name); err != nil {
+		if !errors.Is(err, ErrNamespaceTaken) {
+			err = fmt.Errorf("%w: %w", ErrNamespaceTaken, err)
+		}
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { c.ReleaseNamespace(name) }) }, nil
+}
+
+// namespace is the length-prefixed concatenation of parts.
+func namespace(parts ...string) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = strconv.AppendInt(b, int64(len(p)), 10)
+		b = append(b, ':')
+		b = append(b, p...)
+	}
+	return b
+}
+
+// claims is the set of names a store serves in this process, for the
+// in-memory stores' NamespaceClaimer.
+type claims struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (c *claims) claim(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.names[name] {
+		return fmt.Errorf("%w: %q", ErrNamespaceTaken, name)
+	}
+	if c.names == nil {
+		c.names = map[string]bool{}
+	}
+	c.names[name] = true
+	return nil
+}
+
+func (c *claims) release(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.names, name)
 }
 
 // MonotonicClock returns a clock for in-process buckets: each reading is
@@ -277,10 +387,13 @@ func MonotonicClock() func() time.Time {
 	return func() time.Time { return base.Add(time.Since(base)) }
 }
 
-// Close releases nothing today and returns nil; it exists so that callers
-// can treat every apiguard middleware alike. A Limiter starts no
-// goroutine.
-func (l *Limiter) Close() error { return nil }
+// Close gives back the Limiter's Name to its shared Store (so that a new
+// Limiter may take it) and returns nil. A Limiter starts no goroutine.
+// Close is idempotent; the Limiter must not be used after it.
+func (l *Limiter) Close() error {
+	l.release()
+	return nil
+}
 
 // Allow takes one token for key under the main limit (Config.Limit, or
 // Config.LimitFor with a nil request), shorthand for AllowAt with
@@ -294,14 +407,14 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Decision, error) {
 func (l *Limiter) AllowAt(ctx context.Context, key string, now time.Time) (Decision, error) {
 	r := &l.rules[0]
 	if l.mem != nil && r.limitFor == nil { // the common case, kept short
-		res := l.mem.take(maphash.String(l.mem.seed, key), r.limit, now)
+		res := l.mem.take(maphash.String(r.seed, key), r.limit, now)
 		return Decision{Allowed: res.Allowed, Policy: r.name, Limit: r.limit, Remaining: res.Remaining, RetryAfter: res.RetryAfter, NextToken: res.NextToken}, nil
 	}
 	lim := r.limit
 	if r.limitFor != nil {
 		lim = r.limitFor(nil, key)
 	}
-	res, err := l.take(ctx, key, lim, now)
+	res, err := l.take(ctx, r, key, lim, now)
 	if err != nil {
 		return Decision{Policy: r.name, Limit: lim}, err
 	}
@@ -312,14 +425,14 @@ func decision(name string, lim Limit, res result) Decision {
 	return Decision{Allowed: res.Allowed, Policy: name, Limit: lim, Remaining: res.Remaining, RetryAfter: res.RetryAfter, NextToken: res.NextToken}
 }
 
-// take takes one token from key's bucket, in the default store or the
-// shared one with its failure policy.
-func (l *Limiter) take(ctx context.Context, key string, lim Limit, now time.Time) (result, error) {
+// take takes one token from the bucket of rule r and key, in the default
+// store or the shared one with its failure policy.
+func (l *Limiter) take(ctx context.Context, r *rule, key string, lim Limit, now time.Time) (result, error) {
 	if l.mem != nil {
-		return l.mem.take(maphash.String(l.mem.seed, key), lim, now), nil
+		return l.mem.take(maphash.String(r.seed, key), lim, now), nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, l.cfg.StoreTimeout)
-	ok, remaining, wait, err := l.cfg.Store.Take(sctx, l.storeKey(key), lim.emission(), lim.burst(), now)
+	ok, remaining, wait, err := l.cfg.Store.Take(sctx, l.storeKey(r, key), lim.emission(), lim.burst(), now)
 	cancel()
 	if err == nil {
 		res := result{Allowed: ok, Remaining: remaining}
@@ -330,10 +443,16 @@ func (l *Limiter) take(ctx context.Context, key string, lim Limit, now time.Time
 		}
 		return res, nil
 	}
-	return l.storeFailed(ctx, key, lim, now, err)
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller is gone (a client that hung up) or out of time: the
+		// store did not fail, so its outage policy does not apply, or a
+		// client could take a local bucket, or none, at will.
+		return result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, cerr)
+	}
+	return l.storeFailed(ctx, r, key, lim, now, err)
 }
 
-func (l *Limiter) storeFailed(ctx context.Context, key string, lim Limit, now time.Time, err error) (result, error) {
+func (l *Limiter) storeFailed(ctx context.Context, r *rule, key string, lim Limit, now time.Time, err error) (result, error) {
 	var reason string
 	var res result
 	var out error
@@ -344,19 +463,27 @@ func (l *Limiter) storeFailed(ctx context.Context, key string, lim Limit, now ti
 		reason, out = "fail_closed", fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	default:
 		reason = "fallback_local"
-		res = l.local.take(maphash.String(l.local.seed, key), lim, now)
+		res = l.local.take(maphash.String(r.seed, key), lim, now)
 	}
 	l.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: store failed",
 		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
-		slog.String("policy", l.rules[0].name), slog.String("error", err.Error()))
+		slog.String("policy", r.name), slog.String("error", err.Error()))
 	return res, out
 }
 
-// storeKey is the keyed hash a key is stored under in a shared store.
-func (l *Limiter) storeKey(key string) string {
-	m := hmac.New(sha256.New, l.cfg.KeySecret)
+// storeKey is the keyed hash the key of rule r is stored under in a
+// shared store: namespaced by the limiter's and the rule's names.
+func (l *Limiter) storeKey(r *rule, key string) string {
+	return storeKey(l.cfg.KeySecret, r.ns, key)
+}
+
+// storeKey is the keyed hash of ns and key under secret.
+func storeKey(secret, ns []byte, key string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(ns)
 	m.Write([]byte(key))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+	var sum [sha256.Size]byte
+	return base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:18])
 }
 
 // decide applies every rule to r, all or nothing.
@@ -372,7 +499,7 @@ func (l *Limiter) decide(r *http.Request, now time.Time) (Decision, error) {
 		if rl.limitFor != nil {
 			lim = rl.limitFor(r, key)
 		}
-		res, err := l.take(ctx, key, lim, now)
+		res, err := l.take(ctx, rl, key, lim, now)
 		return decision(rl.name, lim, res), err
 	}
 	return l.decideAll(r, now)
@@ -403,14 +530,14 @@ func (l *Limiter) decideAll(r *http.Request, now time.Time) (Decision, error) {
 		var res result
 		var cancel func()
 		if l.mem != nil {
-			h := maphash.String(l.mem.seed, key)
+			h := maphash.String(rl.seed, key)
 			var rsv *rate.Reservation
 			rsv, res = l.mem.reserve(h, lim, now)
 			if rsv != nil {
 				cancel = func() { rsv.CancelAt(now) }
 			}
 		} else {
-			res, err = l.take(ctx, key, lim, now)
+			res, err = l.take(ctx, rl, key, lim, now)
 			if err != nil {
 				for _, t := range done {
 					t.cancel()
@@ -418,7 +545,7 @@ func (l *Limiter) decideAll(r *http.Request, now time.Time) (Decision, error) {
 				return decision(rl.name, lim, res), err
 			}
 			if res.Allowed {
-				sk := l.storeKey(key)
+				sk := l.storeKey(rl, key)
 				cancel = func() {
 					sctx, c := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.StoreTimeout)
 					defer c()

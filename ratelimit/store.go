@@ -65,6 +65,7 @@ type memoryStore struct {
 	seed     maphash.Seed
 	overflow Overflow
 	shards   [shardCount]memShard
+	names    claims // the Limiters served, when shared
 
 	sharedMu sync.Mutex
 	shared   *bucket // the overflow bucket, made on first use
@@ -83,7 +84,9 @@ type bucket struct {
 
 // NewMemoryStore returns a bounded in-memory Store of at most maxKeys
 // buckets (Default when maxKeys <= 0: 100000) with the given overflow
-// policy. It is safe for concurrent use by multiple goroutines.
+// policy, for several Limiters of one process to share. It implements
+// [NamespaceClaimer]: two Limiters of one name cannot share it. It is safe
+// for concurrent use by multiple goroutines.
 func NewMemoryStore(maxKeys int, overflow Overflow) Store {
 	return newMemoryStore(maxKeys, overflow)
 }
@@ -268,6 +271,12 @@ func (s *memoryStore) Take(_ context.Context, key string, interval time.Duration
 	}
 	return false, res.Remaining, res.RetryAfter, nil
 }
+
+// ClaimNamespace implements [NamespaceClaimer].
+func (s *memoryStore) ClaimNamespace(name string) error { return s.names.claim(name) }
+
+// ReleaseNamespace implements [NamespaceClaimer].
+func (s *memoryStore) ReleaseNamespace(name string) { s.names.release(name) }
 
 // Refund implements Store.
 func (s *memoryStore) Refund(_ context.Context, key string, interval time.Duration, burst int, now time.Time) error {

@@ -15,11 +15,15 @@ import (
 // instances' clocks should agree (NTP) to within a small part of the
 // interval. It is safe for concurrent use by multiple goroutines.
 type LimitStore struct {
-	rdb  redis.UniversalClient
-	opts Options
+	rdb   redis.UniversalClient
+	opts  Options
+	names nameClaims
 }
 
-// NewLimitStore returns a LimitStore on rdb. It panics if rdb is nil.
+// NewLimitStore returns a LimitStore on rdb. Give each process one
+// LimitStore per Redis and share it between the limiters, so that two
+// limiters of one name are found at construction (see
+// ratelimit.NamespaceClaimer). It panics if rdb is nil.
 func NewLimitStore(rdb redis.UniversalClient, opts Options) *LimitStore {
 	if rdb == nil {
 		panic("redisstore: nil client")
@@ -87,3 +91,10 @@ func (s *LimitStore) Refund(ctx context.Context, key string, interval time.Durat
 	_, err := s.run(ctx, key, interval, burst, now, -1)
 	return err
 }
+
+// ClaimNamespace implements ratelimit.NamespaceClaimer: it returns an
+// error when a limiter of this name already uses this store.
+func (s *LimitStore) ClaimNamespace(name string) error { return s.names.claim(name) }
+
+// ReleaseNamespace implements ratelimit.NamespaceClaimer.
+func (s *LimitStore) ReleaseNamespace(name string) { s.names.release(name) }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"testing"
+	"time"
 
 	"github.com/apiguard/apiguard/internal/ratelimittest"
 	"github.com/apiguard/apiguard/internal/redistest"
@@ -13,6 +14,6 @@ func TestLimitStoreConformance(t *testing.T) {
 	ratelimittest.Run(t, func(t *testing.T) (ratelimittest.Store, ratelimittest.Store) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		return NewLimitStore(newClient(t, srv.Addr()), Options{}), NewLimitStore(newClient(t, srv.Addr()), Options{})
+		return NewLimitStore(newClient(t, srv.Addr()), Options{Timeout: time.Second}), NewLimitStore(newClient(t, srv.Addr()), Options{Timeout: time.Second})
 	})
 }

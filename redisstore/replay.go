@@ -18,9 +18,18 @@ import (
 // maxmemory-policy noeviction (or a volatile-* policy with room to
 // spare). A Redis restart without persistence forgets the nonces of the
 // current window.
+//
+// Keys (see the package doc) are apart by purpose ("replay", "nonce",
+// "mark") and by namespace ([ReplayStore.WithNamespace]), and name no key
+// ID, nonce or jti in the clear. Nonces and jti values live until their
+// expiry: there is no eviction, so no floor, and nothing one key sends
+// pushes out another's. A high-water mark is per key ID (and namespace):
+// only that key's own accepted traffic raises it, and never further than
+// the verifier lets created run ahead (signing.Config.FutureSkew).
 type ReplayStore struct {
 	rdb  redis.UniversalClient
 	opts Options
+	ns   string // see WithNamespace
 }
 
 // NewReplayStore returns a ReplayStore on rdb. It panics if rdb is nil.
@@ -32,12 +41,28 @@ func NewReplayStore(rdb redis.UniversalClient, opts Options) *ReplayStore {
 	return &ReplayStore{rdb: rdb, opts: opts}
 }
 
+// WithNamespace returns a store on the same client and Options whose ids,
+// nonces and high-water marks are apart from s's and from those of every
+// other namespace. Give each verifier that shares a Redis and a Prefix
+// with another a namespace of its own (its name): two signing.Verifiers
+// whose key spaces both hold a key ID (each its own "device-42") would
+// otherwise share its high-water mark, and one's traffic, dated ahead,
+// could make the other refuse that key's signatures as stale for up to
+// FutureSkew. The namespace is hashed into the key names with the rest.
+// Stores of one namespace on several instances share everything, as they
+// must.
+func (s *ReplayStore) WithNamespace(namespace string) *ReplayStore {
+	s2 := *s
+	s2.ns = namespace
+	return &s2
+}
+
 // Use records id as used until exp. It returns true when id was not
 // recorded before, false when it was or when exp has already passed, and
 // an error wrapping [ErrUnavailable] when Redis did not answer; callers
 // then reject the request.
 func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, error) {
-	return s.use(ctx, s.opts.key(purposeReplay, id), exp)
+	return s.use(ctx, s.opts.key(purposeReplay, s.ns, id), exp)
 }
 
 // use records key as used until exp, as Use does.
@@ -46,9 +71,10 @@ func (s *ReplayStore) use(ctx context.Context, key string, exp time.Time) (bool,
 	if ttl <= 0 {
 		return false, nil
 	}
-	if ttl < time.Millisecond {
-		ttl = time.Millisecond
-	}
+	// Whole milliseconds, rounded up: the client truncates a TTL to
+	// them, and the key must not expire before the id does (a capture
+	// replayed in that last millisecond would be accepted).
+	ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
 	ok, err := call(ctx, &s.opts, func(ctx context.Context) (bool, error) {
 		return s.rdb.SetNX(ctx, key, "1", ttl).Result()
 	})
@@ -62,12 +88,15 @@ func (s *ReplayStore) use(ctx context.Context, key string, exp time.Time) (bool,
 // until exp. The Redis key is a digest of key ID and nonce, so its size
 // is bounded whatever the client sent.
 func (s *ReplayStore) UseNonce(ctx context.Context, keyID, nonce string, _ time.Time, exp time.Time) (bool, error) {
-	return s.use(ctx, s.opts.key(purposeNonce, keyID, nonce), exp)
+	return s.use(ctx, s.opts.key(purposeNonce, s.ns, keyID, nonce), exp)
 }
 
 // advanceScript checks created (ARGV[1], ms) against the key's mark minus
 // the slack (ARGV[2], ms), raises the mark when created is newer, and
-// keeps it for ARGV[3] ms. One key per call: Redis Cluster safe.
+// keeps it for ARGV[3] ms. The check and the raise are one script, so
+// concurrent calls on any instances are serialized: the mark only rises,
+// ends at the newest created accepted, and a call refused saw a mark
+// that was really there. One key per call: Redis Cluster safe.
 var advanceScript = redis.NewScript(`
 local created = tonumber(ARGV[1])
 local mark = redis.call('GET', KEYS[1])
@@ -88,7 +117,7 @@ return 1
 // Advance implements signing.ReplayStore: the per-key high-water mark of
 // accepted created times, checked and raised atomically.
 func (s *ReplayStore) Advance(ctx context.Context, keyID string, created time.Time, slack, ttl time.Duration) (bool, error) {
-	key := s.opts.key(purposeMark, keyID)
+	key := s.opts.key(purposeMark, s.ns, keyID)
 	n, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
 		return advanceScript.Run(ctx, s.rdb, []string{key}, created.UnixMilli(), slack.Milliseconds(), max(ttl.Milliseconds(), 1)).Int()
 	})

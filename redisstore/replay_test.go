@@ -23,8 +23,10 @@ func TestReplayStoreConformance(t *testing.T) {
 	replaytest.Run(t, func(t *testing.T) (replaytest.Store, replaytest.Store, func() time.Time) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		a := NewReplayStore(newClient(t, srv.Addr()), Options{})
-		b := NewReplayStore(newClient(t, srv.Addr()), Options{})
+		// A generous timeout: the concurrency cases make thousands of
+		// calls at once, on a machine that may be busy.
+		a := NewReplayStore(newClient(t, srv.Addr()), Options{Timeout: 2 * time.Second})
+		b := NewReplayStore(newClient(t, srv.Addr()), Options{Timeout: 2 * time.Second})
 		return a, b, time.Now
 	})
 }
@@ -36,7 +38,7 @@ func TestReplayStoreTTL(t *testing.T) {
 	ok, err := s.Use(context.Background(), "jti", time.Now().Add(90*time.Second))
 	require.NoError(t, err)
 	require.True(t, ok)
-	ttl, err := c.PTTL(context.Background(), s.opts.key(purposeReplay, "jti")).Result()
+	ttl, err := c.PTTL(context.Background(), s.opts.key(purposeReplay, "", "jti")).Result()
 	require.NoError(t, err)
 	require.InDelta(t, 90*time.Second, ttl, float64(2*time.Second), "the key expires with the id")
 }
@@ -85,6 +87,59 @@ func TestSigningReplayStoreConformance(t *testing.T) {
 	replaytest.RunSigning(t, func(t *testing.T) (replaytest.SigningStore, replaytest.SigningStore, func() time.Time) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		return NewReplayStore(newClient(t, srv.Addr()), Options{}), NewReplayStore(newClient(t, srv.Addr()), Options{}), time.Now
+		o := Options{Timeout: 2 * time.Second} // as above
+		return NewReplayStore(newClient(t, srv.Addr()), o), NewReplayStore(newClient(t, srv.Addr()), o), time.Now
 	})
+}
+
+// TestReplayNamespaces: stores of two namespaces on one Redis and one
+// Prefix (two verifiers) keep their ids, nonces and marks apart
+// (mark_inflated_across_verifiers: one verifier's key dated ahead does
+// not raise the other's mark for the same key ID); within a namespace a
+// mark is per key ID; and no key name holds a key ID, nonce, id or
+// namespace in the clear.
+func TestReplayNamespaces(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv.Addr())
+	ctx := context.Background()
+	base := NewReplayStore(c, Options{})
+	a, b := base.WithNamespace("api-a"), base.WithNamespace("api-b")
+	now := time.Now().Truncate(time.Second)
+	exp := now.Add(time.Minute)
+
+	for _, s := range []*ReplayStore{a, b, base} {
+		ok, err := s.UseNonce(ctx, "device-42", "nonce-0123", now, exp)
+		require.NoError(t, err)
+		require.True(t, ok, "each namespace has its own nonces")
+		ok, err = s.Use(ctx, "jti-0123", exp)
+		require.NoError(t, err)
+		require.True(t, ok, "and its own ids")
+	}
+	ok, err := a.UseNonce(ctx, "device-42", "nonce-0123", now, exp)
+	require.NoError(t, err)
+	require.False(t, ok, "a replay within the namespace")
+	ok, err = a.WithNamespace("api-a").UseNonce(ctx, "device-42", "nonce-0123", now, exp)
+	require.NoError(t, err)
+	require.False(t, ok, "another store of the same namespace sees it")
+
+	const slack = 5 * time.Second
+	ok, err = a.Advance(ctx, "device-42", now.Add(30*time.Second), slack, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = b.Advance(ctx, "device-42", now, slack, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok, "another verifier's key of the same ID is not held back")
+	ok, err = a.Advance(ctx, "device-7", now, slack, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok, "another key of the same verifier is not held back")
+	ok, err = a.Advance(ctx, "device-42", now, slack, time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok, "the key that dated ahead holds back only itself")
+
+	keys, err := c.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 3*2+3, "nonces and ids of three namespaces; marks of device-42 in two, device-7 in one")
+	for _, k := range keys {
+		require.Regexp(t, `^apiguard:(replay|nonce|mark):[0-9a-f]{64}$`, k)
+	}
 }

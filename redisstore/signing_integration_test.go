@@ -22,19 +22,20 @@ import (
 func TestSignedReplayAcrossVerifiers(t *testing.T) {
 	srv := redistest.Start(t)
 	secret := bytes.Repeat([]byte{42}, 32)
+	clock := time.Now() // the servers' and the device's, which moves on below
 	newInstance := func() *signing.Verifier {
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
 		t.Cleanup(func() { _ = rdb.Close() })
 		v, err := signing.New(signing.Config{
 			Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
 			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: 200 * time.Millisecond}),
+			Now:         func() time.Time { return clock },
 			Logger:      slog.New(slog.DiscardHandler),
 		})
 		require.NoError(t, err)
 		return v
 	}
 	a, b := newInstance(), newInstance()
-	clock := time.Now()
 	signer := signing.NewSigner("device-1", secret)
 	signer.Now = func() time.Time { return clock }
 	sign := func(body string) (*http.Request, []byte) {
@@ -65,4 +66,59 @@ func TestSignedReplayAcrossVerifiers(t *testing.T) {
 	clock = clock.Add(time.Second)
 	r4, body4 := sign(`{"amount":4}`)
 	require.Equal(t, http.StatusServiceUnavailable, serve(a, r4, body4), "store down: fail closed")
+}
+
+// TestSigningFutureCreatedOnRedis is future_created_floods_floor on
+// Redis, and mark_inflated_across_verifiers: one device key floods
+// signatures dated FutureSkew ahead while another key's signatures at the
+// server's unmoving clock all pass (nonces live until expiry: nothing is
+// evicted, there is no floor); and a second verifier on the same Redis,
+// whose key space holds the same key ID for another device, is not held
+// back by the first's flood when each has its namespace.
+func TestSigningFutureCreatedOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	store := redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: 500 * time.Millisecond})
+	clock := time.Now().Truncate(time.Second)
+	now := func() time.Time { return clock }
+	attackerSecret, honestSecret := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	newVerifier := func(ns string, keys map[string][]byte) *signing.Verifier {
+		v, err := signing.New(signing.Config{
+			Keys:        signing.StaticKeys(keys),
+			ReplayStore: store.WithNamespace(ns),
+			Now:         now,
+			Logger:      slog.New(slog.DiscardHandler),
+		})
+		require.NoError(t, err)
+		return v
+	}
+	// API A: the attacker's own device-42, and an honest device-7.
+	// API B: another device-42, honest, with its own secret.
+	apiA := newVerifier("api-a", map[string][]byte{"device-42": attackerSecret, "device-7": honestSecret})
+	apiB := newVerifier("api-b", map[string][]byte{"device-42": honestSecret})
+	sign := func(keyID string, secret []byte, at time.Time) *http.Request {
+		s := signing.NewSigner(keyID, secret)
+		s.Now = func() time.Time { return at }
+		r, err := http.NewRequest("GET", "https://api.example.com/v1/orders", nil)
+		require.NoError(t, err)
+		require.NoError(t, s.Sign(r))
+		sr := httptest.NewRequest(r.Method, r.URL.String(), nil)
+		sr.Header = r.Header
+		return sr
+	}
+	for i := range 300 {
+		_, err := apiA.Verify(sign("device-42", attackerSecret, clock.Add(30*time.Second)))
+		require.NoError(t, err, "the flood is accepted: %d", i)
+		if i%10 == 0 {
+			_, err = apiA.Verify(sign("device-7", honestSecret, clock))
+			require.NoError(t, err, "another key of the same verifier")
+			_, err = apiB.Verify(sign("device-42", honestSecret, clock))
+			require.NoError(t, err, "the same key ID at another verifier")
+		}
+	}
+	_, err := apiA.Verify(sign("device-42", attackerSecret, clock))
+	require.ErrorIs(t, err, signing.ErrStale, "the flooding key holds back only itself")
+	_, err = apiA.Verify(sign("device-42", attackerSecret, clock.Add(31*time.Second)))
+	require.ErrorIs(t, err, signing.ErrFuture, "created_too_far_in_future")
 }

@@ -28,26 +28,42 @@
 // fields (a repeated label is refused) and checked against the endpoint's
 // [Profile]; a signature covering more than [MaxComponents] components is
 // refused as malformed, so the work done before the MAC stays small. 2.
-// The key is looked up; unknown and revoked keys are refused
-// with their own reasons. 3. The signature base is built (RFC 9421 §2.5)
-// and the MAC or signature verified in constant time; then the body is
-// read, up to Config.MaxBodyBytes, and checked against Content-Digest, and
-// handed on intact ([Verifier.Handler] reads it into a recycled buffer,
-// which next reads as r.Body until it returns, as with any net/http
-// body). 4. Only then freshness and replay: created within
-// Config.Window, expires not passed, created not older than the newest
-// accepted created of the key minus Config.ReorderSlack, and the nonce
-// single use. Unauthenticated traffic never reaches the replay store.
+// The signature base is built (RFC 9421 §2.5): a covered component the
+// request lacks is refused as malformed here, before any key is looked
+// up. 3. The key is looked up. 4. The MAC or signature is verified in
+// constant time; then the body is read, up to Config.MaxBodyBytes, and
+// checked against Content-Digest, and handed on intact ([Verifier.Handler]
+// reads it into a recycled buffer, which next reads as r.Body until it
+// returns, as with any net/http body). 5. Only then freshness and replay:
+// created at most Config.FutureSkew ahead and less than Config.Window
+// behind, expires not passed, created not older than the newest accepted
+// created of the key minus Config.ReorderSlack, and the nonce single use.
+// Unauthenticated traffic never reaches the replay store.
+//
+// # Key existence
+//
+// Whether a key ID exists never shows in the answer: everything that can
+// be checked without the key is checked before it is looked up, and an
+// unknown key, a revoked key, a key of another algorithm and a signature
+// that does not verify all get the same 401, headers and body. The log
+// keeps the reason (unknown_key, revoked_key, algorithm, signature).
 //
 // # Replay store and failure policy
 //
-// The default [MemoryReplayStore] is bounded. When it evicts a nonce
-// before its expiry it raises a floor to that nonce's created time, and it
-// starts with a floor at process start; signatures at or below the floor
-// are refused (event=replay_floor): eviction or a restart never reopens a
-// replay. Several instances share redisstore's store. When a key store or
-// replay store cannot answer, the request is refused with 503 and
-// Retry-After (fail closed).
+// The default [MemoryReplayStore] is bounded and keeps nonces per key:
+// when it is full, the key holding the most nonces gives way first, and
+// a nonce evicted before its expiry raises a floor for its own key only,
+// to its created time; signatures at or below a floor are refused
+// (event=replay_floor), so eviction never reopens a replay, and one key
+// (flooding, or dating its signatures ahead) never raises a floor that
+// another key's traffic must clear. Its overflow policy is in its doc.
+// The store also starts with a global floor at process start: a restart
+// never reopens a replay either, and a signature created before the
+// restart is refused once; the 401 tells the client to sign again now,
+// and carries the server's Date, from which a client whose clock lags can
+// correct it. Several instances share redisstore's store, which survives
+// restarts and has no floors. When a key store or replay store cannot
+// answer, the request is refused with 503 and Retry-After (fail closed).
 //
 // # Events
 //

@@ -37,7 +37,7 @@ var (
 	ErrBodyTooLarge = errors.New("signing: body too large")
 	// ErrExpired: created is older than the window, or expires has passed.
 	ErrExpired = errors.New("signing: signature expired")
-	// ErrFuture: created is further in the future than the window.
+	// ErrFuture: created is further ahead of now than Config.FutureSkew.
 	ErrFuture = errors.New("signing: signature created in the future")
 	// ErrStale: created is older than the newest request already accepted
 	// for the key, minus Config.ReorderSlack: a capture replayed after
@@ -87,7 +87,7 @@ func reason(err error) string {
 var (
 	probMissing = problem.Problem{Type: problem.TypeBase + "signature-required", Title: "Signature required", Status: http.StatusUnauthorized, Detail: "This request must carry an HTTP message signature."}
 	probInvalid = problem.Problem{Type: problem.TypeBase + "invalid-signature", Title: "Invalid signature", Status: http.StatusUnauthorized, Detail: "The request signature is not valid."}
-	probStale   = problem.Problem{Type: problem.TypeBase + "stale-signature", Title: "Stale or replayed signature", Status: http.StatusUnauthorized, Detail: "The signature is not fresh; sign the request again."}
+	probStale   = problem.Problem{Type: problem.TypeBase + "stale-signature", Title: "Stale or replayed signature", Status: http.StatusUnauthorized, Detail: "The signature is not fresh. Sign the request again now, with a new nonce and created taken from a clock set by this response's Date."}
 	probProfile = problem.Problem{Type: problem.TypeBase + "insufficient-signature", Title: "Insufficient signature", Status: http.StatusUnauthorized, Detail: "The signature does not cover what this endpoint requires."}
 	probBad     = problem.Problem{Type: problem.TypeBase + "malformed-signature", Title: "Malformed signature", Status: http.StatusBadRequest, Detail: "The signature fields are malformed."}
 	probTooBig  = problem.Problem{Type: problem.TypeBase + "body-too-large", Title: "Body too large", Status: http.StatusRequestEntityTooLarge, Detail: "The request body is larger than this endpoint accepts."}
@@ -97,8 +97,20 @@ var (
 // WriteError is the default Config.ErrorHandler: 401 with an
 // Accept-Signature field (RFC 9421 §5.1) saying what to sign, 400 for
 // malformed fields, 413 for an oversize body, 503 with Retry-After when a
-// store is down; each with a problem+json body of fixed text.
+// store is down; each with a problem+json body of fixed text, and a Date
+// field (RFC 9110 §6.6.1) from Config.Now.
+//
+// A signature that is not fresh (created too far ahead or too old, at or
+// below the replay floor, older than newer traffic of its key, or a nonce
+// used before) gets a 401 whose detail says to sign again now: a client
+// whose clock is off can take the offset from Date and sign again at
+// once (see the replay defence in the package doc).
+//
+// An unknown key, a revoked key, a key of another algorithm and a
+// signature that does not verify get the same answer, so that the answer
+// does not tell which key IDs exist; the log tells them apart (reason).
 func (v *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Date", v.cfg.Now().UTC().Format(http.TimeFormat))
 	var p problem.Problem
 	switch {
 	case errors.Is(err, ErrStoreUnavailable):

@@ -27,15 +27,45 @@ type ReplayStore interface {
 }
 
 // MemoryReplayStore is the bounded in-memory [ReplayStore]. It holds at
-// most its size of nonces and of keys' high-water marks, evicting the
-// oldest (nonces a block at a time, at most a sixteenth of the size, so
-// that recording one allocates nothing; about 57 bytes a nonce). An
-// evicted nonce must not become usable again, so the store
-// keeps a floor: the newest created time of a nonce evicted before its
-// expiry, and at start the second the store was made in (a restart
-// forgets every nonce). Signatures created at or below the floor are refused with
-// [ErrReplayFloor] and logged as event=replay_floor. It is safe for
-// concurrent use by multiple goroutines.
+// most its size of nonces, and of keys' high-water marks (the least
+// recently used mark goes first). It is safe for concurrent use by
+// multiple goroutines.
+//
+// Nonces are kept per key ID, and no key's traffic costs another key:
+//
+//   - While the store has room, every nonce is kept until its signature
+//     expires. When it is full, an expired nonce goes first, then one
+//     that its key's floor (below) already covers; else the key holding
+//     the most nonces, if it holds more than its share (size/64, and at
+//     least 64), gives up its oldest; only when no key holds more than
+//     its share does the oldest nonce of the store go. One key, however
+//     many signatures it sends and however far ahead it dates them (up to
+//     Config.FutureSkew), never pushes out the nonces of a key that holds
+//     fewer.
+//   - A nonce evicted before its expiry must not become usable again: it
+//     raises a floor for its own key only, to its created time. That key's
+//     signatures created at or before the floor are refused with
+//     [ErrReplayFloor] (event=replay_floor), a 401 that tells the client
+//     to sign again; other keys are unaffected. A key's floor is dropped
+//     once it is older than Window.
+//   - Overflow: at most size/16 keys (at least 16) have a floor at once.
+//     When another key needs one, the lowest is folded into the store's
+//     global floor, which refuses every key's signatures created at or
+//     before it. The global floor is never above the lowest of more live
+//     floors than that: lifting it takes that many distinct keys, each
+//     with its own nonces evicted, never one key.
+//   - At start the global floor is the second the store was made in: a
+//     restart forgets every nonce, so signatures created before it are
+//     refused with [ErrReplayFloor]. A client that signed just before the
+//     restart is refused once, and is accepted when it signs again; a
+//     client whose clock runs behind by less than Window is refused until
+//     its clock passes the start, or at once accepted if it corrects its
+//     clock from the 401's Date. Use a shared store (redisstore) where
+//     that matters.
+//
+// Memory: about 75 bytes a nonce when keys send many each, up to about
+// 140 when every nonce comes from a key of its own, allocated as it is
+// used (see internal/replay); plus the marks.
 type MemoryReplayStore struct {
 	nonces *replay.Cache
 	window time.Duration
@@ -44,9 +74,10 @@ type MemoryReplayStore struct {
 	marks *lru.LRU[string, *int64] // keyID -> created, unix nanoseconds (updated in place: one lookup a call)
 }
 
-// NewMemoryReplayStore returns a store of at most size nonces and size
-// high-water marks, for signatures valid for window (the created window
-// of the verifier, plus its clock skew), reading time from now.
+// NewMemoryReplayStore returns a store of at most size nonces (Default
+// when size <= 0: 100000) and size high-water marks, for signatures valid
+// for window (the verifier's Config.Window), reading time from now (nil:
+// time.Now).
 func NewMemoryReplayStore(size int, window time.Duration, now func() time.Time) *MemoryReplayStore {
 	if size <= 0 {
 		size = 100_000
@@ -66,7 +97,7 @@ func NewMemoryReplayStore(size int, window time.Duration, now func() time.Time) 
 func (s *MemoryReplayStore) UseNonce(_ context.Context, keyID, nonce string, created, exp time.Time) (bool, error) {
 	// The expiry recorded is created + window whatever exp says, so that
 	// the floor, which is kept on expiry, orders entries by created.
-	switch s.nonces.UsePair(keyID, nonce, time.Unix(0, created.UnixNano()+int64(s.window))) { // created.Add(s.window), without its monotonic bookkeeping
+	switch s.nonces.UseScoped(keyID, nonce, time.Unix(0, created.UnixNano()+int64(s.window))) { // created.Add(s.window), without its monotonic bookkeeping
 	case replay.Fresh:
 		return true, nil
 	case replay.BelowFloor, replay.Expired:

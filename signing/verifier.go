@@ -36,9 +36,25 @@ type Config struct {
 	// wrapped with [Verifier.Handler]. Default: the mobile profile (see
 	// [Profile]).
 	Profile Profile
-	// Window is how far created may be from now, either way: up to Window
-	// ahead, less than Window behind. Default: 5 minutes.
+	// Window is how old a signature may be: created less than Window
+	// behind now. It bounds how long a nonce is held, and covers transit,
+	// retries and client clocks that run behind. Default: 5 minutes.
 	Window time.Duration
+	// FutureSkew is how far ahead of now created may be: a client clock
+	// that runs ahead. It is kept small and apart from Window, because a
+	// signature dated ahead stays usable (and its nonce held) that much
+	// longer. Default: 30 seconds, or Window when that is shorter; at most
+	// Window.
+	//
+	// Phones set their clocks from the network (NTP, or the carrier's
+	// NITZ) and drift a few seconds a day between syncs: devices with
+	// automatic time are within a few seconds of true time, and 30
+	// seconds leaves them a wide margin (it is also the leeway auth
+	// gives JWT iat and nbf). A device whose clock was set by hand can be
+	// off by any amount either way; no bound fits it, and the 401 it gets
+	// carries the server's Date, from which a client can correct its
+	// clock and sign again at once.
+	FutureSkew time.Duration
 	// ReorderSlack is how much older than the newest accepted signature of
 	// the same key a signature may be, so that parallel requests pass while
 	// a capture replayed after newer traffic does not. Default: 5s.
@@ -193,6 +209,9 @@ func (pb *pooledBody) release() {
 // bodyPool.
 type bodyBuffer struct{ b []byte }
 
+// defaultFutureSkew is the default Config.FutureSkew.
+const defaultFutureSkew = 30 * time.Second
+
 // maxBodyBytes is the largest Config.MaxBodyBytes.
 const maxBodyBytes = 1 << 30
 
@@ -246,11 +265,17 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("signing: Config.Keys is required")
 	}
-	if cfg.Window < 0 || cfg.ReorderSlack < 0 || cfg.MaxBodyBytes < 0 || cfg.ReplayCacheSize < 0 {
+	if cfg.Window < 0 || cfg.FutureSkew < 0 || cfg.ReorderSlack < 0 || cfg.MaxBodyBytes < 0 || cfg.ReplayCacheSize < 0 {
 		return nil, errors.New("signing: Config durations and sizes must not be negative")
 	}
 	if cfg.Window == 0 {
 		cfg.Window = 5 * time.Minute
+	}
+	if cfg.FutureSkew == 0 {
+		cfg.FutureSkew = min(defaultFutureSkew, cfg.Window)
+	}
+	if cfg.FutureSkew > cfg.Window {
+		return nil, errors.New("signing: Config.FutureSkew exceeds Config.Window")
 	}
 	if cfg.ReorderSlack == 0 {
 		cfg.ReorderSlack = 5 * time.Second
@@ -458,23 +483,11 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		return nil, err
 	}
 	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: in.lines}
-	// 2. Key lookup.
-	key, err := v.cfg.Keys.Key(ctx, in.keyID)
-	switch {
-	case err == nil: // the usual case, before the error tests
-	case errors.Is(err, ErrUnknownKey):
-		return res, fmt.Errorf("%w: %q", ErrUnknownKey, in.keyID)
-	default:
-		return res, fmt.Errorf("%w: key store: %v", ErrStoreUnavailable, err)
-	}
-	switch {
-	case key.Revoked:
-		return res, ErrRevokedKey
-	case in.alg != "" && in.alg != key.Algorithm:
-		return res, ErrAlgorithm
-	}
-	res.Algorithm = key.Algorithm
-	// 3. Signature, then the body against Content-Digest.
+	// 2. The signature base: everything a request can be refused for
+	// without its key is checked before the key is looked up, so that
+	// the answer to a request never depends on whether its key exists
+	// (a known key with a component the request lacks, and an unknown
+	// one, both get the malformed answer).
 	authority := v.cfg.Authority
 	if authority == "" {
 		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
@@ -490,6 +503,24 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		return res, err
 	}
 	sc.base = base[:0]
+	// 3. Key lookup. Unknown, revoked and mismatched keys get the answer
+	// of a bad signature (see WriteError); the log tells them apart.
+	key, err := v.cfg.Keys.Key(ctx, in.keyID)
+	switch {
+	case err == nil: // the usual case, before the error tests
+	case errors.Is(err, ErrUnknownKey):
+		return res, fmt.Errorf("%w: %q", ErrUnknownKey, in.keyID)
+	default:
+		return res, fmt.Errorf("%w: key store: %v", ErrStoreUnavailable, err)
+	}
+	switch {
+	case key.Revoked:
+		return res, ErrRevokedKey
+	case in.alg != "" && in.alg != key.Algorithm:
+		return res, ErrAlgorithm
+	}
+	res.Algorithm = key.Algorithm
+	// 4. Signature, then the body against Content-Digest.
 	if err := v.verifyWithKey(in.keyID, key, base, in.sig); err != nil {
 		return res, err
 	}
@@ -510,13 +541,13 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		}
 		res.Body = body
 	}
-	// 4. Freshness and replay.
+	// 5. Freshness and replay.
 	// In nanoseconds since the epoch, saturated: the same comparisons as
 	// on time.Time, without its monotonic bookkeeping.
 	now, window, c := v.cfg.Now().UnixNano(), int64(v.cfg.Window), unixNano(in.created)
 	created := res.Created
 	switch {
-	case c > addSat(now, window):
+	case c > addSat(now, int64(v.cfg.FutureSkew)):
 		return res, ErrFuture
 	case c <= addSat(now, -window):
 		// Exactly Window old is expired too: the nonce is held until

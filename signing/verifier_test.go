@@ -751,12 +751,13 @@ func TestDictionaryMembers(t *testing.T) {
 		"\"@signature-params\": (\"example-dict\";key=\"a\" \"example-dict\";key=\"b\" \"example-dict\";key=\"c\");created=1", string(base))
 }
 
-// TestFreshnessBoundaries checks the edges of the created window: Window
-// ahead is accepted, a second more is not; exactly Window behind is
+// TestFreshnessBoundaries checks the edges of the created window:
+// FutureSkew ahead is accepted, a second more is not
+// (created_too_far_in_future), and neither is anything up to Window
+// ahead, which was accepted before FutureSkew; exactly Window behind is
 // expired (its nonce would already be past its hold), a second less is
-// accepted. The clock
-// moves on first, so that the replay store's start-up floor is behind the
-// window.
+// accepted. The clock moves on first, so that the replay store's
+// start-up floor is behind the window.
 func TestFreshnessBoundaries(t *testing.T) {
 	now := t0.Add(10 * time.Minute)
 	for _, tt := range []struct {
@@ -764,8 +765,9 @@ func TestFreshnessBoundaries(t *testing.T) {
 		created int64
 		want    error
 	}{
-		{"window_ahead", now.Add(5 * time.Minute).Unix(), nil},
-		{"window_ahead_plus_1s", now.Add(5*time.Minute).Unix() + 1, ErrFuture},
+		{"future_skew_ahead", now.Add(30 * time.Second).Unix(), nil},
+		{"created_too_far_in_future", now.Add(30*time.Second).Unix() + 1, ErrFuture},
+		{"created_window_ahead", now.Add(5 * time.Minute).Unix(), ErrFuture},
 		{"window_behind_plus_1s", now.Add(-5*time.Minute).Unix() + 1, nil},
 		{"window_behind", now.Add(-5 * time.Minute).Unix(), ErrExpired},
 	} {

@@ -135,6 +135,35 @@ func Run(t *testing.T, newStores Factory) {
 		require.Empty(t, errs)
 		require.Equal(t, 5, allowed)
 	})
+	t.Run("concurrent_refunds_capped", func(t *testing.T) {
+		a, b := newStores(t)
+		take(t, a, "k", t0)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var errs []error
+		for i := range 40 {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Go(func() {
+				if err := s.Refund(ctx, "k", interval, 5, t0); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		require.Empty(t, errs)
+		allowed := 0
+		for range 10 {
+			if ok, _, _ := take(t, a, "k", t0); ok {
+				allowed++
+			}
+		}
+		require.Equal(t, 5, allowed, "refunds racing never lift a bucket past its burst")
+	})
 	t.Run("many_keys", func(t *testing.T) {
 		a, _ := newStores(t)
 		for i := range 300 {

@@ -28,20 +28,20 @@ func checkTable(tb testing.TB, t *table, model map[uint64]int64) {
 	require.Equal(tb, len(model), t.n, "count")
 	held := 0
 	for i, e := range t.slots {
-		if e.id == 0 {
+		if e.key == 0 {
 			continue
 		}
 		held++
-		require.Equal(tb, model[e.id], e.exp, "slot %d holds an entry not in the model", i)
-		for j := t.home(e.id); j != i; j = (j + 1) % len(t.slots) {
-			require.NotZero(tb, t.slots[j].id, "entry at %d is cut off from its home %d by an empty slot at %d", i, t.home(e.id), j)
+		require.Equal(tb, model[e.key], e.val, "slot %d holds an entry not in the model", i)
+		for j := t.home(e.key); j != i; j = (j + 1) % len(t.slots) {
+			require.NotZero(tb, t.slots[j].key, "entry at %d is cut off from its home %d by an empty slot at %d", i, t.home(e.key), j)
 		}
 	}
 	require.Equal(tb, len(model), held)
 	for id, exp := range model {
 		i, ok := t.find(id)
 		require.True(tb, ok, "%x not found", id)
-		require.Equal(tb, exp, t.slots[i].exp)
+		require.Equal(tb, exp, t.slots[i].val)
 	}
 }
 
@@ -112,4 +112,29 @@ func TestTableHome(t *testing.T) {
 	}
 	require.Equal(t, 0, tb.home(1))
 	require.Equal(t, len(tb.slots)-1, tb.home(math.MaxUint64))
+}
+
+// TestTableGrow: a table that starts small and grows before each new key
+// keeps every entry, and stays at most half full.
+func TestTableGrow(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	tb := newTable(8)
+	model := map[uint64]int64{}
+	for step := range 5000 {
+		id := r.Uint64() | 1
+		if _, ok := tb.find(id); !ok {
+			tb.grow()
+		}
+		tb.set(id, int64(step))
+		model[id] = int64(step)
+		if r.IntN(4) == 0 { // and some removals
+			for k := range model {
+				tb.removeKey(k)
+				delete(model, k)
+				break
+			}
+		}
+		require.LessOrEqual(t, 2*tb.n, len(tb.slots))
+	}
+	checkTable(t, &tb, model)
 }

@@ -85,6 +85,20 @@ func Run(t *testing.T, newStores Factory) {
 		require.Empty(t, errs)
 		require.Equal(t, 1, wins)
 	})
+	t.Run("concurrent_many_ids_exact_count", func(t *testing.T) {
+		// 64 goroutines on two instances each try the same 40 ids, in
+		// orders of their own: exactly one use of each id wins.
+		a, b, now := newStores(t)
+		exp := now().Add(time.Minute)
+		wins := countWins(t, 64, 40, func(g, i int) (bool, error) {
+			s := a
+			if g%2 == 1 {
+				s = b
+			}
+			return s.Use(context.Background(), fmt.Sprint("id-", (i+g)%40), exp)
+		})
+		require.Equal(t, 40, wins)
+	})
 	t.Run("many_ids", func(t *testing.T) {
 		a, _, now := newStores(t)
 		exp := now().Add(time.Minute)
@@ -145,6 +159,67 @@ func RunSigning(t *testing.T, newStores SigningFactory) {
 		require.NoError(t, err)
 		require.True(t, ok, "marks are per key")
 	})
+	t.Run("concurrent_nonces_exact_count", func(t *testing.T) {
+		// 64 goroutines on two instances each try the same 20 nonces
+		// under two keys: exactly one use of each (key, nonce) wins.
+		a, b, now := newStores(t)
+		created := now()
+		wins := countWins(t, 64, 40, func(g, i int) (bool, error) {
+			s := a
+			if g%2 == 1 {
+				s = b
+			}
+			k := (i + g) % 40
+			return s.UseNonce(context.Background(), fmt.Sprint("dev-", k%2), fmt.Sprint("n-", k/2), created, created.Add(time.Minute))
+		})
+		require.Equal(t, 40, wins)
+	})
+	t.Run("concurrent_advance_keeps_newest", func(t *testing.T) {
+		// 64 goroutines on two instances raise one key's mark, each to
+		// its own created time, all within the slack of one another:
+		// every call passes, and the mark ends at the newest, whatever
+		// the order (a lost update would leave it lower).
+		a, b, now := newStores(t)
+		t0 := now().Truncate(time.Second)
+		const slack = 5 * time.Second
+		wins := countWins(t, 64, 1, func(g, _ int) (bool, error) {
+			s := a
+			if g%2 == 1 {
+				s = b
+			}
+			return s.Advance(context.Background(), "dev", t0.Add(time.Duration(g)*10*time.Millisecond), slack, time.Minute)
+		})
+		require.Equal(t, 64, wins)
+		newest := t0.Add(630 * time.Millisecond)
+		ok, err := a.Advance(context.Background(), "dev", newest.Add(-slack-time.Millisecond), slack, time.Minute)
+		require.NoError(t, err)
+		require.False(t, ok, "the mark is the newest created: older than it minus the slack is refused")
+		ok, err = b.Advance(context.Background(), "dev", newest.Add(-slack), slack, time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+	})
+	t.Run("concurrent_advance_exact_count", func(t *testing.T) {
+		// With the mark set, 32 goroutines replay a capture older than
+		// the mark minus the slack while 32 send newer traffic: exactly
+		// the 32 newer pass, whatever the order.
+		a, b, now := newStores(t)
+		t0 := now().Truncate(time.Second)
+		const slack = time.Second
+		ok, err := a.Advance(context.Background(), "dev", t0, slack, time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		wins := countWins(t, 64, 1, func(g, _ int) (bool, error) {
+			s := a
+			if g%4 >= 2 {
+				s = b
+			}
+			if g%2 == 0 {
+				return s.Advance(context.Background(), "dev", t0.Add(-slack-time.Millisecond), slack, time.Minute)
+			}
+			return s.Advance(context.Background(), "dev", t0.Add(time.Duration(g)*time.Millisecond), slack, time.Minute)
+		})
+		require.Equal(t, 32, wins)
+	})
 	t.Run("concurrent_nonce_single_winner", func(t *testing.T) {
 		a, b, now := newStores(t)
 		created := now()
@@ -170,4 +245,37 @@ func RunSigning(t *testing.T, newStores SigningFactory) {
 		wg.Wait()
 		require.Equal(t, 1, wins)
 	})
+}
+
+// countWins runs goroutines goroutines, each calling try(g, i) for i in
+// [0, n), all started together, and returns how many calls returned
+// true. Errors fail the test, from the test goroutine.
+func countWins(t *testing.T, goroutines, n int, try func(g, i int) (bool, error)) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	start := make(chan struct{})
+	wins, errs := 0, []error{}
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range n {
+				ok, err := try(g, i)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if ok {
+					wins++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Empty(t, errs)
+	return wins
 }
