@@ -31,6 +31,7 @@ type stores struct {
 	authReplay       auth.ReplayStore
 	signingReplay    signing.ReplayStore
 	limits           ratelimit.Store
+	failures         ratelimit.FailureStore
 	keySecret        []byte
 	attestKeys       attest.KeyStore
 	attestChallenges attest.ChallengeStore
@@ -42,7 +43,17 @@ func newStores(redisAddr string) (*stores, error) {
 	if redisAddr == "" {
 		return &stores{}, nil // every package's bounded in-memory default
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}, ContextTimeoutEnabled: true})
+	// The client settings redisstore's documentation asks for: deadlines
+	// from the context, no retry of commands that are not idempotent, one
+	// dial per call.
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 []string{redisAddr},
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		DialTimeout:           200 * time.Millisecond,
+		PoolTimeout:           200 * time.Millisecond,
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
@@ -53,12 +64,14 @@ func newStores(redisAddr string) (*stores, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	opts := redisstore.Options{Prefix: "apiguard-demo:", Timeout: 200 * time.Millisecond}
+	// One breaker for every store on this Redis: found down once, it fails
+	// fast for all of them.
+	opts := redisstore.Options{Prefix: "apiguard-demo:", Timeout: 200 * time.Millisecond, Breaker: redisstore.NewBreaker(redisstore.BreakerConfig{})}
 	replay := redisstore.NewReplayStore(rdb, opts)
 	as := redisstore.NewAttestStore(rdb, opts)
 	return &stores{
 		authReplay: replay, signingReplay: replay,
-		limits: redisstore.NewLimitStore(rdb, opts), keySecret: secret,
+		limits: redisstore.NewLimitStore(rdb, opts), failures: redisstore.NewFailureStore(rdb, opts), keySecret: secret,
 		attestKeys: as, attestChallenges: as, attestHistory: as,
 		closers: []func(){func() { _ = rdb.Close() }},
 	}, nil

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -207,14 +208,21 @@ func newAPI(o apiOptions) (*api, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Failures per account on the password login: credential stuffing.
+	// Failures per account and client address on the password login:
+	// credential stuffing. Keyed by the account alone, anyone could lock
+	// its owner out by failing on purpose (SECURITY.md); the account is
+	// normalised the way the login compares it.
 	stuffing, err := ratelimit.NewFailureBudget(ratelimit.FailureConfig{
-		Name:    "login",
-		Key:     func(r *http.Request) (string, error) { return "acct:" + r.FormValue("username"), nil },
-		Budget:  3,
-		Per:     15 * time.Minute,
-		Lockout: time.Minute,
-		Logger:  logger,
+		Name: "login",
+		Key: ratelimit.KeyJoin(func(r *http.Request) (string, error) {
+			return strings.ToLower(strings.TrimSpace(r.FormValue("username"))), nil
+		}, ratelimit.KeyByIP()),
+		Budget:    3,
+		Per:       15 * time.Minute,
+		Lockout:   time.Minute,
+		Store:     st.failures,
+		KeySecret: st.keySecret,
+		Logger:    logger,
 	})
 	if err != nil {
 		return nil, err
