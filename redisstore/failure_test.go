@@ -22,7 +22,9 @@ func TestFailureStoreConformance(t *testing.T) {
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		return NewFailureStore(newClient(t, srv.Addr()), Options{Timeout: time.Second}), NewFailureStore(newClient(t, srv.Addr()), Options{Timeout: time.Second})
+		// The suite's fake clock decides: the stores trust it.
+		o := Options{Timeout: time.Second, InsecureTrustCallerClock: true}
+		return NewFailureStore(newClient(t, srv.Addr()), o), NewFailureStore(newClient(t, srv.Addr()), o)
 	})
 }
 
@@ -35,7 +37,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 	c := redistest.StartCluster(t)
 	var n atomic.Int64
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
-		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: time.Second}
+		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: time.Second, InsecureTrustCallerClock: true}
 		client := func() redis.UniversalClient {
 			rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
 			if _, ok := rdb.(*redis.ClusterClient); !ok {
@@ -53,7 +55,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 func TestFailureStoreKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := newClient(t, srv.Addr())
-	s := NewFailureStore(rdb, Options{Prefix: "p:"})
+	s := NewFailureStore(rdb, Options{Prefix: "p:", InsecureTrustCallerClock: true}) // the calls below move now
 	p := FailurePolicy{Budget: 2, Per: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour, Lease: time.Second}
 	now := time.Now()
 	ok, ticket, _, _, err := s.Reserve(t.Context(), "hashed-key", p, now)
