@@ -89,3 +89,27 @@ func TestFailureStoreKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond), "kept until the failure refills")
 }
+
+// TestFailureStoreKeyOnServerClock: a failure recorded by an instance
+// whose clock runs an hour ahead is kept until it refills on the Redis
+// server's clock, neither an hour too long nor, seen from an instance an
+// hour behind, already refilled.
+func TestFailureStoreKeyOnServerClock(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := newClient(t, srv.Addr())
+	s := NewFailureStore(rdb, Options{})
+	p := FailurePolicy{Budget: 2, Per: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour, Lease: time.Second}
+	before, err := rdb.Time(t.Context()).Result()
+	require.NoError(t, err)
+	_, _, _, err = s.Settle(t.Context(), "k", 0, true, false, p, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	after, err := rdb.Time(t.Context()).Result()
+	require.NoError(t, err)
+	at, err := rdb.Do(t.Context(), "PEXPIRETIME", s.redisKey("k")).Int64()
+	require.NoError(t, err)
+	require.False(t, time.UnixMilli(at).Before(before.Add(30*time.Second)), "kept until the failure refills")
+	require.False(t, time.UnixMilli(at).After(after.Add(30*time.Second+time.Millisecond)), "on the server's clock, not the caller's")
+	rem, _, err := s.Peek(t.Context(), "k", p, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, rem, "one failure spent, whatever the caller's clock")
+}
