@@ -48,6 +48,7 @@ func TestClusterConformance(t *testing.T) {
 	t.Run("ratelimit", func(t *testing.T) {
 		ratelimittest.Run(t, func(t *testing.T) (ratelimittest.Store, ratelimittest.Store) {
 			o := opts()
+			o.InsecureTrustCallerClock = true // the suite's fake clock
 			return NewLimitStore(client(t), o), NewLimitStore(client(t), o)
 		})
 	})

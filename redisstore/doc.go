@@ -17,6 +17,38 @@
 // Every call touches one key, so every command is Redis Cluster safe, and
 // every call is bounded by Options.Timeout.
 //
+// It needs Redis 6.2 or later, or any Valkey (7.2 or later): the scripts
+// call TIME before they write (allowed from Redis 5, where scripts
+// replicate their effects by default; Redis 7 always does) and set
+// absolute expiries with PXAT, and the attest store uses GETDEL, both
+// from Redis 6.2.
+//
+// # Clocks
+//
+// Instances sharing one Redis share one time: the Redis server's.
+// Rate-limit buckets (GCRA) and failure budgets are decided in Lua on the
+// server's clock (TIME), and the now that ratelimit passes to
+// [LimitStore] and [FailureStore] is not used, so an instance whose clock
+// runs ahead can neither see the others' failures as refilled or their
+// lockouts as over, nor see a drained bucket as full. A replay id
+// ([ReplayStore]) is kept until an absolute time on the server's clock,
+// its expiry plus Options.MaxClockSkew (1 s by default), however far
+// ahead the clock of the instance that recorded it runs: an instance
+// whose clock lags the server's by up to MaxClockSkew still finds the id
+// until the id expires on its own clock. Keep every instance and every
+// Redis node within MaxClockSkew of true time (NTP), and raise it if they
+// can drift further. On a Cluster each key is decided by the clock of the
+// master that owns it (after a failover, the promoted replica's), so the
+// nodes need synchronised clocks too.
+//
+// The instance's own clock (Options.Now) still decides what is local to
+// it: the Breaker's cool-down, and refusing without a round trip an id
+// whose expiry has passed on it. The verifiers in auth and signing judge
+// a proof's or signature's age on their own clocks, so an instance whose
+// clock runs far off refuses honest traffic (or accepts it late) whatever
+// the store does. Options.InsecureTrustCallerClock makes the stores use
+// the callers' clocks instead, for tests with a fake clock only.
+//
 // # Deadlines
 //
 // Each store call ends at the earlier of its caller's context deadline and

@@ -27,8 +27,11 @@ type FailurePolicy = struct {
 // so it is atomic, one round trip and Redis Cluster safe; the key expires
 // when it no longer restricts anything. It implements
 // ratelimit.FailureStore and ratelimit.NamespaceClaimer. Times are the
-// callers' clocks, in microseconds, so the instances' clocks should agree
-// (NTP). It is safe for concurrent use by multiple goroutines.
+// Redis server's clock, not the callers': the now passed to its methods
+// is ignored (unless Options.InsecureTrustCallerClock), so an instance
+// whose clock runs ahead cannot see the others' failures as refilled or
+// their lockouts as over. It is safe for concurrent use by multiple
+// goroutines.
 //
 // When Redis fails or the Breaker is open, every call returns an error
 // wrapping [ErrUnavailable], and the FailureBudget applies its
@@ -64,15 +67,15 @@ func (s *FailureStore) redisKey(key string) string { return s.opts.key(purposeFa
 // failureScript decides one operation on KEYS[1], a hash of su (when
 // every recorded failure has refilled), lu (when the attempts in flight
 // lapse), lk (locked until), ep (the ticket of the attempts in flight),
-// inf (attempts in flight), st (strikes); times in µs. ARGV: op ('r'
-// reserve, 's' settle, 'p' peek), now, budget, interval (Per/Budget),
+// inf (attempts in flight), st (strikes); times in µs on the Redis
+// server's clock (see luaClock). ARGV: clock (Options.clock), op ('r'
+// reserve, 's' settle, 'p' peek), budget, interval (Per/Budget),
 // lockout, max lockout, lease, ticket, failed ('1'), reset ('1'). It
 // returns {ok, ticket, remaining, wait, lockout, strikes}. It mirrors
 // ratelimit's failState, which the shared conformance suite holds both
 // to.
-var failureScript = redis.NewScript(`
-local op = ARGV[1]
-local now = tonumber(ARGV[2])
+var failureScript = redis.NewScript(luaClock + `
+local op = ARGV[2]
 local budget = tonumber(ARGV[3])
 local iv = tonumber(ARGV[4])
 local lockout = tonumber(ARGV[5])
@@ -180,7 +183,7 @@ else
   if lk > exp then exp = lk end
   if st > 0 and lk + maxl > exp then exp = lk + maxl end
   if lu > exp then exp = lu end
-  redis.call('PEXPIRE', KEYS[1], math.max(math.ceil((exp - now) / 1000), 1))
+  expire(KEYS[1], exp)
 end
 return {ok, tk, rem, w, locked, strikes}
 `)
@@ -195,7 +198,7 @@ func (s *FailureStore) run(ctx context.Context, key, op string, ticket int64, fa
 		return "0"
 	}
 	out, err := call(ctx, &s.opts, func(ctx context.Context) ([]int64, error) {
-		return failureScript.Run(ctx, s.rdb, []string{s.redisKey(key)}, op, now.UnixMicro(), budget,
+		return failureScript.Run(ctx, s.rdb, []string{s.redisKey(key)}, s.opts.clock(now), op, budget,
 			max(p.Per.Microseconds()/budget, 1), us(p.Lockout), us(p.MaxLockout), us(p.Lease),
 			ticket, flag(failed), flag(reset)).Int64Slice()
 	})

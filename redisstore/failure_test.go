@@ -22,7 +22,9 @@ func TestFailureStoreConformance(t *testing.T) {
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		return NewFailureStore(newClient(t, srv.Addr()), Options{Timeout: time.Second}), NewFailureStore(newClient(t, srv.Addr()), Options{Timeout: time.Second})
+		// The suite's fake clock decides: the stores trust it.
+		o := Options{Timeout: time.Second, InsecureTrustCallerClock: true}
+		return NewFailureStore(newClient(t, srv.Addr()), o), NewFailureStore(newClient(t, srv.Addr()), o)
 	})
 }
 
@@ -35,7 +37,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 	c := redistest.StartCluster(t)
 	var n atomic.Int64
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
-		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: time.Second}
+		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: time.Second, InsecureTrustCallerClock: true}
 		client := func() redis.UniversalClient {
 			rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
 			if _, ok := rdb.(*redis.ClusterClient); !ok {
@@ -53,7 +55,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 func TestFailureStoreKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := newClient(t, srv.Addr())
-	s := NewFailureStore(rdb, Options{Prefix: "p:"})
+	s := NewFailureStore(rdb, Options{Prefix: "p:", InsecureTrustCallerClock: true}) // the calls below move now
 	p := FailurePolicy{Budget: 2, Per: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour, Lease: time.Second}
 	now := time.Now()
 	ok, ticket, _, _, err := s.Reserve(t.Context(), "hashed-key", p, now)
@@ -86,4 +88,28 @@ func TestFailureStoreKeys(t *testing.T) {
 	ttl, err = rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
 	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond), "kept until the failure refills")
+}
+
+// TestFailureStoreKeyOnServerClock: a failure recorded by an instance
+// whose clock runs an hour ahead is kept until it refills on the Redis
+// server's clock, neither an hour too long nor, seen from an instance an
+// hour behind, already refilled.
+func TestFailureStoreKeyOnServerClock(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := newClient(t, srv.Addr())
+	s := NewFailureStore(rdb, Options{})
+	p := FailurePolicy{Budget: 2, Per: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour, Lease: time.Second}
+	before, err := rdb.Time(t.Context()).Result()
+	require.NoError(t, err)
+	_, _, _, err = s.Settle(t.Context(), "k", 0, true, false, p, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	after, err := rdb.Time(t.Context()).Result()
+	require.NoError(t, err)
+	at, err := rdb.Do(t.Context(), "PEXPIRETIME", s.redisKey("k")).Int64()
+	require.NoError(t, err)
+	require.False(t, time.UnixMilli(at).Before(before.Add(30*time.Second)), "kept until the failure refills")
+	require.False(t, time.UnixMilli(at).After(after.Add(30*time.Second+time.Millisecond)), "on the server's clock, not the caller's")
+	rem, _, err := s.Peek(t.Context(), "k", p, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, rem, "one failure spent, whatever the caller's clock")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,9 +24,30 @@ type Options struct {
 	// WriteTimeout apply): set it (see the package doc for the
 	// recommended client configuration). Default: 100ms.
 	Timeout time.Duration
-	// Now is the clock that expiry times and the Breaker's cool-down are
-	// measured against. Default: time.Now.
+	// Now is this instance's clock. The Breaker's cool-down is measured
+	// on it, and ReplayStore refuses an id whose expiry has already
+	// passed on it without asking Redis. Every decision the stores share
+	// between instances (rate-limit buckets, failure budgets, how long a
+	// replay id is kept) is measured on the Redis server's clock instead,
+	// so that an instance whose clock runs ahead or behind cannot move
+	// them (see the package doc, Clocks). Default: time.Now.
 	Now func() time.Time
+	// MaxClockSkew is how far the clock of an instance using the stores
+	// may run behind the Redis server's. A replay id is kept until its
+	// expiry plus MaxClockSkew on the server's clock, so that an instance
+	// whose clock lags by up to this much still finds it when it checks
+	// the id again just before the id expires on its own clock. Keep the
+	// clocks of the instances and of the Redis servers within it (NTP).
+	// Default (zero or negative): 1s.
+	MaxClockSkew time.Duration
+	// InsecureTrustCallerClock, when true, makes the stores measure their
+	// decisions on the caller's clock (the now passed to LimitStore and
+	// FailureStore, and Options.Now for ReplayStore) instead of the Redis
+	// server's. It exists for tests with a fake clock: in production an
+	// instance whose clock runs ahead sees the others' failures as
+	// refilled and their tokens as returned, and stores replay ids that
+	// expire early. Default: false (the server's clock).
+	InsecureTrustCallerClock bool
 	// Breaker fails calls fast while Redis is found down. Stores given the
 	// same *Breaker share its state: one store's failures open it for all,
 	// which suits stores on one client (one Redis). Default: each store
@@ -60,6 +82,9 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = time.Second
+	}
 	if o.Breaker == nil {
 		o.Breaker = NewBreaker(BreakerConfig{})
 	}
@@ -68,6 +93,50 @@ func (o *Options) defaults() {
 	}
 	o.hashes = newKeyHashes(o.KeySecret)
 }
+
+// clock is the first argument of every script that measures time: ""
+// for the Redis server's clock, or the caller's now in microseconds when
+// the store trusts the caller's clock (InsecureTrustCallerClock).
+func (o *Options) clock(now time.Time) string {
+	if o.InsecureTrustCallerClock {
+		return strconv.FormatInt(now.UnixMicro(), 10)
+	}
+	return ""
+}
+
+// luaClock opens every script that measures time (see Options.clock).
+// It sets now, in microseconds, to the Redis server's clock (TIME), or to
+// ARGV[1] when the caller's clock is trusted, and defines px(at), the SET
+// option pair that keeps a key until at (µs on that clock), and
+// expire(key, at), which does the same for an existing key.
+//
+// On the server's clock a key's expiry is absolute (PXAT, PEXPIREAT),
+// rounded up to the millisecond: a relative TTL would be counted from
+// the time Redis snapshots at the start of the script, up to a
+// millisecond or more before TIME, and the key would expire early. TIME
+// is allowed in a script that writes from Redis 5 on (effects
+// replication) and PXAT from Redis 6.2: see the package doc.
+const luaClock = `
+local now, trusted
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now, trusted = tonumber(t[1]) * 1000000 + tonumber(t[2]), false
+else
+  now, trusted = tonumber(ARGV[1]), true
+end
+local function px(at)
+  if trusted then return 'PX', math.max(math.ceil((at - now) / 1000), 1) end
+  return 'PXAT', string.format('%.0f', math.max(math.ceil(at / 1000), math.floor(now / 1000) + 1))
+end
+local function expire(key, at)
+  local opt, v = px(at)
+  if opt == 'PX' then
+    redis.call('PEXPIRE', key, v)
+  else
+    redis.call('PEXPIREAT', key, v)
+  end
+end
+`
 
 // ErrUnavailable wraps every error of a store call: Redis could not be
 // reached, did not answer within Options.Timeout (or the caller's earlier

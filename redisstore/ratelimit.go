@@ -11,9 +11,11 @@ import (
 // LimitStore keeps rate-limit buckets in Redis with GCRA (the generic cell
 // rate algorithm): one key and one Lua script per decision, so each
 // decision is one round trip and Redis Cluster safe. It implements
-// ratelimit.Store. Times are the callers' clocks, in microseconds, so the
-// instances' clocks should agree (NTP) to within a small part of the
-// interval. It is safe for concurrent use by multiple goroutines.
+// ratelimit.Store. Times are the Redis server's clock, not the callers':
+// the now passed to its methods is ignored (unless
+// Options.InsecureTrustCallerClock), so an instance whose clock runs
+// ahead cannot see a bucket as refilled. It is safe for concurrent use by
+// multiple goroutines.
 type LimitStore struct {
 	rdb   redis.UniversalClient
 	opts  Options
@@ -32,13 +34,13 @@ func NewLimitStore(rdb redis.UniversalClient, opts Options) *LimitStore {
 	return &LimitStore{rdb: rdb, opts: opts}
 }
 
-// gcraScript: KEYS[1] the bucket's theoretical arrival time (TAT, in µs);
-// ARGV interval µs, burst, now µs, n (1 to take, -1 to refund). Returns
-// {allowed, remaining, wait µs}.
-var gcraScript = redis.NewScript(`
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+// gcraScript: KEYS[1] the bucket's theoretical arrival time (TAT, in µs
+// on the Redis server's clock: see luaClock); ARGV clock
+// (Options.clock), interval µs, burst, n (1 to take, -1 to refund).
+// Returns {allowed, remaining, wait µs}.
+var gcraScript = redis.NewScript(luaClock + `
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local tolerance = interval * burst
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -46,7 +48,7 @@ if tat < now then tat = now end
 if n < 0 then
   local new_tat = tat - interval
   if new_tat > now then
-    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), px(new_tat))
   else
     redis.call('DEL', KEYS[1])
   end
@@ -57,7 +59,7 @@ local allow_at = new_tat - tolerance
 if now < allow_at then
   return {0, 0, allow_at - now}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), px(new_tat))
 local tokens = (now + tolerance - new_tat) / interval
 local whole = math.floor(tokens)
 return {1, whole, math.ceil((whole + 1 - tokens) * interval)}
@@ -66,7 +68,7 @@ return {1, whole, math.ceil((whole + 1 - tokens) * interval)}
 func (s *LimitStore) run(ctx context.Context, key string, interval time.Duration, burst int, now time.Time, n int) ([]int64, error) {
 	iv := max(interval.Microseconds(), 1)
 	out, err := call(ctx, &s.opts, func(ctx context.Context) ([]int64, error) {
-		return gcraScript.Run(ctx, s.rdb, []string{s.opts.key(purposeBucket, key)}, iv, burst, now.UnixMicro(), n).Int64Slice()
+		return gcraScript.Run(ctx, s.rdb, []string{s.opts.key(purposeBucket, key)}, s.opts.clock(now), iv, burst, n).Int64Slice()
 	})
 	if err != nil {
 		return nil, err

@@ -1,7 +1,9 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 	"github.com/apiguard/apiguard/internal/redistest"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/redisstore"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -56,22 +59,83 @@ func TestRedTeamHangupOnRedis(t *testing.T) {
 	require.EqualValues(t, 2, entered.Load(), "the shared budget, once")
 }
 
-// TestRedTeamClockAheadMintsBudget: two instances share a budget on
-// Redis, one with its clock an hour ahead. Failures recorded through the
-// honest instance must not look refilled to the fast one.
+// TestRedTeamClockAheadMintsBudget (clock_ahead_mints_budget): two
+// instances share a budget on Redis, one with its clock an hour ahead.
+// The scripts measured time on each caller's clock, so the fast instance
+// saw the failures recorded through the honest one as refilled and their
+// lockout as over: 6 guesses of a budget of 3 reached the handler. The
+// server's clock decides now, whichever instance asks first.
 func TestRedTeamClockAheadMintsBudget(t *testing.T) {
-	t.Skip("finding: the scripts trust each caller's clock; an instance whose clock is ahead sees failures recorded by the others as refilled early (see report)")
 	srv := redistest.Start(t)
-	cfg := ratelimit.FailureConfig{Budget: 3, Per: time.Hour}
-	honest := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: 500 * time.Millisecond})
-	cfg.Now = func() time.Time { return time.Now().Add(time.Hour) }
-	fast := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: 500 * time.Millisecond})
-	var entered atomic.Int64
-	for _, in := range []*budgetInstance{honest, fast} {
-		h := in.budget.Handler(countingGuess(&entered))
-		for range 5 {
-			sendGuess(context.Background(), h, "alice")
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	for _, fastFirst := range []bool{false, true} {
+		_, err := srv.Do("FLUSHALL")
+		require.NoError(t, err)
+		cfg := ratelimit.FailureConfig{Budget: 3, Per: time.Hour}
+		honest := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: 500 * time.Millisecond})
+		cfg.Now = ahead
+		fast := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: 500 * time.Millisecond, Now: ahead})
+		order := []*budgetInstance{honest, fast}
+		if fastFirst {
+			order = []*budgetInstance{fast, honest}
 		}
+		var entered atomic.Int64
+		for _, in := range order {
+			h := in.budget.Handler(countingGuess(&entered))
+			for range 5 {
+				sendGuess(context.Background(), h, "alice")
+			}
+		}
+		require.EqualValues(t, 3, entered.Load(), "clock_ahead_mints_budget (fast instance first: %v)", fastFirst)
 	}
-	require.EqualValues(t, 3, entered.Load(), "clock_ahead_mints_budget")
+}
+
+// TestRedTeamClockAheadMintsTokens (clock_ahead_mints_tokens): two
+// limiters share a GCRA bucket on Redis, one with its clock an hour
+// ahead. On the callers' clocks the fast limiter saw the bucket the
+// honest one had drained as refilled, and 6 requests of a limit of 3 an
+// hour passed; then the honest one, on its own clock, saw the bucket the
+// fast one had filled an hour ahead as empty for an hour. On the
+// server's clock they share exactly one limit, in either order.
+func TestRedTeamClockAheadMintsTokens(t *testing.T) {
+	srv := redistest.Start(t)
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	newLimiter := func(now func() time.Time) http.Handler {
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { _ = rdb.Close() })
+		l, err := ratelimit.New(ratelimit.Config{
+			Name:         "api",
+			Limit:        ratelimit.Limit{Requests: 3, Per: time.Hour},
+			Key:          ratelimit.KeyByHeader("X-Device-ID"),
+			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{Timeout: 500 * time.Millisecond, Now: now}),
+			KeySecret:    bytes.Repeat([]byte{7}, 32),
+			StorePolicy:  ratelimit.FailClosed,
+			StoreTimeout: 500 * time.Millisecond,
+			Now:          now,
+			Logger:       slog.New(slog.DiscardHandler),
+		})
+		require.NoError(t, err)
+		return l.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	}
+	for _, fastFirst := range []bool{false, true} {
+		_, err := srv.Do("FLUSHALL")
+		require.NoError(t, err)
+		order := []http.Handler{newLimiter(time.Now), newLimiter(ahead)}
+		if fastFirst {
+			order[0], order[1] = order[1], order[0]
+		}
+		passed := 0
+		for _, h := range order {
+			for range 5 {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.Header.Set("X-Device-ID", "device-1")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				if rec.Code == http.StatusNoContent {
+					passed++
+				}
+			}
+		}
+		require.Equal(t, 3, passed, "clock_ahead_mints_tokens (fast instance first: %v)", fastFirst)
+	}
 }

@@ -7,9 +7,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ReplayStore records single-use identifiers in Redis with SET NX PX: the
+// ReplayStore records single-use identifiers in Redis with SET NX: the
 // first use of an id wins, every later one until its expiry loses, across
-// all instances. It implements auth.ReplayStore (DPoP proof jti values)
+// all instances. An id's key expires at a time on the Redis server's
+// clock, its expiry plus Options.MaxClockSkew, whatever the clock of the
+// instance that stored it: an instance whose clock runs ahead cannot
+// store a key that expires early and let a correct instance accept a
+// replay. It implements auth.ReplayStore (DPoP proof jti values)
 // and signing.ReplayStore (request nonces and per-key high-water marks,
 // the latter in one Lua script). It is safe for concurrent use by multiple
 // goroutines.
@@ -22,7 +26,7 @@ import (
 // Keys (see the package doc) are apart by purpose ("replay", "nonce",
 // "mark") and by namespace ([ReplayStore.WithNamespace]), and name no key
 // ID, nonce or jti in the clear. Nonces and jti values live until their
-// expiry: there is no eviction, so no floor, and nothing one key sends
+// expiry and Options.MaxClockSkew: there is no eviction, so no floor, and nothing one key sends
 // pushes out another's. A high-water mark is per key ID (and namespace):
 // only that key's own accepted traffic raises it, and never further than
 // the verifier lets created run ahead (signing.Config.FutureSkew).
@@ -57,32 +61,57 @@ func (s *ReplayStore) WithNamespace(namespace string) *ReplayStore {
 	return &s2
 }
 
-// Use records id as used until exp. It returns true when id was not
-// recorded before, false when it was or when exp has already passed, and
-// an error wrapping [ErrUnavailable] when Redis did not answer; callers
-// then reject the request.
+// Use records id as used until exp (plus Options.MaxClockSkew, on the
+// Redis server's clock). It returns true when id was not recorded
+// before, false when it was or when exp has already passed (on
+// Options.Now, or past the skew on the server's clock), and an error
+// wrapping [ErrUnavailable] when Redis did not answer; callers then
+// reject the request.
 func (s *ReplayStore) Use(ctx context.Context, id string, exp time.Time) (bool, error) {
 	return s.use(ctx, s.opts.key(purposeReplay, s.ns, id), exp)
 }
 
 // use records key as used until exp, as Use does.
 func (s *ReplayStore) use(ctx context.Context, key string, exp time.Time) (bool, error) {
-	ttl := exp.Sub(s.opts.Now())
-	if ttl <= 0 {
+	if !exp.After(s.opts.Now()) {
 		return false, nil
 	}
-	// Whole milliseconds, rounded up: the client truncates a TTL to
-	// them, and the key must not expire before the id does (a capture
-	// replayed in that last millisecond would be accepted).
-	ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
-	ok, err := call(ctx, &s.opts, func(ctx context.Context) (bool, error) {
-		return s.rdb.SetNX(ctx, key, "1", ttl).Result()
+	// Whole microseconds, rounded up: the key must not expire before the
+	// id does (a capture replayed in that last instant would be
+	// accepted). useScript rounds up again to the millisecond.
+	at := exp.UnixMicro()
+	if exp.Nanosecond()%int(time.Microsecond) != 0 {
+		at++
+	}
+	n, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
+		return useScript.Run(ctx, s.rdb, []string{key}, s.opts.clock(s.opts.Now()), at, s.opts.MaxClockSkew.Microseconds()).Int()
 	})
 	if err != nil {
 		return false, err
 	}
-	return ok, nil
+	return n == 1, nil
 }
+
+// useScript records KEYS[1] as used (SET NX) until ARGV[2] plus ARGV[3]
+// (the id's expiry and Options.MaxClockSkew, µs), measured on the Redis
+// server's clock (see luaClock; ARGV[1] is Options.clock). The expiry is
+// absolute, so the key lives as long whatever the clock of the instance
+// that stored it: an instance whose clock runs ahead cannot shorten it,
+// and one whose clock lags the server's by up to MaxClockSkew still finds
+// it until the id expires on its own clock. It returns 1 when the key
+// was set, 0 when it was there or the expiry has passed on the server's
+// clock (the caller's clock lags by more than MaxClockSkew: refusing
+// keeps the promise that no id is "fresh" without being recorded).
+var useScript = redis.NewScript(luaClock + `
+local at = tonumber(ARGV[2]) + tonumber(ARGV[3])
+if at <= now then
+  return 0
+end
+if redis.call('SET', KEYS[1], '1', 'NX', px(at)) then
+  return 1
+end
+return 0
+`)
 
 // UseNonce implements signing.ReplayStore: nonce is single use per key
 // until exp. The Redis key is a digest of key ID and nonce, so its size
