@@ -93,7 +93,10 @@ func (s *AttestStore) AdvanceCounter(ctx context.Context, keyID string, from, to
 
 // Put implements attest.ChallengeStore.
 func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp time.Time) error {
-	ttl := time.Until(exp)
+	// Measured on Options.Now, like every other expiry here. A challenge is
+	// single use (GETDEL) whatever its TTL; an instance whose clock lags
+	// keeps it that much longer, an instance ahead shortens it.
+	ttl := exp.Sub(s.opts.Now())
 	if ttl <= 0 {
 		return nil // already expired: never takeable
 	}
