@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -114,9 +115,124 @@ func TestIntegrityTokenReencodedReplay(t *testing.T) {
 			require.ErrorIs(t, err, ErrIntegrityPolicy, "re-encoded as %q", tok)
 		}
 	})
+	t.Run("reencoded_in_parallel", func(t *testing.T) {
+		// Every spelling a lenient decoder reads as one fresh token (the 16
+		// values of the unused bits, each with 0 to 2 padding characters),
+		// sent at once: one request admitted.
+		fresh := captured[:len(captured)-len(tag)] + base64.RawURLEncoding.EncodeToString([]byte("0123456789ABCDEF"))
+		head, last := fresh[:len(fresh)-1], fresh[len(fresh)-1]
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+		base := strings.IndexByte(alphabet, last) &^ 15
+		var spellings []string
+		for bits := range 16 {
+			for _, pad := range []string{"", "=", "=="} {
+				spellings = append(spellings, head+string(alphabet[base+bits])+pad)
+			}
+		}
+		var wg sync.WaitGroup
+		admitted := make(chan string, len(spellings))
+		for _, tok := range spellings {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if risk, _, err := v.Assess(request(tok), th); err == nil && len(risk.Reasons) == 0 {
+					admitted <- tok
+				}
+			}()
+		}
+		wg.Wait()
+		close(admitted)
+		var got []string
+		for tok := range admitted {
+			require.Equal(t, canonicalToken(fresh), canonicalToken(tok))
+			got = append(got, tok)
+		}
+		require.Len(t, got, 1, "one token, one request, whatever its spelling")
+	})
 	t.Run("a_new_token_for_the_same_request_passes", func(t *testing.T) {
 		risk, _, err := v.Assess(request(captured[:len(captured)-len(tag)]+base64.RawURLEncoding.EncodeToString([]byte("fedcba9876543210"))), th)
 		require.NoError(t, err)
 		require.Empty(t, risk.Reasons)
+	})
+}
+
+// downChallenges is a challenge store that cannot be reached.
+type downChallenges struct{}
+
+func (downChallenges) Put(context.Context, string, string, time.Time) error {
+	return errors.New("dial tcp: connection refused")
+}
+func (downChallenges) Take(context.Context, string) (string, bool, error) {
+	return "", false, errors.New("dial tcp: connection refused")
+}
+
+// downNonces is a single-use store that cannot be reached.
+type downNonces struct{}
+
+func (downNonces) Use(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("dial tcp: connection refused")
+}
+
+// TestFailClosedEveryStore: the existing tests close the route for the
+// key store and the history; the challenge store (App Attest) and the
+// single-use store (Play Integrity) are the two other stores a request
+// reaches. With either down, a fail-closed route answers 503 and never
+// serves; a fail-open one serves with a penalty no better than no
+// evidence, and the App Attest middleware itself answers 503.
+func TestFailClosedEveryStore(t *testing.T) {
+	th := Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
+	for _, policy := range []OutagePolicy{OutageFailOpen, OutageFailClosed} {
+		name := map[OutagePolicy]string{OutageFailOpen: "fail_open", OutageFailClosed: "fail_closed"}[policy]
+		t.Run("challenge_store_down/"+name, func(t *testing.T) {
+			e := newRiskEnv(t, nil)
+			d := e.device(attesttest.AttestOptions{})
+			r := e.request(d, "rae", paris, "")
+			e.a.challeng.store = downChallenges{}
+			served := false
+			rec := httptest.NewRecorder()
+			var risk *Risk
+			e.v.RequireRoute(Route{Thresholds: th, Outage: policy})(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				served = true
+				risk, _ = RiskFrom(r.Context())
+			})).ServeHTTP(rec, r)
+			if policy == OutageFailClosed {
+				require.Equal(t, 503, rec.Code)
+				require.False(t, served)
+				require.Equal(t, "1", rec.Header().Get("Retry-After"))
+				return
+			}
+			require.True(t, served)
+			require.Contains(t, risk.Reasons, ReasonVendorOutage)
+			require.GreaterOrEqual(t, risk.Score, weights[ReasonAttestationMissing])
+		})
+		t.Run("nonce_store_down/"+name, func(t *testing.T) {
+			body := []byte(`{}`)
+			api, _ := playAPI(t, func(tok string) map[string]any {
+				return attesttest.Verdict(pkg, "", RequestHash("POST", "/premium", "", body), synthNow.Add(-time.Second).UnixMilli(), certDigest)
+			})
+			play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
+				c.APIBaseURL, c.HTTPClient, c.Nonces = api.URL, api.Client(), downNonces{}
+			})
+			v, err := New(Config{PlayIntegrity: play, Outage: policy, Subject: func(*http.Request) (string, error) { return "", nil },
+				Now: func() time.Time { return synthNow }, Logger: nopLogger()})
+			require.NoError(t, err)
+			r := httptest.NewRequest("POST", "/premium", bytesReader(body))
+			r.Header.Set(HeaderPlayIntegrity, "token")
+			risk, _, err := v.Assess(r, th)
+			if policy == OutageFailClosed {
+				require.ErrorIs(t, err, ErrStore)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, []string{ReasonVendorOutage}, risk.Reasons, "a token that cannot be marked used is not vouched for")
+		})
+	}
+	t.Run("challenge_store_down/app_attest_handler", func(t *testing.T) {
+		e := newRiskEnv(t, nil)
+		r := e.request(e.device(attesttest.AttestOptions{}), "sam", paris, "")
+		e.a.challeng.store = downChallenges{}
+		rec := httptest.NewRecorder()
+		e.a.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served") })).ServeHTTP(rec, r)
+		require.Equal(t, 503, rec.Code)
 	})
 }
