@@ -191,7 +191,7 @@ func TestStoreCallsShareOneDeadline(t *testing.T) {
 	t.Run("risk_play_integrity_nonce_store_hangs", func(t *testing.T) {
 		d := &deadlines{}
 		body := []byte("{}")
-		api, _ := playAPI(t, func() map[string]any {
+		api, _ := playAPI(t, func(string) map[string]any {
 			return attesttest.Verdict(pkg, "", RequestHash("POST", "/premium", "", body), synthNow.Add(-time.Second).UnixMilli(), certDigest)
 		})
 		play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {

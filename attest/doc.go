@@ -59,9 +59,11 @@
 // A256KW/A256GCM wrapping JWS ES256, algorithms pinned, two keys for
 // rotation); standard ones go through Google's decodeIntegrityToken API.
 // An [IntegrityPolicy] checks the package, nonce or request hash (either
-// kind of token is single use: the nonce or a digest of the standard token
-// is recorded until the verdict is stale), freshness, testing responses, app recognition, signing
-// certificates, version, device verdict and licensing. App Check tokens
+// kind of token is single use: the nonce, or a digest of the standard
+// token's verdict, its requestHash and timestamp, whatever the token's
+// encoding, is recorded until the verdict is stale), freshness, testing
+// responses, app recognition, signing certificates, version, device
+// verdict and licensing. App Check tokens
 // are RS256 JWTs checked against the App Check JWKS.
 //
 // # Calls to vendors

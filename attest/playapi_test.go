@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -26,11 +27,12 @@ type flakyAPI struct {
 	down    bool
 	hold    chan struct{}
 	verdict map[string]any
+	stamps  map[string]int64 // each token's timestampMillis
 }
 
 func newFlakyAPI(t *testing.T, verdict map[string]any) *flakyAPI {
 	t.Helper()
-	f := &flakyAPI{verdict: verdict, arrived: make(chan struct{}, 1000)}
+	f := &flakyAPI{verdict: verdict, stamps: map[string]int64{}, arrived: make(chan struct{}, 1000)}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
 		f.mu.Lock()
@@ -44,7 +46,21 @@ func newFlakyAPI(t *testing.T, verdict map[string]any) *flakyAPI {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": f.verdict})
+		// Each token was prepared at its own millisecond, as Google's are:
+		// single use follows the verdict.
+		var in struct{ IntegrityToken string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		f.mu.Lock()
+		ts, ok := f.stamps[in.IntegrityToken]
+		if !ok {
+			ts = f.verdict["requestDetails"].(map[string]any)["timestampMillis"].(int64) - int64(len(f.stamps))
+			f.stamps[in.IntegrityToken] = ts
+		}
+		f.mu.Unlock()
+		v := maps.Clone(f.verdict)
+		rd := maps.Clone(v["requestDetails"].(map[string]any))
+		rd["timestampMillis"], v["requestDetails"] = ts, rd
+		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": v})
 	}))
 	t.Cleanup(f.srv.Close)
 	return f

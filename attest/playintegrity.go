@@ -96,10 +96,12 @@ type IntegrityPolicy struct {
 	InsecureAllowUnrecognizedApp bool
 	// InsecureAllowTokenReuse accepts a standard token more than once
 	// while its verdict is fresh. By default a standard token is single
-	// use, like a classic token's nonce: once it passes, a digest of it
-	// is recorded in PlayIntegrityConfig.Nonces until the verdict is
-	// older than MaxAge, so that a captured request cannot be replayed
-	// with its token (a requestHash is the same for identical requests).
+	// use, like a classic token's nonce: once it passes, a digest of its
+	// verdict (requestHash and timestampMillis, so that no re-encoding of
+	// the token counts as another) is recorded in
+	// PlayIntegrityConfig.Nonces until the verdict is older than MaxAge,
+	// so that a captured request cannot be replayed with its token (a
+	// requestHash is the same for identical requests).
 	// Default: false.
 	InsecureAllowTokenReuse bool
 }
@@ -116,7 +118,7 @@ type PlayIntegrityConfig struct {
 	// VerificationKeys are the EC P-256 keys that sign classic tokens,
 	// newest first. Required for classic tokens.
 	VerificationKeys []*ecdsa.PublicKey
-	// Nonces records classic-token nonces and standard-token digests as
+	// Nonces records classic-token nonces and standard-token verdicts as
 	// used. Default: in memory, 100000 entries.
 	Nonces NonceStore
 	// APIBaseURL is Google's Play Integrity API for standard tokens.
@@ -357,9 +359,10 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 }
 
 // useOnce records what makes a verdict single use (kind "classic": the
-// nonce; "standard": the token) until the verdict is older than MaxAge.
-// The recorded id is a digest under the package name, so that two apps
-// on one store never share ids and the store never holds a token.
+// nonce; "standard": the verdict's requestHash and timestamp) until the
+// verdict is older than MaxAge. The recorded id is a digest under the
+// package name, so that two apps on one store never share ids and the
+// store never holds a token.
 func (p *PlayIntegrity) useOnce(ctx context.Context, kind, value string, v *IntegrityVerdict) error {
 	id := sha256.Sum256([]byte("play-integrity-" + kind + "\x00" + p.cfg.Policy.PackageName + "\x00" + value))
 	fresh, err := p.cfg.Nonces.Use(ctx, base64.RawURLEncoding.EncodeToString(id[:]), v.Timestamp.Add(p.cfg.Policy.MaxAge))
@@ -403,7 +406,7 @@ func (p *PlayIntegrity) decodeRequest(ctx context.Context, r *http.Request) (*in
 // uses the token once: the second phase, the one that calls the store.
 // Failures are logged.
 func (p *PlayIntegrity) finishRequest(ctx context.Context, r *http.Request, body []byte, pl *integrityPayload) (*IntegrityVerdict, error) {
-	v, i, err := p.finishStandard(ctx, r.Header.Get(HeaderPlayIntegrity), pl, requestHashes(r, body, p.cfg.InsecureAllowLegacyRequestHash))
+	v, i, err := p.finishStandard(ctx, pl, requestHashes(r, body, p.cfg.InsecureAllowLegacyRequestHash))
 	if err != nil {
 		p.fail(ctx, err)
 		return nil, err
@@ -423,12 +426,12 @@ func (p *PlayIntegrity) verifyStandard(ctx context.Context, token string, reques
 	if err != nil {
 		return nil, 0, err
 	}
-	return p.finishStandard(ctx, token, pl, requestHashes)
+	return p.finishStandard(ctx, pl, requestHashes)
 }
 
 // finishStandard checks a decoded payload against requestHashes and the
-// policy, and uses token once.
-func (p *PlayIntegrity) finishStandard(ctx context.Context, token string, pl *integrityPayload, requestHashes []string) (*IntegrityVerdict, int, error) {
+// policy, and uses its verdict once.
+func (p *PlayIntegrity) finishStandard(ctx context.Context, pl *integrityPayload, requestHashes []string) (*IntegrityVerdict, int, error) {
 	i := slices.IndexFunc(requestHashes, func(h string) bool {
 		return h != "" && subtle.ConstantTimeCompare([]byte(pl.RequestDetails.RequestHash), []byte(h)) == 1
 	})
@@ -440,7 +443,13 @@ func (p *PlayIntegrity) finishStandard(ctx context.Context, token string, pl *in
 		return nil, 0, err
 	}
 	if !p.cfg.Policy.InsecureAllowTokenReuse {
-		if err := p.useOnce(ctx, "standard", token, v); err != nil {
+		// The verdict, not the token's spelling, is what is used once: a
+		// token re-encoded (padding, the unused bits of a base64url
+		// character) is another string that the API decodes to the same
+		// verdict. A verdict is one token's: its requestHash and the
+		// millisecond the token was prepared.
+		once := pl.RequestDetails.RequestHash + "\x00" + strconv.FormatInt(int64(pl.RequestDetails.TimestampMillis), 10)
+		if err := p.useOnce(ctx, "standard", once, v); err != nil {
 			return nil, 0, err
 		}
 	}

@@ -15,14 +15,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// playAPI answers every decodeIntegrityToken call with verdict and counts
-// the calls.
-func playAPI(t *testing.T, verdict func() map[string]any) (*httptest.Server, *atomic.Int64) {
+// playAPI answers every decodeIntegrityToken call with the verdict of its
+// token and counts the calls.
+func playAPI(t *testing.T, verdict func(token string) map[string]any) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var calls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": verdict()})
+		var in struct{ IntegrityToken string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": verdict(in.IntegrityToken)})
 	}))
 	t.Cleanup(srv.Close)
 	return srv, &calls
@@ -35,8 +37,9 @@ func playAPI(t *testing.T, verdict func() map[string]any) (*httptest.Server, *at
 func TestIntegrityTokenSingleUse(t *testing.T) {
 	body := []byte(`{"sku":"gold"}`)
 	hash := RequestHash("POST", "/premium", "", body)
-	verdict := func() map[string]any {
-		return attesttest.Verdict(pkg, "", hash, synthNow.Add(-5*time.Second).UnixMilli(), certDigest)
+	// Each token is prepared at its own millisecond, as Google's are.
+	verdict := func(token string) map[string]any {
+		return attesttest.Verdict(pkg, "", hash, synthNow.Add(-5*time.Second).UnixMilli()-int64(len(token)), certDigest)
 	}
 	request := func(token string) *http.Request {
 		r := httptest.NewRequest("POST", "/premium", strings.NewReader(string(body)))
