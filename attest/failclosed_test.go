@@ -141,3 +141,33 @@ func TestHistoryStoreDown(t *testing.T) {
 		})
 	}
 }
+
+type failingSIM struct{}
+
+func (failingSIM) CheckSIMSwap(context.Context, string, time.Duration) (bool, error) {
+	return false, errors.New("carrier API down")
+}
+
+// TestSIMSwapCheckDown: a SIM swap checker that cannot answer is an outage
+// under the route's policy, not "no swap": a fail-closed route must not
+// serve a request whose SIM could not be checked, and a fail-open one
+// scores it as an outage.
+func TestSIMSwapCheckDown(t *testing.T) {
+	th := Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
+	t.Run("sim_swap_check_down_fails_closed", func(t *testing.T) {
+		e := newRiskEnv(t, func(c *Config) { c.SIMSwap = failingSIM{}; c.Outage = OutageFailClosed })
+		d := e.device(attesttest.AttestOptions{})
+		served := false
+		rec := httptest.NewRecorder()
+		e.v.Require(th)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served = true })).ServeHTTP(rec, e.request(d, "sam", paris, ""))
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		require.False(t, served, "a request whose SIM could not be checked reached a fail-closed route")
+		require.NotEmpty(t, rec.Header().Get("Retry-After"))
+	})
+	t.Run("sim_swap_check_down_fails_open_with_penalty", func(t *testing.T) {
+		e := newRiskEnv(t, func(c *Config) { c.SIMSwap = failingSIM{} })
+		d := e.device(attesttest.AttestOptions{})
+		_, risk, _ := e.serve(e.v.Handler, e.request(d, "sam", paris, ""))
+		require.Equal(t, []string{ReasonVendorOutage}, risk.Reasons)
+	})
+}

@@ -170,8 +170,10 @@ type Config struct {
 	MinAndroidSDK int
 	// SIMSwap checks for recent SIM swaps. It is called with the
 	// request's context, before the store calls and outside their
-	// deadline: it must bound its own calls (an error or a timeout means
-	// no signal). Default: none.
+	// deadline: it must bound its own calls. An error or a timeout is a
+	// vendor outage, decided by the route's OutagePolicy like any other:
+	// 503 where it fails closed, the vendor_outage penalty where it fails
+	// open. Default: none.
 	SIMSwap SIMSwapChecker
 	// SIMSwapMaxAge is how recent a swap counts. Default: 72 hours.
 	SIMSwapMaxAge time.Duration
@@ -403,8 +405,12 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 	}
 	simSwapped := false
 	if subject != "" && v.cfg.SIMSwap != nil {
-		if swapped, err := v.cfg.SIMSwap.CheckSIMSwap(ctx, subject, v.cfg.SIMSwapMaxAge); err == nil && swapped {
-			simSwapped = true
+		swapped, err := v.cfg.SIMSwap.CheckSIMSwap(ctx, subject, v.cfg.SIMSwapMaxAge)
+		switch {
+		case err != nil && outage == nil:
+			outage = fmt.Errorf("%w: sim swap check: %w", ErrVendor, err)
+		case err == nil:
+			simSwapped = swapped
 		}
 	}
 
