@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/big"
 	"net/http"
 	"slices"
@@ -559,18 +558,15 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		res.Body = body
 	}
 	// 5. Freshness and replay.
-	// In nanoseconds since the epoch, saturated: the same comparisons as
-	// on time.Time, without its monotonic bookkeeping.
-	now, window, c := v.cfg.Now().UnixNano(), int64(v.cfg.Window), unixNano(in.created)
-	created := res.Created
+	now, created := v.cfg.Now(), res.Created
 	switch {
-	case c > addSat(now, int64(v.cfg.FutureSkew)):
+	case created.After(now.Add(v.cfg.FutureSkew)):
 		return ErrFuture
-	case c <= addSat(now, -window):
+	case !created.After(now.Add(-v.cfg.Window)):
 		// Exactly Window old is expired too: the nonce is held until
 		// created + Window, which is then already past.
 		return ErrExpired
-	case in.expires != 0 && now >= unixNano(in.expires):
+	case in.expires != 0 && !now.Before(time.Unix(in.expires, 0)):
 		return ErrExpired
 	}
 	ok, err := v.cfg.ReplayStore.Advance(ctx, in.keyID, created, v.cfg.ReorderSlack, 2*v.cfg.Window)
@@ -581,9 +577,7 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		return ErrStale
 	}
 	if in.nonce != "" {
-		// created + Window, as created.Add(v.cfg.Window) is, without
-		// its monotonic bookkeeping.
-		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, time.Unix(0, addSat(c, window)))
+		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, created.Add(v.cfg.Window))
 		switch {
 		case err == nil && ok:
 		case errors.Is(err, ErrReplayFloor):
@@ -595,32 +589,6 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		}
 	}
 	return nil
-}
-
-// unixNano returns sec seconds since the epoch in nanoseconds, saturated
-// at the range of int64 (past it only for times before 1678 or after
-// 2262, which no valid signature has).
-func unixNano(sec int64) int64 {
-	const limit = math.MaxInt64 / int64(time.Second)
-	switch {
-	case sec > limit:
-		return math.MaxInt64
-	case sec < -limit:
-		return math.MinInt64
-	}
-	return sec * int64(time.Second)
-}
-
-// addSat returns a + b, saturated at the range of int64.
-func addSat(a, b int64) int64 {
-	c := a + b
-	switch {
-	case b > 0 && c < a:
-		return math.MaxInt64
-	case b < 0 && c > a:
-		return math.MinInt64
-	}
-	return c
 }
 
 // parse reads Signature-Input and Signature, picks the signature to
