@@ -387,15 +387,16 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 			panic("signing: nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			st := new(handled)
+			var res Result // on the stack: a rejection allocates no state
 			buf := bodyPool.Get().(*bodyBuffer)
-			if err := v.verify(r, p, req, buf, &st.res); err != nil {
-				// st.res.KeyID is the key the request claims, unverified:
+			if err := v.verify(r, p, req, buf, &res); err != nil {
+				// res.KeyID is the key the request claims, unverified:
 				// for the log only.
-				v.reject(w, r, p, err, st.res.KeyID)
+				v.reject(w, r, p, err, res.KeyID)
 				putBodyBuffer(buf)
 				return
 			}
+			st := &handled{res: res}
 			// As http.MaxBytesHandler does: a shallow copy of r with the
 			// Result in its context and, when the body was read, a new
 			// Body reading the verified bytes.
@@ -426,11 +427,12 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 // Result.Body). Errors match the package's sentinels; on an error the
 // Result is nil.
 func (v *Verifier) Verify(r *http.Request) (*Result, error) {
-	res := new(Result)
-	if err := v.verify(r, v.cfg.Profile, v.required, nil, res); err != nil {
+	var res Result // on the stack until it is verified
+	if err := v.verify(r, v.cfg.Profile, v.required, nil, &res); err != nil {
 		return nil, err
 	}
-	return res, nil
+	out := res
+	return &out, nil
 }
 
 // scratch is the working storage of one verification, recycled through
