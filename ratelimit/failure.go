@@ -173,9 +173,11 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 	return b, nil
 }
 
-// Close gives back the budget's Name to its shared Store and returns nil.
-// A FailureBudget starts no goroutine. Close is idempotent; the budget
-// must not be used after it.
+// Close gives back the budget's Name to its shared Store when that Store
+// is a [NamespaceClaimer] (so that a new FailureBudget may take the
+// name), and returns nil. That claim is all a FailureBudget holds: it
+// starts no goroutine, and without a shared Store Close does nothing.
+// Close is idempotent; the budget must not be used after it.
 func (b *FailureBudget) Close() error {
 	b.release()
 	return nil

@@ -387,9 +387,11 @@ func MonotonicClock() func() time.Time {
 	return func() time.Time { return base.Add(time.Since(base)) }
 }
 
-// Close gives back the Limiter's Name to its shared Store (so that a new
-// Limiter may take it) and returns nil. A Limiter starts no goroutine.
-// Close is idempotent; the Limiter must not be used after it.
+// Close gives back the Limiter's Name to its shared Store when that Store
+// is a [NamespaceClaimer] (so that a new Limiter may take the name), and
+// returns nil. That claim is all a Limiter holds: it starts no goroutine,
+// and with the default in-memory store Close does nothing. Close is
+// idempotent; the Limiter must not be used after it.
 func (l *Limiter) Close() error {
 	l.release()
 	return nil

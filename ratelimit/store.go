@@ -127,28 +127,42 @@ func (s *memoryStore) len() int {
 	return n
 }
 
-// bucket returns key h's bucket, creating it if there is room, with the
-// lock that guards it held: the caller consumes or refunds under it and
-// then unlocks. Every token taken from a bucket is taken under its lock,
-// so that what the bucket held just before is exact. It returns nil (and
-// holds no lock) when the store is full and the overflow policy rejects.
-func (s *memoryStore) bucket(h uint64, l Limit, now time.Time) (*bucket, *sync.Mutex) {
+// update runs f on key h's bucket, creating it if there is room, under
+// the lock that guards the bucket: every token taken from a bucket is
+// taken under its lock, so that what the bucket held just before is
+// exact. When the store is full and no bucket can be evicted, f runs on
+// the shared overflow bucket under OverflowShare; under OverflowReject it
+// does not run, and update reports false.
+func (s *memoryStore) update(h uint64, l Limit, now time.Time, f func(*bucket)) bool {
 	sh := &s.shards[h%shardCount]
 	sh.mu.Lock()
 	// Peek, not Get: the order is insertion order, and eviction below
 	// touches the buckets it cannot evict, so hot buckets move away from
 	// the eviction end without a list move on every request.
 	b, ok := sh.lru.Peek(h)
-	if !ok {
-		if sh.lru.Len() >= sh.max && !sh.evictFull(now) {
-			sh.mu.Unlock()
-			return s.overflowBucket(l, now)
-		}
-		b = newBucket(l, now)
+	if !ok && (sh.lru.Len() < sh.max || sh.evictFull(now)) {
+		b, ok = newBucket(l, now), true
 		sh.lru.Add(h, b)
 	}
-	b.adopt(l, now)
-	return b, &sh.mu
+	if ok {
+		b.adopt(l, now)
+		f(b)
+	}
+	sh.mu.Unlock()
+	if ok {
+		return true
+	}
+	if s.overflow != OverflowShare {
+		return false
+	}
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	if s.shared == nil {
+		s.shared = newBucket(l, now)
+	}
+	s.shared.adopt(l, now)
+	f(s.shared)
+	return true
 }
 
 // adopt makes b follow l when LimitFor changed its key's limit. Requires
@@ -179,33 +193,22 @@ func (sh *memShard) evictFull(now time.Time) bool {
 	return false
 }
 
-func (s *memoryStore) overflowBucket(l Limit, now time.Time) (*bucket, *sync.Mutex) {
-	if s.overflow != OverflowShare {
-		return nil, nil
-	}
-	s.sharedMu.Lock()
-	if s.shared == nil {
-		s.shared = newBucket(l, now)
-	}
-	s.shared.adopt(l, now)
-	return s.shared, &s.sharedMu
-}
-
 // take takes one token from key h's bucket. The tokens are read first and
 // the token taken only when there is one, under the bucket's lock: so the
 // bucket holds exactly one token fewer than was read, and a rejection
 // costs one read of the bucket.
 func (s *memoryStore) take(h uint64, l Limit, now time.Time) result {
-	b, mu := s.bucket(h, l, now)
-	if b == nil {
+	var tokens float64
+	var allowed bool
+	if !s.update(h, l, now, func(b *bucket) {
+		tokens = b.lim.TokensAt(now)
+		allowed = tokens >= 1 && b.lim.AllowN(now, 1)
+	}) {
 		return result{RetryAfter: l.emission()}
 	}
-	tokens := b.lim.TokensAt(now)
-	allowed := tokens >= 1 && b.lim.AllowN(now, 1)
 	if allowed {
 		tokens--
 	}
-	mu.Unlock()
 	return resultOf(allowed, tokens, l)
 }
 
@@ -227,34 +230,30 @@ func resultOf(allowed bool, tokens float64, l Limit) result {
 // reserve takes one token through a reservation, so that a caller
 // holding several limits can cancel it when another limit rejects.
 func (s *memoryStore) reserve(h uint64, l Limit, now time.Time) (*rate.Reservation, result) {
-	b, mu := s.bucket(h, l, now)
-	if b == nil {
+	var r *rate.Reservation
+	var tokens float64
+	if !s.update(h, l, now, func(b *bucket) {
+		if tokens = b.lim.TokensAt(now); tokens >= 1 {
+			r = b.lim.ReserveN(now, 1)
+		}
+	}) {
 		return nil, result{RetryAfter: l.emission()}
 	}
-	defer mu.Unlock()
-	tokens := b.lim.TokensAt(now)
-	if tokens < 1 {
-		return nil, resultOf(false, tokens, l)
-	}
-	r := b.lim.ReserveN(now, 1)
-	if !r.OK() {
+	if r == nil || !r.OK() {
 		return nil, resultOf(false, tokens, l)
 	}
 	return r, resultOf(true, tokens-1, l)
 }
 
 func (s *memoryStore) refund(h uint64, l Limit, now time.Time) {
-	b, mu := s.bucket(h, l, now)
-	if b == nil {
-		return
-	}
-	defer mu.Unlock()
-	if b.lim.TokensAt(now)+1 > float64(l.burst()) {
-		return
-	}
-	// A reservation of -1 tokens adds one: x/time/rate subtracts n from
-	// the bucket. The conformance suite pins this behaviour.
-	b.lim.ReserveN(now, -1)
+	s.update(h, l, now, func(b *bucket) {
+		if b.lim.TokensAt(now)+1 > float64(l.burst()) {
+			return
+		}
+		// A reservation of -1 tokens adds one: x/time/rate subtracts n
+		// from the bucket. The conformance suite pins this behaviour.
+		b.lim.ReserveN(now, -1)
+	})
 }
 
 // limitOf is the Limit of a bucket of burst tokens gaining one per

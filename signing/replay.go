@@ -97,7 +97,7 @@ func NewMemoryReplayStore(size int, window time.Duration, now func() time.Time) 
 func (s *MemoryReplayStore) UseNonce(_ context.Context, keyID, nonce string, created, exp time.Time) (bool, error) {
 	// The expiry recorded is created + window whatever exp says, so that
 	// the floor, which is kept on expiry, orders entries by created.
-	switch s.nonces.UseScoped(keyID, nonce, time.Unix(0, created.UnixNano()+int64(s.window))) { // created.Add(s.window), without its monotonic bookkeeping
+	switch s.nonces.UseScoped(keyID, nonce, created.Add(s.window)) {
 	case replay.Fresh:
 		return true, nil
 	case replay.BelowFloor, replay.Expired:

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/big"
 	"net/http"
 	"slices"
@@ -114,7 +113,8 @@ type Profile struct {
 	InsecureAllowUncoveredMethod bool
 }
 
-// Result is a verified signature.
+// Result is a verified signature. It is plain data: a copy is as good as
+// the original, and Verify never returns one beside an error.
 type Result struct {
 	KeyID     string
 	Label     string
@@ -130,10 +130,15 @@ type Result struct {
 	Body []byte
 
 	input []string // the Signature-Input field lines
+}
 
-	// What Handler hands next, kept here so that a verified request costs
-	// one allocation for all of it: the context carrying the Result and
-	// the reader of the pooled body.
+// handled is the state of one request that Handler verified and hands
+// to next, in one allocation: the Result, the context that carries it,
+// and the reader of the pooled body. It is never reused, so a reader left
+// over from a finished request finds its body released, not another
+// request's bytes.
+type handled struct {
+	res  Result
 	ctx  resultCtx
 	body pooledBody
 }
@@ -155,9 +160,7 @@ func (c *resultCtx) Value(key any) any {
 func (c *resultCtx) String() string { return "signing.Result context" }
 
 // pooledBody is the verified body Handler hands next: bytes in a pooled
-// buffer, readable until release. The Result it lives in is never
-// reused, so a reader left over from a finished request finds it
-// released, not another request's bytes.
+// buffer, readable until release.
 type pooledBody struct {
 	mu       sync.Mutex
 	buf      *bodyBuffer // nil once released
@@ -384,16 +387,22 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 			panic("signing: nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var res Result // on the stack: a rejection allocates no state
 			buf := bodyPool.Get().(*bodyBuffer)
-			res, err := v.verify(r, p, req, buf)
-			if err != nil {
-				v.reject(w, r, p, err, res)
+			if err := v.verify(r, p, req, buf, &res); err != nil {
+				// res.KeyID is the key the request claims, unverified:
+				// for the log only.
+				v.reject(w, r, p, err, res.KeyID)
 				putBodyBuffer(buf)
 				return
 			}
-			res.ctx = resultCtx{Context: r.Context(), res: res}
-			r2 := r.WithContext(&res.ctx)
-			if res.Body == nil {
+			st := &handled{res: res}
+			// As http.MaxBytesHandler does: a shallow copy of r with the
+			// Result in its context and, when the body was read, a new
+			// Body reading the verified bytes.
+			st.ctx = resultCtx{Context: r.Context(), res: &st.res}
+			r2 := r.WithContext(&st.ctx)
+			if st.res.Body == nil {
 				putBodyBuffer(buf)
 				next.ServeHTTP(w, r2)
 				return
@@ -401,8 +410,8 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 			// The body was read into buf: next reads it from there, and
 			// buf is recycled when next returns (not if it panics: then
 			// it is left to the garbage collector).
-			buf.b, res.Body = res.Body, nil
-			pb := &res.body
+			buf.b, st.res.Body = st.res.Body, nil
+			pb := &st.body
 			pb.buf, pb.reader = buf, bodyReader{pb: pb}
 			r2.Body, r2.ContentLength, r2.GetBody = &pb.reader, int64(len(buf.b)), pb.getBody
 			next.ServeHTTP(w, r2)
@@ -415,9 +424,15 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 // fields and profile, key, signature and Content-Digest, then freshness
 // and replay, in that order, so that unauthenticated traffic never reaches
 // the replay store. It reads r.Body when the request has one (returned in
-// Result.Body). Errors match the package's sentinels.
+// Result.Body). Errors match the package's sentinels; on an error the
+// Result is nil.
 func (v *Verifier) Verify(r *http.Request) (*Result, error) {
-	return v.verify(r, v.cfg.Profile, v.required, nil)
+	var res Result // on the stack until it is verified
+	if err := v.verify(r, v.cfg.Profile, v.required, nil, &res); err != nil {
+		return nil, err
+	}
+	out := res
+	return &out, nil
 }
 
 // scratch is the working storage of one verification, recycled through
@@ -461,28 +476,31 @@ type sigInput struct {
 	comps   []component // items compiled, when they came from listCache
 }
 
-// verify is Verify against p. It reads the body into buf's storage when
-// buf is not nil and large enough (Result.Body then shares it; the caller
-// keeps Result.Body as buf's new contents), into a new slice otherwise.
-func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer) (*Result, error) {
+// verify is Verify against p, filling in res. It reads the body into
+// buf's storage when buf is not nil and large enough (res.Body then
+// shares it; the caller keeps res.Body as buf's new contents), into a new
+// slice otherwise. On an error, res holds what was parsed, unverified
+// (KeyID is the key the request claims): the caller may log it, and must
+// not hand it on.
+func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer, res *Result) error {
 	// Not a defer: a panic part way through must not put a half-written
 	// scratch back in the pool (it is left to the garbage collector), and
 	// verifyWith has too many returns for an open-coded defer.
 	sc := getScratch()
-	res, err := v.verifyWith(r, p, required, buf, sc)
+	err := v.verifyWith(r, p, required, buf, sc, res)
 	putScratch(sc)
-	return res, err
+	return err
 }
 
 // verifyWith is verify with sc as its working storage.
-func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer, sc *scratch) (*Result, error) {
+func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer, sc *scratch, res *Result) error {
 	ctx := r.Context()
 	// 1. Parse and profile checks.
 	in, learn, err := v.parse(r, p, required, sc)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	res := &Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: in.lines}
+	*res = Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: in.lines}
 	// 2. The signature base: everything a request can be refused for
 	// without its key is checked before the key is looked up, so that
 	// the answer to a request never depends on whether its key exists
@@ -500,7 +518,7 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		base, err = signatureBase(sc.base[:0], r, t, in.items, in.params, in.raw)
 	}
 	if err != nil {
-		return res, err
+		return err
 	}
 	sc.base = base[:0]
 	// 3. Key lookup. Unknown, revoked and mismatched keys get the answer
@@ -509,20 +527,20 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	switch {
 	case err == nil: // the usual case, before the error tests
 	case errors.Is(err, ErrUnknownKey):
-		return res, fmt.Errorf("%w: %q", ErrUnknownKey, in.keyID)
+		return fmt.Errorf("%w: %q", ErrUnknownKey, in.keyID)
 	default:
-		return res, fmt.Errorf("%w: key store: %v", ErrStoreUnavailable, err)
+		return fmt.Errorf("%w: key store: %v", ErrStoreUnavailable, err)
 	}
 	switch {
 	case key.Revoked:
-		return res, ErrRevokedKey
+		return ErrRevokedKey
 	case in.alg != "" && in.alg != key.Algorithm:
-		return res, ErrAlgorithm
+		return ErrAlgorithm
 	}
 	res.Algorithm = key.Algorithm
 	// 4. Signature, then the body against Content-Digest.
 	if err := v.verifyWithKey(in.keyID, key, base, in.sig); err != nil {
-		return res, err
+		return err
 	}
 	if learn {
 		v.lists.remember(in.lines[0], in.label)
@@ -534,76 +552,45 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		}
 		body, err := readBody(dst, r, v.cfg.MaxBodyBytes, sc.probe[:])
 		if err != nil {
-			return res, err
+			return err
 		}
 		if err := checkDigest(&sc.sfv, r.Header["Content-Digest"], body); err != nil {
-			return res, err
+			return err
 		}
 		res.Body = body
 	}
 	// 5. Freshness and replay.
-	// In nanoseconds since the epoch, saturated: the same comparisons as
-	// on time.Time, without its monotonic bookkeeping.
-	now, window, c := v.cfg.Now().UnixNano(), int64(v.cfg.Window), unixNano(in.created)
-	created := res.Created
+	now, created := v.cfg.Now(), res.Created
 	switch {
-	case c > addSat(now, int64(v.cfg.FutureSkew)):
-		return res, ErrFuture
-	case c <= addSat(now, -window):
+	case created.After(now.Add(v.cfg.FutureSkew)):
+		return ErrFuture
+	case !created.After(now.Add(-v.cfg.Window)):
 		// Exactly Window old is expired too: the nonce is held until
 		// created + Window, which is then already past.
-		return res, ErrExpired
-	case in.expires != 0 && now >= unixNano(in.expires):
-		return res, ErrExpired
+		return ErrExpired
+	case in.expires != 0 && !now.Before(time.Unix(in.expires, 0)):
+		return ErrExpired
 	}
 	ok, err := v.cfg.ReplayStore.Advance(ctx, in.keyID, created, v.cfg.ReorderSlack, 2*v.cfg.Window)
 	if err != nil {
-		return res, fmt.Errorf("%w: replay store: %v", ErrStoreUnavailable, err)
+		return fmt.Errorf("%w: replay store: %v", ErrStoreUnavailable, err)
 	}
 	if !ok {
-		return res, ErrStale
+		return ErrStale
 	}
 	if in.nonce != "" {
-		// created + Window, as created.Add(v.cfg.Window) is, without
-		// its monotonic bookkeeping.
-		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, time.Unix(0, addSat(c, window)))
+		ok, err := v.cfg.ReplayStore.UseNonce(ctx, in.keyID, in.nonce, created, created.Add(v.cfg.Window))
 		switch {
 		case err == nil && ok:
 		case errors.Is(err, ErrReplayFloor):
-			return res, ErrReplayFloor
+			return ErrReplayFloor
 		case err != nil:
-			return res, fmt.Errorf("%w: replay store: %v", ErrStoreUnavailable, err)
+			return fmt.Errorf("%w: replay store: %v", ErrStoreUnavailable, err)
 		case !ok:
-			return res, ErrReplay
+			return ErrReplay
 		}
 	}
-	return res, nil
-}
-
-// unixNano returns sec seconds since the epoch in nanoseconds, saturated
-// at the range of int64 (past it only for times before 1678 or after
-// 2262, which no valid signature has).
-func unixNano(sec int64) int64 {
-	const limit = math.MaxInt64 / int64(time.Second)
-	switch {
-	case sec > limit:
-		return math.MaxInt64
-	case sec < -limit:
-		return math.MinInt64
-	}
-	return sec * int64(time.Second)
-}
-
-// addSat returns a + b, saturated at the range of int64.
-func addSat(a, b int64) int64 {
-	c := a + b
-	switch {
-	case b > 0 && c < a:
-		return math.MaxInt64
-	case b < 0 && c > a:
-		return math.MinInt64
-	}
-	return c
+	return nil
 }
 
 // parse reads Signature-Input and Signature, picks the signature to
@@ -903,7 +890,9 @@ func (v *Verifier) acceptSignature(r *http.Request) string {
 	return string(b)
 }
 
-func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, res *Result) {
+// reject logs and answers a rejected request; keyID is the key it claims,
+// unverified ("" when it names none).
+func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, keyID string) {
 	event := "signature_rejected"
 	switch {
 	case errors.Is(err, ErrSignature):
@@ -914,8 +903,8 @@ func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err
 		event = "replay_floor"
 	}
 	attrs := []slog.Attr{slog.String("event", event), slog.String("reason", reason(err))}
-	if res != nil {
-		attrs = append(attrs, slog.String("key_id", res.KeyID))
+	if keyID != "" {
+		attrs = append(attrs, slog.String("key_id", keyID))
 	}
 	if m := deviceModel(r.Header.Get(v.cfg.DeviceModelHeader)); m != "" {
 		attrs = append(attrs, slog.String("device_model", m))

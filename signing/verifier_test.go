@@ -363,8 +363,9 @@ func TestVerifyAttacks(t *testing.T) {
 			// The same verdict from Verify, the plain method.
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			if tt.want != ErrReplay && tt.want != ErrStale {
-				_, err := v.Verify(r)
+				res, err := v.Verify(r)
 				require.ErrorIs(t, err, tt.want)
+				require.Nil(t, res, "unverified_keyid_beside_error: no Result beside an error")
 			}
 		})
 	}
