@@ -55,7 +55,18 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 func TestFailureStoreKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := newClient(t, srv.Addr())
-	s := NewFailureStore(rdb, Options{Prefix: "p:", InsecureTrustCallerClock: true}) // the calls below move now
+	s := NewFailureStore(rdb, Options{Prefix: "p:", Timeout: testTimeout, InsecureTrustCallerClock: true}) // the calls below move now
+	// On the caller's clock, a key outlives the state it holds by the
+	// timeout.
+	lag := testTimeout
+	// near: PTTL only falls while the test runs, so it is at most the
+	// expected TTL (rounded up to whole milliseconds), and a loaded
+	// machine may have spent some of it.
+	near := func(want, ttl time.Duration, msg ...any) {
+		t.Helper()
+		require.LessOrEqual(t, ttl, want+lag+time.Millisecond, msg...)
+		require.Greater(t, ttl, want+lag-400*time.Millisecond, msg...)
+	}
 	p := FailurePolicy{Budget: 2, Per: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour, Lease: time.Second}
 	now := time.Now()
 	ok, ticket, _, _, err := s.Reserve(t.Context(), "hashed-key", p, now)
@@ -69,7 +80,7 @@ func TestFailureStoreKeys(t *testing.T) {
 	require.Equal(t, s.opts.key(purposeFailure, "hashed-key"), key)
 	ttl, err := rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
-	require.InDelta(t, float64(31*time.Second), float64(ttl), float64(100*time.Millisecond),
+	near(31*time.Second, ttl,
 		"kept for the lease of the attempt in flight, and the refill of the failure it lapses into")
 	// A call just before the lease ends must not let the key expire with
 	// it: the lapsed attempt is a failure that the key must still hold.
@@ -77,7 +88,7 @@ func TestFailureStoreKeys(t *testing.T) {
 	require.NoError(t, err)
 	ttl, err = rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
-	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond))
+	near(30*time.Second, ttl)
 	_, _, _, err = s.Settle(t.Context(), "hashed-key", ticket, false, false, p, now)
 	require.NoError(t, err)
 	n, err := rdb.Exists(t.Context(), key).Result()
@@ -87,7 +98,7 @@ func TestFailureStoreKeys(t *testing.T) {
 	require.NoError(t, err)
 	ttl, err = rdb.PTTL(t.Context(), key).Result()
 	require.NoError(t, err)
-	require.InDelta(t, float64(30*time.Second), float64(ttl), float64(100*time.Millisecond), "kept until the failure refills")
+	near(30*time.Second, ttl, "kept until the failure refills")
 }
 
 // TestFailureStoreKeyOnServerClock: a failure recorded by an instance
@@ -112,4 +123,45 @@ func TestFailureStoreKeyOnServerClock(t *testing.T) {
 	rem, _, err := s.Peek(t.Context(), "k", p, time.Now().Add(-time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 1, rem, "one failure spent, whatever the caller's clock")
+}
+
+// TestFailureStoreQueuedCalls: a guess stamped while the budget is spent
+// that reaches Redis late (a flood queues the calls in the client's pool;
+// here Redis is paused, so its clock moves on while the stamp stands
+// still) is refused. On the caller's clock (InsecureTrustCallerClock, the
+// conformance suites' mode), the key used to expire on Redis's clock when
+// the failures refilled on the caller's, and a queued guess then found a
+// fresh budget. On the server's clock, the stamp is ignored and the key
+// expires on the clock that decides.
+func TestFailureStoreQueuedCalls(t *testing.T) {
+	srv := redistest.Start(t)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, mode := range []struct {
+		name  string
+		trust bool
+		per   time.Duration // on the server's clock, long enough that the pause refills nothing
+	}{
+		{"caller_clock", true, 400 * time.Millisecond},
+		{"server_clock", false, time.Hour},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := NewFailureStore(newClient(t, srv.Addr()), Options{Prefix: mode.name + ":", Timeout: testTimeout, InsecureTrustCallerClock: mode.trust})
+			p := FailurePolicy{Budget: 2, Per: mode.per, Lockout: time.Microsecond, MaxLockout: time.Microsecond, Lease: time.Second}
+			t.Run("queued_guess_finds_fresh_budget", func(t *testing.T) {
+				for range 2 {
+					_, _, _, err := s.Settle(t.Context(), "victim", 0, true, false, p, t0)
+					require.NoError(t, err)
+				}
+				// Redis's clock passes the refill on the caller's clock
+				// (t0+400ms) by 200ms: well within the timeout a queued
+				// call may take.
+				_, err := srv.Do("DEBUG", "SLEEP", "0.6")
+				require.NoError(t, err)
+				ok, _, rem, _, err := s.Reserve(t.Context(), "victim", p, t0)
+				require.NoError(t, err)
+				require.False(t, ok, "the budget is spent, whenever the guess reaches Redis")
+				require.Zero(t, rem)
+			})
+		})
+	}
 }

@@ -46,7 +46,11 @@ type Options struct {
 	// server's. It exists for tests with a fake clock: in production an
 	// instance whose clock runs ahead sees the others' failures as
 	// refilled and their tokens as returned, and stores replay ids that
-	// expire early. Default: false (the server's clock).
+	// expire early. Keys still expire on Redis's clock, Timeout after
+	// the state they hold ends on the caller's: a fake clock that stands
+	// still for longer than Timeout past that end sees the state gone
+	// (give such tests a generous Timeout). Default: false (the server's
+	// clock).
 	InsecureTrustCallerClock bool
 	// Breaker fails calls fast while Redis is found down. Stores given the
 	// same *Breaker share its state: one store's failures open it for all,
@@ -95,37 +99,56 @@ func (o *Options) defaults() {
 }
 
 // clock is the first argument of every script that measures time: ""
-// for the Redis server's clock, or the caller's now in microseconds when
-// the store trusts the caller's clock (InsecureTrustCallerClock).
+// for the Redis server's clock, or, when the store trusts the caller's
+// clock (InsecureTrustCallerClock), the caller's now and o.Timeout in
+// microseconds, apart by a space: see luaClock for the latter.
 func (o *Options) clock(now time.Time) string {
 	if o.InsecureTrustCallerClock {
-		return strconv.FormatInt(now.UnixMicro(), 10)
+		return strconv.FormatInt(now.UnixMicro(), 10) + " " + strconv.FormatInt(o.Timeout.Microseconds(), 10)
 	}
 	return ""
 }
 
 // luaClock opens every script that measures time (see Options.clock).
 // It sets now, in microseconds, to the Redis server's clock (TIME), or to
-// ARGV[1] when the caller's clock is trusted, and defines px(at), the SET
-// option pair that keeps a key until at (µs on that clock), and
-// expire(key, at), which does the same for an existing key.
+// the caller's now in ARGV[1] when the caller's clock is trusted, and
+// defines px(at), the SET option pair that keeps a key until at (µs on
+// that clock), and expire(key, at), which does the same for an existing
+// key.
 //
 // On the server's clock a key's expiry is absolute (PXAT, PEXPIREAT),
 // rounded up to the millisecond: a relative TTL would be counted from
 // the time Redis snapshots at the start of the script, up to a
 // millisecond or more before TIME, and the key would expire early. TIME
 // is allowed in a script that writes from Redis 5 on (effects
-// replication) and PXAT from Redis 6.2: see the package doc.
+// replication) and PXAT from Redis 6.2: see the package doc. A key then
+// expires on the clock the script decides on, so a call that reaches
+// Redis late (queued in the client's pool) decides at its arrival, and
+// finds the key gone only when its state restricts nothing any more.
+//
+// On the caller's clock the TTL is relative (PX), counted on Redis's
+// clock from the script's run, and it is lengthened by lag, the caller's
+// Options.Timeout (ARGV[1] is "now lag"): now is when the caller made
+// the call, which may reach Redis up to Options.Timeout later and still
+// succeed (a flood queues calls in the client's pool; a test's fake clock
+// stands still while real time passes). Were the key gone by then, such
+// a call would find a fresh bucket, budget or id where its now says the
+// state still restricts: 6 requests of a burst of 5
+// (queued_calls_refill_bucket), a guess on a spent budget
+// (queued_guess_finds_fresh_budget), a replayed id
+// (queued_use_forgets_id). A key whose state has expired decides as an
+// absent one, so the longer life changes no other decision.
 const luaClock = `
-local now, trusted
+local now, lag, trusted
 if ARGV[1] == '' then
   local t = redis.call('TIME')
-  now, trusted = tonumber(t[1]) * 1000000 + tonumber(t[2]), false
+  now, lag, trusted = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0, false
 else
-  now, trusted = tonumber(ARGV[1]), true
+  local c, l = string.match(ARGV[1], '^(%-?%d+) (%d+)$')
+  now, lag, trusted = tonumber(c), tonumber(l), true
 end
 local function px(at)
-  if trusted then return 'PX', math.max(math.ceil((at - now) / 1000), 1) end
+  if trusted then return 'PX', math.max(math.ceil((at - now + lag) / 1000), 1) end
   return 'PXAT', string.format('%.0f', math.max(math.ceil(at / 1000), math.floor(now / 1000) + 1))
 end
 local function expire(key, at)

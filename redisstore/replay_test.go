@@ -11,9 +11,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// testTimeout bounds the store calls of tests that expect Redis to answer:
+// generous, for -race on a busy two-core machine, where a call that
+// timed out would fail a test that means something else (or, behind a
+// FallbackLocal limiter, admit a request silently). On the caller's clock
+// (InsecureTrustCallerClock) a key outlives its state by the timeout on
+// Redis's clock, so it also covers a frozen fake clock for that long.
+const testTimeout = 10 * time.Second
+
+// newClient returns a client for a healthy redis-server at addr, configured
+// as the package doc recommends, with a dial timeout as generous as
+// testTimeout.
 func newClient(t *testing.T, addr string) redis.UniversalClient {
 	t.Helper()
-	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ContextTimeoutEnabled: true})
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, DialTimeout: testTimeout, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -141,5 +152,49 @@ func TestReplayNamespaces(t *testing.T) {
 	require.Len(t, keys, 3*2+3, "nonces and ids of three namespaces; marks of device-42 in two, device-7 in one")
 	for _, k := range keys {
 		require.Regexp(t, `^apiguard:(replay|nonce|mark):[0-9a-f]{64}$`, k)
+	}
+}
+
+// TestReplayStoreQueuedCalls: an id used once and used again by a call
+// made before it expired on the caller's clock, that reaches Redis late (a
+// flood queues calls in the client's pool; here Redis is paused, so its
+// clock moves on while the stamp stands still), is a replay. On the
+// caller's clock (InsecureTrustCallerClock) the key used to expire on
+// Redis's clock when the id did on the caller's, plus MaxClockSkew: a
+// call queued for longer than that found the id forgotten whenever
+// Options.Timeout exceeded MaxClockSkew. On the server's clock the
+// expiry is absolute and the script refuses an id past it on the same
+// clock.
+func TestReplayStoreQueuedCalls(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, mode := range []struct {
+		name  string
+		trust bool
+		stamp func() time.Time // the stamp of every call: Options.Now stands still at it
+		life  time.Duration    // the id's, from the stamp
+		pause string           // DEBUG SLEEP: past the id's expiry and the skew by 200ms
+	}{
+		{"caller_clock", true, func() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }, 100 * time.Millisecond, "0.3"},
+		// Real time: the first call must reach Redis within the id's life.
+		{"server_clock", false, time.Now, time.Second, "1.2"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			stamp := mode.stamp()
+			s := NewReplayStore(newClient(t, srv.Addr()), Options{Prefix: mode.name + ":", Timeout: testTimeout, MaxClockSkew: time.Millisecond,
+				InsecureTrustCallerClock: mode.trust, Now: func() time.Time { return stamp }})
+			t.Run("queued_use_forgets_id", func(t *testing.T) {
+				exp := stamp.Add(mode.life)
+				ok, err := s.Use(t.Context(), "jti", exp)
+				require.NoError(t, err)
+				require.True(t, ok)
+				// Redis's clock passes the id's expiry on the caller's
+				// clock, and the skew: well within the timeout.
+				_, err = srv.Do("DEBUG", "SLEEP", mode.pause)
+				require.NoError(t, err)
+				ok, err = s.Use(t.Context(), "jti", exp)
+				require.NoError(t, err)
+				require.False(t, ok, "used once, whenever the second call reaches Redis")
+			})
+		})
 	}
 }
