@@ -23,10 +23,10 @@ func TestClusterConformance(t *testing.T) {
 	c := redistest.StartCluster(t)
 	var n atomic.Int64
 	opts := func() Options {
-		return Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: time.Second}
+		return Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: testTimeout}
 	}
 	client := func(t *testing.T) redis.UniversalClient {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true, MaxRetries: -1, DialTimeout: testTimeout})
 		if _, ok := rdb.(*redis.ClusterClient); !ok {
 			t.Fatalf("not a cluster client: %T", rdb)
 		}

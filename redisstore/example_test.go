@@ -26,10 +26,16 @@ var exampleRedis string
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m, &exampleRedis)) }
 
+// testTimeout bounds the store calls of the tests and examples that expect
+// Redis to answer: generous, for -race on a busy two-core machine, where a
+// call that timed out would fail a test that means something else, or,
+// behind a FallbackLocal limiter, admit a request silently.
+const testTimeout = 10 * time.Second
+
 // Two instances of an API share one limit through Redis: three requests
 // per minute for a device, whichever instance serves them.
 func ExampleNewLimitStore() {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true, MaxRetries: -1})
 	defer rdb.Close()
 	// Keys are stored as keyed hashes; every instance needs the same secret
 	// (from your secret store, not from code).
@@ -39,9 +45,17 @@ func ExampleNewLimitStore() {
 			Name:      "device",
 			Limit:     ratelimit.Limit{Requests: 3, Per: time.Minute},
 			Key:       ratelimit.KeyByHeader("X-Device-ID"),
-			Store:     redisstore.NewLimitStore(rdb, redisstore.Options{Prefix: "example:limit:"}),
+			Store:     redisstore.NewLimitStore(rdb, redisstore.Options{Prefix: "example:limit:", Timeout: testTimeout}),
 			KeySecret: keySecret,
-			Logger:    slog.New(slog.DiscardHandler),
+			// A Redis that does not answer in time is an error (503 from
+			// the Handler), not a decision of this instance alone
+			// (FallbackLocal, the default), which would let each instance
+			// admit a burst of its own. The timeouts are generous so that
+			// the example holds on a busy machine; the defaults (10ms for
+			// the limiter, 100ms for the store) suit a production Redis.
+			StorePolicy:  ratelimit.FailClosed,
+			StoreTimeout: testTimeout,
+			Logger:       slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			panic(err)
@@ -66,13 +80,13 @@ func ExampleNewLimitStore() {
 // A signed request accepted by one instance is a replay on the other: the
 // nonce is recorded in Redis, not in either process.
 func ExampleNewReplayStore() {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true, MaxRetries: -1})
 	defer rdb.Close()
 	secret := bytes.Repeat([]byte{7}, 32)
 	instance := func() *signing.Verifier {
 		v, err := signing.New(signing.Config{
 			Keys:        signing.StaticKeys(map[string][]byte{"device-42": secret}),
-			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Prefix: "example:replay:"}),
+			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Prefix: "example:replay:", Timeout: testTimeout}),
 			Logger:      slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
@@ -151,11 +165,12 @@ func ExampleNewBreaker() {
 func ExampleOptions_oneDeadline() {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true, MaxRetries: -1})
 	defer rdb.Close()
-	attests := redisstore.NewAttestStore(rdb, redisstore.Options{Prefix: "example:deadline:", Timeout: time.Second})
+	attests := redisstore.NewAttestStore(rdb, redisstore.Options{Prefix: "example:deadline:", Timeout: testTimeout})
 
 	handler := func(w http.ResponseWriter, r *http.Request) {
-		// One budget for every store call of this request.
-		ctx, cancel := context.WithTimeout(r.Context(), 150*time.Millisecond)
+		// One budget for every store call of this request (generous, so
+		// that the example holds on a busy machine).
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if _, err := attests.Swap(ctx, "user-42", []byte(`{"seen":1}`), time.Hour); err != nil {
 			http.Error(w, "try again", http.StatusServiceUnavailable)

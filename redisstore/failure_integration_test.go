@@ -34,13 +34,13 @@ type budgetInstance struct {
 
 func newBudgetInstance(t *testing.T, addr string, cfg ratelimit.FailureConfig, opts redisstore.Options) *budgetInstance {
 	t.Helper()
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 100 * time.Millisecond})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 	t.Cleanup(func() { _ = rdb.Close() })
 	cfg.Name = "otp"
 	cfg.Key = ratelimit.KeyByHeader("X-Account")
 	cfg.Store = redisstore.NewFailureStore(rdb, opts)
 	cfg.KeySecret = bytes.Repeat([]byte{5}, 32)
-	cfg.StoreTimeout = 500 * time.Millisecond
+	cfg.StoreTimeout = testTimeout
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	b, err := ratelimit.NewFailureBudget(cfg)
 	require.NoError(t, err)
@@ -55,7 +55,7 @@ func TestFailureBudgetShareRedis(t *testing.T) {
 	t.Run("failure_budget_parallel_guesses", func(t *testing.T) {
 		var wraps []func(http.Handler) http.Handler
 		for range 4 {
-			in := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 3, Per: time.Hour}, redisstore.Options{Timeout: 500 * time.Millisecond})
+			in := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 3, Per: time.Hour}, redisstore.Options{Timeout: testTimeout})
 			wraps = append(wraps, in.budget.Handler)
 		}
 		entered, codes := ratelimittest.ParallelGuesses(t, wraps, 200, "alice")
@@ -76,7 +76,7 @@ func TestFailureBudgetShareRedis(t *testing.T) {
 func TestFailureBudgetRedisOutage(t *testing.T) {
 	srv := redistest.Start(t)
 	var later atomic.Int64 // moves the stores' breaker clock past its cool-down
-	opts := redisstore.Options{Timeout: 500 * time.Millisecond, Now: func() time.Time { return time.Now().Add(time.Duration(later.Load())) }}
+	opts := redisstore.Options{Timeout: testTimeout, Now: func() time.Time { return time.Now().Add(time.Duration(later.Load())) }}
 	closed := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 2, Per: time.Hour}, opts)
 	local := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 2, Per: time.Hour, StorePolicy: ratelimit.FallbackLocal}, opts)
 	open := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 2, Per: time.Hour, StorePolicy: ratelimit.FailOpen}, opts)
@@ -132,7 +132,7 @@ func TestFailureBudgetSameNameOneStore(t *testing.T) {
 // Two instances of a login service share one failure budget through
 // Redis: three failures per account, wherever they land.
 func ExampleNewFailureStore() {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true, MaxRetries: -1})
 	defer rdb.Close()
 	instance := func() http.Handler {
 		b, err := ratelimit.NewFailureBudget(ratelimit.FailureConfig{
@@ -140,9 +140,12 @@ func ExampleNewFailureStore() {
 			Key:       ratelimit.KeyByHeader("X-Account"),
 			Budget:    3,
 			Per:       15 * time.Minute,
-			Store:     redisstore.NewFailureStore(rdb, redisstore.Options{Prefix: "example:failures:"}),
+			Store:     redisstore.NewFailureStore(rdb, redisstore.Options{Prefix: "example:failures:", Timeout: testTimeout}),
 			KeySecret: bytes.Repeat([]byte{9}, 32), // from your secret store
-			Logger:    slog.New(slog.DiscardHandler),
+			// Generous, so that the example holds on a busy machine; the
+			// defaults (100ms) suit a production Redis.
+			StoreTimeout: testTimeout,
+			Logger:       slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			panic(err)

@@ -22,8 +22,11 @@ func TestFailureStoreConformance(t *testing.T) {
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		// The suite's fake clock decides: the stores trust it.
-		o := Options{Timeout: time.Second, InsecureTrustCallerClock: true}
+		// The suite's fake clock decides: the stores trust it. The
+		// timeout is generous (-race on a busy two-core machine), and the
+		// suite's clock stands still while a case runs, for up to the
+		// timeout past a key's state on Redis's clock.
+		o := Options{Timeout: testTimeout, InsecureTrustCallerClock: true}
 		return NewFailureStore(newClient(t, srv.Addr()), o), NewFailureStore(newClient(t, srv.Addr()), o)
 	})
 }
@@ -37,9 +40,9 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 	c := redistest.StartCluster(t)
 	var n atomic.Int64
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
-		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: time.Second, InsecureTrustCallerClock: true}
+		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: testTimeout, InsecureTrustCallerClock: true}
 		client := func() redis.UniversalClient {
-			rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
+			rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true, MaxRetries: -1, DialTimeout: testTimeout})
 			if _, ok := rdb.(*redis.ClusterClient); !ok {
 				t.Fatalf("not a cluster client: %T", rdb)
 			}

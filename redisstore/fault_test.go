@@ -124,14 +124,16 @@ func TestFaultsUnderLoad(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	srv := redistest.Start(t)
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1,
-		ContextTimeoutEnabled: true, DialTimeout: 100 * time.Millisecond})
-	const timeout = 100 * time.Millisecond
+		ContextTimeoutEnabled: true, DialTimeout: time.Second})
+	// A timeout that a healthy Redis never reaches, even under -race on a
+	// busy two-core machine, and a pause (DEBUG SLEEP 3) well past it.
+	const timeout = time.Second
 	opts := Options{Timeout: timeout}
 	replay, limits, attest := NewReplayStore(rdb, opts), NewLimitStore(rdb, opts), NewAttestStore(rdb, opts)
 	ops := storeOps(replay, limits, attest)
 	l := startLoad(ops)
 	defer l.end()
-	const hang = 2 * time.Second
+	const hang = 5 * time.Second
 
 	ok, failed, slowest := l.phase(t, 300*time.Millisecond)
 	t.Logf("healthy: %d ok, %d failed, slowest call %v", ok, failed, slowest)
@@ -142,10 +144,10 @@ func TestFaultsUnderLoad(t *testing.T) {
 	pause := make(chan struct{})
 	go func() {
 		defer close(pause)
-		_, _ = srv.Do("DEBUG", "SLEEP", "0.6")
+		_, _ = srv.Do("DEBUG", "SLEEP", "3")
 	}()
-	ok, failed, slowest = l.phase(t, 400*time.Millisecond)
-	t.Logf("DEBUG SLEEP 0.6: %d ok, %d failed, slowest call %v (timeout %v)", ok, failed, slowest, timeout)
+	ok, failed, slowest = l.phase(t, 2500*time.Millisecond)
+	t.Logf("DEBUG SLEEP 3: %d ok, %d failed, slowest call %v (timeout %v)", ok, failed, slowest, timeout)
 	require.Positive(t, failed, "a paused Redis times calls out")
 	require.Less(t, slowest, hang, "no call waits out the pause")
 	<-pause

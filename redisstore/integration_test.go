@@ -53,13 +53,13 @@ func TestDPoPReplayAcrossVerifiers(t *testing.T) {
 	require.NoError(t, err)
 
 	newInstance := func() *auth.Verifier {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		v, err := auth.New(auth.Config{
 			Issuers:     []auth.Issuer{{Issuer: "https://idp.example/", Audience: []string{"api"}, Keys: set}},
 			DPoP:        auth.DPoPRequired,
 			DPoPURL:     "https://api.example.com",
-			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: 200 * time.Millisecond}),
+			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: testTimeout}),
 			Logger:      slog.New(slog.DiscardHandler),
 		})
 		require.NoError(t, err)

@@ -28,15 +28,15 @@ func TestLimitersShareRedis(t *testing.T) {
 	var storeLater atomic.Int64
 	storeNow := func() time.Time { return time.Now().Add(time.Duration(storeLater.Load())) }
 	newInstance := func(policy ratelimit.StorePolicy) http.Handler {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 100 * time.Millisecond})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		l, err := ratelimit.New(ratelimit.Config{
 			Limit:        ratelimit.Limit{Requests: 5, Per: time.Minute},
 			Key:          ratelimit.KeyByHeader("X-Device-ID"),
-			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{Now: storeNow}),
+			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{Timeout: testTimeout, Now: storeNow}),
 			KeySecret:    secret,
 			StorePolicy:  policy,
-			StoreTimeout: 200 * time.Millisecond,
+			StoreTimeout: testTimeout,
 			Now:          now,
 			Logger:       slog.New(slog.DiscardHandler),
 		})

@@ -16,8 +16,11 @@ func TestLimitStoreConformance(t *testing.T) {
 	ratelimittest.Run(t, func(t *testing.T) (ratelimittest.Store, ratelimittest.Store) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
-		// The suite's fake clock decides: the stores trust it.
-		o := Options{Timeout: time.Second, InsecureTrustCallerClock: true}
+		// The suite's fake clock decides: the stores trust it. Generous:
+		// -race on a busy two-core machine. The suite's clock stands
+		// still, and a bucket's key outlives its TAT by this timeout on
+		// Redis's clock, so it must also exceed how long a case runs.
+		o := Options{Timeout: testTimeout, InsecureTrustCallerClock: true}
 		return NewLimitStore(newClient(t, srv.Addr()), o), NewLimitStore(newClient(t, srv.Addr()), o)
 	})
 }

@@ -43,7 +43,7 @@ func TestRedTeamHangupOnRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	br := redisstore.NewBreaker(redisstore.BreakerConfig{Failures: 2})
 	in := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 2, Per: time.Hour, StorePolicy: ratelimit.FallbackLocal},
-		redisstore.Options{Timeout: 500 * time.Millisecond, Breaker: br})
+		redisstore.Options{Timeout: testTimeout, Breaker: br})
 	var entered atomic.Int64
 	h := in.budget.Handler(countingGuess(&entered))
 	gone, cancel := context.WithCancel(context.Background())
@@ -72,9 +72,9 @@ func TestRedTeamClockAheadMintsBudget(t *testing.T) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
 		cfg := ratelimit.FailureConfig{Budget: 3, Per: time.Hour}
-		honest := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: 500 * time.Millisecond})
+		honest := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: testTimeout})
 		cfg.Now = ahead
-		fast := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: 500 * time.Millisecond, Now: ahead})
+		fast := newBudgetInstance(t, srv.Addr(), cfg, redisstore.Options{Timeout: testTimeout, Now: ahead})
 		order := []*budgetInstance{honest, fast}
 		if fastFirst {
 			order = []*budgetInstance{fast, honest}
@@ -101,16 +101,16 @@ func TestRedTeamClockAheadMintsTokens(t *testing.T) {
 	srv := redistest.Start(t)
 	ahead := func() time.Time { return time.Now().Add(time.Hour) }
 	newLimiter := func(now func() time.Time) http.Handler {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		l, err := ratelimit.New(ratelimit.Config{
 			Name:         "api",
 			Limit:        ratelimit.Limit{Requests: 3, Per: time.Hour},
 			Key:          ratelimit.KeyByHeader("X-Device-ID"),
-			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{Timeout: 500 * time.Millisecond, Now: now}),
+			Store:        redisstore.NewLimitStore(rdb, redisstore.Options{Timeout: testTimeout, Now: now}),
 			KeySecret:    bytes.Repeat([]byte{7}, 32),
 			StorePolicy:  ratelimit.FailClosed,
-			StoreTimeout: 500 * time.Millisecond,
+			StoreTimeout: testTimeout,
 			Now:          now,
 			Logger:       slog.New(slog.DiscardHandler),
 		})

@@ -24,11 +24,11 @@ func TestSignedReplayAcrossVerifiers(t *testing.T) {
 	secret := bytes.Repeat([]byte{42}, 32)
 	clock := time.Now() // the servers' and the device's, which moves on below
 	newInstance := func() *signing.Verifier {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		v, err := signing.New(signing.Config{
 			Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
-			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: 200 * time.Millisecond}),
+			ReplayStore: redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: testTimeout}),
 			Now:         func() time.Time { return clock },
 			Logger:      slog.New(slog.DiscardHandler),
 		})
@@ -77,9 +77,9 @@ func TestSignedReplayAcrossVerifiers(t *testing.T) {
 // back by the first's flood when each has its namespace.
 func TestSigningFutureCreatedOnRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 	t.Cleanup(func() { _ = rdb.Close() })
-	store := redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: 500 * time.Millisecond})
+	store := redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: testTimeout})
 	clock := time.Now().Truncate(time.Second)
 	now := func() time.Time { return clock }
 	attackerSecret, honestSecret := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)

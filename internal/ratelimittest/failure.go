@@ -29,7 +29,9 @@ type FailureStore interface {
 }
 
 // FailureFactory returns two failure stores sharing one backend (two
-// instances).
+// instances). Time is what the suite passes as now, as for [Factory],
+// which says what its frozen clock asks of a store whose records expire
+// on another clock.
 type FailureFactory func(t *testing.T) (a, b FailureStore)
 
 // RunFailure runs the failure budget stores' suite: every decision is

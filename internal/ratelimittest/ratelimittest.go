@@ -20,7 +20,12 @@ type Store interface {
 }
 
 // Factory returns two stores sharing one backend (two instances). Time is
-// what the suite passes as now.
+// what the suite passes as now: it stands still while real time passes,
+// so a store that decides on it but whose records expire on another clock
+// (redisstore with Options.InsecureTrustCallerClock: Redis's) must keep a
+// bucket longer than a case runs after its TAT (redisstore: by
+// Options.Timeout; give it a generous one), or a slow case sees a bucket
+// refilled that the suite's clock says cannot be.
 type Factory func(t *testing.T) (a, b Store)
 
 // Run runs the suite.
