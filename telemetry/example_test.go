@@ -68,15 +68,17 @@ func ExampleIDFrom() {
 		panic(err)
 	}
 	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Println("handling", telemetry.IDFrom(r.Context()))
+		id, _ := telemetry.IDFrom(r.Context())
+		fmt.Println("handling", id)
 	}))
 	req := httptest.NewRequest("GET", "/", nil)
 	req.Header.Set("X-Request-ID", "req-1")
 	h.ServeHTTP(httptest.NewRecorder(), req)
-	fmt.Printf("outside a request: %q\n", telemetry.IDFrom(context.Background()))
+	id, ok := telemetry.IDFrom(context.Background())
+	fmt.Printf("outside a request: %q %v\n", id, ok)
 	// Output:
 	// handling req-1
-	// outside a request: ""
+	// outside a request: "" false
 }
 
 func ExampleNewLogHandler() {

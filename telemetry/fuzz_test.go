@@ -19,7 +19,7 @@ func FuzzHandler(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if IDFrom(r.Context()) != w.Header().Get("X-Request-ID") {
+		if id, ok := IDFrom(r.Context()); !ok || id != w.Header().Get("X-Request-ID") {
 			panic("context ID differs from echoed ID")
 		}
 		spanContextOf(r.Context())

@@ -524,13 +524,14 @@ func (st *reqState) newRootSpanContext() {
 	st.hexOK = true
 }
 
-// IDFrom returns the correlation ID of the request whose context is ctx,
-// or "" when ctx did not come through [Observer.Handler].
-func IDFrom(ctx context.Context) string {
+// IDFrom returns the correlation ID of the request whose context is ctx.
+// It reports false, with "", when ctx did not come through
+// [Observer.Handler].
+func IDFrom(ctx context.Context) (string, bool) {
 	if st := stateFrom(ctx); st != nil {
-		return st.id
+		return st.id, true
 	}
-	return ""
+	return "", false
 }
 
 // SetRoute names the route of the request whose context is ctx, for

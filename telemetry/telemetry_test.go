@@ -66,7 +66,7 @@ func TestCorrelationID(t *testing.T) {
 			var reached bool
 			h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				reached = true
-				seen = IDFrom(r.Context())
+				seen, _ = IDFrom(r.Context())
 			}))
 			req := httptest.NewRequest("GET", "/", nil)
 			for _, v := range tt.give {
@@ -288,7 +288,7 @@ func TestLogHandler(t *testing.T) {
 	logger := slog.New(NewLogHandler(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	var id string
 	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id = IDFrom(r.Context())
+		id, _ = IDFrom(r.Context())
 		ctx := r.Context()
 		logger.WarnContext(ctx, "auth failed", "event", "auth_failed", "reason", "expired")
 		logger.With("event", "replay").WarnContext(ctx, "replay", "reason", "nonce_reused")
@@ -575,7 +575,7 @@ func TestNoRequestMetrics(t *testing.T) {
 	o.now = func() time.Time { clockReads++; return time.Now() }
 	var id string
 	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id = IDFrom(r.Context())
+		id, _ = IDFrom(r.Context())
 		slog.New(NewLogHandler(slog.DiscardHandler)).WarnContext(r.Context(), "x", "event", "replay", "reason", "n")
 	}))
 	rec := httptest.NewRecorder()
@@ -640,7 +640,7 @@ func TestLogRootTraceIDs(t *testing.T) {
 				logger.InfoContext(r.Context(), "one")
 				logger.InfoContext(r.Context(), "two")
 				want, _ = spanContextOf(r.Context())
-				id = IDFrom(r.Context())
+				id, _ = IDFrom(r.Context())
 				quiet := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil)))
 				plain := slog.New(slog.NewJSONHandler(io.Discard, nil))
 				allocs = testing.AllocsPerRun(50, func() { quiet.InfoContext(r.Context(), "x", "event", "e") }) -
@@ -670,4 +670,28 @@ func TestLogRootTraceIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIDFrom checks that IDFrom, like every other accessor, reports whether
+// the context came through Observer.Handler, so that a handler mounted
+// without telemetry cannot mistake "" for a correlation ID.
+func TestIDFrom(t *testing.T) {
+	t.Run("bare_context", func(t *testing.T) {
+		id, ok := IDFrom(context.Background())
+		require.False(t, ok)
+		require.Empty(t, id)
+	})
+	t.Run("through_handler", func(t *testing.T) {
+		o, _, _ := newObserver(t, Config{})
+		var id string
+		var ok bool
+		h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, ok = IDFrom(r.Context())
+		}))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		require.True(t, ok)
+		require.NotEmpty(t, id)
+		require.Equal(t, rec.Header().Get("X-Request-ID"), id)
+	})
 }

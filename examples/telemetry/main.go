@@ -23,7 +23,8 @@ func newHandler(logger *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
 		logger.InfoContext(r.Context(), "hello") // carries correlation_id and trace_id
-		_, _ = w.Write([]byte("hello, " + telemetry.IDFrom(r.Context()) + "\n"))
+		id, _ := telemetry.IDFrom(r.Context())
+		_, _ = w.Write([]byte("hello, " + id + "\n"))
 	})
 	mux.Handle("POST /reports", obs.ReportHandler())
 	return obs.Handler(mux), nil
