@@ -19,8 +19,12 @@
 // # Place in the chain
 //
 // After telemetry, the IP limiter and auth (the risk history is keyed by
-// subject), before the handler. It reads the body (up to 1 MiB) to bind
-// assertions to it, and hands it on intact.
+// subject), before the handler. It reads the body whole (up to
+// Config.MaxBodyBytes, 1 MiB by default; a larger one is 413) to bind
+// assertions to it, and hands it on intact. Rejections go to
+// Config.ErrorHandler, problem+json by default ([Verifier.WriteError]).
+// [Verifier.Assess] is the same decision without HTTP, on the
+// [Evidence] that [Verifier.EvidenceFrom] gathers from a request.
 //
 // # App Attest
 //

@@ -50,7 +50,7 @@ type Evidence struct {
 // is consumed: whoever serves r afterwards hands on Evidence.Body, as
 // [Verifier.Handler] does.
 func (v *Verifier) EvidenceFrom(r *http.Request) (Evidence, error) {
-	ev, err := requestEvidence(r, maxAssertedBody)
+	ev, err := requestEvidence(r, v.cfg.MaxBodyBytes)
 	if err != nil {
 		return Evidence{}, err
 	}

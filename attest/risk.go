@@ -213,7 +213,21 @@ type Config struct {
 	// Logger receives events (risk_step_up, risk_denied,
 	// impossible_travel, attestation_failed). Default: slog.Default().
 	Logger *slog.Logger
+	// MaxBodyBytes caps the body the Handler reads, whole, to check what
+	// an assertion or an integrity token binds; a larger body is
+	// [ErrBodyTooLarge] (413), even under MonitorOnly. At most 1 GiB.
+	// Default: 1 MiB.
+	MaxBodyBytes int64
+	// ErrorHandler writes the Handler's rejections: [ErrBodyTooLarge];
+	// an outage on a route that fails closed (an error wrapping
+	// [ErrVendor] or [ErrStore]); [ErrRiskStepUp] and [ErrRiskDenied],
+	// whose request carries the [Risk] ([RiskFrom]); an error reading the
+	// body. Default: [Verifier.WriteError].
+	ErrorHandler func(http.ResponseWriter, *http.Request, error)
 }
+
+// maxBodyBytes is the largest Config.MaxBodyBytes.
+const maxBodyBytes = 1 << 30
 
 // Verifier assesses requests and enforces risk bands. It is safe for
 // concurrent use by multiple goroutines.
@@ -266,6 +280,12 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 250 * time.Millisecond
 	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBodyBytes > maxBodyBytes {
+		return nil, errors.New("attest: Config.MaxBodyBytes must be between 0 and 1 GiB: a body is held in memory while it is checked")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = maxAssertedBody
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -289,7 +309,11 @@ func New(cfg Config) (*Verifier, error) {
 		slices.Sort(ids)
 		cfg.Namespace = strings.Join(slices.Compact(ids), "\x00")
 	}
-	return &Verifier{cfg: cfg, histScope: scope("risk-history", cfg.Namespace)}, nil
+	v := &Verifier{cfg: cfg, histScope: scope("risk-history", cfg.Namespace)}
+	if v.cfg.ErrorHandler == nil {
+		v.cfg.ErrorHandler = v.WriteError
+	}
+	return v, nil
 }
 
 func (t Thresholds) valid() error {
@@ -603,40 +627,73 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 			ctx := r.Context()
 			ev, err := v.EvidenceFrom(r)
 			if err != nil {
-				// As before the split: a body that cannot be read, or is
-				// too large to check, is a request whose evidence fails.
-				v.writeRisk(w, &Risk{Score: 100, Band: BandDeny, Reasons: []string{ReasonAttestationFailed}, Action: ActionReattest}, http.StatusForbidden)
+				v.cfg.ErrorHandler(w, r, err)
 				return
 			}
 			risk, err := v.assess(ctx, &ev, route)
 			if err != nil {
-				w.Header().Set("Retry-After", retryAfterHeader(err))
-				problem.Write(w, probAttestDown)
+				v.cfg.ErrorHandler(w, r, err)
 				return
 			}
+			r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
 			attrs := []slog.Attr{slog.Int("score", risk.Score), slog.String("reason", strings.Join(risk.Reasons, ",")),
 				slog.String("action", string(risk.Action)), slog.Bool("monitor_only", v.cfg.MonitorOnly)}
 			switch {
 			case risk.Band == BandDeny:
 				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
 				if !v.cfg.MonitorOnly {
-					v.writeRisk(w, risk, http.StatusForbidden)
+					v.cfg.ErrorHandler(w, r2, ErrRiskDenied)
 					return
 				}
 			case risk.Band == BandStepUp:
 				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
 				if !v.cfg.MonitorOnly {
-					v.writeRisk(w, risk, http.StatusUnauthorized)
+					v.cfg.ErrorHandler(w, r2, ErrRiskStepUp)
 					return
 				}
 			}
-			r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
 			if ev.Body != nil {
 				r2.Body = io.NopCloser(bytes.NewReader(ev.Body))
 				r2.ContentLength = int64(len(ev.Body))
 			}
 			next.ServeHTTP(w, r2)
 		})
+	}
+}
+
+// Rejections of the risk Handler, for Config.ErrorHandler.
+var (
+	// ErrRiskStepUp: the request's risk is in the step-up band.
+	ErrRiskStepUp = errors.New("attest: risk calls for a step-up")
+	// ErrRiskDenied: the request's risk is in the deny band.
+	ErrRiskDenied = errors.New("attest: risk denied")
+)
+
+// WriteError is the default Config.ErrorHandler. It answers with an
+// RFC 9457 problem+json body: 413 for [ErrBodyTooLarge]; 503 with
+// Retry-After for an outage; for [ErrRiskStepUp] 401 with an RFC 9470
+// WWW-Authenticate challenge, and for [ErrRiskDenied] 403, each with the
+// action of r's [Risk] and its reasons only under InsecureExposeReasons;
+// 403 for any other error (a body that cannot be read).
+func (v *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
+		problem.Write(w, probTooBig)
+	case errors.Is(err, errOutage), errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
+		w.Header().Set("Retry-After", retryAfterHeader(err))
+		problem.Write(w, probAttestDown)
+	case errors.Is(err, ErrRiskStepUp), errors.Is(err, ErrRiskDenied):
+		risk, ok := RiskFrom(r.Context())
+		if !ok {
+			risk = &Risk{}
+		}
+		status := http.StatusForbidden
+		if errors.Is(err, ErrRiskStepUp) {
+			status = http.StatusUnauthorized
+		}
+		v.writeRisk(w, risk, status)
+	default:
+		v.writeRisk(w, &Risk{Reasons: []string{ReasonAttestationFailed}, Action: ActionReattest}, http.StatusForbidden)
 	}
 }
 
