@@ -9,12 +9,18 @@
 //	})
 //	risk, err := attest.New(attest.Config{
 //		AppAttest: appAttest,
-//		Subject:   func(r *http.Request) (string, error) { c, _ := auth.ClaimsFrom(r.Context()); return c.Subject, nil },
-//		Locator:   &attest.HeaderLocator{TrustedProxies: cdnPrefixes},
+//		Subject: func(r *http.Request) (string, error) {
+//			c, ok := auth.ClaimsFrom(r.Context())
+//			if !ok {
+//				return "", nil // no token: assessed on its attestation alone
+//			}
+//			return c.Subject, nil
+//		},
+//		Locator: &attest.HeaderLocator{TrustedProxies: cdnPrefixes},
 //	})
 //	mux.Handle("POST /attest/challenge", appAttest.ChallengeHandler())
 //	mux.Handle("POST /v1/premium", tokens.Handler(risk.Require(attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90})(premium)))
-//	// in a handler: r, _ := attest.RiskFrom(ctx); if r.Band == attest.BandMonitor { serve less }
+//	// in a handler: if r, ok := attest.RiskFrom(ctx); ok && r.Band == attest.BandMonitor { serve less }
 //
 // # Place in the chain
 //
