@@ -114,7 +114,7 @@ func TestQueryBinding(t *testing.T) {
 			v, err := New(Config{AppAttest: e.a, Subject: func(*http.Request) (string, error) { return "", nil },
 				Now: func() time.Time { return synthNow }, Logger: nopLogger()})
 			require.NoError(t, err)
-			risk, _, err := v.Assess(e.request(t, tt.target, body, tt.clientData), Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+			risk, err := assessRequest(v, e.request(t, tt.target, body, tt.clientData), Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 			require.NoError(t, err)
 			if tt.want == 200 {
 				require.Equal(t, "app_attest", risk.Provider)
@@ -160,7 +160,7 @@ func TestPlayRequestHashBinding(t *testing.T) {
 			require.NoError(t, err)
 			r := httptest.NewRequest("POST", tt.target, strings.NewReader(string(body)))
 			r.Header.Set(HeaderPlayIntegrity, "standard-token")
-			risk, _, err := v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+			risk, err := assessRequest(v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 			require.NoError(t, err)
 			require.Equal(t, tt.want, risk.Reasons)
 			if tt.legacy && tt.want == nil {

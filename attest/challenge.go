@@ -157,15 +157,14 @@ func legacyClientData(method, path, bodyHex, challenge string) []byte {
 	return []byte(method + "\n" + path + "\n" + bodyHex + "\n" + challenge)
 }
 
-// requestClientData returns the client data of r under the current
+// requestClientData returns the client data of ev under the current
 // binding, and under the legacy one when legacy is true (else nil).
-func requestClientData(r *http.Request, body []byte, challenge string, legacy bool) (current, old []byte) {
-	sum := sha256.Sum256(body)
+func requestClientData(ev *Evidence, challenge string, legacy bool) (current, old []byte) {
+	sum := sha256.Sum256(ev.Body)
 	bodyHex := hex.EncodeToString(sum[:])
-	path := r.URL.EscapedPath()
-	current = clientData(r.Method, path, r.URL.RawQuery, bodyHex, challenge)
+	current = clientData(ev.Method, ev.Path, ev.RawQuery, bodyHex, challenge)
 	if legacy {
-		old = legacyClientData(r.Method, path, bodyHex, challenge)
+		old = legacyClientData(ev.Method, ev.Path, bodyHex, challenge)
 	}
 	return current, old
 }
@@ -207,21 +206,17 @@ func (a *AppAttest) Handler(next http.Handler) http.Handler {
 			problem.Write(w, probBadAttest)
 			return
 		}
-		var body []byte
-		if r.Body != nil && r.Body != http.NoBody {
-			b, err := io.ReadAll(io.LimitReader(r.Body, maxAssertedBody+1))
-			if err != nil {
-				problem.Write(w, probBadAttest)
-				return
-			}
-			if len(b) > maxAssertedBody {
-				problem.Write(w, probTooBig)
-				return
-			}
-			body = b
+		ev, err := requestEvidence(r, maxAssertedBody)
+		if errors.Is(err, ErrBodyTooLarge) {
+			problem.Write(w, probTooBig)
+			return
+		}
+		if err != nil {
+			problem.Write(w, probBadAttest)
+			return
 		}
 		sctx, cancel := a.storeContext(ctx)
-		as, err := a.verifyRequest(sctx, r, body)
+		as, err := a.verifyRequest(sctx, &ev)
 		cancel()
 		if err != nil {
 			if errors.Is(err, ErrStore) {
@@ -233,28 +228,28 @@ func (a *AppAttest) Handler(next http.Handler) http.Handler {
 			return
 		}
 		r2 := r.WithContext(context.WithValue(ctx, assertionKey{}, as))
-		if body != nil {
-			r2.Body = io.NopCloser(bytes.NewReader(body))
-			r2.ContentLength = int64(len(body))
+		if ev.Body != nil {
+			r2.Body = io.NopCloser(bytes.NewReader(ev.Body))
+			r2.ContentLength = int64(len(ev.Body))
 		}
 		next.ServeHTTP(w, r2)
 	})
 }
 
-// verifyRequest verifies the App Attest headers of r: the assertion over
-// the request's [ClientData] (body is the request's body), then the
+// verifyRequest verifies the App Attest headers of ev: the assertion over
+// the request's [ClientData], then the
 // challenge, used once and bound to the key. The signature comes first,
 // so that unauthenticated traffic never consumes a challenge. ctx carries
 // the one deadline of the request's store calls. Failures are logged
 // once, here.
-func (a *AppAttest) verifyRequest(ctx context.Context, r *http.Request, body []byte) (*Assertion, error) {
-	keyID, challenge := r.Header.Get(HeaderKeyID), r.Header.Get(HeaderChallenge)
-	assertion, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderAssertion))
+func (a *AppAttest) verifyRequest(ctx context.Context, ev *Evidence) (*Assertion, error) {
+	keyID, challenge := ev.KeyID, ev.Challenge
+	assertion, err := base64.StdEncoding.DecodeString(ev.Assertion)
 	if keyID == "" || challenge == "" || err != nil || len(assertion) == 0 {
 		a.fail(ctx, "assertion", ErrMalformed)
 		return nil, ErrMalformed
 	}
-	current, legacy := requestClientData(r, body, challenge, a.cfg.InsecureAllowLegacyClientData)
+	current, legacy := requestClientData(ev, challenge, a.cfg.InsecureAllowLegacyClientData)
 	as, err := a.verifyAssertion(ctx, keyID, assertion, current, legacy)
 	if err == nil {
 		err = a.challeng.consume(ctx, challenge, keyID)

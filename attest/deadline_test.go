@@ -157,7 +157,7 @@ func TestStoreCallsShareOneDeadline(t *testing.T) {
 		e.a.challeng.store = e.a.cfg.Challenges
 		r := e.request(dev, "lee", paris, "")
 		before := time.Now()
-		_, _, err := e.v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+		_, err := assessRequest(e.v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 		after := time.Now()
 		require.NoError(t, err)
 		// Lookup, AdvanceCounter, Take, then the history, which hangs
@@ -178,7 +178,7 @@ func TestStoreCallsShareOneDeadline(t *testing.T) {
 		e.a.cfg.Keys = recordingKeys{KeyStore: e.a.cfg.Keys, d: d, block: true}
 		r := e.request(dev, "lee", paris, "")
 		before := time.Now()
-		risk, _, err := e.v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+		risk, err := assessRequest(e.v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 		after := time.Now()
 		require.NoError(t, err)
 		require.Contains(t, risk.Reasons, ReasonVendorOutage)
@@ -205,7 +205,7 @@ func TestStoreCallsShareOneDeadline(t *testing.T) {
 		r := httptest.NewRequest("POST", "/premium", bytesReader(body))
 		r.Header.Set(HeaderPlayIntegrity, "token")
 		before := time.Now()
-		risk, _, err := v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+		risk, err := assessRequest(v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 		after := time.Now()
 		require.NoError(t, err)
 		require.Contains(t, risk.Reasons, ReasonVendorOutage)

@@ -9,18 +9,28 @@
 //	})
 //	risk, err := attest.New(attest.Config{
 //		AppAttest: appAttest,
-//		Subject:   func(r *http.Request) (string, error) { c, _ := auth.ClaimsFrom(r.Context()); return c.Subject, nil },
-//		Locator:   &attest.HeaderLocator{TrustedProxies: cdnPrefixes},
+//		Subject: func(r *http.Request) (string, error) {
+//			c, ok := auth.ClaimsFrom(r.Context())
+//			if !ok {
+//				return "", nil // no token: assessed on its attestation alone
+//			}
+//			return c.Subject, nil
+//		},
+//		Locator: &attest.HeaderLocator{TrustedProxies: cdnPrefixes},
 //	})
 //	mux.Handle("POST /attest/challenge", appAttest.ChallengeHandler())
 //	mux.Handle("POST /v1/premium", tokens.Handler(risk.Require(attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90})(premium)))
-//	// in a handler: r, _ := attest.RiskFrom(ctx); if r.Band == attest.BandMonitor { serve less }
+//	// in a handler: if r, ok := attest.RiskFrom(ctx); ok && r.Band == attest.BandMonitor { serve less }
 //
 // # Place in the chain
 //
 // After telemetry, the IP limiter and auth (the risk history is keyed by
-// subject), before the handler. It reads the body (up to 1 MiB) to bind
-// assertions to it, and hands it on intact.
+// subject), before the handler. It reads the body whole (up to
+// Config.MaxBodyBytes, 1 MiB by default; a larger one is 413) to bind
+// assertions to it, and hands it on intact. Rejections go to
+// Config.ErrorHandler, problem+json by default ([Verifier.WriteError]).
+// [Verifier.Assess] is the same decision without HTTP, on the
+// [Evidence] that [Verifier.EvidenceFrom] gathers from a request.
 //
 // # App Attest
 //

@@ -100,3 +100,32 @@ func ExampleClientDataHash() {
 	fmt.Printf("%x\n", attest.ClientDataHash([]byte("wurzelpfropf")))
 	// Output: 8be65cca515ad097c953967d18d635d86dd78a142ed3d077526bed11c6bec67b
 }
+
+// A caller outside net/http (here, a message on a WebSocket) fills in the
+// Evidence itself: the app signs ClientData of the message as it would of
+// a request, and Assess decides on it.
+func ExampleVerifier_Assess() {
+	clock := now
+	a, dev := setup(&clock)
+	risk, _ := attest.New(attest.Config{
+		AppAttest: a,
+		Subject:   func(*http.Request) (string, error) { return "", nil }, // unused by Assess
+		Now:       func() time.Time { return clock },
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	th := attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90}
+	msg := []byte(`{"op":"transfer","amount":10}`)
+	challenge, _, _ := a.IssueChallenge(context.Background(), dev.KeyID)
+	assertion, _ := dev.Assert(attest.ClientData("WS", "/v1/stream", "", msg, challenge))
+	ev := attest.Evidence{
+		Method: "WS", Path: "/v1/stream", Body: msg, Subject: "user-42",
+		KeyID: dev.KeyID, Challenge: challenge, Assertion: base64.StdEncoding.EncodeToString(assertion),
+	}
+	r, err := risk.Assess(context.Background(), ev, th)
+	fmt.Println(r.Band, r.Provider, err)
+	r, err = risk.Assess(context.Background(), ev, th) // replayed: the challenge is spent
+	fmt.Println(r.Band, r.Reasons, err)
+	// Output:
+	// allow app_attest <nil>
+	// step_up [attestation_failed] <nil>
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"log/slog"
+	"net/http"
 	"os"
 	"testing"
 
@@ -29,3 +30,13 @@ type ecdsaPub = ecdsa.PublicKey
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// assessRequest is what the risk Handler decides for r: its Evidence, as
+// [Verifier.EvidenceFrom] gathers it, assessed under th.
+func assessRequest(v *Verifier, r *http.Request, th Thresholds) (*Risk, error) {
+	ev, err := v.EvidenceFrom(r)
+	if err != nil {
+		return nil, err
+	}
+	return v.Assess(r.Context(), ev, th)
+}

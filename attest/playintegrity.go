@@ -390,23 +390,23 @@ func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash s
 	return v, err
 }
 
-// decodeRequest has the API decode the standard token of r's
+// decodeRequest has the API decode the standard token of a request's
 // X-Play-Integrity header: the first phase of the HTTP profile's check,
 // the one that calls Google. Failures are logged.
-func (p *PlayIntegrity) decodeRequest(ctx context.Context, r *http.Request) (*integrityPayload, error) {
-	pl, err := p.decodeStandard(ctx, r.Header.Get(HeaderPlayIntegrity))
+func (p *PlayIntegrity) decodeRequest(ctx context.Context, token string) (*integrityPayload, error) {
+	pl, err := p.decodeStandard(ctx, token)
 	if err != nil {
 		p.fail(ctx, err)
 	}
 	return pl, err
 }
 
-// finishRequest checks the payload of r's token (from decodeRequest)
-// against the request hash of r (body is r's body) and the policy, and
+// finishRequest checks the payload of ev's token (from decodeRequest)
+// against the request hash of ev and the policy, and
 // uses the token once: the second phase, the one that calls the store.
 // Failures are logged.
-func (p *PlayIntegrity) finishRequest(ctx context.Context, r *http.Request, body []byte, pl *integrityPayload) (*IntegrityVerdict, error) {
-	v, i, err := p.finishStandard(ctx, pl, requestHashes(r, body, p.cfg.InsecureAllowLegacyRequestHash))
+func (p *PlayIntegrity) finishRequest(ctx context.Context, ev *Evidence, pl *integrityPayload) (*IntegrityVerdict, error) {
+	v, i, err := p.finishStandard(ctx, pl, requestHashes(ev, p.cfg.InsecureAllowLegacyRequestHash))
 	if err != nil {
 		p.fail(ctx, err)
 		return nil, err

@@ -35,7 +35,7 @@ func TestKeyChurnParallelDevices(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			risk, _, err := e.v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+			risk, err := assessRequest(e.v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 			if err == nil && slices.Contains(risk.Reasons, ReasonKeyChurn) {
 				churn.Add(1)
 			}
@@ -98,7 +98,11 @@ func TestSameChallengeParallel(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := e.a.verifyRequest(context.Background(), r, nil); err == nil {
+			ev, err := requestEvidence(r, maxAssertedBody)
+			if err != nil {
+				return
+			}
+			if _, err := e.a.verifyRequest(context.Background(), &ev); err == nil {
 				admitted.Add(1)
 			}
 		}()

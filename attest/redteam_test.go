@@ -100,12 +100,12 @@ func TestIntegrityTokenReencodedReplay(t *testing.T) {
 		r.Header.Set(HeaderPlayIntegrity, token)
 		return r
 	}
-	risk, _, err := v.Assess(request(captured), th)
+	risk, err := assessRequest(v, request(captured), th)
 	require.NoError(t, err)
 	require.Empty(t, risk.Reasons, "the app's own request")
 	for _, tok := range reencodings(captured) {
 		require.Equal(t, canonicalToken(captured), canonicalToken(tok), "the API reads %q as the captured token", tok)
-		risk, _, err := v.Assess(request(tok), th)
+		risk, err := assessRequest(v, request(tok), th)
 		require.NoError(t, err)
 		require.Equal(t, []string{ReasonAttestationFailed}, risk.Reasons, "the captured token re-encoded as %q", tok)
 	}
@@ -135,7 +135,7 @@ func TestIntegrityTokenReencodedReplay(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if risk, _, err := v.Assess(request(tok), th); err == nil && len(risk.Reasons) == 0 {
+				if risk, err := assessRequest(v, request(tok), th); err == nil && len(risk.Reasons) == 0 {
 					admitted <- tok
 				}
 			}()
@@ -150,7 +150,7 @@ func TestIntegrityTokenReencodedReplay(t *testing.T) {
 		require.Len(t, got, 1, "one token, one request, whatever its spelling")
 	})
 	t.Run("a_new_token_for_the_same_request_passes", func(t *testing.T) {
-		risk, _, err := v.Assess(request(captured[:len(captured)-len(tag)]+base64.RawURLEncoding.EncodeToString([]byte("fedcba9876543210"))), th)
+		risk, err := assessRequest(v, request(captured[:len(captured)-len(tag)]+base64.RawURLEncoding.EncodeToString([]byte("fedcba9876543210"))), th)
 		require.NoError(t, err)
 		require.Empty(t, risk.Reasons)
 	})
@@ -218,7 +218,7 @@ func TestFailClosedEveryStore(t *testing.T) {
 			require.NoError(t, err)
 			r := httptest.NewRequest("POST", "/premium", bytesReader(body))
 			r.Header.Set(HeaderPlayIntegrity, "token")
-			risk, _, err := v.Assess(r, th)
+			risk, err := assessRequest(v, r, th)
 			if policy == OutageFailClosed {
 				require.ErrorIs(t, err, ErrStore)
 				return

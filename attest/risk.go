@@ -213,7 +213,21 @@ type Config struct {
 	// Logger receives events (risk_step_up, risk_denied,
 	// impossible_travel, attestation_failed). Default: slog.Default().
 	Logger *slog.Logger
+	// MaxBodyBytes caps the body the Handler reads, whole, to check what
+	// an assertion or an integrity token binds; a larger body is
+	// [ErrBodyTooLarge] (413), even under MonitorOnly. At most 1 GiB.
+	// Default: 1 MiB.
+	MaxBodyBytes int64
+	// ErrorHandler writes the Handler's rejections: [ErrBodyTooLarge];
+	// an outage on a route that fails closed (an error wrapping
+	// [ErrVendor] or [ErrStore]); [ErrRiskStepUp] and [ErrRiskDenied],
+	// whose request carries the [Risk] ([RiskFrom]); an error reading the
+	// body. Default: [Verifier.WriteError].
+	ErrorHandler func(http.ResponseWriter, *http.Request, error)
 }
+
+// maxBodyBytes is the largest Config.MaxBodyBytes.
+const maxBodyBytes = 1 << 30
 
 // Verifier assesses requests and enforces risk bands. It is safe for
 // concurrent use by multiple goroutines.
@@ -266,6 +280,12 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 250 * time.Millisecond
 	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBodyBytes > maxBodyBytes {
+		return nil, errors.New("attest: Config.MaxBodyBytes must be between 0 and 1 GiB: a body is held in memory while it is checked")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = maxAssertedBody
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -289,7 +309,11 @@ func New(cfg Config) (*Verifier, error) {
 		slices.Sort(ids)
 		cfg.Namespace = strings.Join(slices.Compact(ids), "\x00")
 	}
-	return &Verifier{cfg: cfg, histScope: scope("risk-history", cfg.Namespace)}, nil
+	v := &Verifier{cfg: cfg, histScope: scope("risk-history", cfg.Namespace)}
+	if v.cfg.ErrorHandler == nil {
+		v.cfg.ErrorHandler = v.WriteError
+	}
+	return v, nil
 }
 
 func (t Thresholds) valid() error {
@@ -315,10 +339,10 @@ func RequestHash(method, path, query string, body []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// requestHashes returns the request hashes r may carry: the current one,
-// and the legacy one (no query) when legacy is true.
-func requestHashes(r *http.Request, body []byte, legacy bool) []string {
-	current, old := requestClientData(r, body, "", legacy)
+// requestHashes returns the request hashes ev's token may carry: the
+// current one, and the legacy one (no query) when legacy is true.
+func requestHashes(ev *Evidence, legacy bool) []string {
+	current, old := requestClientData(ev, "", legacy)
 	sum := sha256.Sum256(current)
 	out := []string{hex.EncodeToString(sum[:])}
 	if old != nil {
@@ -337,14 +361,17 @@ type observation struct {
 
 var errOutage = errors.New("attest: vendor outage")
 
-// Assess reads the request's evidence and history and returns its risk.
-// It reads the body (up to 1 MiB), which it returns so that the caller can
-// hand it on. An error is only an outage (a vendor or a store could not
-// be asked) under OutageFailClosed; it wraps the cause, an
-// [*UnavailableError] when the vendor said when to retry. The store calls
-// share one deadline, Config.StoreTimeout.
-func (v *Verifier) Assess(r *http.Request, th Thresholds) (*Risk, []byte, error) {
-	return v.assess(r, Route{Thresholds: th, Outage: v.cfg.Outage})
+// Assess checks a request's evidence, extends its subject's history and
+// returns its risk under th and the Verifier's outage policy: the
+// decision of [Verifier.Handler] without HTTP (gather ev with
+// [Verifier.EvidenceFrom], or fill it in). ctx bounds the calls to
+// vendors and stores. An error is only an outage (a vendor or a store
+// could not be asked) under OutageFailClosed; it wraps the cause,
+// [ErrVendor] or [ErrStore], and an [*UnavailableError] when the vendor
+// said when to retry. The store calls share one deadline,
+// Config.StoreTimeout.
+func (v *Verifier) Assess(ctx context.Context, ev Evidence, th Thresholds) (*Risk, error) {
+	return v.assess(ctx, &ev, Route{Thresholds: th, Outage: v.cfg.Outage})
 }
 
 // Route is what one route asks of the risk assessment.
@@ -357,32 +384,20 @@ type Route struct {
 	Outage OutagePolicy
 }
 
-func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
+func (v *Verifier) assess(ctx context.Context, ev *Evidence, route Route) (*Risk, error) {
 	th := route.Thresholds
-	ctx := r.Context()
-	var body []byte
-	if r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, maxAssertedBody+1))
-		if err != nil || len(b) > maxAssertedBody {
-			return &Risk{Score: 100, Band: BandDeny, Reasons: []string{ReasonAttestationFailed}, Action: ActionReattest}, nil, nil
-		}
-		body = b
-	}
 	risk := &Risk{}
-	subject, err := v.cfg.Subject(r)
-	if err != nil {
-		subject = ""
-	}
+	subject := ev.Subject
 
 	// First the calls to vendors, each under its own bound: Google's
 	// decodeIntegrityToken API, the App Check key set, the SIM swap check.
 	provider := ""
 	switch {
-	case v.cfg.AppAttest != nil && r.Header.Get(HeaderAssertion) != "":
+	case v.cfg.AppAttest != nil && ev.Assertion != "":
 		provider = "app_attest"
-	case v.cfg.PlayIntegrity != nil && r.Header.Get(HeaderPlayIntegrity) != "":
+	case v.cfg.PlayIntegrity != nil && ev.PlayIntegrity != "":
 		provider = "play_integrity"
-	case v.cfg.AppCheck != nil && r.Header.Get(HeaderAppCheck) != "":
+	case v.cfg.AppCheck != nil && ev.AppCheck != "":
 		provider = "app_check"
 	}
 	var outage error // the vendor or store that could not be asked
@@ -390,9 +405,9 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 	var payloadErr error
 	switch provider {
 	case "play_integrity":
-		payload, payloadErr = v.cfg.PlayIntegrity.decodeRequest(ctx, r)
+		payload, payloadErr = v.cfg.PlayIntegrity.decodeRequest(ctx, ev.PlayIntegrity)
 	case "app_check":
-		_, err := v.cfg.AppCheck.Verify(ctx, r.Header.Get(HeaderAppCheck))
+		_, err := v.cfg.AppCheck.Verify(ctx, ev.AppCheck)
 		switch {
 		case errors.Is(err, ErrVendor):
 			outage = err
@@ -421,7 +436,7 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 	var keyID, osVersion string
 	switch provider {
 	case "app_attest":
-		as, err := v.cfg.AppAttest.verifyRequest(sctx, r, body)
+		as, err := v.cfg.AppAttest.verifyRequest(sctx, ev)
 		switch {
 		case errors.Is(err, ErrStore):
 			outage = err
@@ -437,7 +452,7 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 		var verdict *IntegrityVerdict
 		err := payloadErr
 		if err == nil {
-			verdict, err = v.cfg.PlayIntegrity.finishRequest(sctx, r, body, payload)
+			verdict, err = v.cfg.PlayIntegrity.finishRequest(sctx, ev, payload)
 		}
 		switch {
 		case errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
@@ -461,14 +476,14 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 	}
 	if outage == nil || route.Outage != OutageFailClosed {
 		if subject != "" {
-			if err := v.behaviour(sctx, r, v.histScope+subject, keyID, risk); err != nil && outage == nil {
+			if err := v.behaviour(sctx, ev.Location, v.histScope+subject, keyID, risk); err != nil && outage == nil {
 				outage = err
 			}
 		}
 	}
 	if outage != nil {
 		if route.Outage == OutageFailClosed {
-			return nil, body, fmt.Errorf("%w: %w", errOutage, outage)
+			return nil, fmt.Errorf("%w: %w", errOutage, outage)
 		}
 		risk.add(ReasonVendorOutage)
 	}
@@ -479,15 +494,16 @@ func (v *Verifier) assess(r *http.Request, route Route) (*Risk, []byte, error) {
 		risk.add(ReasonSIMSwap)
 	}
 	risk.finish(th)
-	return risk, body, nil
+	return risk, nil
 }
 
-// behaviour adds the subject's history signals; ctx bounds its store
+// behaviour adds the subject's history signals, with the request's
+// location when it is known (loc non-nil); ctx bounds its store
 // calls. Each store call is one atomic step: concurrent requests of one
 // subject never lose each other's keys. It returns the error of a history
 // store that could not be asked (an outage, which the route's policy
 // decides).
-func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyID string, risk *Risk) error {
+func (v *Verifier) behaviour(ctx context.Context, loc *Location, subject, keyID string, risk *Risk) error {
 	now := v.cfg.Now()
 	if keyID != "" {
 		n, err := v.cfg.History.AddKey(ctx, subject, keyID, now, v.cfg.HistoryTTL)
@@ -498,14 +514,10 @@ func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyI
 			risk.add(ReasonKeyChurn)
 		}
 	}
-	if v.cfg.Locator == nil {
-		return nil
-	}
-	loc, ok := v.cfg.Locator.Locate(r)
-	if !ok {
+	if loc == nil {
 		return nil // an unlocated request leaves the last known place as it is
 	}
-	rec, _ := json.Marshal(observation{At: now, Loc: &loc})
+	rec, _ := json.Marshal(observation{At: now, Loc: loc})
 	raw, err := v.cfg.History.Swap(ctx, subject, rec, v.cfg.HistoryTTL)
 	if err != nil {
 		return fmt.Errorf("%w: history: %v", ErrStore, err)
@@ -514,7 +526,7 @@ func (v *Verifier) behaviour(ctx context.Context, r *http.Request, subject, keyI
 	if raw == nil || json.Unmarshal(raw, &prev) != nil || prev.Loc == nil {
 		return nil
 	}
-	dist := haversineKm(*prev.Loc, loc) - prev.Loc.AccuracyKm - loc.AccuracyKm
+	dist := haversineKm(*prev.Loc, *loc) - prev.Loc.AccuracyKm - loc.AccuracyKm
 	if dist < v.cfg.MinTravelKm {
 		return nil
 	}
@@ -612,36 +624,76 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 			panic("attest: nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			risk, body, err := v.assess(r, route)
 			ctx := r.Context()
+			ev, err := v.EvidenceFrom(r)
 			if err != nil {
-				w.Header().Set("Retry-After", retryAfterHeader(err))
-				problem.Write(w, probAttestDown)
+				v.cfg.ErrorHandler(w, r, err)
 				return
 			}
+			risk, err := v.assess(ctx, &ev, route)
+			if err != nil {
+				v.cfg.ErrorHandler(w, r, err)
+				return
+			}
+			r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
 			attrs := []slog.Attr{slog.Int("score", risk.Score), slog.String("reason", strings.Join(risk.Reasons, ",")),
 				slog.String("action", string(risk.Action)), slog.Bool("monitor_only", v.cfg.MonitorOnly)}
 			switch {
 			case risk.Band == BandDeny:
 				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
 				if !v.cfg.MonitorOnly {
-					v.writeRisk(w, risk, http.StatusForbidden)
+					v.cfg.ErrorHandler(w, r2, ErrRiskDenied)
 					return
 				}
 			case risk.Band == BandStepUp:
 				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
 				if !v.cfg.MonitorOnly {
-					v.writeRisk(w, risk, http.StatusUnauthorized)
+					v.cfg.ErrorHandler(w, r2, ErrRiskStepUp)
 					return
 				}
 			}
-			r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
-			if body != nil {
-				r2.Body = io.NopCloser(bytes.NewReader(body))
-				r2.ContentLength = int64(len(body))
+			if ev.Body != nil {
+				r2.Body = io.NopCloser(bytes.NewReader(ev.Body))
+				r2.ContentLength = int64(len(ev.Body))
 			}
 			next.ServeHTTP(w, r2)
 		})
+	}
+}
+
+// Rejections of the risk Handler, for Config.ErrorHandler.
+var (
+	// ErrRiskStepUp: the request's risk is in the step-up band.
+	ErrRiskStepUp = errors.New("attest: risk calls for a step-up")
+	// ErrRiskDenied: the request's risk is in the deny band.
+	ErrRiskDenied = errors.New("attest: risk denied")
+)
+
+// WriteError is the default Config.ErrorHandler. It answers with an
+// RFC 9457 problem+json body: 413 for [ErrBodyTooLarge]; 503 with
+// Retry-After for an outage; for [ErrRiskStepUp] 401 with an RFC 9470
+// WWW-Authenticate challenge, and for [ErrRiskDenied] 403, each with the
+// action of r's [Risk] and its reasons only under InsecureExposeReasons;
+// 403 for any other error (a body that cannot be read).
+func (v *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
+		problem.Write(w, probTooBig)
+	case errors.Is(err, errOutage), errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
+		w.Header().Set("Retry-After", retryAfterHeader(err))
+		problem.Write(w, probAttestDown)
+	case errors.Is(err, ErrRiskStepUp), errors.Is(err, ErrRiskDenied):
+		risk, ok := RiskFrom(r.Context())
+		if !ok {
+			risk = &Risk{}
+		}
+		status := http.StatusForbidden
+		if errors.Is(err, ErrRiskStepUp) {
+			status = http.StatusUnauthorized
+		}
+		v.writeRisk(w, risk, status)
+	default:
+		v.writeRisk(w, &Risk{Reasons: []string{ReasonAttestationFailed}, Action: ActionReattest}, http.StatusForbidden)
 	}
 }
 

@@ -292,7 +292,7 @@ func TestAndroidSDKMinimum(t *testing.T) {
 	require.NoError(t, err)
 	r := httptest.NewRequest("POST", "/premium", strings.NewReader("{}"))
 	r.Header.Set(HeaderPlayIntegrity, "standard-token")
-	risk, _, err := v.Assess(r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
+	risk, err := assessRequest(v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 	require.NoError(t, err)
 	require.Equal(t, "play_integrity", risk.Provider)
 	require.Equal(t, []string{ReasonOSOutdated}, risk.Reasons)

@@ -63,13 +63,13 @@ func TestIntegrityTokenSingleUse(t *testing.T) {
 
 	t.Run("integrity_token_replayed", func(t *testing.T) {
 		v := newVerifier(t, nil)
-		risk, _, err := v.Assess(request("captured-token"), th)
+		risk, err := assessRequest(v, request("captured-token"), th)
 		require.NoError(t, err)
 		require.Empty(t, risk.Reasons, "first use")
-		risk, _, err = v.Assess(request("captured-token"), th)
+		risk, err = assessRequest(v, request("captured-token"), th)
 		require.NoError(t, err)
 		require.Equal(t, []string{ReasonAttestationFailed}, risk.Reasons, "the same token again")
-		risk, _, err = v.Assess(request("another-token"), th)
+		risk, err = assessRequest(v, request("another-token"), th)
 		require.NoError(t, err)
 		require.Empty(t, risk.Reasons, "a fresh token for the same request")
 	})
@@ -90,7 +90,7 @@ func TestIntegrityTokenSingleUse(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if risk, _, err := v.Assess(request("captured-token"), th); err == nil && len(risk.Reasons) == 0 {
+				if risk, err := assessRequest(v, request("captured-token"), th); err == nil && len(risk.Reasons) == 0 {
 					admitted.Add(1)
 				}
 			}()
@@ -101,7 +101,7 @@ func TestIntegrityTokenSingleUse(t *testing.T) {
 	t.Run("token_reuse_allowed_when_insecure", func(t *testing.T) {
 		v := newVerifier(t, func(c *PlayIntegrityConfig) { c.Policy.InsecureAllowTokenReuse = true })
 		for range 3 {
-			risk, _, err := v.Assess(request("captured-token"), th)
+			risk, err := assessRequest(v, request("captured-token"), th)
 			require.NoError(t, err)
 			require.Empty(t, risk.Reasons)
 		}
