@@ -141,6 +141,10 @@ func TestAppCheckSlowJWKSBoundedWait(t *testing.T) {
 	for _, err := range flood(c, 20, func(int) string { return tok }) {
 		require.Equal(t, time.Second, retryAfterOf(t, err), "the fetch under way may answer any moment")
 	}
+	// The fetch is under way (held by the server) when the requests give
+	// up; on a loaded machine it may reach the server only after they
+	// have. Wait for it to arrive, then check that it is the only one.
+	require.Eventually(t, func() bool { return is.fetches.Load() >= 1 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, int64(1), is.fetches.Load())
 	is.mu.Lock()
 	is.hold = nil
