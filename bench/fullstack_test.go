@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,8 +22,9 @@ import (
 )
 
 // fullChain is the chain DESIGN.md recommends: telemetry, an IP limit,
-// access tokens (warm cache), signatures, a per-subject limit.
-func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time, clock *time.Time) http.Handler {
+// access tokens (warm cache), signatures with replay store, a per-subject
+// limit.
+func fullChain(b *testing.B, p *tokenPool, secret []byte, replay signing.ReplayStore, now time.Time, clock *time.Time) http.Handler {
 	b.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	obs, err := telemetry.New(telemetry.Config{Logger: quiet})
@@ -44,7 +44,7 @@ func fullChain(b *testing.B, p *tokenPool, secret []byte, now time.Time, clock *
 	*clock = now.Add(-time.Minute)
 	sig, err := signing.New(signing.Config{
 		Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
-		ReplayStore: signing.NewMemoryReplayStore(replaySize, 5*time.Minute, func() time.Time { return *clock }),
+		ReplayStore: replay,
 		Now:         func() time.Time { return *clock }, Logger: quiet,
 	})
 	if err != nil {
@@ -86,20 +86,33 @@ func BenchmarkFullStack(b *testing.B) {
 		}
 		return chimw.RequestID(httprate.LimitBy(1<<30, time.Second, func(r *http.Request) (string, error) { return r.RemoteAddr, nil })(jwtmiddleware.New(val.ValidateToken).CheckJWT(bare)))
 	}
-	// Each request arrives just before it is served, as a server's does
-	// (hotLoop).
-	b.Run("bare", func(b *testing.B) { runHot(b, func() http.Handler { return bare }, reqs, bodies, tick) })
+	// Plain: the first hotPool requests served in turn, in cache as a
+	// request a server has just read is (see servePool).
+	b.Run("bare", func(b *testing.B) { runHotPool(b, bare, nil, reqs, tick) })
 	b.Run("apiguard_chain", func(b *testing.B) {
-		runHot(b, func() http.Handler { return fullChain(b, p, secret, now, &clock) }, reqs, bodies, tick)
+		store := &resettable{}
+		h := fullChain(b, p, secret, store, now, &clock)
+		runHotPool(b, h, func() { store.reset(&clock, now.Add(-time.Minute)) }, reqs, tick)
 	})
-	b.Run("peer_chain_chi+httprate+auth0", func(b *testing.B) {
+	b.Run("peer_chain_chi+httprate+auth0", func(b *testing.B) { runHotPool(b, peer(b), nil, reqs, tick) })
+	// Arrivals: each request arrives just before it is served, as a
+	// server's does (hotLoop). They need a fixed -benchtime count.
+	b.Run("arrivals/bare", func(b *testing.B) { runHot(b, func() http.Handler { return bare }, reqs, bodies, tick) })
+	b.Run("arrivals/apiguard_chain", func(b *testing.B) {
+		runHot(b, func() http.Handler {
+			return fullChain(b, p, secret, newReplayStore(replaySize, &clock, now.Add(-time.Minute)), now, &clock)
+		}, reqs, bodies, tick)
+	})
+	b.Run("arrivals/peer_chain_chi+httprate+auth0", func(b *testing.B) {
 		h := peer(b)
 		runHot(b, func() http.Handler { return h }, reqs, bodies, tick)
 	})
 	// The pooled requests served in turn, none of them in cache: what
 	// memory latency adds (see BenchmarkSigning's cold_pool).
 	b.Run("cold_pool/apiguard_chain", func(b *testing.B) {
-		runPool(b, func() http.Handler { return fullChain(b, p, secret, now, &clock) }, reqs, 204, tick)
+		runPool(b, func() http.Handler {
+			return fullChain(b, p, secret, newReplayStore(replaySize, &clock, now.Add(-time.Minute)), now, &clock)
+		}, reqs, 204, tick)
 	})
 	b.Run("cold_pool/peer_chain_chi+httprate+auth0", func(b *testing.B) {
 		h := peer(b)
@@ -107,10 +120,28 @@ func BenchmarkFullStack(b *testing.B) {
 	})
 }
 
+// runHotPool serves the first hotPool pooled requests through h in turn
+// (servePool); reset empties h's replay store when the pool wraps.
+func runHotPool(b *testing.B, h http.Handler, reset func(), reqs []*http.Request, tick func(int)) {
+	w := &discardWriter{h: make(http.Header, 8)}
+	servePool(b, reset, func(j int) {
+		tick(j)
+		r := reqs[j]
+		_, _ = r.Body.(rewindBody).Seek(0, io.SeekStart)
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, r)
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
+	})
+}
+
 // runHot serves the pooled requests through hotLoop, each arriving fresh
 // just before its batch is served, rebuilding the handler (and so its
 // replay store) when the pool's nonces are used up.
 func runHot(b *testing.B, mk func() http.Handler, reqs []*http.Request, bodies [][]byte, tick func(int)) {
+	arrivalsOnly(b)
 	h := mk()
 	w := &discardWriter{h: make(http.Header, 8)}
 	hot := make([]*http.Request, hotBatch) // a batch in flight at a time: j%hotBatch
@@ -151,5 +182,3 @@ func runPool(b *testing.B, mk func() http.Handler, reqs []*http.Request, want in
 		}
 	}
 }
-
-var _ = json.Marshal

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,11 +71,11 @@ func BenchmarkSigning(b *testing.B) {
 	now := time.Now()
 	reqs := signedPool(b, "token", secret, now)
 	var clock time.Time // the verifier's and its store's: set to each request's time
-	newVerifier := func() *signing.Verifier {
+	newVerifier := func(store signing.ReplayStore) *signing.Verifier {
 		clock = now.Add(-time.Minute)
 		v, err := signing.New(signing.Config{
 			Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
-			ReplayStore: signing.NewMemoryReplayStore(replaySize, 5*time.Minute, func() time.Time { return clock }),
+			ReplayStore: store,
 			Now:         func() time.Time { return clock },
 			Logger:      slog.New(slog.DiscardHandler),
 		})
@@ -83,6 +84,7 @@ func BenchmarkSigning(b *testing.B) {
 		}
 		return v
 	}
+	fresh := func() signing.ReplayStore { return newReplayStore(replaySize, &clock, now.Add(-time.Minute)) }
 	// The floor works on the same bytes as the verifier: each pooled
 	// request's own body and signature base, so both see the same cache
 	// behaviour.
@@ -93,9 +95,45 @@ func BenchmarkSigning(b *testing.B) {
 		bodies[i], _ = io.ReadAll(r.Body)
 		_, _ = r.Body.(rewindBody).Seek(0, io.SeekStart)
 	}
-	// Hot: each request arrives just before it is served, as a server's
-	// does (see hotLoop); this is the cost the budget is about.
+	// Plain: the first hotPool requests served in turn, in cache as a
+	// request a server has just read is (see servePool). This is the cost
+	// the budget is about.
 	b.Run("floor_sha256_body+hmac_base", func(b *testing.B) {
+		var sink [32]byte
+		servePool(b, nil, func(j int) { floorOf(&sink, secret, bodies[j], bases[j]) })
+	})
+	b.Run("apiguard_Verify", func(b *testing.B) {
+		store := &resettable{}
+		v := newVerifier(store)
+		servePool(b, func() { store.reset(&clock, now.Add(-time.Minute)) }, func(j int) {
+			clock = signedAt(now, j)
+			r := reqs[j]
+			_, _ = r.Body.(rewindBody).Seek(0, io.SeekStart)
+			if _, err := v.Verify(r); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("apiguard_middleware", func(b *testing.B) {
+		store := &resettable{}
+		h := newVerifier(store).Handler(bare)
+		w := &discardWriter{h: make(http.Header, 4)}
+		servePool(b, func() { store.reset(&clock, now.Add(-time.Minute)) }, func(j int) {
+			clock = signedAt(now, j)
+			r := reqs[j]
+			_, _ = r.Body.(rewindBody).Seek(0, io.SeekStart)
+			clear(w.h)
+			h.ServeHTTP(w, r)
+			if w.code != http.StatusNoContent {
+				b.Fatalf("status %d", w.code)
+			}
+		})
+	})
+	// Arrivals: each request arrives just before it is served, as a
+	// server's does (see hotLoop), with the timer stopped. They need a
+	// fixed -benchtime count (see arrivalsOnly).
+	b.Run("arrivals/floor_sha256_body+hmac_base", func(b *testing.B) {
+		arrivalsOnly(b)
 		var sink [32]byte
 		// Arrivals live until their batch is served, as a server's
 		// requests live while they are handled: indexed by j%hotBatch.
@@ -112,10 +150,11 @@ func BenchmarkSigning(b *testing.B) {
 			floorOf(&sink, secret, hotBodies[j%hotBatch], hotBases[j%hotBatch])
 		})
 	})
-	b.Run("apiguard_Verify", func(b *testing.B) {
-		v := newVerifier()
+	b.Run("arrivals/apiguard_Verify", func(b *testing.B) {
+		arrivalsOnly(b)
+		v := newVerifier(fresh())
 		hot := make([]*http.Request, hotBatch)
-		hotLoop(b, signPool, func() { v = newVerifier() }, func(j int) {
+		hotLoop(b, signPool, func() { v = newVerifier(fresh()) }, func(j int) {
 			hot[j%hotBatch] = arrive(reqs[j], bodies[j])
 		}, func(j int) {
 			clock = signedAt(now, j)
@@ -124,12 +163,13 @@ func BenchmarkSigning(b *testing.B) {
 			}
 		})
 	})
-	b.Run("apiguard_middleware", func(b *testing.B) {
-		v := newVerifier()
+	b.Run("arrivals/apiguard_middleware", func(b *testing.B) {
+		arrivalsOnly(b)
+		v := newVerifier(fresh())
 		h := v.Handler(bare)
 		w := &discardWriter{h: make(http.Header, 4)}
 		hot := make([]*http.Request, hotBatch)
-		hotLoop(b, signPool, func() { v = newVerifier(); h = v.Handler(bare) }, func(j int) {
+		hotLoop(b, signPool, func() { v = newVerifier(fresh()); h = v.Handler(bare) }, func(j int) {
 			hot[j%hotBatch] = arrive(reqs[j], bodies[j])
 		}, func(j int) {
 			clock = signedAt(now, j)
@@ -148,7 +188,7 @@ func BenchmarkSigning(b *testing.B) {
 	// figures are the custom metrics (floor-ns/op, verify-ns/op,
 	// middleware-ns/op and the ratios); ns/op counts the arrivals too.
 	b.Run("paired", func(b *testing.B) {
-		v1, v2 := newVerifier(), newVerifier()
+		v1, v2 := newVerifier(fresh()), newVerifier(fresh())
 		h := v2.Handler(bare)
 		w := &discardWriter{h: make(http.Header, 4)}
 		var sink [32]byte
@@ -169,7 +209,7 @@ func BenchmarkSigning(b *testing.B) {
 		for i := 0; i < b.N; {
 			j0 := i % signPool
 			if i > 0 && j0 == 0 {
-				v1, v2 = newVerifier(), newVerifier()
+				v1, v2 = newVerifier(fresh()), newVerifier(fresh())
 				h = v2.Handler(bare)
 			}
 			n := min(hotBatch, b.N-i, signPool-j0)
@@ -214,11 +254,11 @@ func BenchmarkSigning(b *testing.B) {
 	})
 	b.Run("cold_pool/apiguard_Verify", func(b *testing.B) {
 		b.ReportAllocs()
-		v := newVerifier()
+		v := newVerifier(fresh())
 		for i := 0; i < b.N; i++ {
 			if i > 0 && i%signPool == 0 {
 				b.StopTimer()
-				v = newVerifier() // a fresh replay store, so the nonces are new again
+				v = newVerifier(fresh()) // a fresh replay store, so the nonces are new again
 				b.StartTimer()
 			}
 			r := reqs[i%signPool]
@@ -239,6 +279,71 @@ func floorOf(sink *[32]byte, secret, body, base []byte) {
 	m := hmac.New(sha256.New, secret)
 	m.Write(base)
 	m.Sum(sink[:0])
+}
+
+// hotPool is how many pooled requests the plain sub-benchmarks serve in
+// turn: few enough that they stay in cache, as a request a server has just
+// read is.
+const hotPool = 64
+
+// servePool runs b.N iterations of serve over the first hotPool pooled
+// requests in turn. reset, if not nil, runs with the timer stopped each
+// time the pool wraps, to empty the replay store so that the nonces are
+// new again; nothing else is done per request outside the timer, so
+// go test's choice of b.N holds and the run takes about -benchtime.
+func servePool(b *testing.B, reset func(), serve func(j int)) {
+	b.Helper()
+	b.ReportAllocs()
+	if reset != nil {
+		reset()
+	}
+	j := 0
+	for b.Loop() {
+		if j == hotPool {
+			j = 0
+			if reset != nil {
+				b.StopTimer()
+				reset()
+				b.StartTimer()
+			}
+		}
+		serve(j)
+		j++
+	}
+}
+
+// hotReplaySize is the replay store's size in the plain sub-benchmarks:
+// smaller than hotPool, so the store fills and then evicts, as a
+// long-running server's does.
+const hotReplaySize = hotPool / 2
+
+// resettable is a replay store that a benchmark empties between passes
+// over its pool, while the verifier that uses it (and the chain around it,
+// with its warm token cache) stays.
+type resettable struct{ signing.ReplayStore }
+
+// reset replaces the store with an empty one of hotReplaySize (see
+// newReplayStore).
+func (s *resettable) reset(clock *time.Time, start time.Time) {
+	s.ReplayStore = newReplayStore(hotReplaySize, clock, start)
+}
+
+// newReplayStore sets *clock to start, before the pool's first request,
+// and returns an in-memory replay store of size entries on that clock.
+func newReplayStore(size int, clock *time.Time, start time.Time) signing.ReplayStore {
+	*clock = start
+	return signing.NewMemoryReplayStore(size, 5*time.Minute, func() time.Time { return *clock })
+}
+
+// arrivalsOnly skips b unless -benchtime is a fixed count (such as
+// 100000x). The arrivals/ sub-benchmarks stop the timer for each batch of
+// arrivals, and go test picks b.N from the timed part alone: with a
+// duration, a fast one runs tens of millions of untimed arrivals.
+func arrivalsOnly(b *testing.B) {
+	b.Helper()
+	if f := flag.Lookup("test.benchtime"); f == nil || !strings.HasSuffix(f.Value.String(), "x") {
+		b.Skip("arrivals/ sub-benchmarks need a fixed count, such as -benchtime 100000x")
+	}
 }
 
 // hotBatch is how many pooled requests arrive at once in the hot
