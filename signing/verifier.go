@@ -502,6 +502,7 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	// 1. Parse, profile checks, and the covered components compiled.
 	in, err := v.parse(r, p, required, sc)
 	if err != nil {
+		res.KeyID = in.keyID // claimed, unverified: for the log only
 		return err
 	}
 	*res = Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: in.lines}
@@ -597,7 +598,9 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 // line that starts with a list verified before (see listCache) has only
 // its parameters parsed and reuses the list compiled; any other is parsed
 // whole and compiled into sc, and in.learn is set when its list is worth
-// remembering once its signature verifies.
+// remembering once its signature verifies. When the picked signature's
+// components do not compile, in holds its claimed key ID beside the error,
+// for the log.
 func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (in sigInput, err error) {
 	inLines, sigLines := r.Header["Signature-Input"], r.Header["Signature"] // canonical keys: no lookup cost
 	if len(inLines) == 0 && len(sigLines) == 0 {
@@ -654,7 +657,7 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 			return in, nil
 		}
 		if err := sc.list.compile(in.items); err != nil {
-			return sigInput{}, err
+			return sigInput{keyID: in.keyID}, err
 		}
 		in.list, in.learn = &sc.list, len(inputs.Members) == 1
 		return in, nil
