@@ -266,12 +266,15 @@ func compileComponent(it *sfv.Item) (component, error) {
 		}
 		return c, nil
 	}
-	for i := 0; i < len(name); i++ {
-		if 'A' <= name[i] && name[i] <= 'Z' {
-			return component{}, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+	c := component{kind: fieldComponent, name: name, canon: commonFields[name]}
+	if c.canon == "" {
+		for i := 0; i < len(name); i++ {
+			if 'A' <= name[i] && name[i] <= 'Z' {
+				return component{}, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+			}
 		}
+		c.canon = http.CanonicalHeaderKey(name)
 	}
-	c := component{kind: fieldComponent, name: name, canon: http.CanonicalHeaderKey(name)}
 	for i := range it.Params {
 		p := &it.Params[i]
 		switch {
@@ -289,6 +292,19 @@ func compileComponent(it *sfv.Item) (component, error) {
 		return component{}, fmt.Errorf("%w: bs with sf or key", ErrMalformed)
 	}
 	return c, nil
+}
+
+// commonFields are the canonical forms of the field names most often
+// covered: a list that is not remembered is compiled on every request,
+// and http.CanonicalHeaderKey allocates the canonical form of a lower-case
+// name each time.
+var commonFields = map[string]string{
+	"authorization":  "Authorization",
+	"content-digest": "Content-Digest",
+	"content-length": "Content-Length",
+	"content-type":   "Content-Type",
+	"date":           "Date",
+	"host":           "Host",
 }
 
 // signatureBase builds the signature base (RFC 9421 §2.5) of r for the
