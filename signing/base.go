@@ -47,90 +47,6 @@ func parseDictionary(sc *sfv.Scratch, lines []string) (sfv.Dictionary, error) {
 	return d, nil
 }
 
-// appendComponentValue appends the value of one covered component (RFC
-// 9421 §2.1 and §2.2) of r.
-func appendComponentValue(dst []byte, r *http.Request, t target, c *sfv.Item, q *baseCache) ([]byte, error) {
-	if c.Value.Kind != sfv.String || c.Value.Str == "" {
-		return nil, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
-	}
-	name := c.Value.Str
-	if name[0] == '@' {
-		for i := range c.Params { // by index: a Param is large to copy
-			if p := &c.Params[i]; !(name == "@query-param" && p.Key == "name") {
-				return nil, fmt.Errorf("%w: parameter %q on %s", ErrMalformed, p.Key, name)
-			}
-		}
-		return appendDerived(dst, r, t, name, c.Params, q)
-	}
-	canon := knownFieldName(name)
-	if canon == "" {
-		for i := 0; i < len(name); i++ {
-			if 'A' <= name[i] && name[i] <= 'Z' {
-				return nil, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
-			}
-		}
-		canon = http.CanonicalHeaderKey(name)
-	}
-	var sf, bs bool
-	var key string
-	for i := range c.Params {
-		p := &c.Params[i]
-		switch {
-		case p.Key == "sf" && p.Value.Kind == sfv.Boolean:
-			sf = p.Value.Bool
-		case p.Key == "bs" && p.Value.Kind == sfv.Boolean:
-			bs = p.Value.Bool
-		case p.Key == "key" && p.Value.Kind == sfv.String:
-			key = p.Value.Str
-		default: // req, tr, name, or a wrong type: not supported on requests here
-			return nil, fmt.Errorf("%w: unsupported component parameter %q", ErrMalformed, p.Key)
-		}
-	}
-	lines := r.Header[canon]
-	if name == "host" && len(lines) == 0 && r.Host != "" {
-		lines = []string{r.Host}
-	}
-	if len(lines) == 0 {
-		return nil, fmt.Errorf("%w: covered field %q is absent", ErrMalformed, name)
-	}
-	switch {
-	case bs && (sf || key != ""):
-		return nil, fmt.Errorf("%w: bs with sf or key", ErrMalformed)
-	case bs:
-		for i, l := range lines {
-			if i > 0 {
-				dst = append(dst, ", "...)
-			}
-			dst = append(dst, ':')
-			dst = base64.StdEncoding.AppendEncode(dst, []byte(trimOWS(l)))
-			dst = append(dst, ':')
-		}
-		return dst, nil
-	case key != "":
-		d, err := q.dictionary(name, lines)
-		if err != nil {
-			return nil, fmt.Errorf("%w: field %q is not a dictionary", ErrMalformed, name)
-		}
-		m := d.Get(key)
-		if m == nil {
-			return nil, fmt.Errorf("%w: dictionary %q has no member %q", ErrMalformed, name, key)
-		}
-		if dst, err = sfv.AppendMember(dst, *m); err != nil {
-			return nil, fmt.Errorf("%w: dictionary member", ErrMalformed)
-		}
-		return dst, nil
-	case sf:
-		return appendReserialized(dst, name, lines)
-	}
-	for i, l := range lines {
-		if i > 0 {
-			dst = append(dst, ", "...)
-		}
-		dst = append(dst, trimOWS(l)...)
-	}
-	return dst, nil
-}
-
 // trimOWS trims leading and trailing spaces and tabs (RFC 9421 §2.1), as
 // strings.Trim(s, " \t") does without building a character set per call.
 func trimOWS(s string) string {
@@ -142,30 +58,6 @@ func trimOWS(s string) string {
 		j--
 	}
 	return s[i:j]
-}
-
-// knownFieldName returns the canonical form of the lower-case field
-// names most often covered, "" for any other name (a switch, so that the
-// request path spends neither a map lookup, nor a canonicalisation, nor a
-// check for upper case on them).
-func knownFieldName(name string) string {
-	switch name {
-	case "content-digest":
-		return "Content-Digest"
-	case "authorization":
-		return "Authorization"
-	case "content-type":
-		return "Content-Type"
-	case "content-length":
-		return "Content-Length"
-	case "date":
-		return "Date"
-	case "host":
-		return "Host"
-	case "x-device-id":
-		return "X-Device-Id"
-	}
-	return ""
 }
 
 // dictionaryFields are the structured fields of known dictionary type.
@@ -199,54 +91,6 @@ func appendReserialized(dst []byte, name string, lines []string) ([]byte, error)
 		return nil, fmt.Errorf("%w: field %q is not a structured field", ErrMalformed, name)
 	}
 	return out, nil
-}
-
-// appendDerived appends a derived component (RFC 9421 §2.2).
-func appendDerived(dst []byte, r *http.Request, t target, name string, params sfv.Params, q *baseCache) ([]byte, error) {
-	switch name {
-	case "@method":
-		return append(dst, r.Method...), nil
-	case "@scheme":
-		return append(dst, t.scheme...), nil
-	case "@authority":
-		return append(dst, t.authority...), nil
-	case "@target-uri":
-		dst = append(dst, t.scheme...)
-		dst = append(dst, "://"...)
-		dst = append(dst, t.authority...)
-		return appendRequestTarget(dst, r), nil
-	case "@request-target":
-		return appendRequestTarget(dst, r), nil
-	case "@path":
-		p := r.URL.EscapedPath()
-		if p == "" {
-			p = "/"
-		}
-		return append(dst, p...), nil
-	case "@query":
-		dst = append(dst, '?')
-		return append(dst, r.URL.RawQuery...), nil
-	case "@query-param":
-		v, _ := params.Get("name")
-		if v.Kind != sfv.String {
-			return nil, fmt.Errorf("%w: @query-param without a name", ErrMalformed)
-		}
-		query, err := q.parseQuery(r.URL.RawQuery)
-		if err != nil {
-			return nil, fmt.Errorf("%w: query does not parse", ErrMalformed)
-		}
-		// The name in the identifier is percent-encoded (§2.2.8).
-		decoded, err := url.QueryUnescape(v.Str)
-		if err != nil {
-			return nil, fmt.Errorf("%w: @query-param name", ErrMalformed)
-		}
-		vals := query[decoded]
-		if len(vals) != 1 {
-			return nil, fmt.Errorf("%w: query parameter %q occurs %d times", ErrMalformed, v.Str, len(vals))
-		}
-		return appendPercentEncoded(dst, vals[0]), nil
-	}
-	return nil, fmt.Errorf("%w: unsupported derived component %q", ErrMalformed, name)
 }
 
 // baseCache holds what the components of one signature base parse from
@@ -313,179 +157,293 @@ func appendPercentEncoded(dst []byte, s string) []byte {
 	return dst
 }
 
-// signatureBase builds the signature base (RFC 9421 §2.5) of r for the
-// covered components and parameters of one signature, appending to dst.
-// raw, when not empty, is the serialization of the inner list of items
-// and params, as the parser found it (sfv.Member.Raw).
-func signatureBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params, raw string) ([]byte, error) {
-	var err error
-	var q baseCache
-	begin := len(dst)
+// componentList is a list of covered components compiled for building
+// signature bases: every identifier checked (RFC 9421 §2.1 and §2.2),
+// serialized once, and resolved to where its value comes from. Nothing in
+// it depends on a request, so a compiled list that listCache remembers
+// builds the base of any later request that covers it.
+type componentList struct {
+	items []sfv.Item  // the covered components, as parsed; never modified
+	ids   []byte      // each identifier serialized and followed by ": ", end to end
+	comps []component // items[i], compiled
+}
+
+// component is one compiled covered component.
+type component struct {
+	idStart, idEnd int // its identifier and ": " are ids[idStart:idEnd]
+	kind           componentKind
+	name           string // the field name; for @query-param, the parameter's decoded name
+	canon          string // the canonical field name, for r.Header
+	key            string // the dictionary member of ;key, "" without one
+	sf, bs         bool   // the ;sf and ;bs flags
+}
+
+type componentKind uint8
+
+const (
+	fieldComponent componentKind = iota // an HTTP field (§2.1)
+	methodComponent
+	schemeComponent
+	authorityComponent
+	targetURIComponent
+	requestTargetComponent
+	pathComponent
+	queryComponent
+	queryParamComponent
+)
+
+// derivedComponents are the derived components (RFC 9421 §2.2) a request
+// can cover here.
+var derivedComponents = map[string]componentKind{
+	"@method":         methodComponent,
+	"@scheme":         schemeComponent,
+	"@authority":      authorityComponent,
+	"@target-uri":     targetURIComponent,
+	"@request-target": requestTargetComponent,
+	"@path":           pathComponent,
+	"@query":          queryComponent,
+	"@query-param":    queryParamComponent,
+}
+
+// compile checks items and compiles them into l, reusing l's storage. A
+// list that does not compile has no signature base (ErrMalformed).
+func (l *componentList) compile(items []sfv.Item) error {
+	l.items, l.ids, l.comps = items, l.ids[:0], l.comps[:0]
 	for i := range items {
-		it := &items[i]
-		mark := len(dst)
-		if dst, err = sfv.AppendItem(dst, it); err != nil {
-			return nil, fmt.Errorf("%w: component identifier", ErrMalformed)
+		start := len(l.ids)
+		var err error
+		if l.ids, err = sfv.AppendItem(l.ids, &items[i]); err != nil {
+			return fmt.Errorf("%w: component identifier", ErrMalformed)
 		}
-		for j := 0; j < i; j++ {
-			if items[j].Value.Str == it.Value.Str && sameIdentifier(&items[j], it) {
-				return nil, fmt.Errorf("%w: component %s covered twice", ErrMalformed, dst[mark:])
+		// The serialization is canonical: two identifiers are the same
+		// (the same name and parameters, in the same order) when their
+		// serializations are.
+		id := l.ids[start:]
+		for _, c := range l.comps {
+			if bytes.Equal(l.ids[c.idStart:c.idEnd-2], id) {
+				return fmt.Errorf("%w: component %s covered twice", ErrMalformed, id)
 			}
 		}
-		dst = append(dst, ": "...)
-		if dst, err = appendComponentValue(dst, r, t, it, &q); err != nil {
+		c, err := compileComponent(&items[i])
+		if err != nil {
+			return err
+		}
+		l.ids = append(l.ids, ": "...)
+		c.idStart, c.idEnd = start, len(l.ids)
+		l.comps = append(l.comps, c)
+	}
+	return nil
+}
+
+// compileComponent compiles one component identifier.
+func compileComponent(it *sfv.Item) (component, error) {
+	if it.Value.Kind != sfv.String || it.Value.Str == "" {
+		return component{}, fmt.Errorf("%w: component identifier is not a string", ErrMalformed)
+	}
+	name := it.Value.Str
+	if name[0] == '@' {
+		for i := range it.Params { // by index: a Param is large to copy
+			if p := &it.Params[i]; !(name == "@query-param" && p.Key == "name") {
+				return component{}, fmt.Errorf("%w: parameter %q on %s", ErrMalformed, p.Key, name)
+			}
+		}
+		kind, ok := derivedComponents[name]
+		if !ok {
+			return component{}, fmt.Errorf("%w: unsupported derived component %q", ErrMalformed, name)
+		}
+		c := component{kind: kind}
+		if kind == queryParamComponent {
+			v, _ := it.Params.Get("name")
+			if v.Kind != sfv.String {
+				return component{}, fmt.Errorf("%w: @query-param without a name", ErrMalformed)
+			}
+			// The name in the identifier is percent-encoded (§2.2.8).
+			decoded, err := url.QueryUnescape(v.Str)
+			if err != nil {
+				return component{}, fmt.Errorf("%w: @query-param name", ErrMalformed)
+			}
+			c.name = decoded
+		}
+		return c, nil
+	}
+	c := component{kind: fieldComponent, name: name, canon: commonFields[name]}
+	if c.canon == "" {
+		for i := 0; i < len(name); i++ {
+			if 'A' <= name[i] && name[i] <= 'Z' {
+				return component{}, fmt.Errorf("%w: field name %q is not lower case", ErrMalformed, name)
+			}
+		}
+		c.canon = http.CanonicalHeaderKey(name)
+	}
+	for i := range it.Params {
+		p := &it.Params[i]
+		switch {
+		case p.Key == "sf" && p.Value.Kind == sfv.Boolean:
+			c.sf = p.Value.Bool
+		case p.Key == "bs" && p.Value.Kind == sfv.Boolean:
+			c.bs = p.Value.Bool
+		case p.Key == "key" && p.Value.Kind == sfv.String:
+			c.key = p.Value.Str
+		default: // req, tr, name, or a wrong type: not supported on requests here
+			return component{}, fmt.Errorf("%w: unsupported component parameter %q", ErrMalformed, p.Key)
+		}
+	}
+	if c.bs && (c.sf || c.key != "") {
+		return component{}, fmt.Errorf("%w: bs with sf or key", ErrMalformed)
+	}
+	return c, nil
+}
+
+// commonFields are the canonical forms of the field names most often
+// covered: a list that is not remembered is compiled on every request,
+// and http.CanonicalHeaderKey allocates the canonical form of a lower-case
+// name each time.
+var commonFields = map[string]string{
+	"authorization":  "Authorization",
+	"content-digest": "Content-Digest",
+	"content-length": "Content-Length",
+	"content-type":   "Content-Type",
+	"date":           "Date",
+	"host":           "Host",
+}
+
+// signatureBase builds the signature base (RFC 9421 §2.5) of r for the
+// components of l and the signature's parameters, appending to dst. raw,
+// when not empty, is the serialization of the inner list of l's items and
+// params, as the parser found it (sfv.Member.Raw).
+func signatureBase(dst []byte, r *http.Request, t target, l *componentList, params sfv.Params, raw string) ([]byte, error) {
+	var q baseCache
+	begin := len(dst)
+	for i := range l.comps {
+		c := &l.comps[i]
+		dst = append(dst, l.ids[c.idStart:c.idEnd]...)
+		var err error
+		if dst, err = c.appendValue(dst, r, t, &q); err != nil {
 			return nil, err
 		}
 		dst = append(dst, '\n')
 	}
-	return finishBase(dst, begin, r, t, items, params, raw)
-}
-
-// finishBase checks the component lines of a signature base, dst[begin:],
-// and appends its last line, @signature-params: raw when not empty, the
-// serialization of items and params otherwise.
-func finishBase(dst []byte, begin int, r *http.Request, t target, items []sfv.Item, params sfv.Params, raw string) ([]byte, error) {
 	// A value that holds CR or LF would add a line, so that one component
 	// could pose as several. The lines so far hold one LF each, at their
 	// ends (an identifier is a String, which holds neither): one search of
-	// them all, with the vectorised Count and IndexByte, instead of two
-	// of each value.
-	if lines := dst[begin:]; bytes.Count(lines, newline) != len(items) || bytes.IndexByte(lines, '\r') >= 0 {
-		return nil, lineBreakError(r, t, items)
+	// them all instead of two of each value.
+	if lines := dst[begin:]; bytes.Count(lines, newline) != len(l.comps) || bytes.IndexByte(lines, '\r') >= 0 {
+		return nil, lineBreakError(r, t, l)
 	}
 	dst = append(dst, `"@signature-params": `...)
 	if raw != "" {
 		return append(dst, raw...), nil
 	}
-	dst, err := sfv.AppendInnerList(dst, items, params)
+	dst, err := sfv.AppendInnerList(dst, l.items, params)
 	if err != nil {
 		return nil, fmt.Errorf("%w: signature parameters", ErrMalformed)
 	}
 	return dst, nil
 }
 
+// compileBase compiles items and builds their signature base: for a list
+// built from once, as a Signer's is.
+func compileBase(dst []byte, r *http.Request, t target, items []sfv.Item, params sfv.Params, raw string) ([]byte, error) {
+	var l componentList
+	if err := l.compile(items); err != nil {
+		return nil, err
+	}
+	return signatureBase(dst, r, t, &l, params, raw)
+}
+
 var newline = []byte{'\n'}
+
+// appendValue appends the value of c (RFC 9421 §2.1 and §2.2) in r.
+func (c *component) appendValue(dst []byte, r *http.Request, t target, q *baseCache) ([]byte, error) {
+	switch c.kind {
+	case methodComponent:
+		return append(dst, r.Method...), nil
+	case schemeComponent:
+		return append(dst, t.scheme...), nil
+	case authorityComponent:
+		return append(dst, t.authority...), nil
+	case targetURIComponent:
+		dst = append(dst, t.scheme...)
+		dst = append(dst, "://"...)
+		dst = append(dst, t.authority...)
+		return appendRequestTarget(dst, r), nil
+	case requestTargetComponent:
+		return appendRequestTarget(dst, r), nil
+	case pathComponent:
+		p := r.URL.EscapedPath()
+		if p == "" {
+			p = "/"
+		}
+		return append(dst, p...), nil
+	case queryComponent:
+		dst = append(dst, '?')
+		return append(dst, r.URL.RawQuery...), nil
+	case queryParamComponent:
+		query, err := q.parseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, fmt.Errorf("%w: query does not parse", ErrMalformed)
+		}
+		vals := query[c.name]
+		if len(vals) != 1 {
+			return nil, fmt.Errorf("%w: query parameter %q occurs %d times", ErrMalformed, c.name, len(vals))
+		}
+		return appendPercentEncoded(dst, vals[0]), nil
+	}
+	lines := r.Header[c.canon]
+	if c.name == "host" && len(lines) == 0 && r.Host != "" {
+		lines = []string{r.Host}
+	}
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("%w: covered field %q is absent", ErrMalformed, c.name)
+	}
+	switch {
+	case c.bs:
+		for i, l := range lines {
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = append(dst, ':')
+			dst = base64.StdEncoding.AppendEncode(dst, []byte(trimOWS(l)))
+			dst = append(dst, ':')
+		}
+		return dst, nil
+	case c.key != "":
+		d, err := q.dictionary(c.name, lines)
+		if err != nil {
+			return nil, fmt.Errorf("%w: field %q is not a dictionary", ErrMalformed, c.name)
+		}
+		m := d.Get(c.key)
+		if m == nil {
+			return nil, fmt.Errorf("%w: dictionary %q has no member %q", ErrMalformed, c.name, c.key)
+		}
+		if dst, err = sfv.AppendMember(dst, *m); err != nil {
+			return nil, fmt.Errorf("%w: dictionary member", ErrMalformed)
+		}
+		return dst, nil
+	case c.sf:
+		return appendReserialized(dst, c.name, lines)
+	}
+	for i, l := range lines {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, trimOWS(l)...)
+	}
+	return dst, nil
+}
 
 // lineBreakError is the error of a signature base in which a component
 // value holds CR or LF, naming the first such component: the values are
 // built again, one at a time, to find it.
-func lineBreakError(r *http.Request, t target, items []sfv.Item) error {
+func lineBreakError(r *http.Request, t target, l *componentList) error {
 	var q baseCache
 	var v []byte
-	for i := range items {
+	for i := range l.comps {
+		c := &l.comps[i]
 		var err error
-		if v, err = appendComponentValue(v[:0], r, t, &items[i], &q); err == nil && hasLineBreak(v) {
-			id, _ := sfv.AppendItem(nil, &items[i])
-			return fmt.Errorf("%w: component %s has a line break", ErrMalformed, id)
+		if v, err = c.appendValue(v[:0], r, t, &q); err == nil && (bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0) {
+			return fmt.Errorf("%w: component %s has a line break", ErrMalformed, l.ids[c.idStart:c.idEnd-2])
 		}
 	}
 	return fmt.Errorf("%w: a component has a line break", ErrMalformed)
-}
-
-// hasLineBreak reports whether v holds CR or LF.
-func hasLineBreak(v []byte) bool {
-	return bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0
-}
-
-// sameIdentifier reports whether two component identifiers are equal:
-// the same name and the same parameters in the same order.
-func sameIdentifier(a, b *sfv.Item) bool {
-	if a.Value.Str != b.Value.Str || len(a.Params) != len(b.Params) {
-		return false
-	}
-	for i := range a.Params {
-		if a.Params[i].Key != b.Params[i].Key || a.Params[i].Value.Str != b.Params[i].Value.Str ||
-			a.Params[i].Value.Kind != b.Params[i].Value.Kind || a.Params[i].Value.Bool != b.Params[i].Value.Bool {
-			return false
-		}
-	}
-	return true
-}
-
-// component is a covered component compiled for building signature
-// bases: its line's start, and how to find its value. A list is
-// compiled once, when listCache remembers it, after a signature base was
-// built from it: its identifiers are then known valid and distinct.
-type component struct {
-	id    string        // the serialized identifier and ": "
-	kind  componentKind // how the value is found
-	canon string        // the canonical field name, for fieldComponent
-}
-
-type componentKind uint8
-
-const (
-	otherComponent     componentKind = iota // any other: appendComponentValue
-	methodComponent                         // @method
-	targetURIComponent                      // @target-uri
-	authorityComponent                      // @authority
-	fieldComponent                          // a field without parameters (not host)
-)
-
-// compileComponents compiles items, whose identifiers are valid and
-// distinct (a signature base was built from them).
-func compileComponents(items []sfv.Item) []component {
-	out := make([]component, len(items))
-	for i := range items {
-		it := &items[i]
-		id, err := sfv.AppendItem(nil, it)
-		if err != nil {
-			return nil
-		}
-		c := component{id: string(append(id, ": "...))}
-		name := it.Value.Str
-		switch {
-		case len(it.Params) != 0:
-		case name == "@method":
-			c.kind = methodComponent
-		case name == "@target-uri":
-			c.kind = targetURIComponent
-		case name == "@authority":
-			c.kind = authorityComponent
-		case name != "" && name[0] != '@' && name != "host" && strings.ToLower(name) == name:
-			c.kind, c.canon = fieldComponent, http.CanonicalHeaderKey(name)
-		}
-		out[i] = c
-	}
-	return out
-}
-
-// signatureBaseCompiled is signatureBase for items compiled as comps: the
-// same bytes, with the identifiers' checks and serialization done once.
-func signatureBaseCompiled(dst []byte, r *http.Request, t target, items []sfv.Item, comps []component, params sfv.Params, raw string) ([]byte, error) {
-	var err error
-	var q baseCache
-	begin := len(dst)
-	for i := range comps {
-		c := &comps[i]
-		dst = append(dst, c.id...)
-		switch c.kind {
-		case methodComponent:
-			dst = append(dst, r.Method...)
-		case targetURIComponent:
-			dst = append(dst, t.scheme...)
-			dst = append(dst, "://"...)
-			dst = append(dst, t.authority...)
-			dst = appendRequestTarget(dst, r)
-		case authorityComponent:
-			dst = append(dst, t.authority...)
-		case fieldComponent:
-			lines := r.Header[c.canon]
-			if len(lines) == 0 {
-				return nil, fmt.Errorf("%w: covered field %q is absent", ErrMalformed, items[i].Value.Str)
-			}
-			for j, l := range lines {
-				if j > 0 {
-					dst = append(dst, ", "...)
-				}
-				dst = append(dst, trimOWS(l)...)
-			}
-		default:
-			if dst, err = appendComponentValue(dst, r, t, &items[i], &q); err != nil {
-				return nil, err
-			}
-		}
-		dst = append(dst, '\n')
-	}
-	return finishBase(dst, begin, r, t, items, params, raw)
 }

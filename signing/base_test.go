@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -26,4 +27,19 @@ func TestComponentWithLineBreak(t *testing.T) {
 	base, err := baseFor(t, r, input)
 	require.NoError(t, err)
 	require.Contains(t, string(base), `"x-note": `+strings.Repeat("t", 800)+"\n")
+}
+
+// TestMalformedListLogsClaimedKey: a signature whose component list is
+// refused before its key is looked up (a component covered twice, one
+// unsupported) is logged with the key ID it claims, as one whose covered
+// field is absent is: the log tells which client sends it.
+func TestMalformedListLogsClaimedKey(t *testing.T) {
+	for _, list := range []string{`("@method" "@target-uri" "@method")`, `("@method" "@target-uri" "@status")`, `("@method" "@target-uri" "x-absent")`} {
+		v, clk, logs := newTestVerifier(t, nil)
+		r := signRaw(t, "device-a", secretA, list+`;created=%d;keyid="device-a";nonce="n1"`, clk.Now().Unix())
+		rec := httptest.NewRecorder()
+		v.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("reached") })).ServeHTTP(rec, r)
+		require.Equal(t, http.StatusBadRequest, rec.Code, list)
+		require.Contains(t, logs.String(), `"key_id":"device-a"`, list)
+	}
 }

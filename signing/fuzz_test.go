@@ -54,48 +54,36 @@ func FuzzVerify(f *testing.F) {
 }
 
 // FuzzSignatureBase builds signature bases for arbitrary component lists
-// over a fixed request: it must fail cleanly or produce a base with one
-// line per component, the same whether @signature-params comes from the
-// parsed text or is serialized again.
+// over fixed requests, among them RFC 9421's test request (B.2): it must
+// fail cleanly or produce a base with one line per component, the same
+// whether @signature-params comes from the parsed text or is serialized
+// again, and the same as referenceBase's, or fail where it fails. The
+// list is compiled once and built from for every request, as a list
+// listCache remembers is.
 func FuzzSignatureBase(f *testing.F) {
 	f.Add(`("@method" "@target-uri" "@authority" "@scheme" "@path" "@query" "@request-target")`)
 	f.Add(`("@query-param";name="x" "content-type" "x-dict";key="a" "x-dict";sf "x-dict";bs)`)
 	f.Add(`("@status" "@query-param" "X-Upper" "x-missing";req)`)
 	f.Add(`("@authority" "host" "content-type" "@method" "@target-uri" "x-dict")`)
+	f.Add(`("@query-param";name="Pet" "@query-param";name="param" "content-digest";sf "content-digest";key="sha-512" "content-length";bs "date")`)
+	f.Add(`("x-dict";key="c" "x-dict";key="b" "x-dict";sf=?0;bs=?0 "@query-param";name="y" "x-dict" "x-dict")`)
+	vec := rfc9421Request(f)
+	f.Add(vec.Input[strings.IndexByte(vec.Input, '=')+1:])
 	f.Fuzz(func(t *testing.T, list string) {
 		l, err := sfv.ParseList([]string{list})
 		if err != nil || len(l) != 1 || !l[0].IsInnerList {
 			return
 		}
 		inner := l[0]
-		r := httptest.NewRequest("GET", api+"/v1/a%20b?x=1&y=%C3%A9", nil)
+		api := target{scheme: "https", authority: "api.example.com"}
+		r := httptest.NewRequest("GET", "https://api.example.com/v1/a%20b?x=1&y=%C3%A9", nil)
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set("X-Dict", `a=1, b="two";p, c=(x y)`)
-		base, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, inner.Raw)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("error outside ErrMalformed: %v", err)
-			}
-			return
+		type request struct {
+			r *http.Request
+			t target
 		}
-		if got, want := strings.Count(string(base), "\n"), len(inner.Items); got != want {
-			t.Fatalf("%d lines for %d components:\n%s", got, want, base)
-		}
-		// The parser's text of the list, when it has one, is what the
-		// serializer writes: the base is the same either way.
-		reserialized, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, "")
-		if err != nil || string(reserialized) != string(base) {
-			t.Fatalf("base from the parsed text differs from the reserialized one (%v):\n%s\n%s", err, base, reserialized)
-		}
-		// Compiled, as listCache keeps a list that built a base, the
-		// list builds the same base, from this request and from one with
-		// a field gone, one with a line break and one with another method,
-		// path and value: or fails as signatureBase does.
-		comps := compileComponents(inner.Items)
-		if comps == nil {
-			t.Fatalf("a list that built a base does not compile")
-		}
-		others := []*http.Request{r}
+		requests := []request{{r, api}}
 		for _, mod := range []func(*http.Request){
 			func(r *http.Request) { r.Header.Del("Content-Type") },
 			func(r *http.Request) { r.Header.Set("Content-Type", "a\nb") },
@@ -105,21 +93,47 @@ func FuzzSignatureBase(f *testing.F) {
 				r.Header["Content-Type"] = []string{" x ", "\ty"}
 			},
 		} {
-			o := httptest.NewRequest("GET", api+"/v1/a%20b?x=1&y=%C3%A9", nil)
+			o := httptest.NewRequest("GET", "https://api.example.com/v1/a%20b?x=1&y=%C3%A9", nil)
 			o.Header = r.Header.Clone()
 			mod(o)
-			others = append(others, o)
+			requests = append(requests, request{o, api})
 		}
-		for _, o := range others {
-			for _, raw := range []string{inner.Raw, ""} {
-				want, errW := signatureBase(nil, o, target{scheme: "https", authority: "api.example.com"}, inner.Items, inner.Params, raw)
-				got, errG := signatureBaseCompiled(nil, o, target{scheme: "https", authority: "api.example.com"}, inner.Items, comps, inner.Params, raw)
-				if (errW == nil) != (errG == nil) || string(got) != string(want) {
-					t.Fatalf("compiled base differs (%v, %v):\n%s\n%s", errG, errW, got, want)
+		requests = append(requests, request{vec.request(), target{scheme: "http", authority: "example.com"}})
+
+		var cl componentList
+		compileErr := cl.compile(inner.Items)
+		if compileErr != nil && !errors.Is(compileErr, ErrMalformed) {
+			t.Fatalf("compile: error outside ErrMalformed: %v", compileErr)
+		}
+		for _, q := range requests {
+			want, errW := referenceBase(q.r, q.t, inner.Items, inner.Params)
+			if compileErr != nil {
+				if errW == nil {
+					t.Fatalf("the list does not compile (%v), the reference builds:\n%s", compileErr, want)
 				}
-				if errG != nil && !errors.Is(errG, ErrMalformed) {
-					t.Fatalf("compiled base: error outside ErrMalformed: %v", errG)
+				continue
+			}
+			base, err := signatureBase(nil, q.r, q.t, &cl, inner.Params, inner.Raw)
+			if err != nil {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("error outside ErrMalformed: %v", err)
 				}
+				if errW == nil {
+					t.Fatalf("base fails (%v), the reference builds:\n%s", err, want)
+				}
+				continue
+			}
+			if got, want := strings.Count(string(base), "\n"), len(inner.Items); got != want {
+				t.Fatalf("%d lines for %d components:\n%s", got, want, base)
+			}
+			// The parser's text of the list, when it has one, is what the
+			// serializer writes: the base is the same either way.
+			reserialized, err := signatureBase(nil, q.r, q.t, &cl, inner.Params, "")
+			if err != nil || string(reserialized) != string(base) {
+				t.Fatalf("base from the parsed text differs from the reserialized one (%v):\n%s\n%s", err, base, reserialized)
+			}
+			if errW != nil || string(base) != want {
+				t.Fatalf("base differs from the reference (%v):\n%s\n%s", errW, base, want)
 			}
 		}
 	})

@@ -30,12 +30,11 @@ const listCacheSize = 8
 
 // cachedList is one remembered inner list.
 type cachedList struct {
-	prefix    string      // the line up to its first ')': label=(...)
-	label     string      // the dictionary key
-	listStart int         // where '(' is in prefix
-	items     []sfv.Item  // parsed from prefix; never modified
-	canonical bool        // the list's text is its canonical serialization
-	comps     []component // items, compiled
+	prefix    string         // the line up to its first ')': label=(...)
+	label     string         // the dictionary key
+	listStart int            // where '(' is in prefix
+	list      *componentList // parsed from prefix and compiled; never modified
+	canonical bool           // the list's text is its canonical serialization
 }
 
 // lookup returns the remembered list that line starts with, or nil.
@@ -86,16 +85,16 @@ func (c *listCache) remember(line, label string) {
 	if m.Key != label || !m.IsInnerList || len(m.Params) != 0 {
 		return
 	}
+	list := new(componentList)
+	if list.compile(m.Items) != nil {
+		return
+	}
 	e := &cachedList{
 		prefix:    prefix,
 		label:     m.Key,
 		listStart: strings.IndexByte(prefix, '('),
-		items:     m.Items,
+		list:      list,
 		canonical: m.Raw != "",
-		comps:     compileComponents(m.Items),
-	}
-	if e.comps == nil {
-		return
 	}
 	c.entries[c.next.Add(1)%listCacheSize].Store(e)
 }
@@ -111,7 +110,7 @@ func parseCached(sc *sfv.Scratch, line string, e *cachedList) (sfv.Member, bool)
 	if err != nil || n != len(rest) {
 		return sfv.Member{}, false
 	}
-	m := sfv.Member{IsInnerList: true, Items: e.items, Params: ps}
+	m := sfv.Member{IsInnerList: true, Items: e.list.items, Params: ps}
 	if e.canonical && canonical {
 		m.Raw = line[e.listStart:]
 	}

@@ -94,7 +94,7 @@ func (s *Signer) Sign(r *http.Request) error {
 		host = r.URL.Host
 	}
 	scheme := strings.ToLower(r.URL.Scheme)
-	base, err := signatureBase(nil, r, target{scheme: scheme, authority: normalizeAuthority(scheme, host)}, items, params, "")
+	base, err := compileBase(nil, r, target{scheme: scheme, authority: normalizeAuthority(scheme, host)}, items, params, "")
 	if err != nil {
 		return err
 	}

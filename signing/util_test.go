@@ -32,5 +32,5 @@ func innerList(t testing.TB, input string) sfv.Member {
 // baseFor builds the signature base of r for one Signature-Input member.
 func baseFor(t testing.TB, r *http.Request, input string) ([]byte, error) {
 	m := innerList(t, input)
-	return signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
+	return compileBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
 }

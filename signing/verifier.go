@@ -440,6 +440,7 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 // outlives the verification.
 type scratch struct {
 	sfv   sfv.Scratch
+	list  componentList // the signature's components, when not remembered
 	base  []byte
 	probe [1]byte // reads past the body's announced end
 }
@@ -450,6 +451,8 @@ func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(sc *scratch) {
 	sc.sfv.Reset()
+	clear(sc.list.comps) // its strings point into the last request
+	sc.list.items = nil
 	if cap(sc.base) > 64<<10 {
 		sc.base = make([]byte, 0, 1024) // keep a grown buffer, but not a huge one
 	}
@@ -473,7 +476,8 @@ type sigInput struct {
 	created int64
 	expires int64
 	covered coverage
-	comps   []component // items compiled, when they came from listCache
+	list    *componentList // items, compiled: sc.list, or remembered by listCache
+	learn   bool           // list is worth remembering once the signature verifies
 }
 
 // verify is Verify against p, filling in res. It reads the body into
@@ -495,9 +499,10 @@ func (v *Verifier) verify(r *http.Request, p Profile, required []sfv.Item, buf *
 // verifyWith is verify with sc as its working storage.
 func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, buf *bodyBuffer, sc *scratch, res *Result) error {
 	ctx := r.Context()
-	// 1. Parse and profile checks.
-	in, learn, err := v.parse(r, p, required, sc)
+	// 1. Parse, profile checks, and the covered components compiled.
+	in, err := v.parse(r, p, required, sc)
 	if err != nil {
+		res.KeyID = in.keyID // claimed, unverified: for the log only
 		return err
 	}
 	*res = Result{KeyID: in.keyID, Label: in.label, Created: time.Unix(in.created, 0), input: in.lines}
@@ -511,12 +516,7 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
 	}
 	t := target{scheme: v.cfg.Scheme, authority: authority}
-	var base []byte
-	if in.comps != nil {
-		base, err = signatureBaseCompiled(sc.base[:0], r, t, in.items, in.comps, in.params, in.raw)
-	} else {
-		base, err = signatureBase(sc.base[:0], r, t, in.items, in.params, in.raw)
-	}
+	base, err := signatureBase(sc.base[:0], r, t, in.list, in.params, in.raw)
 	if err != nil {
 		return err
 	}
@@ -542,7 +542,7 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	if err := v.verifyWithKey(in.keyID, key, base, in.sig); err != nil {
 		return err
 	}
-	if learn {
+	if in.learn {
 		v.lists.remember(in.lines[0], in.label)
 	}
 	if in.covered.has(coversContentDigest) || hasBody(r) && !p.InsecureAllowUnsignedBody {
@@ -594,22 +594,21 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 }
 
 // parse reads Signature-Input and Signature, picks the signature to
-// verify and checks it against the profile.
-//
-// learn reports that the signature came from a Signature-Input of one
-// member that was parsed whole: its list is worth remembering once the
-// signature verifies.
-func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (in sigInput, learn bool, err error) {
+// verify, checks it against the profile and compiles its components: a
+// line that starts with a list verified before (see listCache) has only
+// its parameters parsed and reuses the list compiled; any other is parsed
+// whole and compiled into sc, and in.learn is set when its list is worth
+// remembering once its signature verifies. When the picked signature's
+// components do not compile, in holds its claimed key ID beside the error,
+// for the log.
+func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *scratch) (in sigInput, err error) {
 	inLines, sigLines := r.Header["Signature-Input"], r.Header["Signature"] // canonical keys: no lookup cost
 	if len(inLines) == 0 && len(sigLines) == 0 {
-		return sigInput{}, false, ErrMissingSignature
+		return sigInput{}, ErrMissingSignature
 	}
 	if len(inLines) == 0 || len(sigLines) == 0 {
-		return sigInput{}, false, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
+		return sigInput{}, fmt.Errorf("%w: Signature-Input and Signature must both be present", ErrMalformed)
 	}
-	// A line that starts with a list verified before has only its
-	// parameters parsed (see listCache); any other is parsed whole, and
-	// its list is remembered once its signature verifies.
 	var inputs sfv.Dictionary
 	var one [1]sfv.DictMember
 	var cached *cachedList
@@ -624,18 +623,18 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 	if cached == nil {
 		var err error
 		if inputs, err = parseDictionary(&sc.sfv, inLines); err != nil {
-			return sigInput{}, false, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
+			return sigInput{}, fmt.Errorf("%w: Signature-Input: %v", ErrMalformed, err)
 		}
 	}
 	sigs, err := parseDictionary(&sc.sfv, sigLines)
 	if err != nil {
-		return sigInput{}, false, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
+		return sigInput{}, fmt.Errorf("%w: Signature: %v", ErrMalformed, err)
 	}
 	var lastErr error
 	for i := range inputs.Members {
 		m := &inputs.Members[i] // by index: a member is large to copy
 		if !m.IsInnerList {
-			return sigInput{}, false, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
+			return sigInput{}, fmt.Errorf("%w: Signature-Input %q is not an inner list", ErrMalformed, m.Key)
 		}
 		if tag, _ := m.Params.Get("tag"); p.Tag != "" && (tag.Kind != sfv.String || tag.Str != p.Tag) {
 			continue
@@ -647,21 +646,26 @@ func (v *Verifier) parse(r *http.Request, p Profile, required []sfv.Item, sc *sc
 		}
 		sm := sigs.Get(m.Key)
 		if sm == nil {
-			return sigInput{}, false, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
+			return sigInput{}, fmt.Errorf("%w: no Signature for label %q", ErrMalformed, m.Key)
 		}
 		if sm.IsInnerList || sm.Item.Value.Kind != sfv.ByteSequence {
-			return sigInput{}, false, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
+			return sigInput{}, fmt.Errorf("%w: Signature %q is not a byte sequence", ErrMalformed, m.Key)
 		}
 		in.sig, in.raw, in.lines = sm.Item.Value.Bytes, m.Raw, inLines
 		if cached != nil {
-			in.comps = cached.comps
+			in.list = cached.list
+			return in, nil
 		}
-		return in, cached == nil && len(inputs.Members) == 1, nil
+		if err := sc.list.compile(in.items); err != nil {
+			return sigInput{keyID: in.keyID}, err
+		}
+		in.list, in.learn = &sc.list, len(inputs.Members) == 1
+		return in, nil
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: no signature to verify", ErrProfile)
 	}
-	return sigInput{}, false, lastErr
+	return sigInput{}, lastErr
 }
 
 // coverage is a set of the plain components a signature covers that the
@@ -951,4 +955,19 @@ func lowerASCII(s string) string {
 func hasField(h http.Header, key string) bool {
 	v := h[key]
 	return len(v) > 0 && v[0] != ""
+}
+
+// sameIdentifier reports whether two component identifiers are equal:
+// the same name and the same parameters in the same order.
+func sameIdentifier(a, b *sfv.Item) bool {
+	if a.Value.Str != b.Value.Str || len(a.Params) != len(b.Params) {
+		return false
+	}
+	for i := range a.Params {
+		if a.Params[i].Key != b.Params[i].Key || a.Params[i].Value.Str != b.Params[i].Value.Str ||
+			a.Params[i].Value.Kind != b.Params[i].Value.Kind || a.Params[i].Value.Bool != b.Params[i].Value.Bool {
+			return false
+		}
+	}
+	return true
 }

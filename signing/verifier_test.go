@@ -730,7 +730,7 @@ func TestTooManyComponents(t *testing.T) {
 func TestQueryParamsParsedOnce(t *testing.T) {
 	r := httptest.NewRequest("GET", api+"/v1/search?a=1&b=two%20words&c=%7E", nil)
 	m := innerList(t, `sig1=("@query-param";name="a" "@query-param";name="b" "@query-param";name="c");created=1`)
-	base, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
+	base, err := compileBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
 	require.NoError(t, err)
 	require.Equal(t, "\"@query-param\";name=\"a\": 1\n\"@query-param\";name=\"b\": two%20words\n\"@query-param\";name=\"c\": %7E\n"+
 		"\"@signature-params\": (\"@query-param\";name=\"a\" \"@query-param\";name=\"b\" \"@query-param\";name=\"c\");created=1", string(base))
@@ -743,10 +743,10 @@ func TestDictionaryMembers(t *testing.T) {
 	r := httptest.NewRequest("GET", api+"/", nil)
 	r.Header.Set("Example-Dict", " a=1,    b=2;x=1;y=2,   c=(a   b   c)")
 	m := innerList(t, `sig1=("example-dict";key="a" "example-dict";key="d" "example-dict";key="b" "example-dict";key="c");created=1`)
-	_, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
+	_, err := compileBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
 	require.ErrorIs(t, err, ErrMalformed, "d is not a member")
 	m = innerList(t, `sig1=("example-dict";key="a" "example-dict";key="b" "example-dict";key="c");created=1`)
-	base, err := signatureBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
+	base, err := compileBase(nil, r, target{scheme: "https", authority: "api.example.com"}, m.Items, m.Params, m.Raw)
 	require.NoError(t, err)
 	require.Equal(t, "\"example-dict\";key=\"a\": 1\n\"example-dict\";key=\"b\": 2;x=1;y=2\n\"example-dict\";key=\"c\": (a b c)\n"+
 		"\"@signature-params\": (\"example-dict\";key=\"a\" \"example-dict\";key=\"b\" \"example-dict\";key=\"c\");created=1", string(base))
