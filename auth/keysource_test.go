@@ -179,17 +179,7 @@ func TestJWKSFirstLoad(t *testing.T) {
 		for i := range toks {
 			toks[i] = freshToken(t, a, clk, fmt.Sprint(i))
 		}
-		var wg sync.WaitGroup
-		var passed atomic.Int32
-		for _, tok := range toks {
-			wg.Go(func() {
-				if _, err := v.VerifyToken(t.Context(), tok); err == nil {
-					passed.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		require.Equal(t, int32(200), passed.Load())
+		require.Equal(t, int32(200), verifyAtOnce(t, v, toks))
 		require.Equal(t, int32(1), srv.fetches.Load())
 	})
 
@@ -292,17 +282,7 @@ func TestJWKSRotationAttacks(t *testing.T) {
 		for i := range toks {
 			toks[i] = freshToken(t, b, clk, fmt.Sprint(i))
 		}
-		var wg sync.WaitGroup
-		var passed atomic.Int32
-		for _, tok := range toks {
-			wg.Go(func() {
-				if _, err := v.VerifyToken(t.Context(), tok); err == nil {
-					passed.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		require.Equal(t, int32(200), passed.Load())
+		require.Equal(t, int32(200), verifyAtOnce(t, v, toks))
 		require.Equal(t, int32(2), srv.fetches.Load())
 	})
 
@@ -570,4 +550,21 @@ func TestJWKSFetchSpacing(t *testing.T) {
 			require.Equal(t, int32(10), srv.fetches.Load()-base, "one fetch a second")
 		})
 	}
+}
+
+// verifyAtOnce verifies every token in toks on its own goroutine, all at
+// once, and returns how many verified.
+func verifyAtOnce(t *testing.T, v *Verifier, toks []string) int32 {
+	t.Helper()
+	var wg sync.WaitGroup
+	var passed atomic.Int32
+	for _, tok := range toks {
+		wg.Go(func() {
+			if _, err := v.VerifyToken(t.Context(), tok); err == nil {
+				passed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return passed.Load()
 }
