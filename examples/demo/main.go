@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "print the API's security log to stderr")
 	redisAddr := fs.String("redis", "", "Redis address (host:port): every store becomes a redisstore one, as several instances would share")
 	loadTest := fs.Bool("loadtest", false, "with -serve: raise the rate limits out of the way, for load tests of the chain")
+	attacks := fs.Bool("attacks", false, "with -serve: also serve POST /demo/attacks, which runs the client's attacks once per call (for dashboards and ops/)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,7 +77,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer api.close()
-	srv := &http.Server{Handler: api.handler, ReadHeaderTimeout: 5 * time.Second}
+	handler := api.handler
+	if *serve && *attacks {
+		handler = withAttacks(handler, api, base)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
