@@ -28,11 +28,28 @@ type Limit struct {
 	// Per is the window. Required: > 0.
 	Per time.Duration
 	// Burst is the bucket size: how many requests may come at once.
-	// Default: Requests.
+	// Default (0): Requests. A negative Burst is an error at New.
 	Burst int
 }
 
-func (l Limit) valid() bool { return l.Requests > 0 && l.Per > 0 && l.Burst >= 0 }
+// check returns nil when l is valid, or an error naming field (such as
+// "Config.Limit") and what is wrong with it: each invalid part has its
+// own message, so that the error names the fix.
+func (l Limit) check(field string) error {
+	switch {
+	case l == Limit{}:
+		return fmt.Errorf("ratelimit: %s is required: Requests and Per must be positive", field)
+	case l.Requests <= 0:
+		return fmt.Errorf("ratelimit: %s.Requests must be positive, got %d", field, l.Requests)
+	case l.Per < 0:
+		return fmt.Errorf("ratelimit: %s.Per must not be negative, got %s", field, l.Per)
+	case l.Per == 0:
+		return fmt.Errorf("ratelimit: %s.Per is required: the window must be positive", field)
+	case l.Burst < 0:
+		return fmt.Errorf("ratelimit: %s.Burst must not be negative, got %d (0 means Requests)", field, l.Burst)
+	}
+	return nil
+}
 
 func (l Limit) rate() rate.Limit { return rate.Limit(float64(l.Requests) / l.Per.Seconds()) }
 
@@ -247,14 +264,17 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("ratelimit: Config.Key is required")
 	}
-	if !cfg.Limit.valid() {
-		return nil, errors.New("ratelimit: Config.Limit is required: Requests and Per must be positive")
+	if err := cfg.Limit.check("Config.Limit"); err != nil {
+		return nil, err
 	}
 	if cfg.Name == "" {
 		cfg.Name = "api"
 	}
-	if cfg.StoreTimeout < 0 || cfg.MaxKeys < 0 {
-		return nil, errors.New("ratelimit: Config.StoreTimeout and Config.MaxKeys must not be negative")
+	if cfg.StoreTimeout < 0 {
+		return nil, fmt.Errorf("ratelimit: Config.StoreTimeout must not be negative, got %s (0 means 10ms)", cfg.StoreTimeout)
+	}
+	if cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("ratelimit: Config.MaxKeys must not be negative, got %d (0 means 100000)", cfg.MaxKeys)
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 10 * time.Millisecond
@@ -275,8 +295,11 @@ func New(cfg Config) (*Limiter, error) {
 	l.rules = append(l.rules, rule{name: cfg.Name, limit: cfg.Limit, key: cfg.Key, limitFor: cfg.LimitFor})
 	names := map[string]bool{cfg.Name: true}
 	for i, r := range cfg.Rules {
-		if r.Name == "" || r.Key == nil || !r.Limit.valid() {
-			return nil, fmt.Errorf("ratelimit: Config.Rules[%d] needs a Name, a Key and a valid Limit", i)
+		if r.Name == "" || r.Key == nil {
+			return nil, fmt.Errorf("ratelimit: Config.Rules[%d] needs a Name and a Key", i)
+		}
+		if err := r.Limit.check(fmt.Sprintf("Config.Rules[%d].Limit", i)); err != nil {
+			return nil, err
 		}
 		if names[r.Name] {
 			return nil, fmt.Errorf("ratelimit: policy name %q used twice", r.Name)
