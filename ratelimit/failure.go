@@ -136,6 +136,9 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 	if cfg.Name == "" {
 		cfg.Name = "failures"
 	}
+	if _, err := quoteName("FailureConfig.Name", cfg.Name); err != nil {
+		return nil, err
+	}
 	if cfg.Lockout == 0 {
 		cfg.Lockout = cfg.Per
 	}

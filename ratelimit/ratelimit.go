@@ -229,7 +229,6 @@ type Limiter struct {
 	rules   []rule
 	mem     *memoryStore // the store, when it is the default
 	local   *memoryStore // fallback for a failing shared store
-	policy  []string     // RateLimit-Policy value of the main rule, shared
 	release func()       // gives back the Name claimed on a shared Store
 
 	// fields caches RateLimit values of the main rule for small r and t,
@@ -247,7 +246,9 @@ type rule struct {
 	limit    Limit
 	key      KeyFunc
 	limitFor func(*http.Request, string) Limit
-	body429  []byte // the problem+json body of its rejections
+	body429  []byte   // the problem+json body of its rejections
+	quoted   string   // name as an sf-string, for the RateLimit fields
+	policy   []string // the RateLimit-Policy member of limit, shared
 
 	// seed hashes the rule's keys in the in-memory stores: each rule has
 	// its own, so that equal keys of two rules name two buckets, with no
@@ -312,9 +313,18 @@ func New(cfg Config) (*Limiter, error) {
 	} else {
 		l.local = newMemoryStore(cfg.MaxKeys, cfg.Overflow)
 	}
-	l.policy = []string{policyField(cfg.Name, cfg.Limit)}
 	for i := range l.rules {
 		rl := &l.rules[i]
+		field := "Config.Name"
+		if i > 0 {
+			field = fmt.Sprintf("Config.Rules[%d].Name", i-1)
+		}
+		q, err := quoteName(field, rl.name)
+		if err != nil {
+			return nil, err
+		}
+		rl.quoted = q
+		rl.policy = []string{policyField(rl.quoted, rl.limit)}
 		rl.body429 = quotaBody(rl.name)
 		rl.seed = maphash.MakeSeed()
 		rl.ns = namespace("ratelimit", cfg.Name, rl.name)
@@ -648,53 +658,6 @@ func ceilSeconds(d time.Duration) int64 {
 		return 0
 	}
 	return int64((d + time.Second - 1) / time.Second)
-}
-
-// policyField is the RateLimit-Policy member of a limit:
-// "name";q=quota;w=window (draft-ietf-httpapi-ratelimit-headers).
-func policyField(name string, lim Limit) string {
-	return strconv.Quote(name) + ";q=" + strconv.Itoa(lim.Requests) + ";w=" + strconv.FormatInt(ceilSeconds(lim.Per), 10)
-}
-
-// rateLimitField is a RateLimit member: "name";r=remaining;t=seconds.
-func rateLimitField(policy string, remaining int, t int64) string {
-	var buf [64]byte
-	b := strconv.AppendQuote(buf[:0], policy)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(remaining), 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, t, 10)
-	return string(b)
-}
-
-// setFields sets RateLimit-Policy and RateLimit for d.
-func (l *Limiter) setFields(h http.Header, d Decision) {
-	if d.Policy == l.rules[0].name && d.Limit == l.rules[0].limit {
-		h["Ratelimit-Policy"] = l.policy
-	} else {
-		h["Ratelimit-Policy"] = []string{policyField(d.Policy, d.Limit)}
-	}
-	t := ceilSeconds(d.NextToken)
-	if !d.Allowed {
-		t = ceilSeconds(d.RetryAfter)
-	}
-	main := d.Policy == l.rules[0].name
-	if main && d.Remaining >= 0 && d.Remaining < fieldCacheR && t < fieldCacheT {
-		slot := &l.fields[d.Remaining][t]
-		v := slot.Load()
-		if v == nil {
-			v = &[]string{rateLimitField(d.Policy, d.Remaining, t)}
-			slot.Store(v)
-		}
-		h["Ratelimit"] = *v
-	} else {
-		h["Ratelimit"] = []string{rateLimitField(d.Policy, d.Remaining, t)}
-	}
-	if l.cfg.LegacyHeaders {
-		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit.Requests))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
-		h.Set("X-RateLimit-Reset", strconv.FormatInt(t, 10))
-	}
 }
 
 var (
