@@ -85,7 +85,10 @@
 // A shared store that fails or exceeds Config.StoreTimeout is handled by
 // Config.StorePolicy: FallbackLocal (default: a local in-memory limiter,
 // per instance, until the store answers), FailOpen, or FailClosed (503).
-// Each failure is logged as event=ratelimit_store_error.
+// Each failure is logged as event=ratelimit_store_error. [Limiter.Ready]
+// and [FailureBudget.Ready] report whether a shared store that has a
+// Ready(context.Context) error method (redisstore's) answers, for a
+// readiness endpoint; the in-memory stores are always ready.
 //
 // # Failure budgets
 //

@@ -200,6 +200,17 @@ func (b *FailureBudget) Close() error {
 	return nil
 }
 
+// Ready reports whether the budget's store is ready, as
+// [Limiter.Ready] does: nil with the default in-memory store; otherwise
+// the FailureStore's Ready(context.Context) error when it has one,
+// wrapped with [ErrStoreUnavailable] and the budget's Name. While the
+// store is not ready, attempts follow FailureConfig.StorePolicy (by
+// default refused with 503). It can be called concurrently with request
+// handling.
+func (b *FailureBudget) Ready(ctx context.Context) error {
+	return storeReady(ctx, b.cfg.Store, "failure budget", b.cfg.Name)
+}
+
 // storeKey is key as the shared store knows it.
 func (b *FailureBudget) storeKey(key string) string {
 	if !b.shared {

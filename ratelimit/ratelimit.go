@@ -707,3 +707,32 @@ func (l *Limiter) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	problem.Write(w, probNoKey)
 }
+
+// readier is a store that can tell whether it is reachable, as
+// redisstore's stores can.
+type readier interface {
+	Ready(ctx context.Context) error
+}
+
+// Ready reports whether the Limiter's store is ready, for a readiness
+// check: nil with the default in-memory store (always ready) or a Store
+// without a Ready(context.Context) error method; otherwise the Store's
+// Ready, whose error is wrapped with [ErrStoreUnavailable] and the
+// limiter's Name. It is bounded by ctx and by the Store's own timeout.
+// While the Store is not ready, requests follow Config.StorePolicy (by
+// default a local limit per instance). It can be called concurrently
+// with request handling.
+func (l *Limiter) Ready(ctx context.Context) error {
+	return storeReady(ctx, l.cfg.Store, "limiter", l.cfg.Name)
+}
+
+func storeReady(ctx context.Context, store any, kind, name string) error {
+	r, ok := store.(readier)
+	if !ok {
+		return nil
+	}
+	if err := r.Ready(ctx); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrStoreUnavailable, kind, name, err)
+	}
+	return nil
+}

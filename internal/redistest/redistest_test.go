@@ -1,7 +1,10 @@
 package redistest
 
 import (
+	"net"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -14,6 +17,21 @@ func TestServerLifecycle(t *testing.T) {
 	got, err = s.Do("GET", "k")
 	require.NoError(t, err)
 	require.Equal(t, "$1", got)
+
+	s.Pause()
+	c, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err, "a paused server still accepts connections")
+	require.NoError(t, c.SetDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = c.Write([]byte("PING\r\n"))
+	require.NoError(t, err)
+	_, err = c.Read(make([]byte, 16))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "a paused server does not answer")
+	s.Resume()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	n, err := c.Read(make([]byte, 16))
+	require.NoError(t, err, "a resumed server answers what it was sent")
+	require.Positive(t, n)
+	require.NoError(t, c.Close())
 
 	s.Stop()
 	_, err = s.Do("PING")
