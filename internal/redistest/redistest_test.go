@@ -9,6 +9,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+func TestMain(m *testing.M) { os.Exit(Main(m, new(string))) }
+
+func TestShared(t *testing.T) {
+	s := Shared(t)
+	_, err := s.Do("SET", "k", "v")
+	require.NoError(t, err)
+	require.Same(t, s, Shared(t), "one server for the package")
+	got, err := s.Do("GET", "k")
+	require.NoError(t, err)
+	require.Equal(t, "$-1", got, "Shared empties the server for each test")
+}
+
 func TestServerLifecycle(t *testing.T) {
 	s := Start(t)
 	got, err := s.Do("SET", "k", "v")
