@@ -37,7 +37,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	c := redistest.StartCluster(t)
+	c := redistest.SharedCluster(t)
 	var n atomic.Int64
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: testTimeout, InsecureTrustCallerClock: true}

@@ -103,6 +103,7 @@ func Main(m *testing.M, addr *string) int {
 	*addr = s.Addr()
 	sharedServer.Store(s)
 	defer sharedServer.Store(nil)
+	defer stopSharedCluster()
 	return m.Run()
 }
 
@@ -332,6 +333,67 @@ func (c *Cluster) Addrs() []string {
 // APIGUARD_REQUIRE_REDIS=1) when redis-server or redis-cli is missing.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, t.TempDir, t.Cleanup)
+}
+
+// sharedCluster is the cluster of [SharedCluster], and what stops it
+// when [Main] returns.
+var sharedCluster struct {
+	mu   sync.Mutex
+	c    *Cluster
+	stop []func()
+}
+
+// SharedCluster returns the package's cluster, started on first use and
+// stopped when [Main] returns, with every node emptied (FLUSHALL): the
+// cluster tests of a package share one instead of starting three
+// processes each. Without Main in the package's TestMain it is
+// [StartCluster].
+func SharedCluster(t testing.TB) *Cluster {
+	t.Helper()
+	if sharedServer.Load() == nil {
+		return StartCluster(t)
+	}
+	sharedCluster.mu.Lock()
+	defer sharedCluster.mu.Unlock()
+	if sharedCluster.c == nil {
+		// The nodes outlive the test that starts them: their directories
+		// and their stopping belong to Main.
+		tempDir := func() string {
+			dir, err := os.MkdirTemp("", "redistest-cluster")
+			if err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
+			sharedCluster.stop = append(sharedCluster.stop, func() { _ = os.RemoveAll(dir) })
+			return dir
+		}
+		sharedCluster.c = startCluster(t, tempDir, func(f func()) { sharedCluster.stop = append(sharedCluster.stop, f) })
+		for _, n := range sharedCluster.c.Nodes {
+			n.shared = true
+		}
+	}
+	for _, n := range sharedCluster.c.Nodes {
+		if _, err := n.Do("FLUSHALL"); err != nil {
+			t.Fatalf("redistest: FLUSHALL on the shared cluster: %v", err)
+		}
+	}
+	return sharedCluster.c
+}
+
+// stopSharedCluster stops the cluster of SharedCluster, if it started.
+func stopSharedCluster() {
+	sharedCluster.mu.Lock()
+	defer sharedCluster.mu.Unlock()
+	for i := len(sharedCluster.stop) - 1; i >= 0; i-- { // last registered first, as t.Cleanup
+		sharedCluster.stop[i]()
+	}
+	sharedCluster.c, sharedCluster.stop = nil, nil
+}
+
+// startCluster starts a cluster in directories from tempDir, whose
+// processes cleanup registers to stop.
+func startCluster(t testing.TB, tempDir func() string, cleanup func(func())) *Cluster {
+	t.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		skip(t, "redis-cli not found on PATH: install redis-tools to run the cluster tests", os.Getenv("APIGUARD_REQUIRE_REDIS") == "1")
@@ -342,11 +404,11 @@ func StartCluster(t testing.TB) *Cluster {
 		if err != nil {
 			skip(t, "redis-server not found on PATH: install it (apt-get install -y redis-server) to run this test", os.Getenv("APIGUARD_REQUIRE_REDIS") == "1")
 		}
-		s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t), extra: []string{
+		s := &Server{t: t, bin: bin, dir: tempDir(), port: freePort(t), extra: []string{
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
 		}}
 		s.Restart()
-		t.Cleanup(s.Stop)
+		cleanup(s.stop)
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := []string{"--cluster", "create"}
