@@ -83,6 +83,13 @@ func BenchmarkHandler(b *testing.B) {
 		h.ServeHTTP(httptest.NewRecorder(), r)
 		serveLoop(b, h, r, http.StatusTooManyRequests)
 	})
+	b.Run("two_limiters", func(b *testing.B) {
+		// Two limiters in a chain: the inner one adds its members to the
+		// fields the outer one set.
+		outer := benchLimiter(b, Config{Name: "token", Limit: Limit{Requests: 1 << 30, Per: time.Second, Burst: 20}, Key: KeyByHeader("X-Token")})
+		inner := benchLimiter(b, Config{Name: "device", Limit: Limit{Requests: 1 << 30, Per: time.Second, Burst: 20}, Key: KeyByHeader("X-Device-ID")})
+		serveLoop(b, outer.Handler(inner.Handler(next)), r, http.StatusNoContent)
+	})
 	b.Run("two_rules", func(b *testing.B) {
 		l := benchLimiter(b, Config{
 			Name:  "device",

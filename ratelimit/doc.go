@@ -64,11 +64,18 @@
 //
 // # Answers
 //
-// Rejections are 429 with Retry-After (whole seconds, rounded up) and the
-// RateLimit-Policy and RateLimit fields of draft-ietf-httpapi-ratelimit-headers
-// (`"api";q=100;w=60` and `"api";r=0;t=12`), and a problem+json body of
-// type quota-exceeded with violated-policies. Allowed responses carry the
-// fields too, unless Config.QuietAllow. A request without a key is
+// Rejections are 429 with Retry-After (whole seconds, rounded up, never
+// before the RateLimit t) and the RateLimit-Policy and RateLimit fields
+// of draft-ietf-httpapi-ratelimit-headers (-10 to -12), Structured Field
+// Lists with one member per policy (`"api";q=100;w=60` and
+// `"api";r=0;t=12`), and a problem+json body of type quota-exceeded whose
+// violated-policies names the policy. Allowed responses carry the fields
+// too, unless Config.QuietAllow. Each limiter in a chain adds its member
+// to the lists already on the response, or replaces only the member of
+// its own name, so a response behind an address limiter and a user
+// limiter carries both (see Example (Chain)); policy names must be printable
+// ASCII (New refuses others). The X-RateLimit fields of
+// Config.LegacyHeaders hold one policy: the innermost limiter's. A request without a key is
 // rejected with 400 (fail closed) unless Config.InsecureAllowNoKey. Every
 // rejection is logged as event=rate_limited with the policy name, never
 // the key. Config.Shadow decides and logs but never rejects.
@@ -78,7 +85,10 @@
 // A shared store that fails or exceeds Config.StoreTimeout is handled by
 // Config.StorePolicy: FallbackLocal (default: a local in-memory limiter,
 // per instance, until the store answers), FailOpen, or FailClosed (503).
-// Each failure is logged as event=ratelimit_store_error.
+// Each failure is logged as event=ratelimit_store_error. [Limiter.Ready]
+// and [FailureBudget.Ready] report whether a shared store that has a
+// Ready(context.Context) error method (redisstore's) answers, for a
+// readiness endpoint; the in-memory stores are always ready.
 //
 // # Failure budgets
 //

@@ -78,6 +78,43 @@ func ExampleKeyByIP_spoofedForwardedFor() {
 	// 429
 }
 
+// Two limiters in a chain, by address and by user: each adds its policy
+// to the RateLimit and RateLimit-Policy lists, and the 429 of the user
+// limit names it.
+func Example_chain() {
+	perIP, _ := ratelimit.New(ratelimit.Config{
+		Name:   "ip",
+		Limit:  ratelimit.Limit{Requests: 100, Per: time.Minute},
+		Key:    ratelimit.KeyByIP(),
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	perUser, _ := ratelimit.New(ratelimit.Config{
+		Name:   "user",
+		Limit:  ratelimit.Limit{Requests: 10, Per: time.Minute, Burst: 1},
+		Key:    ratelimit.KeyByHeader("X-User"), // auth.ClaimsFrom in a real service
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	h := perIP.Handler(perUser.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	for range 2 {
+		req := httptest.NewRequest("GET", "/orders", nil)
+		req.Header.Set("X-User", "alice")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Printf("%d Retry-After=%q\n", rec.Code, rec.Header().Get("Retry-After"))
+		fmt.Println("  RateLimit-Policy:", rec.Header().Get("RateLimit-Policy"))
+		fmt.Println("  RateLimit:", rec.Header().Get("RateLimit"))
+	}
+	// Output:
+	// 200 Retry-After=""
+	//   RateLimit-Policy: "ip";q=100;w=60, "user";q=10;w=60
+	//   RateLimit: "ip";r=99;t=1, "user";r=0;t=6
+	// 429 Retry-After="6"
+	//   RateLimit-Policy: "ip";q=100;w=60, "user";q=10;w=60
+	//   RateLimit: "ip";r=98;t=1, "user";r=0;t=6
+}
+
 func ExampleLimiter_Allow() {
 	l, _ := ratelimit.New(ratelimit.Config{
 		Limit:  ratelimit.Limit{Requests: 2, Per: time.Second},

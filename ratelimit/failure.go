@@ -110,17 +110,34 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("ratelimit: FailureConfig.Key is required")
 	}
-	if cfg.Budget <= 0 || cfg.Per <= 0 {
-		return nil, errors.New("ratelimit: FailureConfig.Budget and FailureConfig.Per are required and must be positive")
+	if cfg.Budget <= 0 {
+		return nil, fmt.Errorf("ratelimit: FailureConfig.Budget is required and must be positive, got %d", cfg.Budget)
 	}
-	if cfg.Lockout < 0 || cfg.MaxLockout < 0 || cfg.MaxKeys < 0 || cfg.AttemptTimeout < 0 || cfg.StoreTimeout < 0 {
-		return nil, errors.New("ratelimit: FailureConfig durations and sizes must not be negative")
+	if cfg.Per < 0 {
+		return nil, fmt.Errorf("ratelimit: FailureConfig.Per must not be negative, got %s", cfg.Per)
+	}
+	if cfg.Per == 0 {
+		return nil, errors.New("ratelimit: FailureConfig.Per is required: the window must be positive")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Lockout", cfg.Lockout}, {"MaxLockout", cfg.MaxLockout}, {"AttemptTimeout", cfg.AttemptTimeout}, {"StoreTimeout", cfg.StoreTimeout}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("ratelimit: FailureConfig.%s must not be negative, got %s (0 means the default)", d.name, d.v)
+		}
+	}
+	if cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("ratelimit: FailureConfig.MaxKeys must not be negative, got %d (0 means 100000)", cfg.MaxKeys)
 	}
 	if cfg.Store != nil && len(cfg.KeySecret) < 32 {
 		return nil, errors.New("ratelimit: FailureConfig.KeySecret (32 bytes or more) is required with a shared Store")
 	}
 	if cfg.Name == "" {
 		cfg.Name = "failures"
+	}
+	if _, err := quoteName("FailureConfig.Name", cfg.Name); err != nil {
+		return nil, err
 	}
 	if cfg.Lockout == 0 {
 		cfg.Lockout = cfg.Per
@@ -181,6 +198,17 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 func (b *FailureBudget) Close() error {
 	b.release()
 	return nil
+}
+
+// Ready reports whether the budget's store is ready, as
+// [Limiter.Ready] does: nil with the default in-memory store; otherwise
+// the FailureStore's Ready(context.Context) error when it has one,
+// wrapped with [ErrStoreUnavailable] and the budget's Name. While the
+// store is not ready, attempts follow FailureConfig.StorePolicy (by
+// default refused with 503). It can be called concurrently with request
+// handling.
+func (b *FailureBudget) Ready(ctx context.Context) error {
+	return storeReady(ctx, b.cfg.Store, "failure budget", b.cfg.Name)
 }
 
 // storeKey is key as the shared store knows it.

@@ -223,7 +223,8 @@ func TestFailureBudgetFlood(t *testing.T) {
 		ctx := t.Context()
 		b.Fail(ctx, "victim")
 		b.Fail(ctx, "victim") // one failure left, not locked
-		for i := range 10_000 {
+		// A spray of twenty times MaxKeys.
+		for i := range 2_000 {
 			b.Fail(ctx, fmt.Sprintf("spray-%d", i))
 		}
 		require.Equal(t, 100, b.Len())
@@ -236,7 +237,8 @@ func TestFailureBudgetFlood(t *testing.T) {
 		ctx := t.Context()
 		b.Fail(ctx, "victim")
 		h := b.Handler(login)
-		for i := range 10_000 {
+		// A spray of twenty times MaxKeys.
+		for i := range 2_000 {
 			attempt(h, fmt.Sprintf("spray-%d", i), "junk")
 		}
 		require.Equal(t, 100, b.Len())
@@ -314,6 +316,34 @@ func TestFailureBudgetConcurrentSettle(t *testing.T) {
 	locks.Wait()
 	require.Zero(t, lockedOut, "five failures of ten")
 	require.Equal(t, 5, b.Check(ctx, "k").Remaining)
+}
+
+func TestFailureBudgetConfigNamesTheField(t *testing.T) {
+	base := func(f func(*FailureConfig)) FailureConfig {
+		cfg := FailureConfig{Key: KeyByIP(), Budget: 3, Per: time.Minute}
+		f(&cfg)
+		return cfg
+	}
+	tests := []struct {
+		name string
+		cfg  FailureConfig
+		want string
+	}{
+		{name: "negative_budget", cfg: base(func(c *FailureConfig) { c.Budget = -1 }), want: "ratelimit: FailureConfig.Budget is required and must be positive, got -1"},
+		{name: "negative_per", cfg: base(func(c *FailureConfig) { c.Per = -time.Second }), want: "ratelimit: FailureConfig.Per must not be negative, got -1s"},
+		{name: "zero_per", cfg: base(func(c *FailureConfig) { c.Per = 0 }), want: "ratelimit: FailureConfig.Per is required"},
+		{name: "negative_lockout", cfg: base(func(c *FailureConfig) { c.Lockout = -time.Second }), want: "ratelimit: FailureConfig.Lockout must not be negative, got -1s"},
+		{name: "negative_max_lockout", cfg: base(func(c *FailureConfig) { c.MaxLockout = -time.Hour }), want: "ratelimit: FailureConfig.MaxLockout must not be negative, got -1h0m0s"},
+		{name: "negative_attempt_timeout", cfg: base(func(c *FailureConfig) { c.AttemptTimeout = -time.Second }), want: "ratelimit: FailureConfig.AttemptTimeout must not be negative, got -1s"},
+		{name: "negative_store_timeout", cfg: base(func(c *FailureConfig) { c.StoreTimeout = -time.Millisecond }), want: "ratelimit: FailureConfig.StoreTimeout must not be negative, got -1ms"},
+		{name: "negative_max_keys", cfg: base(func(c *FailureConfig) { c.MaxKeys = -5 }), want: "ratelimit: FailureConfig.MaxKeys must not be negative, got -5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewFailureBudget(tt.cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
 }
 
 func TestFailureBudgetConfig(t *testing.T) {

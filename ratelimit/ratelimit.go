@@ -28,11 +28,28 @@ type Limit struct {
 	// Per is the window. Required: > 0.
 	Per time.Duration
 	// Burst is the bucket size: how many requests may come at once.
-	// Default: Requests.
+	// Default (0): Requests. A negative Burst is an error at New.
 	Burst int
 }
 
-func (l Limit) valid() bool { return l.Requests > 0 && l.Per > 0 && l.Burst >= 0 }
+// check returns nil when l is valid, or an error naming field (such as
+// "Config.Limit") and what is wrong with it: each invalid part has its
+// own message, so that the error names the fix.
+func (l Limit) check(field string) error {
+	switch {
+	case l == Limit{}:
+		return fmt.Errorf("ratelimit: %s is required: Requests and Per must be positive", field)
+	case l.Requests <= 0:
+		return fmt.Errorf("ratelimit: %s.Requests must be positive, got %d", field, l.Requests)
+	case l.Per < 0:
+		return fmt.Errorf("ratelimit: %s.Per must not be negative, got %s", field, l.Per)
+	case l.Per == 0:
+		return fmt.Errorf("ratelimit: %s.Per is required: the window must be positive", field)
+	case l.Burst < 0:
+		return fmt.Errorf("ratelimit: %s.Burst must not be negative, got %d (0 means Requests)", field, l.Burst)
+	}
+	return nil
+}
 
 func (l Limit) rate() rate.Limit { return rate.Limit(float64(l.Requests) / l.Per.Seconds()) }
 
@@ -212,7 +229,6 @@ type Limiter struct {
 	rules   []rule
 	mem     *memoryStore // the store, when it is the default
 	local   *memoryStore // fallback for a failing shared store
-	policy  []string     // RateLimit-Policy value of the main rule, shared
 	release func()       // gives back the Name claimed on a shared Store
 
 	// fields caches RateLimit values of the main rule for small r and t,
@@ -230,7 +246,9 @@ type rule struct {
 	limit    Limit
 	key      KeyFunc
 	limitFor func(*http.Request, string) Limit
-	body429  []byte // the problem+json body of its rejections
+	body429  []byte   // the problem+json body of its rejections
+	quoted   string   // name as an sf-string, for the RateLimit fields
+	policy   []string // the RateLimit-Policy member of limit, shared
 
 	// seed hashes the rule's keys in the in-memory stores: each rule has
 	// its own, so that equal keys of two rules name two buckets, with no
@@ -247,14 +265,17 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("ratelimit: Config.Key is required")
 	}
-	if !cfg.Limit.valid() {
-		return nil, errors.New("ratelimit: Config.Limit is required: Requests and Per must be positive")
+	if err := cfg.Limit.check("Config.Limit"); err != nil {
+		return nil, err
 	}
 	if cfg.Name == "" {
 		cfg.Name = "api"
 	}
-	if cfg.StoreTimeout < 0 || cfg.MaxKeys < 0 {
-		return nil, errors.New("ratelimit: Config.StoreTimeout and Config.MaxKeys must not be negative")
+	if cfg.StoreTimeout < 0 {
+		return nil, fmt.Errorf("ratelimit: Config.StoreTimeout must not be negative, got %s (0 means 10ms)", cfg.StoreTimeout)
+	}
+	if cfg.MaxKeys < 0 {
+		return nil, fmt.Errorf("ratelimit: Config.MaxKeys must not be negative, got %d (0 means 100000)", cfg.MaxKeys)
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 10 * time.Millisecond
@@ -275,8 +296,11 @@ func New(cfg Config) (*Limiter, error) {
 	l.rules = append(l.rules, rule{name: cfg.Name, limit: cfg.Limit, key: cfg.Key, limitFor: cfg.LimitFor})
 	names := map[string]bool{cfg.Name: true}
 	for i, r := range cfg.Rules {
-		if r.Name == "" || r.Key == nil || !r.Limit.valid() {
-			return nil, fmt.Errorf("ratelimit: Config.Rules[%d] needs a Name, a Key and a valid Limit", i)
+		if r.Name == "" || r.Key == nil {
+			return nil, fmt.Errorf("ratelimit: Config.Rules[%d] needs a Name and a Key", i)
+		}
+		if err := r.Limit.check(fmt.Sprintf("Config.Rules[%d].Limit", i)); err != nil {
+			return nil, err
 		}
 		if names[r.Name] {
 			return nil, fmt.Errorf("ratelimit: policy name %q used twice", r.Name)
@@ -289,9 +313,18 @@ func New(cfg Config) (*Limiter, error) {
 	} else {
 		l.local = newMemoryStore(cfg.MaxKeys, cfg.Overflow)
 	}
-	l.policy = []string{policyField(cfg.Name, cfg.Limit)}
 	for i := range l.rules {
 		rl := &l.rules[i]
+		field := "Config.Name"
+		if i > 0 {
+			field = fmt.Sprintf("Config.Rules[%d].Name", i-1)
+		}
+		q, err := quoteName(field, rl.name)
+		if err != nil {
+			return nil, err
+		}
+		rl.quoted = q
+		rl.policy = []string{policyField(rl.quoted, rl.limit)}
 		rl.body429 = quotaBody(rl.name)
 		rl.seed = maphash.MakeSeed()
 		rl.ns = namespace("ratelimit", cfg.Name, rl.name)
@@ -627,53 +660,6 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// policyField is the RateLimit-Policy member of a limit:
-// "name";q=quota;w=window (draft-ietf-httpapi-ratelimit-headers).
-func policyField(name string, lim Limit) string {
-	return strconv.Quote(name) + ";q=" + strconv.Itoa(lim.Requests) + ";w=" + strconv.FormatInt(ceilSeconds(lim.Per), 10)
-}
-
-// rateLimitField is a RateLimit member: "name";r=remaining;t=seconds.
-func rateLimitField(policy string, remaining int, t int64) string {
-	var buf [64]byte
-	b := strconv.AppendQuote(buf[:0], policy)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(remaining), 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, t, 10)
-	return string(b)
-}
-
-// setFields sets RateLimit-Policy and RateLimit for d.
-func (l *Limiter) setFields(h http.Header, d Decision) {
-	if d.Policy == l.rules[0].name && d.Limit == l.rules[0].limit {
-		h["Ratelimit-Policy"] = l.policy
-	} else {
-		h["Ratelimit-Policy"] = []string{policyField(d.Policy, d.Limit)}
-	}
-	t := ceilSeconds(d.NextToken)
-	if !d.Allowed {
-		t = ceilSeconds(d.RetryAfter)
-	}
-	main := d.Policy == l.rules[0].name
-	if main && d.Remaining >= 0 && d.Remaining < fieldCacheR && t < fieldCacheT {
-		slot := &l.fields[d.Remaining][t]
-		v := slot.Load()
-		if v == nil {
-			v = &[]string{rateLimitField(d.Policy, d.Remaining, t)}
-			slot.Store(v)
-		}
-		h["Ratelimit"] = *v
-	} else {
-		h["Ratelimit"] = []string{rateLimitField(d.Policy, d.Remaining, t)}
-	}
-	if l.cfg.LegacyHeaders {
-		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit.Requests))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
-		h.Set("X-RateLimit-Reset", strconv.FormatInt(t, 10))
-	}
-}
-
 var (
 	probNoKey = problem.Problem{Type: problem.TypeBase + "rate-limit-key-missing", Title: "Request cannot be rate limited", Status: http.StatusBadRequest, Detail: "The request lacks what this endpoint's rate limit is keyed by."}
 	probDown  = problem.Problem{Type: problem.TypeBase + "rate-limit-unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable, Detail: "Rate limits cannot be checked right now; retry later."}
@@ -720,4 +706,33 @@ func (l *Limiter) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	problem.Write(w, probNoKey)
+}
+
+// readier is a store that can tell whether it is reachable, as
+// redisstore's stores can.
+type readier interface {
+	Ready(ctx context.Context) error
+}
+
+// Ready reports whether the Limiter's store is ready, for a readiness
+// check: nil with the default in-memory store (always ready) or a Store
+// without a Ready(context.Context) error method; otherwise the Store's
+// Ready, whose error is wrapped with [ErrStoreUnavailable] and the
+// limiter's Name. It is bounded by ctx and by the Store's own timeout.
+// While the Store is not ready, requests follow Config.StorePolicy (by
+// default a local limit per instance). It can be called concurrently
+// with request handling.
+func (l *Limiter) Ready(ctx context.Context) error {
+	return storeReady(ctx, l.cfg.Store, "limiter", l.cfg.Name)
+}
+
+func storeReady(ctx context.Context, store any, kind, name string) error {
+	r, ok := store.(readier)
+	if !ok {
+		return nil
+	}
+	if err := r.Ready(ctx); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrStoreUnavailable, kind, name, err)
+	}
+	return nil
 }

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -158,30 +160,42 @@ func TestKeyByIPAttacks(t *testing.T) {
 	}
 }
 
-func TestKeyFlood(t *testing.T) {
-	if testing.Short() {
-		t.Skip("flood")
+// TestKeyFlood: a flood of distinct keys, fifty times MaxKeys, leaves
+// MaxKeys buckets and bounded heap, and evicts no bucket still refilling.
+func TestKeyFlood(t *testing.T) { keyFlood(t, 1_000, 50_000, 2<<20) }
+
+// TestKeyFloodSoak is TestKeyFlood at scale: a million keys over 10,000
+// buckets (about a minute under -race on two cores).
+func TestKeyFloodSoak(t *testing.T) {
+	if os.Getenv("APIGUARD_SOAK") == "" {
+		t.Skip("soak test: set APIGUARD_SOAK=1")
 	}
-	const maxKeys = 10_000
+	keyFlood(t, 10_000, 1_000_000, 16<<20)
+}
+
+func keyFlood(t *testing.T, maxKeys, flood int, heapBound int64) {
+	t.Helper()
 	l, clk, _ := newLimiter(t, Config{Limit: Limit{Requests: 10, Per: time.Second}, Key: KeyByIP(), MaxKeys: maxKeys})
 	ctx := context.Background()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	rejected := 0
-	for i := range 1_000_000 {
-		d, err := l.Allow(ctx, fmt.Sprintf("flood-%d", i))
-		require.NoError(t, err)
+	for i := range flood {
+		d, err := l.Allow(ctx, "flood-"+strconv.Itoa(i))
+		if err != nil {
+			require.NoError(t, err)
+		}
 		if !d.Allowed {
 			rejected++
 		}
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	t.Logf("heap after a million keys: %+d bytes, %d buckets, %d rejected", int64(after.HeapAlloc)-int64(before.HeapAlloc), l.mem.len(), rejected)
+	t.Logf("heap after %d keys: %+d bytes, %d buckets, %d rejected", flood, int64(after.HeapAlloc)-int64(before.HeapAlloc), l.mem.len(), rejected)
 	require.Equal(t, maxKeys, l.mem.len(), "the key count stays at MaxKeys")
-	require.Equal(t, 1_000_000-maxKeys, rejected, "new keys overflow while every bucket is refilling")
-	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(16<<20), "heap bounded")
+	require.Equal(t, flood-maxKeys, rejected, "new keys overflow while every bucket is refilling")
+	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), heapBound, "heap bounded")
 
 	// Buckets that are still refilling are never evicted: the first keys
 	// keep their (drained) state instead of getting a fresh bucket.
@@ -372,7 +386,14 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{name: "no_key", cfg: Config{Limit: Limit{Requests: 1, Per: time.Second}}, want: "Config.Key is required"},
 		{name: "no_limit", cfg: Config{Key: KeyByIP()}, want: "Config.Limit is required"},
-		{name: "negative_burst", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second, Burst: -1}}, want: "Config.Limit"},
+		{name: "negative_burst", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second, Burst: -1}}, want: "ratelimit: Config.Limit.Burst must not be negative, got -1 (0 means Requests)"},
+		{name: "negative_per", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: -time.Second}}, want: "ratelimit: Config.Limit.Per must not be negative, got -1s"},
+		{name: "zero_per", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1}}, want: "Config.Limit.Per is required"},
+		{name: "zero_requests", cfg: Config{Key: KeyByIP(), Limit: Limit{Per: time.Second}}, want: "Config.Limit.Requests must be positive, got 0"},
+		{name: "negative_store_timeout", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, StoreTimeout: -time.Millisecond}, want: "ratelimit: Config.StoreTimeout must not be negative, got -1ms"},
+		{name: "negative_max_keys", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, MaxKeys: -1}, want: "ratelimit: Config.MaxKeys must not be negative, got -1"},
+		{name: "rule_negative_burst", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Rules: []Rule{{Name: "x", Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second, Burst: -2}}}}, want: "ratelimit: Config.Rules[0].Limit.Burst must not be negative, got -2"},
+		{name: "rule_negative_per", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Rules: []Rule{{Name: "x", Key: KeyByIP(), Limit: Limit{Requests: 1, Per: -time.Minute}}}}, want: "ratelimit: Config.Rules[0].Limit.Per must not be negative, got -1m0s"},
 		{name: "store_without_secret", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Store: failingStore{}}, want: "KeySecret"},
 		{name: "rule_without_key", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Rules: []Rule{{Name: "x", Limit: Limit{Requests: 1, Per: time.Second}}}}, want: "Rules[0]"},
 		{name: "duplicate_names", cfg: Config{Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}, Rules: []Rule{{Name: "api", Key: KeyByIP(), Limit: Limit{Requests: 1, Per: time.Second}}}}, want: "used twice"},

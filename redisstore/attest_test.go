@@ -23,7 +23,7 @@ import (
 )
 
 func TestAttestStoreConformance(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	pair := func(t *testing.T) (*AttestStore, *AttestStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
@@ -45,7 +45,7 @@ func TestAttestStoreConformance(t *testing.T) {
 // digest; none holds a subject, key ID, challenge, token, nonce, App ID
 // or package name, nor does any field of a history hash.
 func TestAttestRedisKeysHoldNoRawIdentifiers(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	rdb := newClient(t, srv.Addr())
 	opts := Options{Prefix: "apiguard-demo:", Timeout: 5 * time.Second}
 	store, replays := NewAttestStore(rdb, opts), NewReplayStore(rdb, opts)

@@ -20,7 +20,7 @@ func TestClusterConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	c := redistest.StartCluster(t)
+	c := redistest.SharedCluster(t)
 	var n atomic.Int64
 	opts := func() Options {
 		return Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: testTimeout}

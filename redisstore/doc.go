@@ -117,6 +117,16 @@
 // Options.Timeout (or the request's deadline) until the cluster fails
 // over.
 //
+// # Readiness
+//
+// Every store has Ready(ctx) error: a PING through the store's Breaker,
+// bounded by Options.Timeout, whose error wraps [ErrUnavailable] and
+// names the Redis address and the cause (never a password). ratelimit's
+// Limiter and FailureBudget delegate their Ready to such a store, and
+// other packages' types can do the same through the structural interface
+// interface{ Ready(context.Context) error }, so that an application's
+// readiness endpoint reports a Redis that is down before traffic does.
+//
 // A replay store that cannot answer returns an error, and the packages
 // that use it reject the request (auth answers 503 with Retry-After): a
 // replay check fails closed. The store never answers "fresh" without

@@ -77,6 +77,28 @@ func ExampleNewLimitStore() {
 	// request 4 on instance B: allowed=false remaining=0
 }
 
+// A readiness check: the stores, and the limiters and budgets on them,
+// say whether Redis answers a PING within Options.Timeout.
+func ExampleLimitStore_Ready() {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{exampleRedis}, ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer rdb.Close()
+	store := redisstore.NewLimitStore(rdb, redisstore.Options{Timeout: testTimeout})
+	l, err := ratelimit.New(ratelimit.Config{
+		Name:      "device",
+		Limit:     ratelimit.Limit{Requests: 3, Per: time.Minute},
+		Key:       ratelimit.KeyByHeader("X-Device-ID"),
+		Store:     store,
+		KeySecret: bytes.Repeat([]byte{9}, 32),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	// Register l.Ready (or store.Ready) with your readiness endpoint.
+	fmt.Println(store.Ready(context.Background()), l.Ready(context.Background()))
+	// Output: <nil> <nil>
+}
+
 // A signed request accepted by one instance is a replay on the other: the
 // nonce is recorded in Redis, not in either process.
 func ExampleNewReplayStore() {

@@ -34,7 +34,7 @@ type budgetInstance struct {
 
 func newBudgetInstance(t *testing.T, addr string, cfg ratelimit.FailureConfig, opts redisstore.Options) *budgetInstance {
 	t.Helper()
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 	t.Cleanup(func() { _ = rdb.Close() })
 	cfg.Name = "otp"
 	cfg.Key = ratelimit.KeyByHeader("X-Account")
@@ -51,7 +51,7 @@ func newBudgetInstance(t *testing.T, addr string, cfg ratelimit.FailureConfig, o
 // budget, not N; guesses sent at once to all of them never reach the
 // handler more often than the budget allows.
 func TestFailureBudgetShareRedis(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	t.Run("failure_budget_parallel_guesses", func(t *testing.T) {
 		var wraps []func(http.Handler) http.Handler
 		for range 4 {

@@ -18,7 +18,7 @@ func TestFailurePurposeIsATagOfItsOwn(t *testing.T) {
 }
 
 func TestFailureStoreConformance(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)
@@ -37,7 +37,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
 	}
-	c := redistest.StartCluster(t)
+	c := redistest.SharedCluster(t)
 	var n atomic.Int64
 	ratelimittest.RunFailure(t, func(t *testing.T) (ratelimittest.FailureStore, ratelimittest.FailureStore) {
 		o := Options{Prefix: fmt.Sprintf("t%d:", n.Add(1)), Timeout: testTimeout, InsecureTrustCallerClock: true}
@@ -56,7 +56,7 @@ func TestFailureStoreClusterConformance(t *testing.T) {
 // TestFailureStoreKeys: the key name holds no raw key, and expires once it
 // no longer restricts.
 func TestFailureStoreKeys(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	rdb := newClient(t, srv.Addr())
 	s := NewFailureStore(rdb, Options{Prefix: "p:", Timeout: testTimeout, InsecureTrustCallerClock: true}) // the calls below move now
 	// On the caller's clock, a key outlives the state it holds by the
@@ -109,7 +109,7 @@ func TestFailureStoreKeys(t *testing.T) {
 // server's clock, neither an hour too long nor, seen from an instance an
 // hour behind, already refilled.
 func TestFailureStoreKeyOnServerClock(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	rdb := newClient(t, srv.Addr())
 	s := NewFailureStore(rdb, Options{})
 	p := FailurePolicy{Budget: 2, Per: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour, Lease: time.Second}

@@ -53,7 +53,7 @@ func TestDPoPReplayAcrossVerifiers(t *testing.T) {
 	require.NoError(t, err)
 
 	newInstance := func() *auth.Verifier {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		v, err := auth.New(auth.Config{
 			Issuers:     []auth.Issuer{{Issuer: "https://idp.example/", Audience: []string{"api"}, Keys: set}},

@@ -137,7 +137,7 @@ func TestKeys(t *testing.T) {
 // Redis with recognisable identifiers and lists the keys: each is
 // prefix, purpose tag and digest, and none holds an identifier.
 func TestStoreKeysHoldNoRawIdentifiers(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	rdb := newClient(t, srv.Addr())
 	opts := Options{Prefix: "p:"}
 	replay, limits, attest := NewReplayStore(rdb, opts), NewLimitStore(rdb, opts), NewAttestStore(rdb, opts)

@@ -28,7 +28,7 @@ func TestLimitersShareRedis(t *testing.T) {
 	var storeLater atomic.Int64
 	storeNow := func() time.Time { return time.Now().Add(time.Duration(storeLater.Load())) }
 	newInstance := func(policy ratelimit.StorePolicy) http.Handler {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		l, err := ratelimit.New(ratelimit.Config{
 			Limit:        ratelimit.Limit{Requests: 5, Per: time.Minute},

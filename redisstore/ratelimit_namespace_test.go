@@ -19,7 +19,7 @@ import (
 // TestLimiterNamespacesRedis: limiters and rules sharing one Redis and one
 // KeySecret never share a bucket.
 func TestLimiterNamespacesRedis(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	secret := bytes.Repeat([]byte{7}, 32)
 	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	newClient := func() redis.UniversalClient {

@@ -12,7 +12,7 @@ import (
 )
 
 func TestLimitStoreConformance(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	ratelimittest.Run(t, func(t *testing.T) (ratelimittest.Store, ratelimittest.Store) {
 		_, err := srv.Do("FLUSHALL")
 		require.NoError(t, err)

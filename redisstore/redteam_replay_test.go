@@ -45,7 +45,7 @@ func requireOutlives(t *testing.T, c redis.UniversalClient, key string, exp time
 // a capture replayed in that last millisecond was accepted. The expiry
 // is now absolute on the server's clock, rounded up.
 func TestNonceTTLTruncated(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	c := newClient(t, srv.Addr())
 	for _, frac := range []time.Duration{1900 * time.Microsecond, 1, 999 * time.Microsecond, 1001} {
 		_, err := srv.Do("FLUSHALL")
@@ -69,7 +69,7 @@ func TestNonceTTLTruncated(t *testing.T) {
 // instance stored it, and outlives the id by MaxClockSkew, so that an
 // instance whose clock lags by up to that much still finds it.
 func TestRedTeamClockAheadShortensNonce(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	c := newClient(t, srv.Addr())
 	for _, ahead := range []time.Duration{30 * time.Second, 59 * time.Second, 500 * time.Millisecond} {
 		_, err := srv.Do("FLUSHALL")
@@ -95,7 +95,7 @@ func TestRedTeamClockAheadShortensNonce(t *testing.T) {
 // expiry in the past and drop the key at once; the store answers "used",
 // never "fresh" for an id it did not record.
 func TestReplayExpiredOnServerClock(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	c := newClient(t, srv.Addr())
 	slow := NewReplayStore(c, Options{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 	exp := time.Now().Add(-10 * time.Second)

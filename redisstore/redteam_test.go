@@ -40,7 +40,7 @@ func sendGuess(ctx context.Context, h http.Handler, account string) int {
 // instance's local budget while Redis is healthy, and do not open the
 // breaker.
 func TestRedTeamHangupOnRedis(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	br := redisstore.NewBreaker(redisstore.BreakerConfig{Failures: 2})
 	in := newBudgetInstance(t, srv.Addr(), ratelimit.FailureConfig{Budget: 2, Per: time.Hour, StorePolicy: ratelimit.FallbackLocal},
 		redisstore.Options{Timeout: testTimeout, Breaker: br})
@@ -66,7 +66,7 @@ func TestRedTeamHangupOnRedis(t *testing.T) {
 // lockout as over: 6 guesses of a budget of 3 reached the handler. The
 // server's clock decides now, whichever instance asks first.
 func TestRedTeamClockAheadMintsBudget(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	ahead := func() time.Time { return time.Now().Add(time.Hour) }
 	for _, fastFirst := range []bool{false, true} {
 		_, err := srv.Do("FLUSHALL")
@@ -98,10 +98,10 @@ func TestRedTeamClockAheadMintsBudget(t *testing.T) {
 // fast one had filled an hour ahead as empty for an hour. On the
 // server's clock they share exactly one limit, in either order.
 func TestRedTeamClockAheadMintsTokens(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := redistest.Shared(t)
 	ahead := func() time.Time { return time.Now().Add(time.Hour) }
 	newLimiter := func(now func() time.Time) http.Handler {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		l, err := ratelimit.New(ratelimit.Config{
 			Name:         "api",

@@ -24,7 +24,7 @@ func TestSignedReplayAcrossVerifiers(t *testing.T) {
 	secret := bytes.Repeat([]byte{42}, 32)
 	clock := time.Now() // the servers' and the device's, which moves on below
 	newInstance := func() *signing.Verifier {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 		t.Cleanup(func() { _ = rdb.Close() })
 		v, err := signing.New(signing.Config{
 			Keys:        signing.StaticKeys(map[string][]byte{"device-1": secret}),
@@ -76,8 +76,8 @@ func TestSignedReplayAcrossVerifiers(t *testing.T) {
 // whose key space holds the same key ID for another device, is not held
 // back by the first's flood when each has its namespace.
 func TestSigningFutureCreatedOnRedis(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
+	srv := redistest.Shared(t)
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, DialTimeout: testTimeout})
 	t.Cleanup(func() { _ = rdb.Close() })
 	store := redisstore.NewReplayStore(rdb, redisstore.Options{Timeout: testTimeout})
 	clock := time.Now().Truncate(time.Second)

@@ -1,10 +1,17 @@
-// Package redistest starts a real redis-server for a test and stops it at
-// cleanup. It is imported only by tests.
+// Package redistest starts real redis-server processes for tests. It is
+// imported only by tests.
 //
-// When the redis-server binary is not on PATH the test is skipped with a
-// message saying how to install it, unless APIGUARD_REQUIRE_REDIS=1 is set
-// (as .ci/run does), in which case the test fails: CI must never pass by
-// skipping the store tests.
+// A package's TestMain calls [Main], which starts one server that the
+// package's tests share through [Shared] (emptied for each test); a test
+// that stops, pauses or reconfigures its server gets one of its own from
+// [Start], stopped at cleanup.
+//
+// When the redis-server binary is not on PATH the tests are skipped with
+// a message saying how to install it, which even a plain go test ./...
+// shows: Main skips the whole package and go test reports it as
+// "ok ... [no tests to run]"; Start says so on stderr. Under
+// APIGUARD_REQUIRE_REDIS=1 (as .ci/run sets) they fail instead: CI must
+// never pass by skipping the store tests.
 package redistest
 
 import (
@@ -18,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,6 +39,9 @@ type Server struct {
 	dir   string
 	port  int
 	extra []string // further redis-server arguments
+	// shared marks the server of [Main], which tests get from [Shared]
+	// and must not stop, pause or restart.
+	shared bool
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -41,11 +53,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, required, err := binary()
 	if err != nil {
-		msg := err.Error() + " to run this test"
-		if required {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		skip(t, err.Error()+" to run this test", required)
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
 	s.Restart()
@@ -71,10 +79,14 @@ func binary() (bin string, required bool, err error) {
 func Main(m *testing.M, addr *string) int {
 	bin, required, err := binary()
 	if err != nil {
-		fmt.Println(err.Error() + "; skipping the package")
+		fmt.Println("redistest:", err.Error()+"; skipping every test of the package")
 		if required {
+			fmt.Println("redistest: APIGUARD_REQUIRE_REDIS=1: failing instead")
 			return 1
 		}
+		// The go command's own marker, so that even a plain
+		// "go test ./..." says so: "ok ... [no tests to run]".
+		fmt.Println("testing: warning: no tests to run")
 		return 0
 	}
 	dir, err := os.MkdirTemp("", "redistest")
@@ -86,9 +98,47 @@ func Main(m *testing.M, addr *string) int {
 	tb := mainTB{}
 	s := &Server{t: tb, bin: bin, dir: dir, port: freePort(tb)}
 	s.Restart()
-	defer s.Stop()
+	s.shared = true
+	defer s.stop()
 	*addr = s.Addr()
+	sharedServer.Store(s)
+	defer sharedServer.Store(nil)
+	defer stopSharedCluster()
 	return m.Run()
+}
+
+var sharedServer atomic.Pointer[Server]
+
+// Shared returns the redis-server that [Main] started for the package,
+// emptied (FLUSHALL), so that the package's tests share one process
+// instead of starting one each. It is for tests that neither stop,
+// pause, restart nor reconfigure the server, nor make it sleep (use
+// [Start] for those; the shared server's Stop, Restart, Pause and Resume
+// fail the test), and that do not run in parallel with other tests of
+// the shared server. It fails the test when the package's TestMain does
+// not call Main.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	s := sharedServer.Load()
+	if s == nil {
+		t.Fatal("redistest: Shared needs a TestMain that calls redistest.Main")
+	}
+	if _, err := s.Do("FLUSHALL"); err != nil {
+		t.Fatalf("redistest: FLUSHALL on the shared server: %v", err)
+	}
+	return s
+}
+
+// skip skips t with msg, said on stderr too (go test shows it when run in
+// one package's directory, and in -json), or fails t under
+// APIGUARD_REQUIRE_REDIS=1.
+func skip(t testing.TB, msg string, required bool) {
+	t.Helper()
+	if required {
+		t.Fatal(msg)
+	}
+	fmt.Fprintf(os.Stderr, "redistest: SKIP %s: %s (APIGUARD_REQUIRE_REDIS=1 makes it fail)\n", t.Name(), msg)
+	t.Skip(msg)
 }
 
 // mainTB stands in for a testing.TB outside any test, in [Main]: a fatal
@@ -111,6 +161,18 @@ func (s *Server) Addr() string {
 // Stop kills the server and waits for it to exit. Stopping a stopped
 // server does nothing.
 func (s *Server) Stop() {
+	s.notShared("Stop")
+	s.stop()
+}
+
+// notShared fails the test that calls method on the shared server.
+func (s *Server) notShared(method string) {
+	if s.shared {
+		s.t.Fatalf("redistest: %s on the shared server: use redistest.Start for a server of the test's own", method)
+	}
+}
+
+func (s *Server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -121,11 +183,39 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Pause freezes the server's process (SIGSTOP) without closing its
+// port: the kernel still accepts connections and commands get no answer,
+// as from a hung Redis, until [Server.Resume]. Pausing a stopped server
+// does nothing.
+func (s *Server) Pause() {
+	s.notShared("Pause")
+	s.signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused server run again (SIGCONT): it answers what it
+// was sent meanwhile.
+func (s *Server) Resume() {
+	s.notShared("Resume")
+	s.signal(syscall.SIGCONT)
+}
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("redistest: signal redis-server: %v", err)
+	}
+}
+
 // Restart starts the server again on the same port, with an empty
 // dataset, after stopping it if it runs.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.Stop()
+	s.notShared("Restart")
+	s.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	args := []string{
@@ -243,29 +333,82 @@ func (c *Cluster) Addrs() []string {
 // APIGUARD_REQUIRE_REDIS=1) when redis-server or redis-cli is missing.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, t.TempDir, t.Cleanup)
+}
+
+// sharedCluster is the cluster of [SharedCluster], and what stops it
+// when [Main] returns.
+var sharedCluster struct {
+	mu   sync.Mutex
+	c    *Cluster
+	stop []func()
+}
+
+// SharedCluster returns the package's cluster, started on first use and
+// stopped when [Main] returns, with every node emptied (FLUSHALL): the
+// cluster tests of a package share one instead of starting three
+// processes each. Without Main in the package's TestMain it is
+// [StartCluster].
+func SharedCluster(t testing.TB) *Cluster {
+	t.Helper()
+	if sharedServer.Load() == nil {
+		return StartCluster(t)
+	}
+	sharedCluster.mu.Lock()
+	defer sharedCluster.mu.Unlock()
+	if sharedCluster.c == nil {
+		// The nodes outlive the test that starts them: their directories
+		// and their stopping belong to Main.
+		tempDir := func() string {
+			dir, err := os.MkdirTemp("", "redistest-cluster")
+			if err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
+			sharedCluster.stop = append(sharedCluster.stop, func() { _ = os.RemoveAll(dir) })
+			return dir
+		}
+		sharedCluster.c = startCluster(t, tempDir, func(f func()) { sharedCluster.stop = append(sharedCluster.stop, f) })
+		for _, n := range sharedCluster.c.Nodes {
+			n.shared = true
+		}
+	}
+	for _, n := range sharedCluster.c.Nodes {
+		if _, err := n.Do("FLUSHALL"); err != nil {
+			t.Fatalf("redistest: FLUSHALL on the shared cluster: %v", err)
+		}
+	}
+	return sharedCluster.c
+}
+
+// stopSharedCluster stops the cluster of SharedCluster, if it started.
+func stopSharedCluster() {
+	sharedCluster.mu.Lock()
+	defer sharedCluster.mu.Unlock()
+	for i := len(sharedCluster.stop) - 1; i >= 0; i-- { // last registered first, as t.Cleanup
+		sharedCluster.stop[i]()
+	}
+	sharedCluster.c, sharedCluster.stop = nil, nil
+}
+
+// startCluster starts a cluster in directories from tempDir, whose
+// processes cleanup registers to stop.
+func startCluster(t testing.TB, tempDir func() string, cleanup func(func())) *Cluster {
+	t.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
-		msg := "redis-cli not found on PATH: install redis-tools to run the cluster tests"
-		if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		skip(t, "redis-cli not found on PATH: install redis-tools to run the cluster tests", os.Getenv("APIGUARD_REQUIRE_REDIS") == "1")
 	}
 	c := &Cluster{}
 	for range 3 {
 		bin, err := exec.LookPath("redis-server")
 		if err != nil {
-			msg := "redis-server not found on PATH: install it (apt-get install -y redis-server) to run this test"
-			if os.Getenv("APIGUARD_REQUIRE_REDIS") == "1" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			skip(t, "redis-server not found on PATH: install it (apt-get install -y redis-server) to run this test", os.Getenv("APIGUARD_REQUIRE_REDIS") == "1")
 		}
-		s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t), extra: []string{
+		s := &Server{t: t, bin: bin, dir: tempDir(), port: freePort(t), extra: []string{
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
 		}}
 		s.Restart()
-		t.Cleanup(s.Stop)
+		cleanup(s.stop)
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := []string{"--cluster", "create"}

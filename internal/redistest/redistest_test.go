@@ -1,10 +1,25 @@
 package redistest
 
 import (
+	"net"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
+
+func TestMain(m *testing.M) { os.Exit(Main(m, new(string))) }
+
+func TestShared(t *testing.T) {
+	s := Shared(t)
+	_, err := s.Do("SET", "k", "v")
+	require.NoError(t, err)
+	require.Same(t, s, Shared(t), "one server for the package")
+	got, err := s.Do("GET", "k")
+	require.NoError(t, err)
+	require.Equal(t, "$-1", got, "Shared empties the server for each test")
+}
 
 func TestServerLifecycle(t *testing.T) {
 	s := Start(t)
@@ -14,6 +29,21 @@ func TestServerLifecycle(t *testing.T) {
 	got, err = s.Do("GET", "k")
 	require.NoError(t, err)
 	require.Equal(t, "$1", got)
+
+	s.Pause()
+	c, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err, "a paused server still accepts connections")
+	require.NoError(t, c.SetDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = c.Write([]byte("PING\r\n"))
+	require.NoError(t, err)
+	_, err = c.Read(make([]byte, 16))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "a paused server does not answer")
+	s.Resume()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	n, err := c.Read(make([]byte, 16))
+	require.NoError(t, err, "a resumed server answers what it was sent")
+	require.Positive(t, n)
+	require.NoError(t, c.Close())
 
 	s.Stop()
 	_, err = s.Do("PING")
