@@ -116,7 +116,7 @@ func ExampleVerifier_VerifyToken_longLived() {
 	defer v.Close()
 	_, err := v.VerifyToken(context.Background(), mint(map[string]any{"exp": now.Add(30 * 24 * time.Hour).Unix()}))
 	fmt.Println(err)
-	// Output: auth: token lifetime too long
+	// Output: auth: token lifetime too long: exp - iat is 720h0m0s, over Config.MaxTokenLifetime (1h0m0s)
 }
 
 func ExampleVerifier_Require() {
