@@ -37,6 +37,9 @@ type Verifier struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	endMu    sync.Mutex
+	fetchEnd chan struct{} // closed, and replaced, when any JWKS fetch ends
 }
 
 // cachedToken is a verified token: its claims, and the key set (issuer
@@ -58,7 +61,7 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	v := &Verifier{cfg: cfg, issuers: map[string]*issuerKeys{}, ctx: ctx, cancel: cancel}
+	v := &Verifier{cfg: cfg, issuers: map[string]*issuerKeys{}, ctx: ctx, cancel: cancel, fetchEnd: make(chan struct{})}
 	names := make([]string, len(cfg.Issuers))
 	for i, is := range cfg.Issuers {
 		names[i] = is.Issuer
