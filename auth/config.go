@@ -164,10 +164,20 @@ func (cfg *Config) setDefaults() error {
 	if len(cfg.Issuers) == 0 {
 		return errors.New("auth: Config.Issuers is required")
 	}
-	if cfg.ClockSkew < 0 || cfg.MaxTokenLifetime < 0 || cfg.MaxTokenSize < 0 || cfg.FetchTimeout < 0 ||
-		cfg.MaxJWKSSize < 0 || cfg.MinKeyRefresh < 0 || cfg.MaxKeyRefresh < 0 || cfg.MaxKeyStaleness < 0 ||
-		cfg.DPoPProofWindow < 0 || cfg.DPoPFutureSkew < 0 || cfg.DPoPNonceLifetime < 0 || cfg.ReplayCacheSize < 0 {
-		return errors.New("auth: Config durations and sizes must not be negative")
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"ClockSkew", cfg.ClockSkew < 0}, {"MaxTokenLifetime", cfg.MaxTokenLifetime < 0},
+		{"MaxTokenSize", cfg.MaxTokenSize < 0}, {"FetchTimeout", cfg.FetchTimeout < 0},
+		{"MaxJWKSSize", cfg.MaxJWKSSize < 0}, {"MinKeyRefresh", cfg.MinKeyRefresh < 0},
+		{"MaxKeyRefresh", cfg.MaxKeyRefresh < 0}, {"MaxKeyStaleness", cfg.MaxKeyStaleness < 0},
+		{"DPoPProofWindow", cfg.DPoPProofWindow < 0}, {"DPoPFutureSkew", cfg.DPoPFutureSkew < 0},
+		{"DPoPNonceLifetime", cfg.DPoPNonceLifetime < 0}, {"ReplayCacheSize", cfg.ReplayCacheSize < 0},
+	} {
+		if f.neg {
+			return fmt.Errorf("auth: Config.%s must not be negative", f.name)
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

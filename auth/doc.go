@@ -11,6 +11,10 @@
 //	}}})
 //	if err != nil { ... }
 //	defer v.Close()
+//	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+//	err = v.WaitReady(ctx) // a JWKS URL that answers 404 stops start-up here
+//	cancel()
+//	if err != nil { log.Fatal(err) }
 //	mux.Handle("GET /orders", v.Require("orders:read")(orders))
 //	mux.Handle("POST /payouts", v.RequireWith(auth.Requirement{
 //		Scopes: []string{"payouts"}, ACRValues: []string{"urn:example:mfa"}, MaxAge: 5 * time.Minute,
@@ -42,11 +46,14 @@
 // insufficient_user_authentication for step-up, with a WWW-Authenticate
 // challenge and a problem+json body whose text is fixed per kind: a client
 // learns "invalid token", never which check failed. The log gets the
-// reason (event=auth_failed). When an issuer's keys cannot settle a token
-// (JWKS down and nothing fresher than Config.MaxKeyStaleness cached, or a
-// kid the key set lacks, or its key there failing the signature, while a
-// refresh is due) the answer is 503 with
-// Retry-After, never 401.
+// reason (event=auth_failed) and the error, which names the setting behind
+// a refusal an operator can fix (Issuer.InsecureAllowJWTType for typ,
+// Config.MaxTokenLifetime) and, for an unknown issuer, the token's iss
+// (capped, control characters removed) beside the configured ones; never
+// the token. When an issuer's keys cannot settle a token (JWKS down and
+// nothing fresher than Config.MaxKeyStaleness cached, or a kid the key set
+// lacks, or its key there failing the signature, while a refresh is due)
+// the answer is 503 with Retry-After, never 401.
 //
 // # Keys
 //
@@ -80,6 +87,16 @@
 // remote set, within MaxKeyStaleness. A malformed key in a set is skipped
 // and logged (event=jwks_key_skipped). [Verifier.Close] stops the
 // background work.
+//
+// # Readiness
+//
+// [Verifier.Ready] answers a readiness probe: nil while every key set is
+// loaded and within MaxKeyStaleness, else an error naming the issuer and
+// the cause (the JWKS's status, the dial error). Probes ask for fetches as
+// requests do, on the same schedule, so they never add any.
+// [Verifier.WaitReady] waits for it at start-up, bounded by its context.
+// [Verifier.KeySetAge] gives the age of the oldest key set and the last
+// refresh error, for gauges and alerts.
 //
 // # DPoP
 //

@@ -29,7 +29,7 @@ func TestDPoPFutureIatFloodsFloor(t *testing.T) {
 		{"ten_times_cache_size", 10},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			const size = 128
+			const size = 64
 			clk := testkit.NewClock(t0)
 			v, _ := newTestVerifier(t, clk, func(c *Config) {
 				c.DPoP, c.DPoPURL, c.ReplayCacheSize = DPoPRequired, apiBase, size

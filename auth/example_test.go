@@ -1,11 +1,13 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -116,7 +118,7 @@ func ExampleVerifier_VerifyToken_longLived() {
 	defer v.Close()
 	_, err := v.VerifyToken(context.Background(), mint(map[string]any{"exp": now.Add(30 * 24 * time.Hour).Unix()}))
 	fmt.Println(err)
-	// Output: auth: token lifetime too long
+	// Output: auth: token lifetime too long: exp - iat is 720h0m0s, over Config.MaxTokenLifetime (1h0m0s)
 }
 
 func ExampleVerifier_Require() {
@@ -168,4 +170,66 @@ func ExampleClaimsFrom() {
 	}))
 	get(h, mint(nil))
 	// Output: true user-42 [orders:read] true
+}
+
+// idp stands in for the authorization server's JWKS endpoint, without a
+// network: it answers status, with the issuer's key set when 200.
+type idp int
+
+func (status idp) RoundTrip(r *http.Request) (*http.Response, error) {
+	pub, _ := jwk.FromRaw(issuerKey.Public())
+	_ = pub.Set(jwk.KeyIDKey, "2026-03")
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	body, _ := json.Marshal(set)
+	if status != http.StatusOK {
+		body = nil
+	}
+	return &http.Response{StatusCode: int(status), Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), Request: r}, nil
+}
+
+func remoteVerifier(status idp) *auth.Verifier {
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{
+			Issuer:   "https://login.example.com/",
+			Audience: []string{"https://api.example.com"},
+			JWKSURL:  "https://login.example.com/.well-known/jwks.json",
+		}},
+		HTTPClient: &http.Client{Transport: status},
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// Wait for the issuer's keys at start-up, before taking traffic.
+func ExampleVerifier_WaitReady() {
+	v := remoteVerifier(http.StatusOK)
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.WaitReady(ctx); err != nil {
+		fmt.Println("not ready:", err) // in main: log.Fatal(err)
+		return
+	}
+	_, loaded, lastErr := v.KeySetAge()
+	fmt.Println("ready", loaded, lastErr)
+	// Output: ready true <nil>
+}
+
+// A JWKS URL that answers 404: Ready names the issuer and the cause, for
+// a readiness probe, and KeySetAge feeds the gauges.
+func ExampleVerifier_Ready() {
+	v := remoteVerifier(http.StatusNotFound)
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a probe's timeout
+	defer cancel()
+	fmt.Println(v.Ready(ctx))
+	_, loaded, lastErr := v.KeySetAge()
+	fmt.Println(loaded, lastErr)
+	// Output:
+	// auth: signing keys unavailable: key set of https://login.example.com/ not loaded: GET https://login.example.com/.well-known/jwks.json returned 404
+	// false auth: key set of https://login.example.com/: GET https://login.example.com/.well-known/jwks.json returned 404
 }

@@ -33,12 +33,18 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // testClock is a settable clock.
 type testClock = testkit.Clock
 
-// signer is one private key with its public JWK.
+// signer is one private key with its public JWK. It signs each distinct
+// header and payload once, and hands out the same JWS when asked again:
+// signing dominates the suite's time under the race detector, and floods
+// sign the same content many times.
 type signer struct {
 	kid  string
 	alg  jwa.SignatureAlgorithm
 	priv any
 	pub  jwk.Key
+
+	mu     sync.Mutex
+	signed map[string]string // by header and payload JSON
 }
 
 var (
@@ -90,8 +96,25 @@ func (s *signer) sign(t testing.TB, hdr map[string]any, claims map[string]any) s
 	}
 	payload, err := json.Marshal(claims)
 	require.NoError(t, err)
+	hdrJSON, err := json.Marshal(h)
+	require.NoError(t, err)
+	key := string(hdrJSON) + "\x00" + string(payload)
+	s.mu.Lock()
+	tok, ok := s.signed[key]
+	s.mu.Unlock()
+	if ok {
+		return tok
+	}
 	out, err := jws.Sign(payload, jws.WithKey(s.alg, s.priv, jws.WithProtectedHeaders(h)))
 	require.NoError(t, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.signed == nil {
+		s.signed = map[string]string{}
+	}
+	if len(s.signed) < 10_000 {
+		s.signed[key] = string(out)
+	}
 	return string(out)
 }
 

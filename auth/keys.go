@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -238,7 +239,8 @@ type issuerKeys struct {
 	nextDue     time.Time     // when the loop fetches without being asked
 	wanted      bool          // a request waits for a fetch at nextAllowed
 	failures    int           // consecutive failed fetches
-	lastErr     error
+	lastErr     error         // of the last fetch; nil once one succeeded
+	lastErrAt   time.Time     // start of the fetch that failed with lastErr
 	closed      bool          // set by Close: no fetch starts any more
 	wake        chan struct{} // wakes the background loop to reschedule
 }
@@ -425,7 +427,7 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 		ik.cur.Store(set)
 	} else {
 		ik.failures++
-		ik.lastErr = err
+		ik.lastErr, ik.lastErrAt = err, started
 		ik.nextAllowed = started.Add(wait)
 		ik.nextDue = ik.nextAllowed
 	}
@@ -448,42 +450,47 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 			slog.String("issuer", ik.issuer.Issuer), slog.Int("keys", len(set.all)))
 	}
 	close(done)
+	ik.v.fetchEnded()
 }
 
 func (ik *issuerKeys) download(started time.Time) (*keySet, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ik.v.ctx, ik.v.cfg.FetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ik.issuer.JWKSURL, nil)
+	jwksURL := ik.issuer.JWKSURL
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURL, nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
 	}
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := ik.v.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("fetch jwks: %w", err)
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err // its text repeats the method and URL
+		}
+		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, 0, fmt.Errorf("fetch jwks: status %d", resp.StatusCode)
+		return nil, 0, fmt.Errorf("GET %s returned %d", jwksURL, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, ik.v.cfg.MaxJWKSSize+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("fetch jwks: %w", err)
+		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
 	}
 	if int64(len(body)) > ik.v.cfg.MaxJWKSSize {
-		return nil, 0, fmt.Errorf("fetch jwks: body over %d bytes", ik.v.cfg.MaxJWKSSize)
+		return nil, 0, fmt.Errorf("GET %s: body over Config.MaxJWKSSize (%d bytes)", jwksURL, ik.v.cfg.MaxJWKSSize)
 	}
 	skip := ik.skipLogger()
 	keys, err := parseJWKS(body, skip)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
 	}
 	// The set counts as fetched when its fetch started: the keys it holds
 	// were published by then, which is what decides that a kid is unknown.
 	set := buildKeySet(keys, ik.issuer.Algorithms, started, skip)
 	if len(set.all) == 0 {
-		return nil, 0, errors.New("fetch jwks: no usable key")
+		return nil, 0, fmt.Errorf("GET %s: no usable key (event=jwks_key_skipped says why)", jwksURL)
 	}
 	return set, ik.maxAge(resp.Header.Get("Cache-Control")), nil
 }

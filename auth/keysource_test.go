@@ -516,7 +516,7 @@ func TestJWKSFetchSpacing(t *testing.T) {
 			require.NoError(t, err)
 			srv.serve(http.StatusInternalServerError, []byte("down"))
 			clk.Advance(11 * time.Second)
-			return func() string { return freshToken(t, a, clk, randomKid(t)) }
+			return func() string { return freshToken(t, a, clk, "past-staleness") }
 		}},
 		{name: "flapping", setup: func(t *testing.T, srv *jwksServer, v *Verifier, clk *testClock) func() string {
 			_, err := v.VerifyToken(t.Context(), a.token(t, nil))

@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -28,10 +31,15 @@ type Verifier struct {
 	gens    atomic.Uint64                     // key-set generations
 	dpop    *dpopChecker                      // nil when DPoP is off
 
+	issuerNames string // the configured issuers, quoted, for errors
+
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	endMu    sync.Mutex
+	fetchEnd chan struct{} // closed, and replaced, when any JWKS fetch ends
 }
 
 // cachedToken is a verified token: its claims, and the key set (issuer
@@ -53,7 +61,12 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	v := &Verifier{cfg: cfg, issuers: map[string]*issuerKeys{}, ctx: ctx, cancel: cancel}
+	v := &Verifier{cfg: cfg, issuers: map[string]*issuerKeys{}, ctx: ctx, cancel: cancel, fetchEnd: make(chan struct{})}
+	names := make([]string, len(cfg.Issuers))
+	for i, is := range cfg.Issuers {
+		names[i] = is.Issuer
+	}
+	v.issuerNames = fmt.Sprintf("%q", names)
 	if cfg.TokenCacheSize > 0 {
 		c, err := lru.New[[32]byte, cachedToken](cfg.TokenCacheSize)
 		if err != nil {
@@ -263,13 +276,13 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 	}
 	ik := v.issuers[p.Iss]
 	if ik == nil {
-		return cachedToken{}, ErrIssuer
+		return cachedToken{}, fmt.Errorf("%w: token iss %s is none of the configured issuers %s", ErrIssuer, quoteUntrusted(p.Iss), v.issuerNames)
 	}
 	alg := jwa.SignatureAlgorithm(jws.header.Alg)
 	if !slices.Contains(ik.issuer.Algorithms, alg) {
 		return cachedToken{}, ErrAlgorithm
 	}
-	if err := checkType(jws.header.Typ, &p, ik.issuer.InsecureAllowJWTType); err != nil {
+	if err := checkType(jws.header.Typ, &p, ik.issuer); err != nil {
 		return cachedToken{}, err
 	}
 	now := v.now()
@@ -300,14 +313,14 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 		return cachedToken{}, ErrExpired
 	}
 	if !p.Iat.set {
-		return cachedToken{}, ErrLifetime
+		return cachedToken{}, fmt.Errorf("%w: no iat, so Config.MaxTokenLifetime (%s) cannot be checked", ErrLifetime, v.cfg.MaxTokenLifetime)
 	}
 	c := p.claims(jws.payload)
 	if err := v.checkTimes(c, now); err != nil {
 		return cachedToken{}, err
 	}
-	if c.Expiry.Sub(c.IssuedAt) > v.cfg.MaxTokenLifetime {
-		return cachedToken{}, ErrLifetime
+	if life := c.Expiry.Sub(c.IssuedAt); life > v.cfg.MaxTokenLifetime {
+		return cachedToken{}, fmt.Errorf("%w: exp - iat is %s, over Config.MaxTokenLifetime (%s)", ErrLifetime, life, v.cfg.MaxTokenLifetime)
 	}
 	if !containsAny(c.Audience, ik.issuer.Audience) {
 		return cachedToken{}, ErrAudience
@@ -350,20 +363,50 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 	return nil
 }
 
-// checkType enforces typ at+jwt (RFC 9068 §4), or with allowJWT also JWT or
-// none, never a token with ID-token claims.
-func checkType(typ string, p *payload, allowJWT bool) error {
+// checkType enforces typ at+jwt (RFC 9068 §4), or with
+// Issuer.InsecureAllowJWTType also JWT or none, never a token with
+// ID-token claims. The error names the setting, and says whether it would
+// help.
+func checkType(typ string, p *payload, is *Issuer) error {
+	if p.Nonce != nil || p.AtHash != nil || p.CHash != nil {
+		return fmt.Errorf("%w: an ID token (it carries nonce, at_hash or c_hash), whatever Issuer.InsecureAllowJWTType says", ErrType)
+	}
 	t := strings.ToLower(typ)
+	jwt := t == "" || t == "jwt" || t == "application/jwt"
 	switch {
 	case t == "at+jwt" || t == "application/at+jwt":
-	case allowJWT && (t == "" || t == "jwt" || t == "application/jwt"):
+	case jwt && is.InsecureAllowJWTType:
+	case jwt:
+		return fmt.Errorf("%w: typ %s is not at+jwt (RFC 9068); if issuer %q does not type its access tokens, set its Issuer.InsecureAllowJWTType", ErrType, quoteUntrusted(typ), is.Issuer)
 	default:
-		return ErrType
-	}
-	if p.Nonce != nil || p.AtHash != nil || p.CHash != nil {
-		return ErrType
+		return fmt.Errorf("%w: typ %s is neither at+jwt nor JWT (which Issuer.InsecureAllowJWTType would accept)", ErrType, quoteUntrusted(typ))
 	}
 	return nil
+}
+
+// maxUntrusted caps a value from a token quoted in an error or log.
+const maxUntrusted = 128
+
+// quoteUntrusted quotes a value taken from a token, for an error or log:
+// at most maxUntrusted bytes, invalid UTF-8 dropped, control and format
+// characters (newlines, escape sequences, bidi overrides) removed, so
+// that it can neither forge log lines nor flood them.
+func quoteUntrusted(s string) string {
+	cut := len(s) > maxUntrusted
+	if cut {
+		s = s[:maxUntrusted]
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	q := strconv.Quote(s)
+	if cut {
+		q += "..."
+	}
+	return q
 }
 
 func containsAny(have, want []string) bool {
