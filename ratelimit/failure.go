@@ -92,6 +92,33 @@ type FailureConfig struct {
 // plus the attempts in flight never exceed the budget. It is safe for
 // concurrent use by multiple goroutines. The zero value is not usable;
 // create one with [NewFailureBudget].
+//
+// It counts 401 and 403 from the wrapped handler, or explicit [Attempt.Fail]
+// and [FailureBudget.Fail] calls: Budget failures per Per, the failure that
+// spends the budget locks the key out (event=failure_budget_exhausted), and
+// each further lockout doubles up to MaxLockout. Of 200 guesses sent at
+// once against a budget of 3, 3 reach the handler. A success gives its
+// place back; an attempt whose outcome is unknown (the handler panicked, or
+// wrote nothing after the client went away, or never settled within
+// AttemptTimeout) counts as a failure, since a guess may have been checked.
+//
+// Keyed by account alone, a budget lets anyone lock that account out by
+// failing on purpose. Key it by account and address or device ([KeyJoin])
+// to lock out only the client that fails, and bound distributed guessing
+// with a second, larger budget per account (or a Limiter per account),
+// which an attacker must then fail many times to exhaust.
+//
+// The default store is bounded (FailureConfig.MaxKeys) and never evicts a
+// key that is still restricted (failures not refilled, a lockout, attempts
+// in flight), so junk failures on other keys never hand a victim a fresh
+// budget; only the lockout history of keys whose budget is whole again may
+// go. When it is full of restricted keys, new keys follow
+// FailureConfig.Overflow: OverflowReject (default) refuses their attempts
+// (fail closed, for new keys only) until a key stops being restricted,
+// OverflowShare makes them share one budget. A shared FailureStore
+// (redisstore's) makes several instances enforce one budget instead of one
+// each; when it fails, FailureConfig.StorePolicy applies (FailClosed by
+// default).
 type FailureBudget struct {
 	cfg     FailureConfig
 	limit   Limit

@@ -69,7 +69,13 @@ func (l Limit) emission() time.Duration { return l.Per / time.Duration(l.Request
 type KeyFunc func(r *http.Request) (string, error)
 
 // StorePolicy says what a Limiter or a FailureBudget does when its Store
-// fails or times out.
+// fails or exceeds its StoreTimeout: FallbackLocal (the Limiter's default:
+// a local in-memory limiter, per instance, until the store answers),
+// FailOpen, or FailClosed (the FailureBudget's default: 503). Each failure
+// is logged as event=ratelimit_store_error. [Limiter.Ready] and
+// [FailureBudget.Ready] report whether a shared store that has a
+// Ready(context.Context) error method (redisstore's) answers, for a
+// readiness endpoint; the in-memory stores are always ready.
 type StorePolicy int
 
 const (
@@ -346,6 +352,18 @@ func New(cfg Config) (*Limiter, error) {
 // purpose, under one name each; two different limiters under one name in
 // several processes cannot be detected and must be avoided by
 // configuration.
+//
+// Every bucket belongs to one limiter and one rule. In the in-memory
+// stores each rule hashes its keys with a seed of its own; in a shared
+// Store the HMAC covers the limiter's Name and the rule's name with the
+// key. So two rules with the same key (per second and per hour) keep two
+// buckets, a rule keyed by a client-chosen value (a device header) never
+// reaches another rule's buckets (an address key), and two limiters on one
+// Redis with one KeySecret never share a bucket. Within one rule, a
+// KeyFunc that returns keys of several kinds (a subject, or an address
+// when there is none) must tag each kind so that no two kinds give one
+// key, as [KeyByIP]'s "ip4:" and "ip6:" do; [KeyJoin] combines keys
+// without ambiguity.
 type NamespaceClaimer interface {
 	// ClaimNamespace records that name is served, and returns an error
 	// when it already is.

@@ -32,6 +32,15 @@ type result struct {
 // of the caller's key.
 //
 // A bucket holds up to burst tokens and gains one every interval.
+//
+// The default store keeps golang.org/x/time/rate limiters, made once and
+// shared by every Handler wrap, in a bounded structure of Config.MaxKeys
+// buckets keyed by a per-process seeded hash (raw keys are never stored).
+// Only buckets that have refilled completely are evicted, so a flood of new
+// keys cannot hand an attacker a fresh bucket; when every bucket is still
+// refilling, new keys follow Config.Overflow (reject, or share one overflow
+// bucket). A shared Store (redisstore's GCRA store) receives keys as HMACs
+// under Config.KeySecret.
 type Store interface {
 	// Take takes one token from key's bucket at time now. It returns
 	// whether a token was taken, the whole tokens left, and wait: when no

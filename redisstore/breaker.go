@@ -69,8 +69,14 @@ func (s BreakerState) String() string {
 // has a short budget. Results of calls let through before the breaker last
 // changed state are ignored.
 //
+// The breaker counts consecutive failures of the whole client: on a
+// Cluster with one master down, the calls that reach the healthy masters
+// keep it closed, and calls for the lost slots pay Options.Timeout (or the
+// request's deadline) until the cluster fails over.
+//
 // Share one Breaker between the stores on one Redis by setting it in
-// their Options; a store made without one gets its own. The zero Breaker
+// their Options, so that one store's failures spare the others the wait
+// too; a store made without one gets its own. The zero Breaker
 // is closed and uses the defaults. A Breaker is safe for concurrent use by
 // multiple goroutines.
 type Breaker struct {

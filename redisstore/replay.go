@@ -23,7 +23,7 @@ import (
 // spare). A Redis restart without persistence forgets the nonces of the
 // current window.
 //
-// Keys (see the package doc) are apart by purpose ("replay", "nonce",
+// Keys (see Options) are apart by purpose ("replay", "nonce",
 // "mark") and by namespace ([ReplayStore.WithNamespace]), and name no key
 // ID, nonce or jti in the clear. Nonces and jti values live until their
 // expiry and Options.MaxClockSkew: there is no eviction, so no floor, and nothing one key sends
