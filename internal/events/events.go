@@ -55,31 +55,29 @@ func (c counted) Value(key any) any {
 
 // Log logs a record through l, as l.LogAttrs(ctx, level, msg, attrs...)
 // does, and counts it first in the [Sink] of ctx when it is a security
-// event (a string "event" attribute among attrs) at Info level or above.
+// event (a string "event" attribute among attrs), at any level.
 // A counted record reaches l's handler with a context for which [Counted]
 // reports true, so that it is counted once.
 func Log(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if level >= slog.LevelInfo {
-		if s, ok := ctx.Value(SinkKey{}).(Sink); ok {
-			var event, reason string
-			for _, a := range attrs {
-				if a.Value.Kind() != slog.KindString {
-					continue
-				}
-				switch a.Key {
-				case KeyEvent:
-					event = a.Value.String()
-				case KeyReason:
-					reason = a.Value.String()
-				}
+	if s, ok := ctx.Value(SinkKey{}).(Sink); ok {
+		var event, reason string
+		for _, a := range attrs {
+			if a.Value.Kind() != slog.KindString {
+				continue
 			}
-			if event != "" {
-				s.CountEvent(ctx, event, reason)
-				ctx = counted{ctx}
+			switch a.Key {
+			case KeyEvent:
+				event = a.Value.String()
+			case KeyReason:
+				reason = a.Value.String()
 			}
+		}
+		if event != "" {
+			s.CountEvent(ctx, event, reason)
+			ctx = counted{ctx}
 		}
 	}
 	l.LogAttrs(ctx, level, msg, attrs...)
