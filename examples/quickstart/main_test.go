@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -212,4 +214,55 @@ func logMetricNames(t *testing.T, metrics string) {
 	}
 	slices.Sort(names)
 	t.Log("metric names:", names)
+}
+
+// keySource stands for auth.Verifier: ready, with a key set loaded 90 s
+// ago whose last refresh failed.
+type keySource struct{}
+
+func (keySource) Ready(context.Context) error { return nil }
+func (keySource) KeySetAge() (time.Duration, bool, error) {
+	return 90 * time.Second, true, errors.New("auth: jwks: connection refused")
+}
+
+// store stands for a redisstore store that is down.
+type store struct{}
+
+func (store) Ready(context.Context) error { return errors.New("redisstore: ping: connection refused") }
+
+// TestDependencyGaugesOnPrometheus pins the names under which the
+// Prometheus exporter publishes the dependency gauges, which the
+// operations pack's dashboard and alerts query.
+func TestDependencyGaugesOnPrometheus(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	require.NoError(t, err)
+	obs, err := telemetry.New(telemetry.Config{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /readyz", obs.Health(telemetry.Check{Name: "jwks", Ready: keySource{}}, telemetry.Check{Name: "redis", Ready: store{}}))
+	srv := httptest.NewServer(obs.Handler(mux))
+	defer srv.Close()
+
+	code, body := get(t, srv.URL+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, `"name":"redis","status":"not_ready"`)
+	_, metrics := get(t, srv.URL+"/metrics", "")
+	for _, want := range []string{
+		`apiguard_dependency_ready{dependency="jwks",otel_scope_name="github.com/apiguard/apiguard/telemetry"`,
+		`apiguard_dependency_ready{dependency="redis",otel_scope_name="github.com/apiguard/apiguard/telemetry"`,
+		`apiguard_dependency_latency_seconds{dependency="redis"`,
+		`apiguard_keyset_age_seconds{dependency="jwks"`,
+		`apiguard_keyset_refresh_failing{dependency="jwks"`,
+	} {
+		require.Contains(t, metrics, want)
+	}
+	require.NotContains(t, metrics, `apiguard_keyset_age_seconds{dependency="redis"`, "no key set, no age")
+	logMetricNames(t, metrics)
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "apiguard_") {
+			t.Log(line)
+		}
+	}
 }
