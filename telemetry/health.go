@@ -79,7 +79,9 @@ const maxErrorText = 256
 // running, so a storm of probes or scrapes cannot hammer it; a check that
 // outlives its timeout is reported as failed while it finishes. A
 // collection of the gauges runs the checks the same way. Methods other
-// than GET and HEAD are answered 405. Call Health once per set of checks.
+// than GET and HEAD are answered 405. The answer names the dependencies
+// and their errors: serve it to the orchestrator and the operators, not
+// to the internet. Call Health once per set of checks.
 //
 // It panics, at wiring time, if a check has no Ready, an invalid Name,
 // or the Name of another.
