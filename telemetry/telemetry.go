@@ -139,10 +139,11 @@ type Observer struct {
 	checkTimeout time.Duration
 	checkTTL     time.Duration
 
-	spanOpts []trace.SpanStartOption
-	routesMu sync.RWMutex
-	routes   map[string]*routeEntry
-	overflow *routeEntry
+	spanOpts  []trace.SpanStartOption
+	routesMu  sync.RWMutex
+	routes    map[string]*routeEntry
+	overflow  *routeEntry
+	maxRoutes int // [maxRoutes]; lowered by tests only
 }
 
 // maxAttrSets bounds the cached attribute sets of one route.
@@ -243,6 +244,7 @@ func New(cfg Config) (*Observer, error) {
 		spanOpts:   []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)},
 		routes:     make(map[string]*routeEntry),
 		overflow:   newRouteEntry(OverflowRoute, cfg.Now()),
+		maxRoutes:  maxRoutes,
 
 		meter:        meter,
 		checkTimeout: cfg.CheckTimeout,
@@ -371,7 +373,7 @@ func (o *Observer) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 }
 
 // route returns the entry of a route, creating it if there is room; past
-// [maxRoutes] routes, new ones share the entry named [OverflowRoute].
+// o.maxRoutes routes, new ones share the entry named [OverflowRoute].
 func (o *Observer) route(name string) *routeEntry {
 	o.routesMu.RLock()
 	e := o.routes[name]
@@ -384,7 +386,7 @@ func (o *Observer) route(name string) *routeEntry {
 	if e = o.routes[name]; e != nil {
 		return e
 	}
-	if len(o.routes) >= maxRoutes {
+	if len(o.routes) >= o.maxRoutes {
 		return o.overflow
 	}
 	e = newRouteEntry(name, o.now())
