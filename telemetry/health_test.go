@@ -313,7 +313,7 @@ func TestHealthTimeout(t *testing.T) {
 		require.Equal(t, "telemetry: check timed out after 300ms", b.Checks[1].Error)
 		require.Equal(t, 0.3, b.Checks[1].LatencySeconds)
 
-		time.Sleep(5 * time.Second)
+		time.Sleep(5 * time.Second) // the bubble's clock: no real time passes
 		code, _ = getHealth(t, h)
 		require.Equal(t, 503, code)
 		require.Equal(t, int32(2), hung.calls.Load(), "a check that ended is run again")

@@ -265,8 +265,8 @@ func New(cfg Config) (*Observer, error) {
 // Config.Logger: [Config.Logger] with correlation and trace IDs added to
 // records logged with a request context, and security events counted on
 // [Config.MeterProvider], in a request or not (key-set refresh failures,
-// store outages). Events logged in a request are counted once even when
-// a package logs them through another logger as well.
+// store outages). An event a package logs in a request is counted once,
+// whichever logger it logs with.
 //
 // It may be passed to slog.SetDefault, so that the application's own
 // records carry the IDs too.
