@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/apiguard/apiguard/internal/events"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
@@ -540,7 +541,7 @@ func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, err error) {
 	if err == ErrNoToken {
 		level = slog.LevelInfo
 	}
-	v.cfg.Logger.LogAttrs(r.Context(), level, "auth: request rejected",
+	events.Log(r.Context(), v.cfg.Logger, level, "auth: request rejected",
 		slog.String("event", "auth_failed"),
 		slog.String("reason", reason(err)),
 		slog.String("error", err.Error()))

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/apiguard/apiguard/internal/events"
 )
 
 // FailureConfig configures a [FailureBudget]. A zero field takes the
@@ -259,7 +261,7 @@ func (b *FailureBudget) storeFailed(ctx context.Context, op string, err error) (
 	default:
 		out = fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
-	b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: store failed",
+	events.Log(ctx, b.cfg.Logger, slog.LevelWarn, "ratelimit: store failed",
 		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
 		slog.String("policy", b.cfg.Name), slog.String("op", op), slog.String("error", err.Error()))
 	return local, out
@@ -412,7 +414,7 @@ func (b *FailureBudget) settle(ctx context.Context, a *Attempt, failed, reset bo
 		remaining, lockout, strikes, _ = b.mem.Settle(ctx, a.key, 0, failed, reset, b.policy, now)
 	}
 	if lockout > 0 {
-		b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: failure budget exhausted",
+		events.Log(ctx, b.cfg.Logger, slog.LevelWarn, "ratelimit: failure budget exhausted",
 			slog.String("event", "failure_budget_exhausted"), slog.String("reason", "lockout"),
 			slog.String("policy", b.cfg.Name), slog.Int("strikes", strikes), slog.Duration("lockout", lockout))
 	}
@@ -499,7 +501,7 @@ func (b *FailureBudget) Handler(next http.Handler) http.Handler {
 		var a Attempt
 		if err := b.reserveInto(ctx, key, &a); err != nil {
 			if errors.Is(err, ErrLimited) {
-				b.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: locked out",
+				events.Log(ctx, b.cfg.Logger, slog.LevelWarn, "ratelimit: locked out",
 					slog.String("event", "rate_limited"), slog.String("reason", "lockout"), slog.String("policy", b.cfg.Name))
 			}
 			b.reject(w, r, err)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/problem"
 	"golang.org/x/time/rate"
 )
@@ -518,7 +519,7 @@ func (l *Limiter) storeFailed(ctx context.Context, r *rule, key string, lim Limi
 		reason = "fallback_local"
 		res = l.local.take(maphash.String(r.seed, key), lim, now)
 	}
-	l.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: store failed",
+	events.Log(ctx, l.cfg.Logger, slog.LevelWarn, "ratelimit: store failed",
 		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
 		slog.String("policy", r.name), slog.String("error", err.Error()))
 	return res, out
@@ -634,7 +635,7 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 		d, err := l.decide(r, l.cfg.Now())
 		switch {
 		case errors.Is(err, ErrNoKey):
-			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "ratelimit: no key",
+			events.Log(r.Context(), l.cfg.Logger, slog.LevelWarn, "ratelimit: no key",
 				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", d.Policy))
 			if l.cfg.InsecureAllowNoKey || l.cfg.Shadow {
 				next.ServeHTTP(w, r)
@@ -647,7 +648,7 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 			return
 		}
 		if !d.Allowed {
-			l.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "ratelimit: limited",
+			events.Log(r.Context(), l.cfg.Logger, slog.LevelWarn, "ratelimit: limited",
 				slog.String("event", "rate_limited"), slog.String("reason", "quota"),
 				slog.String("policy", d.Policy), slog.Bool("shadow", l.cfg.Shadow))
 			if !l.cfg.Shadow {

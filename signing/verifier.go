@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/sfv"
 )
 
@@ -917,7 +918,7 @@ func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err
 	if errors.Is(err, ErrMissingSignature) {
 		level = slog.LevelInfo
 	}
-	v.cfg.Logger.LogAttrs(r.Context(), level, "signing: request rejected", attrs...)
+	events.Log(r.Context(), v.cfg.Logger, level, "signing: request rejected", attrs...)
 	if v.cfg.ErrorHandler != nil {
 		v.cfg.ErrorHandler(w, r, err)
 		return

@@ -1,17 +1,18 @@
 // Package telemetry gives every request a correlation ID, continues W3C
-// traces, turns security events into metrics, and takes in reports that
-// only mobile clients can see.
+// traces, turns security events into metrics, reports readiness, and
+// takes in reports that only mobile clients can see.
 //
-// It is the outermost middleware: everything inside it, every apiguard
-// package and the application, logs with the request's context and gets
-// the correlation ID on every record for free.
+// It is the outermost middleware. Give every apiguard package the
+// observer's logger, so that its security events reach the metrics the
+// application configured, in a request or not:
 //
-//	obs, err := telemetry.New(telemetry.Config{})
+//	obs, err := telemetry.New(telemetry.Config{MeterProvider: provider})
 //	if err != nil { ... }
-//	slog.SetDefault(slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil))))
+//	tokens, err := auth.New(auth.Config{Issuers: issuers, Logger: obs.Logger()})
 //	mux := http.NewServeMux()
+//	mux.Handle("GET /readyz", obs.Health(telemetry.Check{Name: "jwks", Ready: tokens}))
 //	mux.Handle("POST /reports", obs.ReportHandler())
-//	mux.Handle("GET /orders", orders)
+//	mux.Handle("GET /orders", tokens.Handler(orders))
 //	srv := &http.Server{Handler: obs.Handler(mux)}
 //
 // # Correlation IDs
@@ -25,13 +26,23 @@
 //
 // # Security events
 //
-// A security event is any slog record with a string attribute "event"
-// (and usually "reason"), from any package: apiguard's packages do not
-// import telemetry to be measured. The handler from [NewLogHandler] adds
+// A security event is a slog record with a string attribute "event"
+// (and usually "reason"). apiguard's packages report them without
+// importing telemetry: in a request, telemetry counts them whatever
+// logger the package has; outside one (key-set refresh failures, store
+// outages) only a logger from [Observer.Logger] counts them, and a
+// package's New warns when its logger does not. They are counted in
+// apiguard.security.events with the attributes event and reason, plus a
+// bounded device_model with [Config.DeviceModelHeader]. The logger adds
 // correlation_id, trace_id and span_id to every record logged with a
-// request context, and counts events in the apiguard.security.events
-// counter with the attributes event and reason only. Device IDs, key IDs,
-// tokens and addresses are never metric attributes.
+// request context. Device IDs, key IDs, tokens and addresses are never
+// metric attributes.
+//
+// Teams on zap or zerolog put their logger under a slog bridge and pass
+// it as [Config.Logger]: slog.New(zapslog.NewHandler(zapLogger.Core()))
+// with go.uber.org/zap/exp/zapslog, or
+// slog.New(slogzerolog.Option{Logger: &zerologLogger}.NewZerologHandler())
+// with github.com/samber/slog-zerolog/v2.
 //
 // # Metrics
 //
@@ -40,7 +51,7 @@
 // route is r.Pattern as [net/http.ServeMux] sets it on the request that
 // telemetry passed on, or the value given to [SetRoute]; requests with no
 // route collapse into the single value "unmatched", so scanner traffic
-// cannot multiply series.
+// cannot multiply series. [Observer.Health] adds gauges per dependency.
 //
 // # Failure modes
 //

@@ -2,12 +2,17 @@ package telemetry_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/apiguard/apiguard/telemetry"
 )
@@ -164,4 +169,109 @@ func ExampleSetRoute() {
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/users/42", nil))
 	// Output: served /users/42
+}
+
+// eventCount reads the apiguard.security.events counter from reader, by
+// event/reason (and device_model when set).
+func eventCount(reader *sdkmetric.ManualReader) map[string]int64 {
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		panic(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != telemetry.MetricSecurityEvents {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				var parts []string
+				for _, kv := range dp.Attributes.ToSlice() {
+					parts = append(parts, kv.Value.AsString())
+				}
+				out[strings.Join(parts, "/")] = dp.Value
+			}
+		}
+	}
+	return out
+}
+
+// Every apiguard package gets obs.Logger() as its Config.Logger: events
+// it logs outside a request, like a failed key-set refresh, are counted
+// on the observer's meter provider, not the global one.
+func ExampleObserver_Logger() {
+	reader := sdkmetric.NewManualReader()
+	obs, err := telemetry.New(telemetry.Config{
+		Logger:        slog.New(slog.DiscardHandler),
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+	})
+	if err != nil {
+		panic(err)
+	}
+	logger := obs.Logger() // auth.Config{Logger: logger}, ratelimit.Config{Logger: logger}, ...
+
+	// What auth logs from its key-refresh goroutine:
+	logger.Warn("auth: jwks fetch failed", "event", "jwks_error", "reason", "fetch")
+	fmt.Println(eventCount(reader))
+	// Output: map[jwks_error/fetch:1]
+}
+
+// readiness stands for a dependency such as auth.Verifier or a redisstore
+// store.
+type readiness struct{ err error }
+
+func (r readiness) Ready(context.Context) error { return r.err }
+
+func ExampleObserver_Health() {
+	obs, err := telemetry.New(telemetry.Config{})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /readyz", obs.Health(
+		telemetry.Check{Name: "jwks", Ready: readiness{}},
+		telemetry.Check{Name: "redis", Ready: readiness{errors.New("redisstore: ping: connection refused")}},
+	))
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var body struct {
+		Status string
+		Checks []struct{ Name, Status, Error string }
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &body)
+	fmt.Println(rec.Code, body.Status)
+	for _, c := range body.Checks {
+		fmt.Println(strings.TrimSpace(c.Name + " " + c.Status + " " + c.Error))
+	}
+	// Output:
+	// 503 not_ready
+	// jwks ready
+	// redis not_ready redisstore: ping: connection refused
+}
+
+// An emulator farm sends signatures from thousands of invented device
+// models: the device_model attribute keeps the first models it sees and
+// counts the rest as "other", so the flood cannot multiply series.
+func ExampleConfig_deviceModelHeader() {
+	reader := sdkmetric.NewManualReader()
+	obs, err := telemetry.New(telemetry.Config{
+		Logger:            slog.New(slog.DiscardHandler),
+		MeterProvider:     sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+		DeviceModelHeader: "X-Device-Model",
+		MaxDeviceModels:   2,
+	})
+	if err != nil {
+		panic(err)
+	}
+	h := obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		obs.Logger().WarnContext(r.Context(), "signing: request rejected", "event", "signature_mismatch", "reason", "signature")
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	for i := range 1000 {
+		req := httptest.NewRequest("POST", "/pay", nil)
+		req.Header.Set("X-Device-Model", fmt.Sprintf("Pixel %d", i%10))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	fmt.Println(eventCount(reader))
+	// Output: map[Pixel 0/signature_mismatch/signature:100 Pixel 1/signature_mismatch/signature:100 other/signature_mismatch/signature:800]
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +37,32 @@ func FuzzHandler(f *testing.F) {
 		}
 		if ValidID(id) && got != id {
 			t.Fatalf("valid ID %q replaced by %q", id, got)
+		}
+	})
+}
+
+// FuzzDeviceModel sends arbitrary device-model header values: the
+// attribute value is always a bounded, clean string.
+func FuzzDeviceModel(f *testing.F) {
+	f.Add("Pixel 8 Pro")
+	f.Add("<script>alert(1)</script>")
+	f.Add("SM-G991B (Android 14)/x,y_z.-")
+	f.Add(strings.Repeat("A", 200))
+	f.Add("é\r\n")
+	d := newDeviceSet(8)
+	f.Fuzz(func(t *testing.T, s string) {
+		got := d.value(s)
+		if got == deviceUnknown || got == deviceOther {
+			return
+		}
+		if got == "" || len(got) > 64 || deviceModel(got) != got || !strings.HasPrefix(s, got) {
+			t.Fatalf("value(%q) = %q", s, got)
+		}
+		d.mu.RLock()
+		n := len(d.seen)
+		d.mu.RUnlock()
+		if n > 8 {
+			t.Fatalf("%d models kept", n)
 		}
 	})
 }

@@ -3,13 +3,18 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"log"
 	"log/slog"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/apiguard/apiguard/internal/events"
 )
 
 // Attribute keys read from and added to log records.
@@ -26,6 +31,9 @@ const (
 	// span context.
 	KeyTraceID = "trace_id"
 	KeySpanID  = "span_id"
+	// KeyDeviceModel is the attribute of security events that carries the
+	// device model, when [Config.DeviceModelHeader] is set.
+	KeyDeviceModel = "device_model"
 )
 
 // maxEventSets bounds the distinct (event, reason) pairs counted; further
@@ -40,8 +48,10 @@ const maxEventSets = 256
 //
 // Events are counted against the [Observer] that handled the request when
 // the record carries its context, and otherwise against
-// otel.GetMeterProvider(). Records at Info level and above are counted even
-// when next would drop them for their level. It panics if next is nil.
+// otel.GetMeterProvider(): prefer [Observer.Logger], which counts them on
+// the observer's provider. Records at Info level and above are counted
+// even when next would drop them for their level. It panics if next is
+// nil.
 func NewLogHandler(next slog.Handler) slog.Handler {
 	if next == nil {
 		panic("telemetry: nil slog.Handler")
@@ -58,6 +68,23 @@ func NewLogHandler(next slog.Handler) slog.Handler {
 	return &logHandler{next: next, counter: c}
 }
 
+// bindLogHandler returns h wrapped in a logHandler that counts records
+// outside a request with c; a logHandler is rebound rather than wrapped
+// again. slog's built-in default handler is replaced by a text handler on
+// log.Writer(): the built-in one writes through the log package, which
+// slog.SetDefault points back at the new default handler, a deadlock.
+func bindLogHandler(h slog.Handler, c *eventCounter) slog.Handler {
+	if lh, ok := h.(*logHandler); ok {
+		lh2 := *lh
+		lh2.counter = c
+		return &lh2
+	}
+	if reflect.TypeOf(h).String() == "*slog.defaultHandler" {
+		h = slog.NewTextHandler(log.Writer(), nil)
+	}
+	return &logHandler{next: h, counter: c}
+}
+
 type logHandler struct {
 	next    slog.Handler
 	counter *eventCounter // fallback for records without a request context
@@ -65,6 +92,10 @@ type logHandler struct {
 	reason  string
 	grouped bool // attributes added from now on are inside a group
 }
+
+// CountsEvents implements [events.Counter]: the events of a record are
+// read from its top-level attributes, so none are counted in a group.
+func (h *logHandler) CountsEvents() bool { return !h.grouped }
 
 func (h *logHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
@@ -91,12 +122,12 @@ func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
 		ctx = context.Background()
 	}
 	sc, st, root := spanContextRoot(ctx)
-	if event != "" {
-		c := h.counter
+	if event != "" && !events.Counted(ctx) {
 		if st != nil {
-			c = st.obs.events
+			st.CountEvent(ctx, event, reason)
+		} else {
+			h.counter.add(ctx, event, reason, "")
 		}
-		c.add(ctx, event, reason)
 	}
 	if !h.next.Enabled(ctx, rec.Level) {
 		return nil
@@ -149,10 +180,14 @@ func (h *logHandler) WithGroup(name string) slog.Handler {
 // cache of attribute sets.
 type eventCounter struct {
 	c     metric.Int64Counter
-	sets  sync.Map // [2]string -> []metric.AddOption
+	sets  sync.Map // eventKey -> []metric.AddOption
+	pairs sync.Map // [2]string of admitted (event, reason) pairs
 	n     atomic.Int32
-	other []metric.AddOption
 }
+
+// eventKey is an (event, reason, device_model) attribute set; an empty
+// device model stands for no such attribute.
+type eventKey [3]string
 
 func newEventCounter(mp metric.MeterProvider) (*eventCounter, error) {
 	c, err := mp.Meter(scope).Int64Counter(MetricSecurityEvents,
@@ -161,31 +196,114 @@ func newEventCounter(mp metric.MeterProvider) (*eventCounter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: create %s: %w", MetricSecurityEvents, err)
 	}
-	return &eventCounter{c: c, other: eventOptions("other", "other")}, nil
+	return &eventCounter{c: c}, nil
 }
 
-func eventOptions(event, reason string) []metric.AddOption {
-	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-		attribute.String(KeyEvent, event), attribute.String(KeyReason, reason)))}
+func eventOptions(k eventKey) []metric.AddOption {
+	kv := []attribute.KeyValue{attribute.String(KeyEvent, k[0]), attribute.String(KeyReason, k[1])}
+	if k[2] != "" {
+		kv = append(kv, attribute.String(KeyDeviceModel, k[2]))
+	}
+	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
 }
 
-func (c *eventCounter) add(ctx context.Context, event, reason string) {
+// add counts one event. The first [maxEventSets] distinct (event, reason)
+// pairs are counted as such, later ones as ("other", "other"); device is
+// already bounded by the caller.
+func (c *eventCounter) add(ctx context.Context, event, reason, device string) {
 	if c == nil {
 		return
 	}
-	k := [2]string{event, reason}
+	k := eventKey{event, reason, device}
 	if v, ok := c.sets.Load(k); ok {
 		c.c.Add(ctx, 1, v.([]metric.AddOption)...)
 		return
 	}
-	opts := c.other
-	if c.n.Load() < maxEventSets {
-		opts = eventOptions(event, reason)
-		if v, loaded := c.sets.LoadOrStore(k, opts); loaded {
-			opts = v.([]metric.AddOption)
-		} else {
-			c.n.Add(1)
+	if !c.admit(event, reason) {
+		k[0], k[1] = "other", "other"
+	}
+	v, ok := c.sets.Load(k)
+	if !ok {
+		v, _ = c.sets.LoadOrStore(k, eventOptions(k))
+	}
+	c.c.Add(ctx, 1, v.([]metric.AddOption)...)
+}
+
+// admit reports whether the pair has, or can still get, its own series.
+func (c *eventCounter) admit(event, reason string) bool {
+	p := [2]string{event, reason}
+	if _, ok := c.pairs.Load(p); ok {
+		return true
+	}
+	if c.n.Load() >= maxEventSets {
+		return false
+	}
+	if _, loaded := c.pairs.LoadOrStore(p, struct{}{}); !loaded {
+		c.n.Add(1)
+	}
+	return true
+}
+
+// deviceSet bounds the device_model values: the first max distinct valid
+// ones are kept.
+type deviceSet struct {
+	max  int
+	mu   sync.RWMutex
+	seen map[string]struct{}
+}
+
+func newDeviceSet(maxModels int) *deviceSet {
+	return &deviceSet{max: maxModels, seen: make(map[string]struct{}, maxModels)}
+}
+
+// Values of device_model besides the models themselves.
+const (
+	deviceUnknown = "unknown" // header missing, repeated or invalid
+	deviceOther   = "other"   // past the first Config.MaxDeviceModels
+)
+
+// value returns the device_model value for a header value.
+func (d *deviceSet) value(s string) string {
+	s = deviceModel(s)
+	if s == "" {
+		return deviceUnknown
+	}
+	d.mu.RLock()
+	_, ok := d.seen[s]
+	n := len(d.seen)
+	d.mu.RUnlock()
+	if ok {
+		return s
+	}
+	if n >= d.max {
+		return deviceOther
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.seen[s]; ok {
+		return s
+	}
+	if len(d.seen) >= d.max {
+		return deviceOther
+	}
+	s = strings.Clone(s) // keep no reference to the request's header memory
+	d.seen[s] = struct{}{}
+	return s
+}
+
+// deviceModel returns s cut to 64 bytes if it is made of
+// [A-Za-z0-9 ._,()/-] only, and "" otherwise; it is the rule signing
+// applies to the device model it logs.
+func deviceModel(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == ' ' ||
+			c == '.' || c == '_' || c == ',' || c == '-' || c == '(' || c == ')' || c == '/') {
+			return ""
 		}
 	}
-	c.c.Add(ctx, 1, opts...)
+	return s
 }

@@ -23,6 +23,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/apiguard/apiguard/internal/events"
 )
 
 // scope is the instrumentation scope of apiguard's meters and tracers.
@@ -46,13 +48,17 @@ const UnmatchedRoute = "unmatched"
 type Config struct {
 	// Header carries the correlation ID in and out. Default: X-Request-ID.
 	Header string
-	// Logger receives the observer's own records (replaced IDs, client
-	// reports, baseline drift). It is wrapped with [NewLogHandler] unless
-	// it already is. Default: slog.Default().
+	// Logger is where the observer's records go (replaced IDs, client
+	// reports, baseline drift), and the packages' records through
+	// [Observer.Logger]. Default: slog.Default(); while that is still
+	// slog's built-in logger, a [log/slog.TextHandler] on log.Writer() in
+	// its place, so that [Observer.Logger] may be passed to
+	// slog.SetDefault without a deadlock.
 	Logger *slog.Logger
-	// MeterProvider creates the request-duration histogram and the
-	// security-event counter. Default: otel.GetMeterProvider(), a no-op
-	// until the application installs an SDK.
+	// MeterProvider creates the request-duration histogram, the
+	// security-event counter and the dependency gauges. Default:
+	// otel.GetMeterProvider(), a no-op until the application installs an
+	// SDK.
 	MeterProvider metric.MeterProvider
 	// TracerProvider starts one server span per request, a child of a
 	// valid incoming traceparent or else a new root. Set it to
@@ -81,6 +87,25 @@ type Config struct {
 	MaxReports int
 	// Drift configures baseline-drift detection.
 	Drift DriftConfig
+	// DeviceModelHeader names a request header (X-Device-Model, say)
+	// whose value becomes the device_model attribute of the security
+	// events counted in that request, so that an emulator farm shows up as
+	// one model. A value is kept if it is 1 to 64 characters of
+	// [A-Za-z0-9 ._,()/-] (longer ones are cut at 64) and is one of the
+	// first [Config.MaxDeviceModels] distinct ones; a missing or invalid
+	// value is "unknown", any further one "other". The header is the
+	// client's to forge: it labels traffic, it proves nothing. Default: ""
+	// (no device_model attribute).
+	DeviceModelHeader string
+	// MaxDeviceModels bounds the distinct device_model values. Default: 50.
+	MaxDeviceModels int
+	// CheckTimeout bounds one readiness check of [Observer.Health].
+	// Default: 2 seconds.
+	CheckTimeout time.Duration
+	// CheckCacheTTL is how long a readiness result is reused before the
+	// check runs again, so that probes and scrapes cannot hammer a
+	// dependency. Default: 1 second.
+	CheckCacheTTL time.Duration
 	// NoRequestMetrics skips the request-duration histogram and drift
 	// detection, and with them the two clock reads per request, for
 	// services that measure requests elsewhere and want correlation IDs
@@ -108,10 +133,17 @@ type Observer struct {
 	events   *eventCounter
 	drift    *drift
 
-	spanOpts []trace.SpanStartOption
-	routesMu sync.RWMutex
-	routes   map[string]*routeEntry
-	overflow *routeEntry
+	deviceHeader string // canonical form; "" when off
+	devices      *deviceSet
+	meter        metric.Meter
+	checkTimeout time.Duration
+	checkTTL     time.Duration
+
+	spanOpts  []trace.SpanStartOption
+	routesMu  sync.RWMutex
+	routes    map[string]*routeEntry
+	overflow  *routeEntry
+	maxRoutes int // [maxRoutes]; lowered by tests only
 }
 
 // maxAttrSets bounds the cached attribute sets of one route.
@@ -126,8 +158,8 @@ const maxRoutes = 1024
 const OverflowRoute = "other"
 
 // New returns an Observer for cfg. It returns an error for an invalid
-// configuration: a Header that is not a valid header field name, or a
-// negative limit.
+// configuration: a Header or DeviceModelHeader that is not a valid header
+// field name, or a negative limit or duration.
 func New(cfg Config) (*Observer, error) {
 	if cfg.Header == "" {
 		cfg.Header = "X-Request-ID"
@@ -135,8 +167,29 @@ func New(cfg Config) (*Observer, error) {
 	if !validHeaderName(cfg.Header) {
 		return nil, fmt.Errorf("telemetry: Config.Header %q is not a valid header name", cfg.Header)
 	}
+	if cfg.DeviceModelHeader != "" && !validHeaderName(cfg.DeviceModelHeader) {
+		return nil, fmt.Errorf("telemetry: Config.DeviceModelHeader %q is not a valid header name", cfg.DeviceModelHeader)
+	}
 	if cfg.MaxReportBytes < 0 || cfg.MaxReports < 0 {
 		return nil, errors.New("telemetry: Config.MaxReportBytes and Config.MaxReports must not be negative")
+	}
+	if cfg.MaxDeviceModels < 0 {
+		return nil, errors.New("telemetry: Config.MaxDeviceModels must not be negative")
+	}
+	if cfg.CheckTimeout < 0 {
+		return nil, errors.New("telemetry: Config.CheckTimeout must not be negative")
+	}
+	if cfg.CheckCacheTTL < 0 {
+		return nil, errors.New("telemetry: Config.CheckCacheTTL must not be negative")
+	}
+	if cfg.MaxDeviceModels == 0 {
+		cfg.MaxDeviceModels = 50
+	}
+	if cfg.CheckTimeout == 0 {
+		cfg.CheckTimeout = 2 * time.Second
+	}
+	if cfg.CheckCacheTTL == 0 {
+		cfg.CheckCacheTTL = time.Second
 	}
 	if cfg.MaxReportBytes == 0 {
 		cfg.MaxReportBytes = 64 << 10
@@ -191,17 +244,34 @@ func New(cfg Config) (*Observer, error) {
 		spanOpts:   []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)},
 		routes:     make(map[string]*routeEntry),
 		overflow:   newRouteEntry(OverflowRoute, cfg.Now()),
+		maxRoutes:  maxRoutes,
+
+		meter:        meter,
+		checkTimeout: cfg.CheckTimeout,
+		checkTTL:     cfg.CheckCacheTTL,
+	}
+	if cfg.DeviceModelHeader != "" {
+		o.deviceHeader = textproto.CanonicalMIMEHeaderKey(cfg.DeviceModelHeader)
+		o.devices = newDeviceSet(cfg.MaxDeviceModels)
 	}
 	if cfg.TracerProvider != nil {
 		o.tracer = cfg.TracerProvider.Tracer(scope)
 	}
-	h := cfg.Logger.Handler()
-	if lh, ok := h.(*logHandler); ok {
-		o.logger = slog.New(lh)
-	} else {
-		o.logger = slog.New(&logHandler{next: h, counter: events})
-	}
+	o.logger = slog.New(bindLogHandler(cfg.Logger.Handler(), events))
 	return o, nil
+}
+
+// Logger returns the logger to give every apiguard package as its
+// Config.Logger: [Config.Logger] with correlation and trace IDs added to
+// records logged with a request context, and security events counted on
+// [Config.MeterProvider], in a request or not (key-set refresh failures,
+// store outages). An event a package logs in a request is counted once,
+// whichever logger it logs with.
+//
+// It may be passed to slog.SetDefault, so that the application's own
+// records carry the IDs too.
+func (o *Observer) Logger() *slog.Logger {
+	return o.logger
 }
 
 // Handler returns next wrapped with correlation IDs, trace context,
@@ -222,6 +292,9 @@ func (o *Observer) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		start = o.now()
 	}
 	st := &reqState{obs: o}
+	if o.devices != nil {
+		st.reqHeader = r.Header
+	}
 	replaced := false
 	if vals := r.Header[o.header]; len(vals) == 1 && ValidID(vals[0]) {
 		st.id = vals[0]
@@ -300,7 +373,7 @@ func (o *Observer) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 }
 
 // route returns the entry of a route, creating it if there is room; past
-// [maxRoutes] routes, new ones share the entry named [OverflowRoute].
+// o.maxRoutes routes, new ones share the entry named [OverflowRoute].
 func (o *Observer) route(name string) *routeEntry {
 	o.routesMu.RLock()
 	e := o.routes[name]
@@ -313,7 +386,7 @@ func (o *Observer) route(name string) *routeEntry {
 	if e = o.routes[name]; e != nil {
 		return e
 	}
-	if len(o.routes) >= maxRoutes {
+	if len(o.routes) >= o.maxRoutes {
 		return o.overflow
 	}
 	e = newRouteEntry(name, o.now())
@@ -436,19 +509,41 @@ type reqState struct {
 	once  sync.Once         // makes sc
 	sc    trace.SpanContext // without a tracer: the root trace of this request
 	rw    responseWriter
+
+	reqHeader http.Header // the request's header, for the device model; nil when off
 }
 
 type stateKeyType struct{}
 
 var stateKey = &stateKeyType{}
 
-// Value returns the request state for telemetry's key and defers to the
-// parent context for every other key.
+// Value returns the request state for telemetry's key and as the events
+// sink of the request, and defers to the parent context for every other
+// key.
 func (s *reqState) Value(key any) any {
-	if key == stateKey {
+	if key == stateKey || key == (events.SinkKey{}) {
 		return s
 	}
 	return s.Context.Value(key)
+}
+
+// CountEvent counts a security event of the request on its observer's
+// provider; it implements [events.Sink].
+func (s *reqState) CountEvent(ctx context.Context, event, reason string) {
+	s.obs.events.add(ctx, event, reason, s.deviceModel())
+}
+
+// deviceModel returns the device_model attribute value of the request,
+// or "" when the observer has none.
+func (s *reqState) deviceModel() string {
+	if s.obs.devices == nil {
+		return ""
+	}
+	var v string
+	if vals := s.reqHeader[s.obs.deviceHeader]; len(vals) == 1 {
+		v = vals[0]
+	}
+	return s.obs.devices.value(v)
 }
 
 func stateFrom(ctx context.Context) *reqState {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -378,10 +379,18 @@ func TestResponseWriterKeepsInterfaces(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, int64(6), n)
 	})
-	srv := httptest.NewServer(o.Handler(mux))
+	// The hijacking handler answers before it returns, and so before
+	// telemetry records it: wait for each request to be recorded.
+	h := o.Handler(mux)
+	served := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		served <- struct{}{}
+	}))
 	defer srv.Close()
 
 	body := func(path string) (int, string) {
+		defer func() { <-served }()
 		resp, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
 		defer resp.Body.Close()
@@ -485,6 +494,9 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// TestConcurrentRequests serves 800 requests from 16 goroutines at once,
+// in process (a network adds nothing the handler sees): every event is
+// counted, and every request gets its own ID.
 func TestConcurrentRequests(t *testing.T) {
 	o, _, reader := newObserver(t, Config{})
 	logger := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil)))
@@ -492,25 +504,25 @@ func TestConcurrentRequests(t *testing.T) {
 	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {
 		logger.WarnContext(r.Context(), "e", "event", "replay", "reason", "nonce")
 	})
-	srv := httptest.NewServer(o.Handler(mux))
-	defer srv.Close()
-	done := make(chan error, 16)
+	h := o.Handler(mux)
+	ids := make(chan string, 800)
+	var wg sync.WaitGroup
 	for range 16 {
-		go func() {
+		wg.Go(func() {
 			for range 50 {
-				resp, err := http.Get(srv.URL + "/x")
-				if err != nil {
-					done <- err
-					return
-				}
-				resp.Body.Close()
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+				ids <- rec.Header().Get("X-Request-ID")
 			}
-			done <- nil
-		}()
+		})
 	}
-	for range 16 {
-		require.NoError(t, <-done)
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
 	}
+	require.Len(t, seen, 800)
 	require.Equal(t, int64(800), eventCounts(t, reader)["replay/nonce"])
 }
 

@@ -15,11 +15,12 @@ import (
 	"github.com/apiguard/apiguard/telemetry"
 )
 
-func newHandler(logger *slog.Logger) (http.Handler, error) {
-	obs, err := telemetry.New(telemetry.Config{Logger: logger})
+func newHandler(out *slog.Logger) (http.Handler, error) {
+	obs, err := telemetry.New(telemetry.Config{Logger: out})
 	if err != nil {
 		return nil, err
 	}
+	logger := obs.Logger() // out, with IDs on request records and events counted
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
 		logger.InfoContext(r.Context(), "hello") // carries correlation_id and trace_id
@@ -33,8 +34,7 @@ func newHandler(logger *slog.Logger) (http.Handler, error) {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	flag.Parse()
-	logger := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))
-	h, err := newHandler(logger)
+	h, err := newHandler(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -8,13 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apiguard/apiguard/telemetry"
 	"github.com/stretchr/testify/require"
 )
 
 func TestTelemetryExample(t *testing.T) {
 	var logs bytes.Buffer
-	h, err := newHandler(slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&logs, nil))))
+	h, err := newHandler(slog.New(slog.NewJSONHandler(&logs, nil)))
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()

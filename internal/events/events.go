@@ -1,0 +1,118 @@
+// Package events is the contract by which apiguard's packages report
+// security events to telemetry without importing it.
+//
+// A security event is a slog record with the string attributes "event"
+// and "reason". A package logs it with [Log] rather than
+// Logger.LogAttrs. When the context came through telemetry's middleware,
+// Log counts the event there, whatever handler the logger has, and marks
+// the context so that a log handler that also counts events (telemetry's)
+// does not count it again. Events outside a request are counted only by a
+// logger whose handler counts them ([Observed]); a package's New calls
+// [WarnUnobserved] so that a logger that does not is reported once, at
+// start-up.
+package events
+
+import (
+	"context"
+	"log/slog"
+)
+
+// Attribute keys of a security event.
+const (
+	KeyEvent  = "event"
+	KeyReason = "reason"
+)
+
+// Sink counts security events. The context of a request that telemetry's
+// middleware handles holds one under [SinkKey].
+type Sink interface {
+	// CountEvent counts one event; ctx is the context it was logged with.
+	CountEvent(ctx context.Context, event, reason string)
+}
+
+// SinkKey is the context key of a request's [Sink].
+type SinkKey struct{}
+
+// Counter is implemented by slog handlers that count the security events
+// they handle, in request or not (telemetry's).
+type Counter interface {
+	// CountsEvents reports whether the handler counts the events logged
+	// through it; false, for instance, once attributes go into a group.
+	CountsEvents() bool
+}
+
+// countedKey marks a context whose event [Log] has counted.
+type countedKey struct{}
+
+type counted struct{ context.Context }
+
+func (c counted) Value(key any) any {
+	if key == (countedKey{}) {
+		return true
+	}
+	return c.Context.Value(key)
+}
+
+// Log logs a record through l, as l.LogAttrs(ctx, level, msg, attrs...)
+// does, and counts it first in the [Sink] of ctx when it is a security
+// event (a string "event" attribute among attrs), at any level.
+// A counted record reaches l's handler with a context for which [Counted]
+// reports true, so that it is counted once.
+func Log(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if s, ok := ctx.Value(SinkKey{}).(Sink); ok {
+		var event, reason string
+		for _, a := range attrs {
+			if a.Value.Kind() != slog.KindString {
+				continue
+			}
+			switch a.Key {
+			case KeyEvent:
+				event = a.Value.String()
+			case KeyReason:
+				reason = a.Value.String()
+			}
+		}
+		if event != "" {
+			s.CountEvent(ctx, event, reason)
+			ctx = counted{ctx}
+		}
+	}
+	l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// Counted reports whether [Log] has counted the event logged with ctx;
+// a counting handler must then not count it again.
+func Counted(ctx context.Context) bool {
+	return ctx != nil && ctx.Value(countedKey{}) != nil
+}
+
+// Observed reports whether the security events logged through l are
+// counted outside requests too: whether its handler is a [Counter] that
+// counts. A nil l stands for slog.Default().
+func Observed(l *slog.Logger) bool {
+	if l == nil {
+		l = slog.Default()
+	}
+	c, ok := l.Handler().(Counter)
+	return ok && c.CountsEvents()
+}
+
+// WarnUnobserved logs one warning through l, naming pkg and the fix, when
+// l does not count security events ([Observed]). A package's New calls it
+// once with its Config.Logger. A nil l stands for slog.Default().
+func WarnUnobserved(l *slog.Logger, pkg string) {
+	if l == nil {
+		l = slog.Default()
+	}
+	if Observed(l) {
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelWarn,
+		pkg+": Config.Logger does not count security events, so events outside a request "+
+			"(key-set and store failures) never reach metrics; set Config.Logger to the "+
+			"telemetry Observer's Logger()",
+		slog.String("package", pkg))
+}
