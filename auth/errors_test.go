@@ -128,3 +128,18 @@ func TestRefusalsNameTheFix(t *testing.T) {
 func jsonText(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
 }
+
+// A Verifier whose logger counts no security events says so at New, naming
+// the fix, so that auth_failed never vanishes from the metrics unnoticed.
+func TestNewWarnsWhenEventsUncounted(t *testing.T) {
+	es := newSigner(t, jwa.ES256, "es-1")
+	logs := &logSink{}
+	_, err := New(Config{
+		Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{testAudience}, Keys: jwkSet(t, es)}},
+		Logger:  logs.logger(),
+	})
+	require.NoError(t, err)
+	require.Contains(t, logs.String(), `"level":"WARN"`)
+	require.Contains(t, logs.String(), "auth: Config.Logger does not count security events")
+	require.Contains(t, logs.String(), "Logger()")
+}

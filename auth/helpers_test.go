@@ -173,6 +173,7 @@ func newTestVerifier(t testing.TB, clk *testClock, mod func(*Config), signers ..
 	v, err := New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = v.Close() })
+	logs.Reset() // New's warning that the test logger counts no events
 	return v, logs
 }
 

@@ -104,6 +104,7 @@ func New(cfg Config) (*Verifier, error) {
 			go ik.loop()
 		}
 	}
+	events.WarnUnobserved(v.cfg.Logger, "auth")
 	return v, nil
 }
 

@@ -35,32 +35,6 @@ var attackAlerts = []string{
 	"ApiguardClientPinningFailures",           // the client's pinning-failure report
 }
 
-// Pending work of other branches, in one place. A dashboard query or an
-// alert that needs one of these is checked only once the demo's /metrics
-// shows it (present), and strictly from then on: merging the work makes
-// these checks strict with no change here.
-var (
-	// pendingMetrics: a query reading the metric is skipped while absent.
-	pendingMetrics = []struct{ name, why string }{
-		{"apiguard_keyset_age_seconds", "gauge apiguard.keyset.age, unit s (issue 16 item 2, telemetry)"},
-		{"apiguard_keyset_refresh_failing", "gauge apiguard.keyset.refresh.failing, unit not \"1\" (item 2)"},
-		{"apiguard_dependency_ready", "gauge apiguard.dependency.ready, unit not \"1\" (item 2)"},
-		{"apiguard_dependency_latency_seconds", "gauge apiguard.dependency.latency, unit s (item 2)"},
-	}
-	// pendingQueries: a query containing in is skipped until present is on
-	// /metrics.
-	pendingQueries = []struct{ in, present, why string }{
-		{`jwks_.*`, `event="jwks_refresh"`, "JWKS events are logged outside a request and counted on the global meter provider, not the demo's (item 1)"},
-	}
-	// pendingLabels: a `by (label)` left empty in every series is
-	// accepted until the label is on /metrics; an alert that needs it
-	// (alertFor) is not awaited until then.
-	pendingLabels = []struct{ label, alertFor, why string }{
-		{"device_model", "ApiguardSignatureMismatchOneDeviceModel", "bounded device_model attribute on apiguard.security.events (telemetry)"},
-		{"policy", "", "policy attribute on apiguard.security.events (the limiter's Name)"},
-	}
-)
-
 // quiet are dashboard queries that the demo cannot make return series:
 // its stores are in memory and never fail, and a drift baseline takes five
 // one-minute windows. Prometheus must accept them; alerts_test.yml covers
@@ -109,10 +83,6 @@ func TestOperationsPackAgainstPrometheus(t *testing.T) {
 	t.Run("attacks_fire_alerts", func(t *testing.T) {
 		want := map[string]bool{}
 		for _, a := range attackAlerts {
-			if l, ok := pendingLabelFor(a); ok && !strings.Contains(metrics, l.label+`="`) {
-				t.Logf("PENDING: alert %s not awaited: %s", a, l.why)
-				continue
-			}
 			want[a] = true
 		}
 		poll(t, deadline, "the attack alerts fire", func() (bool, string) {
@@ -133,10 +103,6 @@ func TestOperationsPackAgainstPrometheus(t *testing.T) {
 	t.Run("every_dashboard_query_returns_series", func(t *testing.T) {
 		for _, tg := range dashboardTargets(t) {
 			expr := grafanaExpr(t, tg.expr)
-			if why, ok := pendingQuery(expr, metrics); ok {
-				t.Logf("PENDING: %q (%s): %s", tg.panel, tg.refID, why)
-				continue
-			}
 			var series []promSample
 			poll(t, deadline, fmt.Sprintf("panel %q target %s returns series: %s", tg.panel, tg.refID, expr), func() (bool, string) {
 				s, err := prom.query(expr)
@@ -152,10 +118,6 @@ func TestOperationsPackAgainstPrometheus(t *testing.T) {
 			}
 			for _, l := range byLabels(expr) {
 				if slices.ContainsFunc(series, func(s promSample) bool { return s.Metric[l] != "" }) {
-					continue
-				}
-				if p, ok := pendingLabel(l); ok && !strings.Contains(metrics, l+`="`) {
-					t.Logf("PENDING: %q (%s) groups by %s, not exported yet: %s", tg.panel, tg.refID, l, p.why)
 					continue
 				}
 				t.Errorf("panel %q target %s groups by %s, which no series carries: %s", tg.panel, tg.refID, l, expr)
@@ -658,38 +620,6 @@ func byLabels(expr string) []string {
 		}
 	}
 	return out
-}
-
-func pendingQuery(expr, metrics string) (string, bool) {
-	for _, p := range pendingMetrics {
-		if strings.Contains(expr, p.name) && !strings.Contains(metrics, "\n"+p.name) {
-			return p.why, true
-		}
-	}
-	for _, p := range pendingQueries {
-		if strings.Contains(expr, p.in) && !strings.Contains(metrics, p.present) {
-			return p.why, true
-		}
-	}
-	return "", false
-}
-
-func pendingLabel(label string) (struct{ label, alertFor, why string }, bool) {
-	for _, p := range pendingLabels {
-		if p.label == label {
-			return p, true
-		}
-	}
-	return struct{ label, alertFor, why string }{}, false
-}
-
-func pendingLabelFor(alert string) (struct{ label, alertFor, why string }, bool) {
-	for _, p := range pendingLabels {
-		if p.alertFor == alert {
-			return p, true
-		}
-	}
-	return struct{ label, alertFor, why string }{}, false
 }
 
 func isQuiet(expr string) bool {

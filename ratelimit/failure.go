@@ -216,6 +216,7 @@ func NewFailureBudget(cfg FailureConfig) (*FailureBudget, error) {
 	if b.release, err = claim(cfg.Store, cfg.Name); err != nil {
 		return nil, fmt.Errorf("ratelimit: FailureConfig.Name: %w", err)
 	}
+	events.WarnUnobserved(b.cfg.Logger, "ratelimit")
 	return b, nil
 }
 

@@ -341,6 +341,7 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("ratelimit: Config.Name: %w", err)
 	}
 	l.release = release
+	events.WarnUnobserved(l.cfg.Logger, "ratelimit")
 	return l, nil
 }
 

@@ -32,8 +32,9 @@
 // logger the package has; outside one (key-set refresh failures, store
 // outages) only a logger from [Observer.Logger] counts them, and a
 // package's New warns when its logger does not. They are counted in
-// apiguard.security.events with the attributes event and reason, plus a
-// bounded device_model with [Config.DeviceModelHeader]. The logger adds
+// apiguard.security.events with the attributes event and reason, the
+// policy of a rate-limit event (a limiter's Name, from configuration), and
+// a bounded device_model with [Config.DeviceModelHeader]. The logger adds
 // correlation_id, trace_id and span_id to every record logged with a
 // request context. Device IDs, key IDs, tokens and addresses are never
 // metric attributes.

@@ -203,3 +203,27 @@ func TestLabelsBoundedUnderFlood(t *testing.T) {
 	}
 	require.Equal(t, map[string]uint64{"/orders/{id}": n, "/reports": n, UnmatchedRoute: n}, routes)
 }
+
+// TestEventPolicyLabel: a rate-limit event names the policy (the limiter's
+// Name, a bounded set the application configures) as an attribute, so the
+// dashboard shows rejections per policy; events without one carry none.
+func TestEventPolicyLabel(t *testing.T) {
+	o, _, reader := newObserver(t, Config{})
+	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		events.Log(r.Context(), slog.New(slog.DiscardHandler), slog.LevelWarn, "ratelimit: limited",
+			slog.String("event", "rate_limited"), slog.String("reason", "quota"), slog.String("policy", "per-user"))
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	for range 2 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/orders", nil))
+	}
+	m := findMetric(collect(t, reader), MetricSecurityEvents)
+	require.NotNil(t, m)
+	sum, ok := m.Data.(metricdata.Sum[int64])
+	require.True(t, ok)
+	require.Len(t, sum.DataPoints, 1)
+	p, ok := sum.DataPoints[0].Attributes.Value(events.KeyPolicy)
+	require.True(t, ok, "the policy is an attribute")
+	require.Equal(t, "per-user", p.AsString())
+	require.Equal(t, int64(2), sum.DataPoints[0].Value)
+}

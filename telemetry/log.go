@@ -88,9 +88,8 @@ func bindLogHandler(h slog.Handler, c *eventCounter) slog.Handler {
 type logHandler struct {
 	next    slog.Handler
 	counter *eventCounter // fallback for records without a request context
-	event   string        // from WithAttrs, at top level
-	reason  string
-	grouped bool // attributes added from now on are inside a group
+	event   events.Event  // from WithAttrs, at top level
+	grouped bool          // attributes added from now on are inside a group
 }
 
 // CountsEvents implements [events.Counter]: the events of a record are
@@ -102,19 +101,10 @@ func (h *logHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
-	event, reason := h.event, h.reason
+	event := h.event
 	if !h.grouped {
 		rec.Attrs(func(a slog.Attr) bool {
-			switch a.Key {
-			case KeyEvent:
-				if a.Value.Kind() == slog.KindString {
-					event = a.Value.String()
-				}
-			case KeyReason:
-				if a.Value.Kind() == slog.KindString {
-					reason = a.Value.String()
-				}
-			}
+			event.Take(a)
 			return true
 		})
 	}
@@ -122,11 +112,11 @@ func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
 		ctx = context.Background()
 	}
 	sc, st, root := spanContextRoot(ctx)
-	if event != "" && !events.Counted(ctx) {
+	if event.Name != "" && !events.Counted(ctx) {
 		if st != nil {
-			st.CountEvent(ctx, event, reason)
+			st.CountEvent(ctx, event)
 		} else {
-			h.counter.add(ctx, event, reason, "")
+			h.counter.add(ctx, event, "")
 		}
 	}
 	if !h.next.Enabled(ctx, rec.Level) {
@@ -152,15 +142,7 @@ func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	h2.next = h.next.WithAttrs(attrs)
 	if !h.grouped {
 		for _, a := range attrs {
-			if a.Value.Kind() != slog.KindString {
-				continue
-			}
-			switch a.Key {
-			case KeyEvent:
-				h2.event = a.Value.String()
-			case KeyReason:
-				h2.reason = a.Value.String()
-			}
+			h2.event.Take(a)
 		}
 	}
 	return &h2
@@ -185,14 +167,14 @@ type eventCounter struct {
 	n     atomic.Int32
 }
 
-// eventKey is an (event, reason, device_model) attribute set; an empty
-// device model stands for no such attribute.
-type eventKey [3]string
+// eventKey is an (event, reason, policy, device_model) attribute set; an
+// empty policy or device model stands for no such attribute.
+type eventKey [4]string
 
 func newEventCounter(mp metric.MeterProvider) (*eventCounter, error) {
 	c, err := mp.Meter(scope).Int64Counter(MetricSecurityEvents,
 		metric.WithUnit("{event}"),
-		metric.WithDescription("Security events by event and reason."))
+		metric.WithDescription("Security events by event, reason and policy."))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: create %s: %w", MetricSecurityEvents, err)
 	}
@@ -202,25 +184,28 @@ func newEventCounter(mp metric.MeterProvider) (*eventCounter, error) {
 func eventOptions(k eventKey) []metric.AddOption {
 	kv := []attribute.KeyValue{attribute.String(KeyEvent, k[0]), attribute.String(KeyReason, k[1])}
 	if k[2] != "" {
-		kv = append(kv, attribute.String(KeyDeviceModel, k[2]))
+		kv = append(kv, attribute.String(events.KeyPolicy, k[2]))
+	}
+	if k[3] != "" {
+		kv = append(kv, attribute.String(KeyDeviceModel, k[3]))
 	}
 	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
 }
 
-// add counts one event. The first [maxEventSets] distinct (event, reason)
-// pairs are counted as such, later ones as ("other", "other"); device is
-// already bounded by the caller.
-func (c *eventCounter) add(ctx context.Context, event, reason, device string) {
+// add counts one event. The first [maxEventSets] distinct (event, reason,
+// policy) sets are counted as such, later ones as ("other", "other", no
+// policy); device is already bounded by the caller.
+func (c *eventCounter) add(ctx context.Context, e events.Event, device string) {
 	if c == nil {
 		return
 	}
-	k := eventKey{event, reason, device}
+	k := eventKey{e.Name, e.Reason, e.Policy, device}
 	if v, ok := c.sets.Load(k); ok {
 		c.c.Add(ctx, 1, v.([]metric.AddOption)...)
 		return
 	}
-	if !c.admit(event, reason) {
-		k[0], k[1] = "other", "other"
+	if !c.admit(e) {
+		k[0], k[1], k[2] = "other", "other", ""
 	}
 	v, ok := c.sets.Load(k)
 	if !ok {
@@ -229,9 +214,10 @@ func (c *eventCounter) add(ctx context.Context, event, reason, device string) {
 	c.c.Add(ctx, 1, v.([]metric.AddOption)...)
 }
 
-// admit reports whether the pair has, or can still get, its own series.
-func (c *eventCounter) admit(event, reason string) bool {
-	p := [2]string{event, reason}
+// admit reports whether the event's (event, reason, policy) set has, or
+// can still get, its own series.
+func (c *eventCounter) admit(e events.Event) bool {
+	p := [3]string{e.Name, e.Reason, e.Policy}
 	if _, ok := c.pairs.Load(p); ok {
 		return true
 	}

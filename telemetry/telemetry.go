@@ -35,7 +35,7 @@ const (
 	// MetricRequestDuration is the server request duration histogram, in
 	// seconds, as OpenTelemetry's HTTP semantic conventions name it.
 	MetricRequestDuration = "http.server.request.duration"
-	// MetricSecurityEvents counts security events by event and reason.
+	// MetricSecurityEvents counts security events by event, reason and policy.
 	MetricSecurityEvents = "apiguard.security.events"
 )
 
@@ -529,8 +529,8 @@ func (s *reqState) Value(key any) any {
 
 // CountEvent counts a security event of the request on its observer's
 // provider; it implements [events.Sink].
-func (s *reqState) CountEvent(ctx context.Context, event, reason string) {
-	s.obs.events.add(ctx, event, reason, s.deviceModel())
+func (s *reqState) CountEvent(ctx context.Context, e events.Event) {
+	s.obs.events.add(ctx, e, s.deviceModel())
 }
 
 // deviceModel returns the device_model attribute value of the request,

@@ -155,10 +155,16 @@ func newAPI(o apiOptions) (*api, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := telemetry.New(telemetry.Config{Logger: logger, MeterProvider: o.meters})
+	// The client sends its device model, so that signature mismatches
+	// from one model (an emulator farm) stand out on the metrics.
+	obs, err := telemetry.New(telemetry.Config{Logger: logger, MeterProvider: o.meters, DeviceModelHeader: "X-Device-Model"})
 	if err != nil {
 		return nil, err
 	}
+	// Every package logs through the observer's logger, so that events
+	// outside a request (key-set refreshes, store failures) are counted on
+	// the demo's meter provider too.
+	logger = obs.Logger()
 	v, err := auth.New(auth.Config{
 		Issuers: []auth.Issuer{{
 			Issuer:   is.url,
@@ -302,6 +308,12 @@ func newAPI(o apiOptions) (*api, error) {
 	root := http.NewServeMux()
 	root.Handle("/", obs.Handler(perIP.Handler(mux)))
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// Readiness for the orchestrator, and the dependency gauges on /metrics.
+	root.Handle("GET /readyz", obs.Health(
+		telemetry.Check{Name: "jwks", Ready: v},
+		telemetry.Check{Name: "ratelimit-ip", Ready: perIP},
+		telemetry.Check{Name: "ratelimit-user", Ready: perUser},
+	))
 	if o.metrics != nil {
 		root.Handle("GET /metrics", o.metrics)
 	}

@@ -17,17 +17,45 @@ import (
 	"log/slog"
 )
 
-// Attribute keys of a security event.
+// Attribute keys of a security event. Policy names the limit or budget
+// (a ratelimit Limiter's or FailureBudget's Name) an event is about.
 const (
 	KeyEvent  = "event"
 	KeyReason = "reason"
+	KeyPolicy = "policy"
 )
+
+// Event is what a security event is counted by: its name, its reason and,
+// for rate limits, its policy. Every field is a bounded set chosen by
+// apiguard or by the application's configuration, never by a client.
+type Event struct {
+	Name, Reason, Policy string
+}
+
+// Take sets the field of e that a names, if a is a string attribute of
+// an event, and reports whether it did.
+func (e *Event) Take(a slog.Attr) bool {
+	if a.Value.Kind() != slog.KindString {
+		return false
+	}
+	switch a.Key {
+	case KeyEvent:
+		e.Name = a.Value.String()
+	case KeyReason:
+		e.Reason = a.Value.String()
+	case KeyPolicy:
+		e.Policy = a.Value.String()
+	default:
+		return false
+	}
+	return true
+}
 
 // Sink counts security events. The context of a request that telemetry's
 // middleware handles holds one under [SinkKey].
 type Sink interface {
 	// CountEvent counts one event; ctx is the context it was logged with.
-	CountEvent(ctx context.Context, event, reason string)
+	CountEvent(ctx context.Context, e Event)
 }
 
 // SinkKey is the context key of a request's [Sink].
@@ -63,20 +91,12 @@ func Log(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attr
 		ctx = context.Background()
 	}
 	if s, ok := ctx.Value(SinkKey{}).(Sink); ok {
-		var event, reason string
+		var e Event
 		for _, a := range attrs {
-			if a.Value.Kind() != slog.KindString {
-				continue
-			}
-			switch a.Key {
-			case KeyEvent:
-				event = a.Value.String()
-			case KeyReason:
-				reason = a.Value.String()
-			}
+			e.Take(a)
 		}
-		if event != "" {
-			s.CountEvent(ctx, event, reason)
+		if e.Name != "" {
+			s.CountEvent(ctx, e)
 			ctx = counted{ctx}
 		}
 	}

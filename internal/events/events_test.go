@@ -23,7 +23,7 @@ func (s *sink) Value(key any) any {
 	return s.Context.Value(key)
 }
 
-func (s *sink) CountEvent(_ context.Context, event, reason string) { s.counts[event+"/"+reason]++ }
+func (s *sink) CountEvent(_ context.Context, e Event) { s.counts[e.Name+"/"+e.Reason]++ }
 
 // recorder is a handler that keeps the contexts and records it handles;
 // when counts is set it is a Counter that counts what Log did not.

@@ -51,3 +51,11 @@ func (l *LogSink) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// Reset forgets everything written so far, such as the warning a New logs
+// about a logger that counts no security events.
+func (l *LogSink) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Reset()
+}
