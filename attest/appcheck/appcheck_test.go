@@ -1,4 +1,4 @@
-package attest
+package appcheck
 
 import (
 	"context"
@@ -96,9 +96,9 @@ func (is *appCheckIssuer) mint(t *testing.T, kid string, alg jwa.SignatureAlgori
 	return string(b)
 }
 
-func newAppCheck(t *testing.T, is *appCheckIssuer, clock *time.Time) *AppCheck {
+func newAppCheck(t *testing.T, is *appCheckIssuer, clock *time.Time) *Verifier {
 	t.Helper()
-	c, err := NewAppCheck(AppCheckConfig{
+	c, err := New(Config{
 		ProjectNumber: "123456789", AppIDs: []string{"1:123456789:android:abc"},
 		JWKSURL: is.srv.URL, HTTPClient: is.srv.Client(),
 		Now: func() time.Time { return *clock }, Logger: slog.New(slog.DiscardHandler),
@@ -119,13 +119,13 @@ func TestAppCheck(t *testing.T) {
 		want error
 	}{
 		{name: "valid", tok: is.mint(t, "k1", jwa.RS256, "JWT", nil)},
-		{name: "wrong_issuer", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iss": "https://firebaseappcheck.googleapis.com/999"}), want: ErrAppCheckToken},
-		{name: "wrong_audience", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"aud": []string{"projects/999"}}), want: ErrAppCheckToken},
-		{name: "expired", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"exp": synthNow.Add(-time.Hour).Unix(), "iat": synthNow.Add(-2 * time.Hour).Unix()}), want: ErrAppCheckToken},
-		{name: "other_app", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"sub": "1:123456789:ios:evil"}), want: ErrAppCheckToken},
-		{name: "typ_not_jwt", tok: is.mint(t, "k1", jwa.RS256, "at+jwt", nil), want: ErrAppCheckToken},
-		{name: "hs256", tok: is.mint(t, "k1", jwa.HS256, "JWT", nil), want: ErrAppCheckToken},
-		{name: "garbage", tok: "x.y.z", want: ErrAppCheckToken},
+		{name: "wrong_issuer", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iss": "https://firebaseappcheck.googleapis.com/999"}), want: ErrToken},
+		{name: "wrong_audience", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"aud": []string{"projects/999"}}), want: ErrToken},
+		{name: "expired", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"exp": synthNow.Add(-time.Hour).Unix(), "iat": synthNow.Add(-2 * time.Hour).Unix()}), want: ErrToken},
+		{name: "other_app", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"sub": "1:123456789:ios:evil"}), want: ErrToken},
+		{name: "typ_not_jwt", tok: is.mint(t, "k1", jwa.RS256, "at+jwt", nil), want: ErrToken},
+		{name: "hs256", tok: is.mint(t, "k1", jwa.HS256, "JWT", nil), want: ErrToken},
+		{name: "garbage", tok: "x.y.z", want: ErrToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,78 @@
+package appattest
+
+import (
+	"context"
+	"encoding/base64"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/internal/provider"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSameAssertionParallel: one captured assertion sent by many
+// goroutines at once is accepted exactly once (counter compare-and-swap).
+func TestSameAssertionParallel(t *testing.T) {
+	e := newBindingEnv(t, false)
+	as, err := e.dev.Assert([]byte("one request"))
+	require.NoError(t, err)
+	const n = 64
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := e.a.VerifyAssertion(context.Background(), e.dev.KeyID, as, []byte("one request")); err == nil {
+				accepted.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Equal(t, int64(1), accepted.Load())
+}
+
+// TestSameChallengeParallel: one unbound challenge, signed by many
+// enrolled devices into assertions sent at once, admits exactly one
+// request (single use).
+func TestSameChallengeParallel(t *testing.T) {
+	a, ca, _ := newSynthetic(t)
+	ch, _, err := a.IssueChallenge(context.Background(), "")
+	require.NoError(t, err)
+	const n = 64
+	reqs := make([]*provider.Request, n)
+	for i := range reqs {
+		d, err := attesttest.NewDevice(testAppID)
+		require.NoError(t, err)
+		cdh := ClientDataHash([]byte("enrol"))
+		obj, err := ca.Attest(d, cdh, attesttest.AttestOptions{})
+		require.NoError(t, err)
+		_, err = a.VerifyAttestation(context.Background(), d.KeyID, obj, cdh)
+		require.NoError(t, err)
+		as, err := d.Assert(ClientData("POST", "/premium", "", nil, ch))
+		require.NoError(t, err)
+		reqs[i] = &provider.Request{Method: "POST", Path: "/premium", KeyID: d.KeyID, Challenge: ch,
+			Assertion: base64.StdEncoding.EncodeToString(as)}
+	}
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	start := make(chan struct{})
+	for _, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := a.verifyRequest(context.Background(), r); err == nil {
+				admitted.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.Equal(t, int64(1), admitted.Load(), "a challenge admits one request")
+}
