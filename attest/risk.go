@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -263,26 +264,37 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Thresholds == (Thresholds{}) {
 		cfg.Thresholds = Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
 	}
-	if cfg.HistoryTTL <= 0 {
+	if err := provider.Negative(
+		provider.Dur("Config.HistoryTTL", cfg.HistoryTTL),
+		provider.Dur("Config.SIMSwapMaxAge", cfg.SIMSwapMaxAge),
+		provider.Dur("Config.StoreTimeout", cfg.StoreTimeout),
+		provider.Dur("Config.StepUpMaxAge", cfg.StepUpMaxAge),
+		provider.Size("Config.MaxKeysPerSubject", int64(cfg.MaxKeysPerSubject)),
+		provider.Size("Config.MinAndroidSDK", int64(cfg.MinAndroidSDK)),
+		provider.Size("Config.MaxBodyBytes", cfg.MaxBodyBytes),
+	); err != nil {
+		return nil, err
+	}
+	if cfg.MaxSpeedKmh < 0 || cfg.MinTravelKm < 0 || math.IsNaN(cfg.MaxSpeedKmh) || math.IsNaN(cfg.MinTravelKm) {
+		return nil, fmt.Errorf("attest: Config.MaxSpeedKmh (%v) and Config.MinTravelKm (%v) must not be negative; 0 takes the default", cfg.MaxSpeedKmh, cfg.MinTravelKm)
+	}
+	if cfg.HistoryTTL == 0 {
 		cfg.HistoryTTL = 30 * 24 * time.Hour
 	}
-	if cfg.MaxSpeedKmh <= 0 {
+	if cfg.MaxSpeedKmh == 0 {
 		cfg.MaxSpeedKmh = 1000
 	}
-	if cfg.MinTravelKm <= 0 {
+	if cfg.MinTravelKm == 0 {
 		cfg.MinTravelKm = 100
 	}
-	if cfg.MaxKeysPerSubject <= 0 {
+	if cfg.MaxKeysPerSubject == 0 {
 		cfg.MaxKeysPerSubject = 3
 	}
 	if cfg.MaxKeysPerSubject >= MaxHistoryKeys {
 		return nil, fmt.Errorf("attest: Config.MaxKeysPerSubject must be below %d, the keys a history holds", MaxHistoryKeys)
 	}
-	if cfg.SIMSwapMaxAge <= 0 {
+	if cfg.SIMSwapMaxAge == 0 {
 		cfg.SIMSwapMaxAge = 72 * time.Hour
-	}
-	if cfg.StoreTimeout < 0 {
-		return nil, errors.New("attest: Config.StoreTimeout must not be negative")
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 250 * time.Millisecond

@@ -361,3 +361,33 @@ func TestBandString(t *testing.T) {
 		require.Equal(t, want, b.String())
 	}
 }
+
+// TestNegativeConfigNamesField: a negative timeout, age or count is an
+// error naming its field, never a silent default (a negative HistoryTTL
+// used to become 30 days, a negative SIMSwapMaxAge 72 hours).
+func TestNegativeConfigNamesField(t *testing.T) {
+	a := newSynthetic(t, nil).a
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_history_ttl", func(c *Config) { c.HistoryTTL = -time.Hour }, "Config.HistoryTTL must not be negative (got -1h0m0s)"},
+		{"negative_sim_swap_max_age", func(c *Config) { c.SIMSwapMaxAge = -time.Hour }, "Config.SIMSwapMaxAge must not be negative"},
+		{"negative_store_timeout", func(c *Config) { c.StoreTimeout = -time.Millisecond }, "Config.StoreTimeout must not be negative (got -1ms)"},
+		{"negative_step_up_max_age", func(c *Config) { c.StepUpMaxAge = -time.Minute }, "Config.StepUpMaxAge must not be negative"},
+		{"negative_max_keys_per_subject", func(c *Config) { c.MaxKeysPerSubject = -1 }, "Config.MaxKeysPerSubject must not be negative"},
+		{"negative_min_android_sdk", func(c *Config) { c.MinAndroidSDK = -1 }, "Config.MinAndroidSDK must not be negative"},
+		{"negative_max_body_bytes", func(c *Config) { c.MaxBodyBytes = -1 }, "Config.MaxBodyBytes must not be negative"},
+		{"negative_max_speed", func(c *Config) { c.MaxSpeedKmh = -1 }, "Config.MaxSpeedKmh"},
+		{"negative_min_travel", func(c *Config) { c.MinTravelKm = -1 }, "Config.MinTravelKm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}

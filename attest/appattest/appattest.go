@@ -174,8 +174,13 @@ func New(cfg Config) (*Verifier, error) {
 	if len(cfg.AppIDs) == 0 {
 		return nil, errors.New("attest: appattest.Config.AppIDs is required")
 	}
-	if cfg.ChallengeTTL < 0 || cfg.MaxKeys < 0 || cfg.MaxObjectSize < 0 || cfg.StoreTimeout < 0 {
-		return nil, errors.New("attest: appattest.Config durations and sizes must not be negative")
+	if err := provider.Negative(
+		provider.Dur("appattest.Config.ChallengeTTL", cfg.ChallengeTTL),
+		provider.Dur("appattest.Config.StoreTimeout", cfg.StoreTimeout),
+		provider.Size("appattest.Config.MaxKeys", int64(cfg.MaxKeys)),
+		provider.Size("appattest.Config.MaxObjectSize", int64(cfg.MaxObjectSize)),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.MaxBodyBytes < 0 || cfg.MaxBodyBytes > provider.MaxBodyLimit {
 		return nil, errors.New("attest: appattest.Config.MaxBodyBytes must be between 0 and 1 GiB: a body is held in memory while it is checked")

@@ -244,3 +244,27 @@ func TestNamesMatchTheEngine(t *testing.T) {
 	require.Equal(t, provider.HeaderChallenge, HeaderChallenge)
 	require.Equal(t, provider.ClientDataVersion, ClientDataVersion)
 }
+
+// TestNegativeConfigNamesField: a negative timeout or size is an error
+// naming its field, never a silent default.
+func TestNegativeConfigNamesField(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_challenge_ttl", func(c *Config) { c.ChallengeTTL = -time.Second }, "appattest.Config.ChallengeTTL must not be negative (got -1s)"},
+		{"negative_store_timeout", func(c *Config) { c.StoreTimeout = -time.Millisecond }, "appattest.Config.StoreTimeout must not be negative (got -1ms)"},
+		{"negative_max_keys", func(c *Config) { c.MaxKeys = -1 }, "appattest.Config.MaxKeys must not be negative (got -1)"},
+		{"negative_max_object_size", func(c *Config) { c.MaxObjectSize = -1 }, "appattest.Config.MaxObjectSize must not be negative"},
+		{"negative_max_body_bytes", func(c *Config) { c.MaxBodyBytes = -1 }, "appattest.Config.MaxBodyBytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{AppIDs: []string{testAppID}}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}

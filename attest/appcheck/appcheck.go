@@ -122,8 +122,12 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.ProjectNumber == "" || strings.Trim(cfg.ProjectNumber, "0123456789") != "" {
 		return nil, errors.New("attest: appcheck.Config.ProjectNumber is required: the numeric project number")
 	}
-	if cfg.MinRefresh < 0 || cfg.MaxWait < 0 || cfg.FetchTimeout < 0 {
-		return nil, errors.New("attest: AppCheckConfig durations must not be negative")
+	if err := provider.Negative(
+		provider.Dur("appcheck.Config.MinRefresh", cfg.MinRefresh),
+		provider.Dur("appcheck.Config.MaxWait", cfg.MaxWait),
+		provider.Dur("appcheck.Config.FetchTimeout", cfg.FetchTimeout),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.JWKSURL == "" {
 		cfg.JWKSURL = "https://firebaseappcheck.googleapis.com/v1/jwks"

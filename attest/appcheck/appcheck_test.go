@@ -171,3 +171,25 @@ func TestAppCheckKeyRotationAndOutage(t *testing.T) {
 	_, err = other.Verify(ctx, is.mint(t, "k1", jwa.RS256, "JWT", nil))
 	require.ErrorIs(t, err, ErrVendor, "no key set at all: the vendor is down")
 }
+
+// TestNegativeConfigNamesField: a negative duration is an error naming
+// its field, never a silent default.
+func TestNegativeConfigNamesField(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_min_refresh", func(c *Config) { c.MinRefresh = -time.Second }, "appcheck.Config.MinRefresh must not be negative (got -1s)"},
+		{"negative_max_wait", func(c *Config) { c.MaxWait = -time.Millisecond }, "appcheck.Config.MaxWait must not be negative (got -1ms)"},
+		{"negative_fetch_timeout", func(c *Config) { c.FetchTimeout = -time.Second }, "appcheck.Config.FetchTimeout must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{ProjectNumber: "123456789"}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}

@@ -196,10 +196,21 @@ func New(cfg Config) (*Verifier, error) {
 	if p.PackageName == "" || len(p.CertificateDigests) == 0 {
 		return nil, errors.New("attest: playintegrity.Config.Policy.PackageName and CertificateDigests are required")
 	}
+	if err := provider.Negative(
+		provider.Dur("playintegrity.Config.Policy.MaxAge", p.MaxAge),
+		provider.Dur("playintegrity.Config.APITimeout", cfg.APITimeout),
+		provider.Size("playintegrity.Config.MaxConcurrentCalls", int64(cfg.MaxConcurrentCalls)),
+		provider.Size("playintegrity.Config.Policy.MinVersionCode", p.MinVersionCode),
+	); err != nil {
+		return nil, err
+	}
+	if p.MinDevice < DeviceNone || p.MinDevice > DeviceStrong {
+		return nil, fmt.Errorf("attest: playintegrity.Config.Policy.MinDevice %d is not a DeviceLevel", p.MinDevice)
+	}
 	if p.MinDevice == DeviceNone {
 		p.MinDevice = DeviceIntegrity
 	}
-	if p.MaxAge <= 0 {
+	if p.MaxAge == 0 {
 		p.MaxAge = 2 * time.Minute
 	}
 	for _, k := range cfg.DecryptionKeys {
@@ -208,15 +219,15 @@ func New(cfg Config) (*Verifier, error) {
 		}
 	}
 	if (len(cfg.DecryptionKeys) == 0) != (len(cfg.VerificationKeys) == 0) {
-		return nil, errors.New("attest: PlayIntegrityConfig needs both DecryptionKeys and VerificationKeys for classic tokens")
+		return nil, errors.New("attest: playintegrity.Config needs both DecryptionKeys and VerificationKeys for classic tokens")
 	}
 	if cfg.APIBaseURL == "" {
 		cfg.APIBaseURL = "https://playintegrity.googleapis.com"
 	}
-	if cfg.APITimeout <= 0 {
+	if cfg.APITimeout == 0 {
 		cfg.APITimeout = 2 * time.Second
 	}
-	if cfg.MaxConcurrentCalls <= 0 {
+	if cfg.MaxConcurrentCalls == 0 {
 		cfg.MaxConcurrentCalls = 64
 	}
 	if cfg.Now == nil {

@@ -201,3 +201,28 @@ func TestClassicTokenEmptyEncryptedKey(t *testing.T) {
 	_, err = p.VerifyClassic(context.Background(), "eyJhbGciOiJBMjU2S1ciLCJlbmMiOiJBMjU2R0NNIn0....", "n")
 	require.ErrorIs(t, err, ErrToken)
 }
+
+// TestNegativeConfigNamesField: a negative timeout or count is an error
+// naming its field, never a silent default (a negative MaxAge used to
+// become two minutes).
+func TestNegativeConfigNamesField(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_max_age", func(c *Config) { c.Policy.MaxAge = -time.Minute }, "playintegrity.Config.Policy.MaxAge must not be negative (got -1m0s)"},
+		{"negative_api_timeout", func(c *Config) { c.APITimeout = -time.Second }, "playintegrity.Config.APITimeout must not be negative (got -1s)"},
+		{"negative_max_concurrent_calls", func(c *Config) { c.MaxConcurrentCalls = -1 }, "playintegrity.Config.MaxConcurrentCalls must not be negative"},
+		{"negative_min_version_code", func(c *Config) { c.Policy.MinVersionCode = -1 }, "playintegrity.Config.Policy.MinVersionCode must not be negative"},
+		{"min_device_out_of_range", func(c *Config) { c.Policy.MinDevice = DeviceStrong + 1 }, "playintegrity.Config.Policy.MinDevice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Policy: Policy{PackageName: pkg, CertificateDigests: []string{certDigest}}}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}

@@ -230,3 +230,32 @@ var (
 	ProbAttestDown = problem.Problem{Type: problem.TypeBase + "attestation-unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable, Detail: "App attestation cannot be checked right now; retry later."}
 	ProbTooBig     = problem.Problem{Type: problem.TypeBase + "body-too-large", Title: "Body too large", Status: http.StatusRequestEntityTooLarge, Detail: "The request body is larger than this endpoint accepts."}
 )
+
+// Field is a numeric Config field, for [Negative].
+type Field struct {
+	Name  string // as the user spells it: "appattest.Config.StoreTimeout"
+	Value int64  // a time.Duration or a size
+	IsDur bool
+}
+
+// Dur and Size make Fields.
+func Dur(name string, d time.Duration) Field { return Field{Name: name, Value: int64(d), IsDur: true} }
+
+// Size makes a Field of a count or a size.
+func Size(name string, n int64) Field { return Field{Name: name, Value: n} }
+
+// Negative returns an error naming the first negative field, or nil: a
+// negative timeout or size is a mistake, never a silent default.
+func Negative(fields ...Field) error {
+	for _, f := range fields {
+		if f.Value >= 0 {
+			continue
+		}
+		got := strconv.FormatInt(f.Value, 10)
+		if f.IsDur {
+			got = time.Duration(f.Value).String()
+		}
+		return fmt.Errorf("attest: %s must not be negative (got %s); 0 takes the default", f.Name, got)
+	}
+	return nil
+}
