@@ -172,3 +172,34 @@ func TestSIMSwapCheckDown(t *testing.T) {
 		require.Equal(t, []string{ReasonVendorOutage}, risk.Reasons)
 	})
 }
+
+// readyHistory is a history store with a Ready method, like redisstore's.
+type readyHistory struct {
+	HistoryStore
+	err         error
+	hadDeadline *bool
+}
+
+func (s readyHistory) Ready(ctx context.Context) error {
+	_, *s.hadDeadline = ctx.Deadline()
+	return s.err
+}
+
+// TestVerifierReady: the Verifier is as ready as its history store, asked
+// within StoreTimeout; the in-memory default always is.
+func TestVerifierReady(t *testing.T) {
+	ctx := context.Background()
+	require.NoError(t, newRiskEnv(t, nil).v.Ready(ctx), "in-memory history")
+	var hadDeadline bool
+	e := newRiskEnv(t, func(c *Config) {
+		c.History = readyHistory{HistoryStore: newMemoryHistoryStore(10, nil), hadDeadline: &hadDeadline}
+	})
+	require.NoError(t, e.v.Ready(ctx))
+	require.True(t, hadDeadline, "bounded by StoreTimeout")
+	e = newRiskEnv(t, func(c *Config) {
+		c.History = readyHistory{HistoryStore: newMemoryHistoryStore(10, nil), err: errors.New("dial tcp: connection refused"), hadDeadline: &hadDeadline}
+	})
+	err := e.v.Ready(ctx)
+	require.ErrorIs(t, err, ErrStore)
+	require.ErrorContains(t, err, "history store")
+}

@@ -375,6 +375,18 @@ func (v *Verifier) Assess(ctx context.Context, ev Evidence, th Thresholds) (*Ris
 	return v.assess(ctx, &ev, Route{Thresholds: th, Outage: v.cfg.Outage})
 }
 
+// Ready reports whether the history store can be asked: when
+// Config.History has a Ready(ctx) error method (redisstore's), its answer
+// within Config.StoreTimeout, wrapped in [ErrStore]; nil for the
+// in-memory default. The providers answer for themselves (their own Ready
+// methods): register each with the health handler. It can be called
+// concurrently with request handling.
+func (v *Verifier) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.StoreTimeout)
+	defer cancel()
+	return provider.StoreReady(ctx, "history store", v.cfg.History)
+}
+
 // Route is what one route asks of the risk assessment.
 type Route struct {
 	// Thresholds map scores to bands on this route. Required.

@@ -193,6 +193,20 @@ func (a *Verifier) verifyRequest(ctx context.Context, req *provider.Request) (*A
 	return as, nil
 }
 
+// Ready reports whether a's stores can be asked: for Config.Keys and
+// Config.Challenges that have a Ready(ctx) error method (redisstore's),
+// their answers within Config.StoreTimeout, wrapped in [ErrStore]; nil
+// for the in-memory defaults. It can be called concurrently with request
+// handling.
+func (a *Verifier) Ready(ctx context.Context) error {
+	ctx, cancel := a.storeContext(ctx)
+	defer cancel()
+	if err := provider.StoreReady(ctx, "key store", a.cfg.Keys); err != nil {
+		return err
+	}
+	return provider.StoreReady(ctx, "challenge store", a.cfg.Challenges)
+}
+
 // Provider is how an attest.Verifier consults a: set a itself as
 // attest.Config.AppAttest rather than calling this. Under it, the
 // assertion signs [ClientData] of the request and the store calls share

@@ -268,3 +268,46 @@ func TestNegativeConfigNamesField(t *testing.T) {
 		})
 	}
 }
+
+// readyKeys and readyChallenges are stores with a Ready method, like
+// redisstore's; readyKeys records whether Ready had a deadline.
+type readyKeys struct {
+	KeyStore
+	err         error
+	hadDeadline *bool
+}
+
+func (s readyKeys) Ready(ctx context.Context) error {
+	_, *s.hadDeadline = ctx.Deadline()
+	return s.err
+}
+
+type readyChallenges struct {
+	ChallengeStore
+	err error
+}
+
+func (s readyChallenges) Ready(context.Context) error { return s.err }
+
+// TestReady: the in-memory stores are always ready; a store with a
+// Ready method is asked, within StoreTimeout, and its failure is
+// ErrStore naming the store.
+func TestReady(t *testing.T) {
+	a, _, _ := newSynthetic(t)
+	ctx := context.Background()
+	require.NoError(t, a.Ready(ctx), "in-memory stores")
+	var hadDeadline bool
+	a.cfg.Keys = readyKeys{KeyStore: a.cfg.Keys, hadDeadline: &hadDeadline}
+	a.cfg.Challenges = readyChallenges{ChallengeStore: a.cfg.Challenges}
+	require.NoError(t, a.Ready(ctx))
+	require.True(t, hadDeadline, "bounded by StoreTimeout")
+	a.cfg.Keys = readyKeys{KeyStore: a.cfg.Keys, err: errDown, hadDeadline: &hadDeadline}
+	err := a.Ready(ctx)
+	require.ErrorIs(t, err, ErrStore)
+	require.ErrorContains(t, err, "key store")
+	a.cfg.Keys = readyKeys{KeyStore: a.cfg.Keys, hadDeadline: &hadDeadline}
+	a.cfg.Challenges = readyChallenges{ChallengeStore: a.cfg.Challenges, err: errDown}
+	err = a.Ready(ctx)
+	require.ErrorIs(t, err, ErrStore)
+	require.ErrorContains(t, err, "challenge store")
+}

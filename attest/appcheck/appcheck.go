@@ -172,6 +172,69 @@ func (c *Verifier) Provider() provider.Provider {
 		}}
 }
 
+// KeySetAge reports, for gauges, the key set's age since its last
+// successful fetch (by Config.Now), whether a set was ever loaded, and
+// the error of the last fetch (nil when it succeeded). It can be called
+// concurrently with request handling.
+func (c *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
+	set := c.cur.Load()
+	c.mu.Lock()
+	lastErr = c.lastErr
+	c.mu.Unlock()
+	if set == nil {
+		return 0, false, lastErr
+	}
+	return c.cfg.Now().Sub(set.fetched), true, lastErr
+}
+
+// Ready reports whether tokens can be verified: nil while a key set is
+// loaded and fetched less than 24 hours ago (the longest a set is used
+// while refreshes fail). Otherwise it starts a fetch when the spacing
+// allows one (Config.MinRefresh: probes never storm the key server),
+// waits for the fetch under way until it ends or ctx does, and returns
+// an [*UnavailableError] (matching [ErrVendor]) carrying the last fetch
+// error. To wait for the first key set at start-up, bounded:
+//
+//	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+//	defer cancel()
+//	if err := ac.Ready(ctx); err != nil { ... } // start anyway, or exit
+//
+// A set older than its max-age is refreshed in the background. Ready can
+// be called concurrently with request handling.
+func (c *Verifier) Ready(ctx context.Context) error {
+	now := c.cfg.Now()
+	if set := c.usable(now); set != nil {
+		if now.Sub(set.fetched) >= set.maxAge {
+			c.start(now)
+		}
+		return nil
+	}
+	if ch := c.start(now); ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+	now = c.cfg.Now()
+	if c.usable(now) != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	retry := c.space.RetryAfter(now)
+	if c.inflight != nil {
+		retry = time.Second
+	}
+	cause := errors.New("app check key set not loaded")
+	if c.cur.Load() != nil {
+		cause = errors.New("app check key set stale")
+	}
+	if c.lastErr != nil {
+		cause = fmt.Errorf("%w: %w", cause, c.lastErr)
+	}
+	return provider.Unavailable(retry, cause)
+}
+
 // Close stops fetching the key set and waits for a fetch under way. It is
 // idempotent and returns nil.
 func (c *Verifier) Close() error {

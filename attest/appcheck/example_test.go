@@ -52,3 +52,22 @@ func ExampleVerifier_Verify() {
 	// 1:123456789:ios:abc <nil>
 	// true
 }
+
+// At start-up, wait a bounded time for the first key set: here the key
+// server is down, so the service learns it before taking traffic.
+func ExampleVerifier_Ready() {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	ac, _ := appcheck.New(appcheck.Config{ProjectNumber: "123456789", JWKSURL: down.URL, HTTPClient: down.Client(),
+		Logger: slog.New(slog.DiscardHandler)})
+	defer ac.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := ac.Ready(ctx)
+	_, loaded, lastErr := ac.KeySetAge()
+	fmt.Println(errors.Is(err, appcheck.ErrVendor), loaded, lastErr)
+	// Output:
+	// true false fetch app check jwks: status 503
+}

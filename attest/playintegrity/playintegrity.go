@@ -421,6 +421,27 @@ func (p *Verifier) VerifyStandard(ctx context.Context, token, requestHash string
 	return v, err
 }
 
+// Ready reports whether tokens can be verified now, without a call to
+// Google (one needs a token): with an HTTPClient, an [*UnavailableError]
+// (matching [ErrVendor]) while calls to the API are backed off after a
+// failure, carrying the last failure; then, when Config.Nonces has a
+// Ready(ctx) error method (redisstore's), its answer, wrapped in
+// [ErrStore]. It can be called concurrently with request handling.
+func (p *Verifier) Ready(ctx context.Context) error {
+	if p.cfg.HTTPClient != nil {
+		now := p.cfg.Now()
+		g := &p.gate
+		g.mu.Lock()
+		backedOff := g.space.Failures > 0 && !g.space.Allowed(now)
+		retry, last := g.space.RetryAfter(now), g.lastErr
+		g.mu.Unlock()
+		if backedOff {
+			return provider.Unavailable(retry, last)
+		}
+	}
+	return provider.StoreReady(ctx, "nonce store", p.cfg.Nonces)
+}
+
 // Provider is how an attest.Verifier consults p: set p itself as
 // attest.Config.PlayIntegrity rather than calling this. Under it, a
 // request's standard token ([Header]) carries [RequestHash] of the

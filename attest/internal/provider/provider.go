@@ -259,3 +259,17 @@ func Negative(fields ...Field) error {
 	}
 	return nil
 }
+
+// StoreReady asks store whether it is ready when it has a Ready(ctx)
+// error method (redisstore's stores do), and wraps a failure in ErrStore
+// naming what: "key store". A store without one is ready.
+func StoreReady(ctx context.Context, what string, store any) error {
+	r, ok := store.(interface{ Ready(context.Context) error })
+	if !ok {
+		return nil
+	}
+	if err := r.Ready(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrStore, what, err)
+	}
+	return nil
+}
