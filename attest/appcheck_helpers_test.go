@@ -65,11 +65,31 @@ func newAppCheckIssuer(t *testing.T) *appCheckIssuer {
 }
 
 func (is *appCheckIssuer) addKey(t *testing.T, kid string) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
+	t.Helper()
 	is.mu.Lock()
-	is.keys[kid] = k
-	is.mu.Unlock()
+	defer is.mu.Unlock()
+	is.keys[kid] = rsaTestKey(t, len(is.keys))
+}
+
+// rsaTestKeys are generated once per test binary: a 2048-bit RSA key
+// costs up to a second under the race detector, and each issuer needs
+// only distinct keys, not fresh ones.
+var (
+	rsaTestKeysMu sync.Mutex
+	rsaTestKeys   []*rsa.PrivateKey
+)
+
+// rsaTestKey returns the i-th shared test key.
+func rsaTestKey(t *testing.T, i int) *rsa.PrivateKey {
+	t.Helper()
+	rsaTestKeysMu.Lock()
+	defer rsaTestKeysMu.Unlock()
+	for len(rsaTestKeys) <= i {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		require.NoError(t, err)
+		rsaTestKeys = append(rsaTestKeys, k)
+	}
+	return rsaTestKeys[i]
 }
 
 func (is *appCheckIssuer) mint(t *testing.T, kid string, alg jwa.SignatureAlgorithm, typ string, claims map[string]any) string {

@@ -36,15 +36,7 @@ type bindingEnv struct {
 func newBindingEnv(t *testing.T, legacy bool) *bindingEnv {
 	t.Helper()
 	ae := newSynthetic(t, func(c *appattest.Config) { c.InsecureAllowLegacyClientData = legacy })
-	a, ca := ae.a, ae.ca
-	dev, err := attesttest.NewDevice(testAppID)
-	require.NoError(t, err)
-	cdh := appattest.ClientDataHash([]byte("enrol"))
-	obj, err := ca.Attest(dev, cdh, attesttest.AttestOptions{})
-	require.NoError(t, err)
-	_, err = a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh)
-	require.NoError(t, err)
-	return &bindingEnv{a: a, dev: dev}
+	return &bindingEnv{a: ae.a, dev: enrolDirect(t, ae.keys)}
 }
 
 // request signs clientData(challenge) with the device and sends target:

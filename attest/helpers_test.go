@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/apiguard/apiguard/attest/playintegrity"
 	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
@@ -55,14 +57,14 @@ type appAttestEnv struct {
 // root, at synthNow unless mod sets Now.
 func newSynthetic(t *testing.T, mod func(*appattest.Config)) *appAttestEnv {
 	t.Helper()
-	ca, err := attesttest.NewCA(synthNow.Add(-24*time.Hour), synthNow.Add(24*time.Hour))
-	require.NoError(t, err)
+	ca := sharedCA(t)
 	e := &appAttestEnv{ca: ca, keys: &swapKeys{s: newMemKeys()}, chs: &swapChallenges{s: newMemChallenges()}, logs: &logSink{}}
 	cfg := appattest.Config{AppIDs: []string{testAppID}, Roots: ca.Roots(), Keys: e.keys, Challenges: e.chs,
 		Now: func() time.Time { return synthNow }, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	if mod != nil {
 		mod(&cfg)
 	}
+	var err error
 	e.a, err = appattest.New(cfg)
 	require.NoError(t, err)
 	return e
@@ -211,4 +213,38 @@ func (s *memChallenges) Take(_ context.Context, ch string) (string, bool, error)
 	c, ok := s.m[ch]
 	delete(s.m, ch)
 	return c.binding, ok, nil
+}
+
+// sharedCA is one test root for the whole test binary, valid a day
+// around synthNow: a CA's two P-384 keys cost tens of milliseconds under
+// the race detector, and the tests need a trusted root, not a fresh one.
+func sharedCA(t *testing.T) *attesttest.CA {
+	t.Helper()
+	ca, err := sharedCAOnce()
+	require.NoError(t, err)
+	return ca
+}
+
+var sharedCAOnce = sync.OnceValues(func() (*attesttest.CA, error) {
+	return attesttest.NewCA(synthNow.Add(-24*time.Hour), synthNow.Add(24*time.Hour))
+})
+
+// enrolDirect enrols a new device's key in keys as
+// appattest.Verifier.VerifyAttestation would, without the attestation:
+// the tests that need many devices would spend seconds on chain
+// verification under the race detector, and attestation is tested in
+// appattest.
+func enrolDirect(t *testing.T, keys appattest.KeyStore) *attesttest.Device {
+	t.Helper()
+	d, err := attesttest.NewDevice(testAppID)
+	require.NoError(t, err)
+	point, err := d.Key.PublicKey.Bytes()
+	require.NoError(t, err)
+	rec, err := json.Marshal(appattest.AttestedKey{KeyID: d.KeyID, PublicKey: point, AppID: testAppID,
+		Environment: appattest.Production, OSVersion: "18.1", AttestedAt: synthNow})
+	require.NoError(t, err)
+	ok, err := keys.Enroll(context.Background(), provider.Scope("app-attest-key", testAppID)+d.KeyID, rec)
+	require.NoError(t, err)
+	require.True(t, ok)
+	return d
 }

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,7 +22,7 @@ func TestKeyChurnParallelDevices(t *testing.T) {
 	e := newRiskEnv(t, nil)
 	reqs := make([]*http.Request, n)
 	for i := range reqs {
-		reqs[i] = e.request(e.device(attesttest.AttestOptions{}), "farm", paris, "")
+		reqs[i] = e.request(enrolDirect(t, e.keys), "farm", paris, "")
 	}
 	var wg sync.WaitGroup
 	var churn atomic.Int64

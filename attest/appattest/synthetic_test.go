@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,8 +30,7 @@ var synthNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func newSynthetic(t *testing.T) (*Verifier, *attesttest.CA, *logSink) {
 	t.Helper()
-	ca, err := attesttest.NewCA(synthNow.Add(-24*time.Hour), synthNow.Add(24*time.Hour))
-	require.NoError(t, err)
+	ca := sharedCA(t)
 	a, logs := newAppAttestAt(t, synthNow, func(c *Config) {
 		c.AppIDs = []string{testAppID}
 		c.Environments = []Environment{Production}
@@ -252,3 +252,17 @@ func TestAttestationRSACertRefused(t *testing.T) {
 	_, err = a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh)
 	require.NoError(t, err, "the genuine chain still verifies")
 }
+
+// sharedCA is one test root for the whole test binary, valid a day
+// around synthNow: a CA's two P-384 keys cost tens of milliseconds under
+// the race detector, and the tests need a trusted root, not a fresh one.
+func sharedCA(t *testing.T) *attesttest.CA {
+	t.Helper()
+	ca, err := sharedCAOnce()
+	require.NoError(t, err)
+	return ca
+}
+
+var sharedCAOnce = sync.OnceValues(func() (*attesttest.CA, error) {
+	return attesttest.NewCA(synthNow.Add(-24*time.Hour), synthNow.Add(24*time.Hour))
+})
