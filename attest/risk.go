@@ -125,7 +125,9 @@ type SIMSwapChecker interface {
 	CheckSIMSwap(ctx context.Context, subject string, maxAge time.Duration) (swapped bool, err error)
 }
 
-// Config configures the risk middleware.
+// Config configures the risk middleware. A zero field takes the default
+// in its comment; a negative duration, size or count is an error naming
+// the field.
 type Config struct {
 	// AppAttest (an *appattest.Verifier), PlayIntegrity (an
 	// *playintegrity.Verifier) and AppCheck (an *appcheck.Verifier) are
@@ -200,10 +202,10 @@ type Config struct {
 	// assessment makes (key lookup, counter, challenge, single use of a
 	// token, history): one deadline, set at the first store call, after
 	// the calls to vendors (those have their own bounds:
-	// playintegrity.Config.APITimeout, appcheck.Config.MaxWait), shared by every store call through the
-	// context, so that a slow store costs a request at most StoreTimeout,
-	// not one timeout per call. A store call cut off by it is a store
-	// outage (Outage decides). Default: 250ms.
+	// playintegrity.Config.APITimeout, appcheck.Config.MaxWait), so that
+	// a slow store costs a request at most StoreTimeout, not one timeout
+	// per call. A store call cut off by it is a store outage (Outage
+	// decides). Negative is an error. Default: 250ms.
 	StoreTimeout time.Duration
 	// StepUpACR and StepUpMaxAge are the acr_values and max_age of step-up
 	// challenges. Default: none.

@@ -95,8 +95,8 @@ var (
 	ErrStore = provider.ErrStore
 )
 
-// Config configures a [Verifier]. A zero field takes
-// the default in its comment.
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment; a negative duration or size is an error naming the field.
 type Config struct {
 	// AppIDs are the allowed App IDs, "TEAMID.bundle.id". Required.
 	AppIDs []string

@@ -55,7 +55,8 @@ const (
 	appCheckMaxJWKS = 256 << 10
 )
 
-// Config configures a [Verifier].
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment; a negative duration is an error naming the field.
 type Config struct {
 	// ProjectNumber is the Firebase project number. Required.
 	ProjectNumber string

@@ -127,7 +127,8 @@ type Policy struct {
 	InsecureAllowTokenReuse bool
 }
 
-// Config configures a [Verifier].
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment; a negative duration or count is an error naming the field.
 type Config struct {
 	// Policy is the checklist. Required: PackageName and
 	// CertificateDigests.
