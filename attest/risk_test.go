@@ -354,6 +354,9 @@ func TestNewRiskConfig(t *testing.T) {
 	require.ErrorContains(t, err, "Subject is required")
 	_, err = New(Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }, Thresholds: Thresholds{Monitor: 50, StepUp: 40, Deny: 90}})
 	require.ErrorContains(t, err, "must rise")
+	play, _ := newPlay(t, nil, nil)
+	_, err = New(Config{AppAttest: play, Subject: func(*http.Request) (string, error) { return "", nil }})
+	require.ErrorContains(t, err, "Config.AppAttest holds a play_integrity verifier", "a vendor in the wrong field")
 }
 
 func TestBandString(t *testing.T) {

@@ -102,3 +102,26 @@ func TestReadyWaitsBoundedAtStartUp(t *testing.T) {
 	is.mu.Unlock()
 	require.NoError(t, c.Ready(context.Background()), "the fetch under way lands, and Ready waits for it")
 }
+
+// TestReadyProbeFlood: readiness probes from many goroutines while the
+// key server is down make one fetch, not one each.
+func TestReadyProbeFlood(t *testing.T) {
+	is := newAppCheckIssuer(t)
+	is.setDown(true)
+	clock := synthNow
+	c := newAppCheck(t, is, &clock)
+	const n = 64
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			errs <- c.Ready(context.Background())
+		}()
+	}
+	close(start)
+	for range n {
+		require.ErrorIs(t, <-errs, ErrVendor)
+	}
+	require.Equal(t, int64(1), is.fetches.Load(), "one fetch for a flood of probes")
+}
