@@ -12,42 +12,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/playintegrity"
 	"github.com/stretchr/testify/require"
 )
 
-// TestClientDataFormat pins the documented canonical form, so that a
-// client built from the documentation alone computes the same bytes.
+// TestClientDataFormat: a Play Integrity request hash is SHA-256 of the
+// App Attest client data of the request without a challenge, as
+// documented.
 func TestClientDataFormat(t *testing.T) {
-	got := ClientData("POST", "/v1/transfer", "to=alice&amount=10", []byte(`{"memo":"rent"}`), "Y2hhbGxlbmdl")
-	sum := sha256.Sum256([]byte(`{"memo":"rent"}`))
-	want := "apiguard-attest-v2\nPOST\n/v1/transfer\nto=alice&amount=10\n" + hex.EncodeToString(sum[:]) + "\nY2hhbGxlbmdl"
-	require.Equal(t, want, string(got))
-	empty := sha256.Sum256(nil)
-	require.Equal(t, "apiguard-attest-v2\nGET\n/\n\n"+hex.EncodeToString(empty[:])+"\n", string(ClientData("GET", "/", "", nil, "")))
-	h := sha256.Sum256(ClientData("POST", "/v1/transfer", "to=alice", []byte("x"), ""))
-	require.Equal(t, hex.EncodeToString(h[:]), RequestHash("POST", "/v1/transfer", "to=alice", []byte("x")))
+	h := sha256.Sum256(appattest.ClientData("POST", "/v1/transfer", "to=alice", []byte("x"), ""))
+	require.Equal(t, hex.EncodeToString(h[:]), playintegrity.RequestHash("POST", "/v1/transfer", "to=alice", []byte("x")))
 }
 
 // bindingEnv is an App Attest verifier with one enrolled device, behind
 // both its own Handler and the risk middleware.
 type bindingEnv struct {
-	a   *AppAttest
+	a   *appattest.Verifier
 	dev *attesttest.Device
 }
 
 func newBindingEnv(t *testing.T, legacy bool) *bindingEnv {
 	t.Helper()
-	a, ca, _ := newSynthetic(t)
-	a.cfg.InsecureAllowLegacyClientData = legacy
-	dev, err := attesttest.NewDevice(testAppID)
-	require.NoError(t, err)
-	cdh := ClientDataHash([]byte("enrol"))
-	obj, err := ca.Attest(dev, cdh, attesttest.AttestOptions{})
-	require.NoError(t, err)
-	_, err = a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh)
-	require.NoError(t, err)
-	return &bindingEnv{a: a, dev: dev}
+	ae := newSynthetic(t, func(c *appattest.Config) { c.InsecureAllowLegacyClientData = legacy })
+	return &bindingEnv{a: ae.a, dev: enrolDirect(t, ae.keys)}
 }
 
 // request signs clientData(challenge) with the device and sends target:
@@ -59,9 +48,9 @@ func (e *bindingEnv) request(t *testing.T, target, body string, clientData func(
 	as, err := e.dev.Assert(clientData(ch))
 	require.NoError(t, err)
 	r := httptest.NewRequest("POST", target, strings.NewReader(body))
-	r.Header.Set(HeaderKeyID, e.dev.KeyID)
-	r.Header.Set(HeaderChallenge, ch)
-	r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(as))
+	r.Header.Set(appattest.HeaderKeyID, e.dev.KeyID)
+	r.Header.Set(appattest.HeaderChallenge, ch)
+	r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
 	return r
 }
 
@@ -73,7 +62,9 @@ func (e *bindingEnv) request(t *testing.T, target, body string, clientData func(
 // compatibility setting is on, and then only they lose the query binding.
 func TestQueryBinding(t *testing.T) {
 	body := `{"memo":"rent"}`
-	current := func(ch string) []byte { return ClientData("POST", "/transfer", "to=alice&amount=10", []byte(body), ch) }
+	current := func(ch string) []byte {
+		return appattest.ClientData("POST", "/transfer", "to=alice&amount=10", []byte(body), ch)
+	}
 	legacyClient := func(ch string) []byte {
 		sum := sha256.Sum256([]byte(body))
 		return []byte("POST\n/transfer\n" + hex.EncodeToString(sum[:]) + "\n" + ch)
@@ -99,10 +90,10 @@ func TestQueryBinding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name+"/handler", func(t *testing.T) {
 			e := newBindingEnv(t, tt.legacy)
-			var got *Assertion
+			var got *appattest.Assertion
 			rec := httptest.NewRecorder()
 			e.a.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got, _ = AssertionFrom(r.Context())
+				got, _ = appattest.AssertionFrom(r.Context())
 			})).ServeHTTP(rec, e.request(t, tt.target, body, tt.clientData))
 			require.Equal(t, tt.want, rec.Code)
 			if tt.want == 200 {
@@ -139,11 +130,11 @@ func TestPlayRequestHashBinding(t *testing.T) {
 		hash   string // what the app passed to the Play Integrity API
 		want   []string
 	}{
-		{name: "query_as_sent", target: "/transfer?to=alice&amount=10", hash: RequestHash("POST", "/transfer", "to=alice&amount=10", body)},
-		{name: "query_rewritten_in_flight", target: "/transfer?to=mallory&amount=1000", hash: RequestHash("POST", "/transfer", "to=alice&amount=10", body), want: []string{ReasonAttestationFailed}},
+		{name: "query_as_sent", target: "/transfer?to=alice&amount=10", hash: playintegrity.RequestHash("POST", "/transfer", "to=alice&amount=10", body)},
+		{name: "query_rewritten_in_flight", target: "/transfer?to=mallory&amount=1000", hash: playintegrity.RequestHash("POST", "/transfer", "to=alice&amount=10", body), want: []string{ReasonAttestationFailed}},
 		{name: "legacy_hash_refused_by_default", target: "/transfer?to=alice&amount=10", hash: hex.EncodeToString(legacyHash[:]), want: []string{ReasonAttestationFailed}},
 		{name: "legacy_hash_admitted_when_insecure_allowed", legacy: true, target: "/transfer?to=mallory&amount=1000", hash: hex.EncodeToString(legacyHash[:])},
-		{name: "current_hash_query_rewritten_refused_even_when_insecure_allowed", legacy: true, target: "/transfer?to=mallory&amount=1000", hash: RequestHash("POST", "/transfer", "to=alice&amount=10", body), want: []string{ReasonAttestationFailed}},
+		{name: "current_hash_query_rewritten_refused_even_when_insecure_allowed", legacy: true, target: "/transfer?to=mallory&amount=1000", hash: playintegrity.RequestHash("POST", "/transfer", "to=alice&amount=10", body), want: []string{ReasonAttestationFailed}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,14 +143,14 @@ func TestPlayRequestHashBinding(t *testing.T) {
 				_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": verdict})
 			}))
 			defer api.Close()
-			play, logs := newPlay(t, nil, func(c *PlayIntegrityConfig) {
+			play, logs := newPlay(t, nil, func(c *playintegrity.Config) {
 				c.APIBaseURL, c.HTTPClient, c.InsecureAllowLegacyRequestHash = api.URL, api.Client(), tt.legacy
 			})
 			v, err := New(Config{PlayIntegrity: play, Subject: func(*http.Request) (string, error) { return "", nil },
 				Now: func() time.Time { return synthNow }, Logger: nopLogger()})
 			require.NoError(t, err)
 			r := httptest.NewRequest("POST", tt.target, strings.NewReader(string(body)))
-			r.Header.Set(HeaderPlayIntegrity, "standard-token")
+			r.Header.Set(playintegrity.Header, "standard-token")
 			risk, err := assessRequest(v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 			require.NoError(t, err)
 			require.Equal(t, tt.want, risk.Reasons)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/appcheck"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/stretchr/testify/require"
 )
@@ -55,7 +56,7 @@ func TestRiskBodyOverLimit(t *testing.T) {
 				got = got[:n]
 			}))
 			r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-			r.Header.Set(HeaderAppCheck, is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()}))
+			r.Header.Set(appcheck.Header, is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()}))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, r)
 			require.Equal(t, tt.want, rec.Code)
@@ -116,7 +117,7 @@ func TestRiskErrorHandlerGetsSentinel(t *testing.T) {
 			h := v.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }))
 			r := httptest.NewRequest("POST", "/", strings.NewReader(tt.body))
 			if tt.token {
-				r.Header.Set(HeaderAppCheck, token())
+				r.Header.Set(appcheck.Header, token())
 			}
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)

@@ -1,17 +1,21 @@
 package attest
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
+
+	"github.com/apiguard/apiguard/attest/internal/provider"
 )
 
 // ErrBodyTooLarge is the error of a request whose body is larger than
 // the limit (Config.MaxBodyBytes): the body is read whole to check what
 // the assertion or the integrity token binds, so it is refused (413)
 // rather than cut.
-var ErrBodyTooLarge = errors.New("attest: request body too large")
+var ErrBodyTooLarge = provider.ErrBodyTooLarge
+
+// UnavailableError reports that a vendor cannot be asked now, and in
+// RetryAfter how long until it is asked again (the Retry-After of a 503).
+// It wraps [ErrVendor].
+type UnavailableError = provider.UnavailableError
 
 // Evidence is what [Verifier.Assess] reads of one request, without HTTP:
 // the request's target and body, which attestations bind, the values of
@@ -21,18 +25,19 @@ var ErrBodyTooLarge = errors.New("attest: request body too large")
 type Evidence struct {
 	// Method, Path and RawQuery are the request's method, its path as
 	// sent ([net/url.URL.EscapedPath]) and its query as sent
-	// ([net/url.URL.RawQuery]): what [ClientData] binds.
+	// ([net/url.URL.RawQuery]): what an assertion's client data and an
+	// integrity token's request hash bind.
 	Method, Path, RawQuery string
 	// Body is the request body, nil when there is none.
 	Body []byte
 	// KeyID, Challenge and Assertion are the App Attest headers
-	// ([HeaderKeyID], [HeaderChallenge], [HeaderAssertion], standard
-	// base64): an assertion over [ClientData] of the request.
+	// (X-App-Attest-Key-Id, -Challenge, -Assertion, standard base64): an
+	// assertion over appattest.ClientData of the request.
 	KeyID, Challenge, Assertion string
 	// PlayIntegrity is a Play Integrity standard token whose requestHash
-	// is [RequestHash] of the request ([HeaderPlayIntegrity]).
+	// is playintegrity.RequestHash of the request (X-Play-Integrity).
 	PlayIntegrity string
-	// AppCheck is a Firebase App Check token ([HeaderAppCheck]).
+	// AppCheck is a Firebase App Check token (X-Firebase-AppCheck).
 	AppCheck string
 	// Subject names the history the request extends; "" assesses the
 	// request on its attestation alone.
@@ -68,21 +73,14 @@ func (v *Verifier) EvidenceFrom(r *http.Request) (Evidence, error) {
 // requestEvidence reads r's target, attestation headers and body (up to
 // maxBody bytes).
 func requestEvidence(r *http.Request, maxBody int64) (Evidence, error) {
-	ev := Evidence{
-		Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
-		KeyID: r.Header.Get(HeaderKeyID), Challenge: r.Header.Get(HeaderChallenge), Assertion: r.Header.Get(HeaderAssertion),
-		PlayIntegrity: r.Header.Get(HeaderPlayIntegrity), AppCheck: r.Header.Get(HeaderAppCheck),
-	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return ev, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || int64(len(b)) > maxBody {
-		return Evidence{}, ErrBodyTooLarge
-	}
+	body, err := provider.ReadBody(r, maxBody)
 	if err != nil {
-		return Evidence{}, fmt.Errorf("attest: read body: %w", err)
+		return Evidence{}, err
 	}
-	ev.Body = b
-	return ev, nil
+	return Evidence{
+		Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Body: body,
+		KeyID: r.Header.Get(provider.HeaderKeyID), Challenge: r.Header.Get(provider.HeaderChallenge),
+		Assertion:     r.Header.Get(provider.HeaderAssertion),
+		PlayIntegrity: r.Header.Get(provider.HeaderPlayIntegrity), AppCheck: r.Header.Get(provider.HeaderAppCheck),
+	}, nil
 }

@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 )
 
 var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // setup enrols one device of the app and returns the verifier and device.
-func setup(clock *time.Time) (*attest.AppAttest, *attesttest.Device) {
+func setup(clock *time.Time) (*appattest.Verifier, *attesttest.Device) {
 	ca, _ := attesttest.NewCA(now.Add(-time.Hour), now.Add(24*time.Hour)) // a test root: no real device here
-	a, err := attest.NewAppAttest(attest.AppAttestConfig{
+	a, err := appattest.New(appattest.Config{
 		AppIDs: []string{"ABCDE12345.com.example.shop"},
 		Roots:  ca.Roots(),
 		Now:    func() time.Time { return *clock },
@@ -30,27 +31,12 @@ func setup(clock *time.Time) (*attest.AppAttest, *attesttest.Device) {
 	}
 	dev, _ := attesttest.NewDevice("ABCDE12345.com.example.shop")
 	challenge, _, _ := a.IssueChallenge(context.Background(), "")
-	cdh := attest.ClientDataHash([]byte(challenge))
+	cdh := appattest.ClientDataHash([]byte(challenge))
 	obj, _ := ca.Attest(dev, cdh, attesttest.AttestOptions{})
 	if _, err := a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh); err != nil {
 		panic(err)
 	}
 	return a, dev
-}
-
-func ExampleAppAttest_VerifyAssertion() {
-	clock := now
-	a, dev := setup(&clock)
-	clientData := []byte(`{"action":"redeem","challenge":"c-1"}`)
-	assertion, _ := dev.Assert(clientData)
-
-	as, err := a.VerifyAssertion(context.Background(), dev.KeyID, assertion, clientData)
-	fmt.Println(as.Counter, err)
-	_, err = a.VerifyAssertion(context.Background(), dev.KeyID, assertion, clientData) // replayed
-	fmt.Println(err)
-	// Output:
-	// 1 <nil>
-	// attest: counter not valid: 1 after 1
 }
 
 // A session is used from Paris, then from Sydney an hour later: the
@@ -72,14 +58,14 @@ func ExampleVerifier_Require_impossibleTravel() {
 
 	call := func(lat, lon string) *httptest.ResponseRecorder {
 		challenge, _, _ := a.IssueChallenge(context.Background(), dev.KeyID)
-		assertion, _ := dev.Assert(attest.ClientData("GET", "/premium", "", nil, challenge))
+		assertion, _ := dev.Assert(appattest.ClientData("GET", "/premium", "", nil, challenge))
 		r := httptest.NewRequest("GET", "/premium", nil)
 		r.RemoteAddr = "10.0.0.7:443" // the CDN, which adds the geo headers
 		r.Header.Set("X-Geo-Latitude", lat)
 		r.Header.Set("X-Geo-Longitude", lon)
-		r.Header.Set(attest.HeaderKeyID, dev.KeyID)
-		r.Header.Set(attest.HeaderChallenge, challenge)
-		r.Header.Set(attest.HeaderAssertion, base64.StdEncoding.EncodeToString(assertion))
+		r.Header.Set(appattest.HeaderKeyID, dev.KeyID)
+		r.Header.Set(appattest.HeaderChallenge, challenge)
+		r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(assertion))
 		rec := httptest.NewRecorder()
 		premium.ServeHTTP(rec, r)
 		return rec
@@ -94,11 +80,6 @@ func ExampleVerifier_Require_impossibleTravel() {
 	// 200 premium content
 	// 401 Bearer error="insufficient_user_authentication", acr_values="urn:example:mfa"
 	// {"action":"mfa","detail":"This request needs a stronger proof of the app, the device or the user.","status":401,"title":"Additional verification required","type":"urn:apiguard:problem:risk-step-up"}
-}
-
-func ExampleClientDataHash() {
-	fmt.Printf("%x\n", attest.ClientDataHash([]byte("wurzelpfropf")))
-	// Output: 8be65cca515ad097c953967d18d635d86dd78a142ed3d077526bed11c6bec67b
 }
 
 // A caller outside net/http (here, a message on a WebSocket) fills in the
@@ -116,7 +97,7 @@ func ExampleVerifier_Assess() {
 	th := attest.Thresholds{Monitor: 20, StepUp: 50, Deny: 90}
 	msg := []byte(`{"op":"transfer","amount":10}`)
 	challenge, _, _ := a.IssueChallenge(context.Background(), dev.KeyID)
-	assertion, _ := dev.Assert(attest.ClientData("WS", "/v1/stream", "", msg, challenge))
+	assertion, _ := dev.Assert(appattest.ClientData("WS", "/v1/stream", "", msg, challenge))
 	ev := attest.Evidence{
 		Method: "WS", Path: "/v1/stream", Body: msg, Subject: "user-42",
 		KeyID: dev.KeyID, Challenge: challenge, Assertion: base64.StdEncoding.EncodeToString(assertion),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/stretchr/testify/require"
 )
@@ -34,14 +35,14 @@ func (e *riskEnv) neverEnrolled(user string) *http.Request {
 	require.NoError(e.t, err)
 	ch, _, err := e.a.IssueChallenge(context.Background(), stranger.KeyID)
 	require.NoError(e.t, err)
-	as, err := stranger.Assert(ClientData("POST", "/premium", "", nil, ch))
+	as, err := stranger.Assert(appattest.ClientData("POST", "/premium", "", nil, ch))
 	require.NoError(e.t, err)
 	r := httptest.NewRequest("POST", "https://api.example.com/premium", nil)
 	r.RemoteAddr = "10.1.2.3:443"
 	r.Header.Set("X-User", user)
-	r.Header.Set(HeaderKeyID, stranger.KeyID)
-	r.Header.Set(HeaderChallenge, ch)
-	r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(as))
+	r.Header.Set(appattest.HeaderKeyID, stranger.KeyID)
+	r.Header.Set(appattest.HeaderChallenge, ch)
+	r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
 	return r
 }
 
@@ -74,7 +75,7 @@ func TestNeverEnrolledKeyWhileKeyStoreDown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newRiskEnv(t, func(c *Config) { c.Outage = tt.config })
-			e.a.cfg.Keys = erroringKeys{}
+			e.keys.set(erroringKeys{})
 			served := false
 			rec := httptest.NewRecorder()
 			tt.route(e.v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served = true })).ServeHTTP(rec, e.neverEnrolled("nia"))
@@ -94,7 +95,7 @@ func TestNeverEnrolledKeyWhileKeyStoreDown(t *testing.T) {
 func TestOutageScoresNoBetterThanMissingEvidence(t *testing.T) {
 	e := newRiskEnv(t, nil)
 	_, missing, _ := e.serve(e.v.Handler, e.request(nil, "ola", paris, ""))
-	e.a.cfg.Keys = erroringKeys{}
+	e.keys.set(erroringKeys{})
 	_, junk, _ := e.serve(e.v.Handler, e.neverEnrolled("pia"))
 	require.Equal(t, []string{ReasonVendorOutage}, junk.Reasons)
 	require.GreaterOrEqual(t, junk.Score, missing.Score)
@@ -102,7 +103,7 @@ func TestOutageScoresNoBetterThanMissingEvidence(t *testing.T) {
 }
 
 func TestOutagePolicyValidated(t *testing.T) {
-	a, _, _ := newSynthetic(t)
+	a := newSynthetic(t, nil).a
 	_, err := New(Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }, Outage: OutagePolicy(7)})
 	require.ErrorContains(t, err, "Config.Outage")
 	v, err := New(Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }})
@@ -170,4 +171,35 @@ func TestSIMSwapCheckDown(t *testing.T) {
 		_, risk, _ := e.serve(e.v.Handler, e.request(d, "sam", paris, ""))
 		require.Equal(t, []string{ReasonVendorOutage}, risk.Reasons)
 	})
+}
+
+// readyHistory is a history store with a Ready method, like redisstore's.
+type readyHistory struct {
+	HistoryStore
+	err         error
+	hadDeadline *bool
+}
+
+func (s readyHistory) Ready(ctx context.Context) error {
+	_, *s.hadDeadline = ctx.Deadline()
+	return s.err
+}
+
+// TestVerifierReady: the Verifier is as ready as its history store, asked
+// within StoreTimeout; the in-memory default always is.
+func TestVerifierReady(t *testing.T) {
+	ctx := context.Background()
+	require.NoError(t, newRiskEnv(t, nil).v.Ready(ctx), "in-memory history")
+	var hadDeadline bool
+	e := newRiskEnv(t, func(c *Config) {
+		c.History = readyHistory{HistoryStore: newMemoryHistoryStore(10, nil), hadDeadline: &hadDeadline}
+	})
+	require.NoError(t, e.v.Ready(ctx))
+	require.True(t, hadDeadline, "bounded by StoreTimeout")
+	e = newRiskEnv(t, func(c *Config) {
+		c.History = readyHistory{HistoryStore: newMemoryHistoryStore(10, nil), err: errors.New("dial tcp: connection refused"), hadDeadline: &hadDeadline}
+	})
+	err := e.v.Ready(ctx)
+	require.ErrorIs(t, err, ErrStore)
+	require.ErrorContains(t, err, "history store")
 }

@@ -30,10 +30,9 @@ type HistoryStore interface {
 	AddKey(ctx context.Context, subject, keyID string, at time.Time, ttl time.Duration) (keys int, err error)
 }
 
-// MemoryHistoryStore is the bounded in-memory [HistoryStore]; when full it
-// forgets the least recently seen subject. It is safe for concurrent use by
-// multiple goroutines.
-type MemoryHistoryStore struct {
+// memoryHistoryStore is the bounded in-memory HistoryStore, the default;
+// when full it forgets the least recently seen subject.
+type memoryHistoryStore struct {
 	mu  sync.Mutex
 	now func() time.Time
 	m   *simplelru.LRU[string, *historyEntry]
@@ -50,9 +49,9 @@ type keyUse struct {
 	at time.Time
 }
 
-// NewMemoryHistoryStore returns a store of at most size subjects (Default
-// when size <= 0: 100000) on the clock now (nil: time.Now).
-func NewMemoryHistoryStore(size int, now func() time.Time) *MemoryHistoryStore {
+// newMemoryHistoryStore returns a store of at most size subjects (100000
+// when size <= 0) on the clock now (nil: time.Now).
+func newMemoryHistoryStore(size int, now func() time.Time) *memoryHistoryStore {
 	if size <= 0 {
 		size = 100_000
 	}
@@ -60,11 +59,10 @@ func NewMemoryHistoryStore(size int, now func() time.Time) *MemoryHistoryStore {
 		now = time.Now
 	}
 	l, _ := simplelru.NewLRU[string, *historyEntry](size, nil)
-	return &MemoryHistoryStore{now: now, m: l}
+	return &memoryHistoryStore{now: now, m: l}
 }
 
-// Swap implements [HistoryStore].
-func (s *MemoryHistoryStore) Swap(_ context.Context, subject string, record []byte, ttl time.Duration) ([]byte, error) {
+func (s *memoryHistoryStore) Swap(_ context.Context, subject string, record []byte, ttl time.Duration) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -81,8 +79,7 @@ func (s *MemoryHistoryStore) Swap(_ context.Context, subject string, record []by
 	return prev, nil
 }
 
-// AddKey implements [HistoryStore].
-func (s *MemoryHistoryStore) AddKey(_ context.Context, subject, keyID string, at time.Time, ttl time.Duration) (int, error) {
+func (s *memoryHistoryStore) AddKey(_ context.Context, subject, keyID string, at time.Time, ttl time.Duration) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.m.Get(subject)
@@ -124,8 +121,7 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// Len returns the number of subjects held.
-func (s *MemoryHistoryStore) Len() int {
+func (s *memoryHistoryStore) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.m.Len()

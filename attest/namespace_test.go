@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,11 +19,11 @@ import (
 func TestTwoServicesOneStore(t *testing.T) {
 	clock := synthNow
 	now := func() time.Time { return clock }
-	keys, chs, hist := NewMemoryKeyStore(100), NewMemoryChallengeStore(100, now), NewMemoryHistoryStore(100, now)
+	keys, chs, hist := newMemKeys(), newMemChallenges(), newMemoryHistoryStore(100, now)
 	ca, err := attesttest.NewCA(synthNow.Add(-time.Hour), synthNow.Add(time.Hour))
 	require.NoError(t, err)
-	service := func(appID string) (*AppAttest, *Verifier) {
-		a, err := NewAppAttest(AppAttestConfig{AppIDs: []string{appID}, Roots: ca.Roots(), Keys: keys, Challenges: chs,
+	service := func(appID string) (*appattest.Verifier, *Verifier) {
+		a, err := appattest.New(appattest.Config{AppIDs: []string{appID}, Roots: ca.Roots(), Keys: keys, Challenges: chs,
 			Now: func() time.Time { return clock }, Logger: nopLogger()})
 		require.NoError(t, err)
 		v, err := New(Config{AppAttest: a, History: hist, Locator: &HeaderLocator{TrustedProxies: cdn},
@@ -38,7 +40,7 @@ func TestTwoServicesOneStore(t *testing.T) {
 	t.Run("challenge_of_another_service_refused", func(t *testing.T) {
 		ch, _, err := shopA.IssueChallenge(ctx, "")
 		require.NoError(t, err)
-		require.ErrorIs(t, shopB.ConsumeChallenge(ctx, ch, ""), ErrChallenge, "the bank's verifier never takes the shop's challenge")
+		require.ErrorIs(t, shopB.ConsumeChallenge(ctx, ch, ""), appattest.ErrChallenge, "the bank's verifier never takes the shop's challenge")
 		require.NoError(t, shopA.ConsumeChallenge(ctx, ch, ""), "and the shop's is still there")
 	})
 	t.Run("history_of_another_service_not_shared", func(t *testing.T) {
@@ -47,7 +49,7 @@ func TestTwoServicesOneStore(t *testing.T) {
 		e := &riskEnv{t: t, a: shopA, ca: ca, clock: &clock}
 		d, err := attesttest.NewDevice("ABCDE12345.com.example.shop")
 		require.NoError(t, err)
-		cdh := ClientDataHash([]byte("e"))
+		cdh := appattest.ClientDataHash([]byte("e"))
 		obj, err := ca.Attest(d, cdh, attesttest.AttestOptions{})
 		require.NoError(t, err)
 		_, err = shopA.VerifyAttestation(ctx, d.KeyID, obj, cdh)
@@ -67,7 +69,7 @@ func TestTwoServicesOneStore(t *testing.T) {
 	t.Run("keys_under_their_app", func(t *testing.T) {
 		d, err := attesttest.NewDevice("ABCDE12345.com.example.shop")
 		require.NoError(t, err)
-		cdh := ClientDataHash([]byte("k"))
+		cdh := appattest.ClientDataHash([]byte("k"))
 		obj, err := ca.Attest(d, cdh, attesttest.AttestOptions{})
 		require.NoError(t, err)
 		_, err = shopA.VerifyAttestation(ctx, d.KeyID, obj, cdh)
@@ -75,7 +77,7 @@ func TestTwoServicesOneStore(t *testing.T) {
 		_, _, found, err := keys.Lookup(ctx, d.KeyID)
 		require.NoError(t, err)
 		require.False(t, found, "the store never holds a bare key ID")
-		_, _, found, err = keys.Lookup(ctx, keyStoreID("ABCDE12345.com.example.shop", d.KeyID))
+		_, _, found, err = keys.Lookup(ctx, provider.Scope("app-attest-key", "ABCDE12345.com.example.shop")+d.KeyID)
 		require.NoError(t, err)
 		require.True(t, found)
 	})

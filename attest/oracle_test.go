@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/stretchr/testify/require"
 )
@@ -48,7 +49,7 @@ func TestRiskReasonsNotDisclosed(t *testing.T) {
 
 			// A denial says no more.
 			r := e.request(d, "kim", paris, "")
-			r.Header.Set(HeaderAssertion, "Zm9yZ2Vk")
+			r.Header.Set(appattest.HeaderAssertion, "Zm9yZ2Vk")
 			rec, _, _ = e.serve(premium, r)
 			require.Equal(t, 403, rec.Code)
 			require.Equal(t, tt.expose, strings.Contains(rec.Body.String(), ReasonAttestationFailed))

@@ -1,15 +1,12 @@
 package attest
 
 import (
-	"context"
-	"encoding/base64"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,7 +22,7 @@ func TestKeyChurnParallelDevices(t *testing.T) {
 	e := newRiskEnv(t, nil)
 	reqs := make([]*http.Request, n)
 	for i := range reqs {
-		reqs[i] = e.request(e.device(attesttest.AttestOptions{}), "farm", paris, "")
+		reqs[i] = e.request(enrolDirect(t, e.keys), "farm", paris, "")
 	}
 	var wg sync.WaitGroup
 	var churn atomic.Int64
@@ -44,70 +41,4 @@ func TestKeyChurnParallelDevices(t *testing.T) {
 	close(start)
 	wg.Wait()
 	require.Equal(t, int64(n-3), churn.Load(), "every key past the third is churn, however the requests interleave")
-}
-
-// TestSameAssertionParallel: one captured assertion sent by many
-// goroutines at once is accepted exactly once (counter compare-and-swap).
-func TestSameAssertionParallel(t *testing.T) {
-	e := newBindingEnv(t, false)
-	as, err := e.dev.Assert([]byte("one request"))
-	require.NoError(t, err)
-	const n = 64
-	var wg sync.WaitGroup
-	var accepted atomic.Int64
-	start := make(chan struct{})
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if _, err := e.a.VerifyAssertion(context.Background(), e.dev.KeyID, as, []byte("one request")); err == nil {
-				accepted.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	require.Equal(t, int64(1), accepted.Load())
-}
-
-// TestSameChallengeParallel: one unbound challenge, signed by many
-// enrolled devices into assertions sent at once, admits exactly one
-// request (single use).
-func TestSameChallengeParallel(t *testing.T) {
-	e := newRiskEnv(t, nil)
-	ch, _, err := e.a.IssueChallenge(context.Background(), "")
-	require.NoError(t, err)
-	const n = 64
-	reqs := make([]*http.Request, n)
-	for i := range reqs {
-		d := e.device(attesttest.AttestOptions{})
-		as, err := d.Assert(ClientData("POST", "/premium", "", nil, ch))
-		require.NoError(t, err)
-		r := e.request(nil, "u", paris, "")
-		r.Header.Set(HeaderKeyID, d.KeyID)
-		r.Header.Set(HeaderChallenge, ch)
-		r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(as))
-		reqs[i] = r
-	}
-	var wg sync.WaitGroup
-	var admitted atomic.Int64
-	start := make(chan struct{})
-	for _, r := range reqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ev, err := requestEvidence(r, maxAssertedBody)
-			if err != nil {
-				return
-			}
-			if _, err := e.a.verifyRequest(context.Background(), &ev); err == nil {
-				admitted.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	require.Equal(t, int64(1), admitted.Load(), "a challenge admits one request")
 }

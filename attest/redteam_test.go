@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/playintegrity"
 	"github.com/stretchr/testify/require"
 )
 
@@ -83,11 +84,11 @@ func reencodings(tok string) []string {
 // Single use must follow the verdict, not its spelling.
 func TestIntegrityTokenReencodedReplay(t *testing.T) {
 	body := []byte(`{"sku":"gold"}`)
-	hash := RequestHash("POST", "/premium", "", body)
+	hash := playintegrity.RequestHash("POST", "/premium", "", body)
 	// A token shaped like a compact JWE: the last segment is a 16-byte tag.
 	tag := base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef"))
 	captured := "eyJhbGciOiJBMjU2S1ciLCJlbmMiOiJBMjU2R0NNIn0.AAAA.BBBB.CCCC." + tag
-	play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
+	play, _ := newPlay(t, nil, func(c *playintegrity.Config) {
 		api := lenientPlayAPI(t, hash)
 		c.APIBaseURL, c.HTTPClient = api.URL, api.Client()
 	})
@@ -97,7 +98,7 @@ func TestIntegrityTokenReencodedReplay(t *testing.T) {
 	th := Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
 	request := func(token string) *http.Request {
 		r := httptest.NewRequest("POST", "/premium", strings.NewReader(string(body)))
-		r.Header.Set(HeaderPlayIntegrity, token)
+		r.Header.Set(playintegrity.Header, token)
 		return r
 	}
 	risk, err := assessRequest(v, request(captured), th)
@@ -112,7 +113,7 @@ func TestIntegrityTokenReencodedReplay(t *testing.T) {
 	t.Run("via_verify_standard", func(t *testing.T) {
 		for _, tok := range reencodings(captured) {
 			_, err := play.VerifyStandard(context.Background(), tok, hash)
-			require.ErrorIs(t, err, ErrIntegrityPolicy, "re-encoded as %q", tok)
+			require.ErrorIs(t, err, playintegrity.ErrPolicy, "re-encoded as %q", tok)
 		}
 	})
 	t.Run("reencoded_in_parallel", func(t *testing.T) {
@@ -187,7 +188,7 @@ func TestFailClosedEveryStore(t *testing.T) {
 			e := newRiskEnv(t, nil)
 			d := e.device(attesttest.AttestOptions{})
 			r := e.request(d, "rae", paris, "")
-			e.a.challeng.store = downChallenges{}
+			e.chs.set(downChallenges{})
 			served := false
 			rec := httptest.NewRecorder()
 			var risk *Risk
@@ -208,16 +209,16 @@ func TestFailClosedEveryStore(t *testing.T) {
 		t.Run("nonce_store_down/"+name, func(t *testing.T) {
 			body := []byte(`{}`)
 			api, _ := playAPI(t, func(tok string) map[string]any {
-				return attesttest.Verdict(pkg, "", RequestHash("POST", "/premium", "", body), synthNow.Add(-time.Second).UnixMilli(), certDigest)
+				return attesttest.Verdict(pkg, "", playintegrity.RequestHash("POST", "/premium", "", body), synthNow.Add(-time.Second).UnixMilli(), certDigest)
 			})
-			play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
+			play, _ := newPlay(t, nil, func(c *playintegrity.Config) {
 				c.APIBaseURL, c.HTTPClient, c.Nonces = api.URL, api.Client(), downNonces{}
 			})
 			v, err := New(Config{PlayIntegrity: play, Outage: policy, Subject: func(*http.Request) (string, error) { return "", nil },
 				Now: func() time.Time { return synthNow }, Logger: nopLogger()})
 			require.NoError(t, err)
 			r := httptest.NewRequest("POST", "/premium", bytesReader(body))
-			r.Header.Set(HeaderPlayIntegrity, "token")
+			r.Header.Set(playintegrity.Header, "token")
 			risk, err := assessRequest(v, r, th)
 			if policy == OutageFailClosed {
 				require.ErrorIs(t, err, ErrStore)
@@ -230,7 +231,7 @@ func TestFailClosedEveryStore(t *testing.T) {
 	t.Run("challenge_store_down/app_attest_handler", func(t *testing.T) {
 		e := newRiskEnv(t, nil)
 		r := e.request(e.device(attesttest.AttestOptions{}), "sam", paris, "")
-		e.a.challeng.store = downChallenges{}
+		e.chs.set(downChallenges{})
 		rec := httptest.NewRecorder()
 		e.a.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served") })).ServeHTTP(rec, r)
 		require.Equal(t, 503, rec.Code)

@@ -3,19 +3,19 @@ package attest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/apiguard/apiguard/internal/problem"
 )
 
@@ -125,13 +125,16 @@ type SIMSwapChecker interface {
 	CheckSIMSwap(ctx context.Context, subject string, maxAge time.Duration) (swapped bool, err error)
 }
 
-// Config configures the risk middleware.
+// Config configures the risk middleware. A zero field takes the default
+// in its comment; a negative duration, size or count is an error naming
+// the field.
 type Config struct {
-	// AppAttest, PlayIntegrity and AppCheck are the providers; configure
-	// the ones the apps use. At least one is required.
-	AppAttest     *AppAttest
-	PlayIntegrity *PlayIntegrity
-	AppCheck      *AppCheck
+	// AppAttest (an *appattest.Verifier), PlayIntegrity (an
+	// *playintegrity.Verifier) and AppCheck (an *appcheck.Verifier) are
+	// the providers; configure the ones the apps use. At least one is
+	// required. A request is checked by the first of them, in this order,
+	// whose evidence it carries.
+	AppAttest, PlayIntegrity, AppCheck Provider
 	// Subject names whose history a request extends (the access token's
 	// subject, a device ID). Required. A request without one is assessed
 	// on its attestation alone.
@@ -197,12 +200,12 @@ type Config struct {
 	Outage OutagePolicy
 	// StoreTimeout bounds, together, all the store calls one request's
 	// assessment makes (key lookup, counter, challenge, single use of a
-	// token, history): one deadline, set once the calls to vendors are
-	// done (those have their own bounds: PlayIntegrityConfig.APITimeout,
-	// AppCheckConfig.MaxWait), shared by every store call through the
-	// context, so that a slow store costs a request at most StoreTimeout,
-	// not one timeout per call. A store call cut off by it is a store
-	// outage (Outage decides). Default: 250ms.
+	// token, history): one deadline, set at the first store call, after
+	// the calls to vendors (those have their own bounds:
+	// playintegrity.Config.APITimeout, appcheck.Config.MaxWait), so that
+	// a slow store costs a request at most StoreTimeout, not one timeout
+	// per call. A store call cut off by it is a store outage (Outage
+	// decides). Negative is an error. Default: 250ms.
 	StoreTimeout time.Duration
 	// StepUpACR and StepUpMaxAge are the acr_values and max_age of step-up
 	// challenges. Default: none.
@@ -226,14 +229,21 @@ type Config struct {
 	ErrorHandler func(http.ResponseWriter, *http.Request, error)
 }
 
-// maxBodyBytes is the largest Config.MaxBodyBytes.
-const maxBodyBytes = 1 << 30
+// Provider is an attestation verifier that the risk assessment consults:
+// an *appattest.Verifier, *playintegrity.Verifier or *appcheck.Verifier.
+// The contract is internal to this module: no other type implements it.
+type Provider interface {
+	Provider() provider.Provider
+}
 
 // Verifier assesses requests and enforces risk bands. It is safe for
 // concurrent use by multiple goroutines.
 type Verifier struct {
 	cfg       Config
 	histScope string // the namespace's prefix of subjects in History
+	// appAttest, playIntegrity and appCheck are the configured providers'
+	// contracts (Name "" when not configured).
+	appAttest, playIntegrity, appCheck provider.Provider
 }
 
 // New validates cfg, fills in its defaults and returns a Verifier.
@@ -256,35 +266,46 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Thresholds == (Thresholds{}) {
 		cfg.Thresholds = Thresholds{Monitor: 30, StepUp: 60, Deny: 85}
 	}
-	if cfg.HistoryTTL <= 0 {
+	if err := provider.Negative(
+		provider.Dur("Config.HistoryTTL", cfg.HistoryTTL),
+		provider.Dur("Config.SIMSwapMaxAge", cfg.SIMSwapMaxAge),
+		provider.Dur("Config.StoreTimeout", cfg.StoreTimeout),
+		provider.Dur("Config.StepUpMaxAge", cfg.StepUpMaxAge),
+		provider.Size("Config.MaxKeysPerSubject", int64(cfg.MaxKeysPerSubject)),
+		provider.Size("Config.MinAndroidSDK", int64(cfg.MinAndroidSDK)),
+		provider.Size("Config.MaxBodyBytes", cfg.MaxBodyBytes),
+	); err != nil {
+		return nil, err
+	}
+	if cfg.MaxSpeedKmh < 0 || cfg.MinTravelKm < 0 || math.IsNaN(cfg.MaxSpeedKmh) || math.IsNaN(cfg.MinTravelKm) {
+		return nil, fmt.Errorf("attest: Config.MaxSpeedKmh (%v) and Config.MinTravelKm (%v) must not be negative; 0 takes the default", cfg.MaxSpeedKmh, cfg.MinTravelKm)
+	}
+	if cfg.HistoryTTL == 0 {
 		cfg.HistoryTTL = 30 * 24 * time.Hour
 	}
-	if cfg.MaxSpeedKmh <= 0 {
+	if cfg.MaxSpeedKmh == 0 {
 		cfg.MaxSpeedKmh = 1000
 	}
-	if cfg.MinTravelKm <= 0 {
+	if cfg.MinTravelKm == 0 {
 		cfg.MinTravelKm = 100
 	}
-	if cfg.MaxKeysPerSubject <= 0 {
+	if cfg.MaxKeysPerSubject == 0 {
 		cfg.MaxKeysPerSubject = 3
 	}
 	if cfg.MaxKeysPerSubject >= MaxHistoryKeys {
 		return nil, fmt.Errorf("attest: Config.MaxKeysPerSubject must be below %d, the keys a history holds", MaxHistoryKeys)
 	}
-	if cfg.SIMSwapMaxAge <= 0 {
+	if cfg.SIMSwapMaxAge == 0 {
 		cfg.SIMSwapMaxAge = 72 * time.Hour
-	}
-	if cfg.StoreTimeout < 0 {
-		return nil, errors.New("attest: Config.StoreTimeout must not be negative")
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 250 * time.Millisecond
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxBodyBytes > maxBodyBytes {
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBodyBytes > provider.MaxBodyLimit {
 		return nil, errors.New("attest: Config.MaxBodyBytes must be between 0 and 1 GiB: a body is held in memory while it is checked")
 	}
 	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = maxAssertedBody
+		cfg.MaxBodyBytes = provider.DefaultMaxBody
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -293,23 +314,31 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.History == nil {
-		cfg.History = NewMemoryHistoryStore(0, cfg.Now)
+		cfg.History = newMemoryHistoryStore(0, cfg.Now)
+	}
+	var ps [3]provider.Provider
+	for i, f := range []struct {
+		p    Provider
+		name string
+	}{{cfg.AppAttest, "app_attest"}, {cfg.PlayIntegrity, "play_integrity"}, {cfg.AppCheck, "app_check"}} {
+		if f.p == nil {
+			continue
+		}
+		ps[i] = f.p.Provider()
+		if ps[i].Name != f.name || ps[i].Check == nil {
+			return nil, fmt.Errorf("attest: Config.%s holds a %s verifier", [...]string{"AppAttest", "PlayIntegrity", "AppCheck"}[i], ps[i].Name)
+		}
 	}
 	if cfg.Namespace == "" {
 		var ids []string
-		if cfg.AppAttest != nil {
-			ids = append(ids, cfg.AppAttest.cfg.AppIDs...)
-		}
-		if cfg.PlayIntegrity != nil {
-			ids = append(ids, "android:"+cfg.PlayIntegrity.cfg.Policy.PackageName)
-		}
-		if cfg.AppCheck != nil {
-			ids = append(ids, "firebase:"+cfg.AppCheck.cfg.ProjectNumber)
+		for _, p := range ps {
+			ids = append(ids, p.Identities...)
 		}
 		slices.Sort(ids)
 		cfg.Namespace = strings.Join(slices.Compact(ids), "\x00")
 	}
-	v := &Verifier{cfg: cfg, histScope: scope("risk-history", cfg.Namespace)}
+	v := &Verifier{cfg: cfg, histScope: provider.Scope("risk-history", cfg.Namespace),
+		appAttest: ps[0], playIntegrity: ps[1], appCheck: ps[2]}
 	if v.cfg.ErrorHandler == nil {
 		v.cfg.ErrorHandler = v.WriteError
 	}
@@ -324,32 +353,6 @@ func (t Thresholds) valid() error {
 		return fmt.Errorf("attest: Thresholds %+v must rise: 0 < Monitor <= StepUp <= Deny <= 101", t)
 	}
 	return nil
-}
-
-// HeaderPlayIntegrity carries a Play Integrity standard token whose
-// requestHash is [RequestHash] of the request.
-const HeaderPlayIntegrity = "X-Play-Integrity"
-
-// RequestHash is the requestHash an Android app passes to the Play
-// Integrity API for a request: lower-case hex SHA-256 of [ClientData]
-// with an empty challenge, so that it binds the method, the path, the
-// query as sent and the body.
-func RequestHash(method, path, query string, body []byte) string {
-	sum := sha256.Sum256(ClientData(method, path, query, body, ""))
-	return hex.EncodeToString(sum[:])
-}
-
-// requestHashes returns the request hashes ev's token may carry: the
-// current one, and the legacy one (no query) when legacy is true.
-func requestHashes(ev *Evidence, legacy bool) []string {
-	current, old := requestClientData(ev, "", legacy)
-	sum := sha256.Sum256(current)
-	out := []string{hex.EncodeToString(sum[:])}
-	if old != nil {
-		sum = sha256.Sum256(old)
-		out = append(out, hex.EncodeToString(sum[:]))
-	}
-	return out
 }
 
 // observation is a subject's last located observation, as the history
@@ -374,6 +377,18 @@ func (v *Verifier) Assess(ctx context.Context, ev Evidence, th Thresholds) (*Ris
 	return v.assess(ctx, &ev, Route{Thresholds: th, Outage: v.cfg.Outage})
 }
 
+// Ready reports whether the history store can be asked: when
+// Config.History has a Ready(ctx) error method (redisstore's), its answer
+// within Config.StoreTimeout, wrapped in [ErrStore]; nil for the
+// in-memory default. The providers answer for themselves (their own Ready
+// methods): register each with the health handler. It can be called
+// concurrently with request handling.
+func (v *Verifier) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.StoreTimeout)
+	defer cancel()
+	return provider.StoreReady(ctx, "history store", v.cfg.History)
+}
+
 // Route is what one route asks of the risk assessment.
 type Route struct {
 	// Thresholds map scores to bands on this route. Required.
@@ -385,98 +400,70 @@ type Route struct {
 }
 
 func (v *Verifier) assess(ctx context.Context, ev *Evidence, route Route) (*Risk, error) {
-	th := route.Thresholds
 	risk := &Risk{}
 	subject := ev.Subject
-
-	// First the calls to vendors, each under its own bound: Google's
-	// decodeIntegrityToken API, the App Check key set, the SIM swap check.
-	provider := ""
-	switch {
-	case v.cfg.AppAttest != nil && ev.Assertion != "":
-		provider = "app_attest"
-	case v.cfg.PlayIntegrity != nil && ev.PlayIntegrity != "":
-		provider = "play_integrity"
-	case v.cfg.AppCheck != nil && ev.AppCheck != "":
-		provider = "app_check"
-	}
+	store := &provider.StoreDeadline{Timeout: v.cfg.StoreTimeout}
 	var outage error // the vendor or store that could not be asked
-	var payload *integrityPayload
-	var payloadErr error
-	switch provider {
-	case "play_integrity":
-		payload, payloadErr = v.cfg.PlayIntegrity.decodeRequest(ctx, ev.PlayIntegrity)
-	case "app_check":
-		_, err := v.cfg.AppCheck.Verify(ctx, ev.AppCheck)
-		switch {
-		case errors.Is(err, ErrVendor):
-			outage = err
-		case err != nil:
-			risk.add(ReasonAttestationFailed)
-		default:
-			risk.Provider = "app_check"
-			risk.add(ReasonAppCheckOnly)
-		}
-	}
-	simSwapped := false
+
+	// First the SIM swap check, under its own bound, outside the store
+	// deadline.
+	simSwapped, simErr := false, error(nil)
 	if subject != "" && v.cfg.SIMSwap != nil {
 		swapped, err := v.cfg.SIMSwap.CheckSIMSwap(ctx, subject, v.cfg.SIMSwapMaxAge)
 		switch {
-		case err != nil && outage == nil:
-			outage = fmt.Errorf("%w: sim swap check: %w", ErrVendor, err)
-		case err == nil:
+		case err != nil:
+			simErr = fmt.Errorf("%w: sim swap check: %w", ErrVendor, err)
+		default:
 			simSwapped = swapped
 		}
 	}
 
-	// Then the store calls, all under one deadline: key lookup, counter,
-	// challenge, single use of the token, history.
-	sctx, cancel := context.WithTimeout(ctx, v.cfg.StoreTimeout)
-	defer cancel()
-	var keyID, osVersion string
-	switch provider {
-	case "app_attest":
-		as, err := v.cfg.AppAttest.verifyRequest(sctx, ev)
-		switch {
-		case errors.Is(err, ErrStore):
-			outage = err
-		case err != nil:
-			risk.add(ReasonAttestationFailed)
-		default:
-			risk.Provider, keyID, osVersion = "app_attest", as.KeyID, as.Key.OSVersion
-			if as.Counter-as.Previous > 1000 {
-				risk.add(ReasonCounterAnomaly)
-			}
-		}
-	case "play_integrity":
-		var verdict *IntegrityVerdict
-		err := payloadErr
-		if err == nil {
-			verdict, err = v.cfg.PlayIntegrity.finishRequest(sctx, ev, payload)
-		}
+	// Then the provider whose evidence the request carries: its calls to
+	// the vendor under their own bounds (Google's API, the App Check key
+	// set), then its store calls under the request's store deadline (key
+	// lookup, counter, challenge, single use of the token).
+	req := &provider.Request{Method: ev.Method, Path: ev.Path, RawQuery: ev.RawQuery, Body: ev.Body, Store: store}
+	var p provider.Provider
+	switch {
+	case v.appAttest.Check != nil && ev.Assertion != "":
+		p = v.appAttest
+		req.KeyID, req.Challenge, req.Assertion = ev.KeyID, ev.Challenge, ev.Assertion
+	case v.playIntegrity.Check != nil && ev.PlayIntegrity != "":
+		p, req.Token = v.playIntegrity, ev.PlayIntegrity
+	case v.appCheck.Check != nil && ev.AppCheck != "":
+		p, req.Token = v.appCheck, ev.AppCheck
+	}
+	var verdict *provider.Verdict
+	if p.Check == nil {
+		risk.add(ReasonAttestationMissing)
+	} else {
+		var err error
+		verdict, err = p.Check(ctx, req)
 		switch {
 		case errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
 			outage = err
 		case err != nil:
 			risk.add(ReasonAttestationFailed)
 		default:
-			risk.Provider = "play_integrity"
-			if verdict.PlayProtect != "" && verdict.PlayProtect != "NO_ISSUES" && verdict.PlayProtect != "NO_DATA" {
-				risk.add(ReasonPlayProtect)
-			}
-			if verdict.RecentDeviceActivity == "LEVEL_4" {
-				risk.add(ReasonDeviceActivity)
-			}
-			if v.cfg.MinAndroidSDK > 0 && verdict.SDKVersion > 0 && verdict.SDKVersion < v.cfg.MinAndroidSDK {
-				risk.add(ReasonOSOutdated)
-			}
+			risk.Provider = p.Name
+			v.weigh(verdict, risk)
 		}
-	case "":
-		risk.add(ReasonAttestationMissing)
 	}
+	if outage == nil {
+		outage = simErr
+	}
+	keyID, osVersion := "", ""
+	if risk.Provider != "" {
+		keyID, osVersion = verdict.KeyID, verdict.OSVersion
+	}
+
+	// Then the history, under the same store deadline.
 	if outage == nil || route.Outage != OutageFailClosed {
 		if subject != "" {
-			if err := v.behaviour(sctx, ev.Location, v.histScope+subject, keyID, risk); err != nil && outage == nil {
+			sctx, cancel := store.Context(ctx)
+			err := v.behaviour(sctx, ev.Location, v.histScope+subject, keyID, risk)
+			cancel()
+			if err != nil && outage == nil {
 				outage = err
 			}
 		}
@@ -493,8 +480,30 @@ func (v *Verifier) assess(ctx context.Context, ev *Evidence, route Route) (*Risk
 	if simSwapped {
 		risk.add(ReasonSIMSwap)
 	}
-	risk.finish(th)
+	risk.finish(route.Thresholds)
 	return risk, nil
+}
+
+// weigh adds the signals of a provider's verdict to risk.
+func (v *Verifier) weigh(verdict *provider.Verdict, risk *Risk) {
+	switch risk.Provider {
+	case "app_attest":
+		if verdict.CounterJump > 1000 {
+			risk.add(ReasonCounterAnomaly)
+		}
+	case "play_integrity":
+		if verdict.PlayProtect != "" && verdict.PlayProtect != "NO_ISSUES" && verdict.PlayProtect != "NO_DATA" {
+			risk.add(ReasonPlayProtect)
+		}
+		if verdict.DeviceActivity == "LEVEL_4" {
+			risk.add(ReasonDeviceActivity)
+		}
+		if v.cfg.MinAndroidSDK > 0 && verdict.SDKVersion > 0 && verdict.SDKVersion < v.cfg.MinAndroidSDK {
+			risk.add(ReasonOSOutdated)
+		}
+	case "app_check":
+		risk.add(ReasonAppCheckOnly)
+	}
 }
 
 // behaviour adds the subject's history signals, with the request's
@@ -661,8 +670,15 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 	}
 }
 
-// Rejections of the risk Handler, for Config.ErrorHandler.
+// Errors of the risk assessment, for Config.ErrorHandler.
 var (
+	// ErrVendor: a vendor (Google's API, the App Check key set, the SIM
+	// swap check) could not be asked; an [*UnavailableError] says when it
+	// will be asked again.
+	ErrVendor = provider.ErrVendor
+	// ErrStore: a store (keys, challenges, used tokens, history) did not
+	// answer within Config.StoreTimeout.
+	ErrStore = provider.ErrStore
 	// ErrRiskStepUp: the request's risk is in the step-up band.
 	ErrRiskStepUp = errors.New("attest: risk calls for a step-up")
 	// ErrRiskDenied: the request's risk is in the deny band.
@@ -678,10 +694,10 @@ var (
 func (v *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrBodyTooLarge):
-		problem.Write(w, probTooBig)
+		problem.Write(w, provider.ProbTooBig)
 	case errors.Is(err, errOutage), errors.Is(err, ErrVendor), errors.Is(err, ErrStore):
-		w.Header().Set("Retry-After", retryAfterHeader(err))
-		problem.Write(w, probAttestDown)
+		w.Header().Set("Retry-After", provider.RetryAfterHeader(err))
+		problem.Write(w, provider.ProbAttestDown)
 	case errors.Is(err, ErrRiskStepUp), errors.Is(err, ErrRiskDenied):
 		risk, ok := RiskFrom(r.Context())
 		if !ok {

@@ -15,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/playintegrity"
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/stretchr/testify/require"
+	"log/slog"
 )
 
 var cdn = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
@@ -31,8 +34,10 @@ var (
 
 type riskEnv struct {
 	t     *testing.T
-	a     *AppAttest
+	a     *appattest.Verifier
 	ca    *attesttest.CA
+	keys  *swapKeys
+	chs   *swapChallenges
 	v     *Verifier
 	clock *time.Time
 	logs  *logSink
@@ -40,28 +45,27 @@ type riskEnv struct {
 
 func newRiskEnv(t *testing.T, mod func(*Config)) *riskEnv {
 	t.Helper()
-	a, ca, logs := newSynthetic(t)
 	clock := synthNow
-	a.cfg.Now = func() time.Time { return clock }
+	ae := newSynthetic(t, func(c *appattest.Config) { c.Now = func() time.Time { return clock } })
 	cfg := Config{
-		AppAttest: a,
+		AppAttest: ae.a,
 		Subject:   func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil },
 		Locator:   &HeaderLocator{TrustedProxies: cdn, AccuracyHeader: "X-Geo-Accuracy"},
 		Now:       func() time.Time { return clock },
-		Logger:    a.cfg.Logger,
+		Logger:    slog.New(slog.NewJSONHandler(ae.logs, nil)),
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
 	v, err := New(cfg)
 	require.NoError(t, err)
-	return &riskEnv{t: t, a: a, ca: ca, v: v, clock: &clock, logs: logs}
+	return &riskEnv{t: t, a: ae.a, ca: ae.ca, keys: ae.keys, chs: ae.chs, v: v, clock: &clock, logs: ae.logs}
 }
 
 func (e *riskEnv) device(opt attesttest.AttestOptions) *attesttest.Device {
 	d, err := attesttest.NewDevice(testAppID)
 	require.NoError(e.t, err)
-	cdh := ClientDataHash([]byte("enrol"))
+	cdh := appattest.ClientDataHash([]byte("enrol"))
 	obj, err := e.ca.Attest(d, cdh, opt)
 	require.NoError(e.t, err)
 	_, err = e.a.VerifyAttestation(context.Background(), d.KeyID, obj, cdh)
@@ -82,11 +86,11 @@ func (e *riskEnv) request(d *attesttest.Device, user string, place [2]string, bo
 	if d != nil {
 		ch, _, err := e.a.IssueChallenge(context.Background(), d.KeyID)
 		require.NoError(e.t, err)
-		as, err := d.Assert(ClientData("POST", "/premium", "", []byte(body), ch))
+		as, err := d.Assert(appattest.ClientData("POST", "/premium", "", []byte(body), ch))
 		require.NoError(e.t, err)
-		r.Header.Set(HeaderKeyID, d.KeyID)
-		r.Header.Set(HeaderChallenge, ch)
-		r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(as))
+		r.Header.Set(appattest.HeaderKeyID, d.KeyID)
+		r.Header.Set(appattest.HeaderChallenge, ch)
+		r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
 	}
 	return r
 }
@@ -120,7 +124,7 @@ func TestRiskBands(t *testing.T) {
 	require.Equal(t, []string{ReasonAttestationMissing}, risk.Reasons)
 
 	bad := e.request(d, "u1", paris, "x")
-	bad.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString([]byte("forged")))
+	bad.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString([]byte("forged")))
 	rec, _, _ = e.serve(e.v.Handler, bad)
 	require.Equal(t, 401, rec.Code, "a failed attestation steps up")
 	require.Equal(t, `Bearer error="insufficient_user_authentication"`, rec.Header().Get("WWW-Authenticate"))
@@ -212,17 +216,17 @@ func TestRiskSignals(t *testing.T) {
 		d := e.device(attesttest.AttestOptions{})
 		r := e.request(nil, "fred", paris, "")
 		ch, _, _ := e.a.IssueChallenge(context.Background(), d.KeyID)
-		as, _ := d.AssertWithCounter(ClientData("POST", "/premium", "", nil, ch), 50_000)
-		r.Header.Set(HeaderKeyID, d.KeyID)
-		r.Header.Set(HeaderChallenge, ch)
-		r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString(as))
+		as, _ := d.AssertWithCounter(appattest.ClientData("POST", "/premium", "", nil, ch), 50_000)
+		r.Header.Set(appattest.HeaderKeyID, d.KeyID)
+		r.Header.Set(appattest.HeaderChallenge, ch)
+		r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
 		_, risk, _ := e.serve(e.v.Handler, r)
 		require.Equal(t, []string{ReasonCounterAnomaly}, risk.Reasons)
 	})
 	t.Run("deny_when_everything_is_wrong", func(t *testing.T) {
 		e := newRiskEnv(t, func(c *Config) { c.SIMSwap = fakeSIM{swapped: map[string]bool{"gus": true}} })
 		r := e.request(e.device(attesttest.AttestOptions{}), "gus", paris, "")
-		r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString([]byte("forged")))
+		r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString([]byte("forged")))
 		rec, _, _ := e.serve(e.v.Handler, r)
 		require.Equal(t, 403, rec.Code)
 		require.Contains(t, rec.Body.String(), "risk-denied")
@@ -231,7 +235,7 @@ func TestRiskSignals(t *testing.T) {
 	t.Run("monitor_only_never_rejects", func(t *testing.T) {
 		e := newRiskEnv(t, func(c *Config) { c.MonitorOnly = true })
 		r := e.request(e.device(attesttest.AttestOptions{}), "hal", paris, "")
-		r.Header.Set(HeaderAssertion, base64.StdEncoding.EncodeToString([]byte("forged")))
+		r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString([]byte("forged")))
 		rec, risk, _ := e.serve(e.v.Handler, r)
 		require.Equal(t, 200, rec.Code)
 		require.Equal(t, BandStepUp, risk.Band)
@@ -239,7 +243,7 @@ func TestRiskSignals(t *testing.T) {
 	})
 }
 
-type downKeys struct{ KeyStore }
+type downKeys struct{ appattest.KeyStore }
 
 func (downKeys) Lookup(context.Context, string) ([]byte, uint32, bool, error) {
 	return nil, 0, false, errors.New("redis down")
@@ -254,7 +258,7 @@ func TestVendorOutagePolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newRiskEnv(t, func(c *Config) { c.Outage = tt.policy })
 			d := e.device(attesttest.AttestOptions{})
-			e.a.cfg.Keys = downKeys{e.a.cfg.Keys}
+			e.keys.set(downKeys{e.keys.get()})
 			rec, risk, _ := e.serve(e.v.Handler, e.request(d, "ivy", paris, ""))
 			require.Equal(t, tt.want, rec.Code)
 			if tt.want == 200 {
@@ -269,7 +273,7 @@ func TestVendorOutagePolicy(t *testing.T) {
 func TestOutagePolicyPerRoute(t *testing.T) {
 	e := newRiskEnv(t, nil) // the Verifier fails open
 	d := e.device(attesttest.AttestOptions{})
-	e.a.cfg.Keys = downKeys{e.a.cfg.Keys}
+	e.keys.set(downKeys{e.keys.get()})
 	payments := e.v.RequireRoute(Route{Thresholds: Thresholds{Monitor: 30, StepUp: 60, Deny: 85}, Outage: OutageFailClosed})
 	rec, _, _ := e.serve(payments, e.request(d, "jo", paris, ""))
 	require.Equal(t, 503, rec.Code, "this route fails closed")
@@ -282,16 +286,16 @@ func TestAndroidSDKMinimum(t *testing.T) {
 	verdict := attesttest.Verdict(pkg, "", "", ts, certDigest)
 	verdict["deviceIntegrity"].(map[string]any)["deviceAttributes"] = map[string]any{"sdkVersion": 28}
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		verdict["requestDetails"].(map[string]any)["requestHash"] = RequestHash("POST", "/premium", "", []byte("{}"))
+		verdict["requestDetails"].(map[string]any)["requestHash"] = playintegrity.RequestHash("POST", "/premium", "", []byte("{}"))
 		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": verdict})
 	}))
 	defer api.Close()
-	play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) { c.APIBaseURL = api.URL; c.HTTPClient = api.Client() })
+	play, _ := newPlay(t, nil, func(c *playintegrity.Config) { c.APIBaseURL = api.URL; c.HTTPClient = api.Client() })
 	v, err := New(Config{PlayIntegrity: play, MinAndroidSDK: 33, Subject: func(*http.Request) (string, error) { return "", nil },
 		Now: func() time.Time { return synthNow }, Logger: nopLogger()})
 	require.NoError(t, err)
 	r := httptest.NewRequest("POST", "/premium", strings.NewReader("{}"))
-	r.Header.Set(HeaderPlayIntegrity, "standard-token")
+	r.Header.Set(playintegrity.Header, "standard-token")
 	risk, err := assessRequest(v, r, Thresholds{Monitor: 30, StepUp: 60, Deny: 85})
 	require.NoError(t, err)
 	require.Equal(t, "play_integrity", risk.Provider)
@@ -345,15 +349,48 @@ func TestVersionLess(t *testing.T) {
 func TestNewRiskConfig(t *testing.T) {
 	_, err := New(Config{})
 	require.ErrorContains(t, err, "at least one provider")
-	a, _, _ := newSynthetic(t)
+	a := newSynthetic(t, nil).a
 	_, err = New(Config{AppAttest: a})
 	require.ErrorContains(t, err, "Subject is required")
 	_, err = New(Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }, Thresholds: Thresholds{Monitor: 50, StepUp: 40, Deny: 90}})
 	require.ErrorContains(t, err, "must rise")
+	play, _ := newPlay(t, nil, nil)
+	_, err = New(Config{AppAttest: play, Subject: func(*http.Request) (string, error) { return "", nil }})
+	require.ErrorContains(t, err, "Config.AppAttest holds a play_integrity verifier", "a vendor in the wrong field")
 }
 
 func TestBandString(t *testing.T) {
 	for b, want := range map[Band]string{BandAllow: "allow", BandMonitor: "monitor", BandStepUp: "step_up", BandDeny: "deny", Band(9): "band(9)", Band(-1): "band(-1)"} {
 		require.Equal(t, want, b.String())
+	}
+}
+
+// TestNegativeConfigNamesField: a negative timeout, age or count is an
+// error naming its field, never a silent default (a negative HistoryTTL
+// used to become 30 days, a negative SIMSwapMaxAge 72 hours).
+func TestNegativeConfigNamesField(t *testing.T) {
+	a := newSynthetic(t, nil).a
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_history_ttl", func(c *Config) { c.HistoryTTL = -time.Hour }, "Config.HistoryTTL must not be negative (got -1h0m0s)"},
+		{"negative_sim_swap_max_age", func(c *Config) { c.SIMSwapMaxAge = -time.Hour }, "Config.SIMSwapMaxAge must not be negative"},
+		{"negative_store_timeout", func(c *Config) { c.StoreTimeout = -time.Millisecond }, "Config.StoreTimeout must not be negative (got -1ms)"},
+		{"negative_step_up_max_age", func(c *Config) { c.StepUpMaxAge = -time.Minute }, "Config.StepUpMaxAge must not be negative"},
+		{"negative_max_keys_per_subject", func(c *Config) { c.MaxKeysPerSubject = -1 }, "Config.MaxKeysPerSubject must not be negative"},
+		{"negative_min_android_sdk", func(c *Config) { c.MinAndroidSDK = -1 }, "Config.MinAndroidSDK must not be negative"},
+		{"negative_max_body_bytes", func(c *Config) { c.MaxBodyBytes = -1 }, "Config.MaxBodyBytes must not be negative"},
+		{"negative_max_speed", func(c *Config) { c.MaxSpeedKmh = -1 }, "Config.MaxSpeedKmh"},
+		{"negative_min_travel", func(c *Config) { c.MinTravelKm = -1 }, "Config.MinTravelKm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{AppAttest: a, Subject: func(*http.Request) (string, error) { return "", nil }}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/playintegrity"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,19 +37,19 @@ func playAPI(t *testing.T, verdict func(token string) map[string]any) (*httptest
 // fresh. Single use is part of the default policy.
 func TestIntegrityTokenSingleUse(t *testing.T) {
 	body := []byte(`{"sku":"gold"}`)
-	hash := RequestHash("POST", "/premium", "", body)
+	hash := playintegrity.RequestHash("POST", "/premium", "", body)
 	// Each token is prepared at its own millisecond, as Google's are.
 	verdict := func(token string) map[string]any {
 		return attesttest.Verdict(pkg, "", hash, synthNow.Add(-5*time.Second).UnixMilli()-int64(len(token)), certDigest)
 	}
 	request := func(token string) *http.Request {
 		r := httptest.NewRequest("POST", "/premium", strings.NewReader(string(body)))
-		r.Header.Set(HeaderPlayIntegrity, token)
+		r.Header.Set(playintegrity.Header, token)
 		return r
 	}
-	newVerifier := func(t *testing.T, mod func(*PlayIntegrityConfig)) *Verifier {
+	newVerifier := func(t *testing.T, mod func(*playintegrity.Config)) *Verifier {
 		api, _ := playAPI(t, verdict)
-		play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
+		play, _ := newPlay(t, nil, func(c *playintegrity.Config) {
 			c.APIBaseURL, c.HTTPClient = api.URL, api.Client()
 			if mod != nil {
 				mod(c)
@@ -75,11 +76,11 @@ func TestIntegrityTokenSingleUse(t *testing.T) {
 	})
 	t.Run("integrity_token_replayed_via_verify_standard", func(t *testing.T) {
 		api, _ := playAPI(t, verdict)
-		play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) { c.APIBaseURL, c.HTTPClient = api.URL, api.Client() })
+		play, _ := newPlay(t, nil, func(c *playintegrity.Config) { c.APIBaseURL, c.HTTPClient = api.URL, api.Client() })
 		_, err := play.VerifyStandard(context.Background(), "captured-token", hash)
 		require.NoError(t, err)
 		_, err = play.VerifyStandard(context.Background(), "captured-token", hash)
-		require.ErrorIs(t, err, ErrIntegrityPolicy)
+		require.ErrorIs(t, err, playintegrity.ErrPolicy)
 	})
 	t.Run("integrity_token_replayed_in_parallel", func(t *testing.T) {
 		v := newVerifier(t, nil)
@@ -99,7 +100,7 @@ func TestIntegrityTokenSingleUse(t *testing.T) {
 		require.Equal(t, int64(1), admitted.Load(), "one token, one request")
 	})
 	t.Run("token_reuse_allowed_when_insecure", func(t *testing.T) {
-		v := newVerifier(t, func(c *PlayIntegrityConfig) { c.Policy.InsecureAllowTokenReuse = true })
+		v := newVerifier(t, func(c *playintegrity.Config) { c.Policy.InsecureAllowTokenReuse = true })
 		for range 3 {
 			risk, err := assessRequest(v, request("captured-token"), th)
 			require.NoError(t, err)

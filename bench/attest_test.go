@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 )
 
@@ -26,10 +26,10 @@ func BenchmarkAppAttestAssertion(b *testing.B) {
 	// enrol returns a verifier with a fresh store holding the device's key
 	// at counter 0, so every run (and -count) starts from the same state.
 	dev, _ := attesttest.NewDevice(appID)
-	cdh := attest.ClientDataHash([]byte("c"))
+	cdh := appattest.ClientDataHash([]byte("c"))
 	obj, _ := ca.Attest(dev, cdh, attesttest.AttestOptions{})
-	enrol := func(b *testing.B) *attest.AppAttest {
-		a, err := attest.NewAppAttest(attest.AppAttestConfig{AppIDs: []string{appID}, Roots: ca.Roots(),
+	enrol := func(b *testing.B) *appattest.Verifier {
+		a, err := appattest.New(appattest.Config{AppIDs: []string{appID}, Roots: ca.Roots(),
 			Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)

@@ -13,7 +13,7 @@ import (
 )
 
 // AttestStore keeps App Attest keys, challenges and subjects' risk
-// history in Redis: it implements attest.KeyStore, attest.ChallengeStore
+// history in Redis: it implements appattest.KeyStore, appattest.ChallengeStore
 // and attest.HistoryStore. Every call is one command or one Lua script on
 // one key (a hash per attested key, with its counter swapped by a script;
 // a hash per subject's history), so every decision is atomic and Redis
@@ -35,7 +35,7 @@ func NewAttestStore(rdb redis.UniversalClient, opts Options) *AttestStore {
 
 func (s *AttestStore) keyKey(id string) string { return s.opts.key(purposeAttestKey, id) }
 
-// Enroll implements attest.KeyStore: HSETNX of the record, counter 0.
+// Enroll implements appattest.KeyStore: HSETNX of the record, counter 0.
 func (s *AttestStore) Enroll(ctx context.Context, keyID string, record []byte) (bool, error) {
 	ok, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
 		return enrollScript.Run(ctx, s.rdb, []string{s.keyKey(keyID)}, record).Int()
@@ -52,7 +52,7 @@ redis.call('HSET', KEYS[1], 'record', ARGV[1], 'counter', 0)
 return 1
 `)
 
-// Lookup implements attest.KeyStore.
+// Lookup implements appattest.KeyStore.
 func (s *AttestStore) Lookup(ctx context.Context, keyID string) ([]byte, uint32, bool, error) {
 	vals, err := call(ctx, &s.opts, func(ctx context.Context) ([]any, error) {
 		return s.rdb.HMGet(ctx, s.keyKey(keyID), "record", "counter").Result()
@@ -79,7 +79,7 @@ redis.call('HSET', KEYS[1], 'counter', ARGV[2])
 return 1
 `)
 
-// AdvanceCounter implements attest.KeyStore: a compare-and-swap in one
+// AdvanceCounter implements appattest.KeyStore: a compare-and-swap in one
 // script.
 func (s *AttestStore) AdvanceCounter(ctx context.Context, keyID string, from, to uint32) (bool, error) {
 	ok, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
@@ -91,7 +91,7 @@ func (s *AttestStore) AdvanceCounter(ctx context.Context, keyID string, from, to
 	return ok == 1, nil
 }
 
-// Put implements attest.ChallengeStore.
+// Put implements appattest.ChallengeStore.
 func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp time.Time) error {
 	// Measured on Options.Now, like every other expiry here. A challenge is
 	// single use (GETDEL) whatever its TTL; an instance whose clock lags
@@ -105,7 +105,7 @@ func (s *AttestStore) Put(ctx context.Context, challenge, binding string, exp ti
 	})
 }
 
-// Take implements attest.ChallengeStore: GETDEL, so a challenge is used
+// Take implements appattest.ChallengeStore: GETDEL, so a challenge is used
 // once across instances.
 func (s *AttestStore) Take(ctx context.Context, challenge string) (string, bool, error) {
 	v, err := call(ctx, &s.opts, func(ctx context.Context) (string, error) {

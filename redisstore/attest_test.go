@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/attest/playintegrity"
 	conformance "github.com/apiguard/apiguard/internal/attesttest"
 	"github.com/apiguard/apiguard/internal/redistest"
 	"github.com/stretchr/testify/require"
@@ -55,20 +57,20 @@ func TestAttestRedisKeysHoldNoRawIdentifiers(t *testing.T) {
 
 	ca, err := attesttest.NewCA(now.Add(-time.Hour), now.Add(time.Hour))
 	require.NoError(t, err)
-	aa, err := attest.NewAppAttest(attest.AppAttestConfig{AppIDs: []string{appID}, Roots: ca.Roots(),
+	aa, err := appattest.New(appattest.Config{AppIDs: []string{appID}, Roots: ca.Roots(),
 		Keys: store, Challenges: store, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	keys, err := attesttest.NewPlayKeys()
 	require.NoError(t, err)
 	const standardToken, classicNonce = "standard-token-of-the-device", "classic-nonce-issued-by-the-server"
 	body := []byte(`{"item":"gold"}`)
-	hash := attest.RequestHash("POST", "/premium", "plan=gold", body)
+	hash := playintegrity.RequestHash("POST", "/premium", "plan=gold", body)
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"tokenPayloadExternal": attesttest.Verdict(pkg, "", hash, time.Now().UnixMilli(), "cert")})
 	}))
 	defer api.Close()
-	play, err := attest.NewPlayIntegrity(attest.PlayIntegrityConfig{
-		Policy:         attest.IntegrityPolicy{PackageName: pkg, CertificateDigests: []string{"cert"}},
+	play, err := playintegrity.New(playintegrity.Config{
+		Policy:         playintegrity.Policy{PackageName: pkg, CertificateDigests: []string{"cert"}},
 		DecryptionKeys: [][]byte{keys.DecryptionKey}, VerificationKeys: []*ecdsa.PublicKey{&keys.SigningKey.PublicKey},
 		Nonces: replays, APIBaseURL: api.URL, HTTPClient: api.Client(), Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
@@ -82,10 +84,10 @@ func TestAttestRedisKeysHoldNoRawIdentifiers(t *testing.T) {
 	require.NoError(t, err)
 	enrolCh, _, err := aa.IssueChallenge(ctx, "")
 	require.NoError(t, err)
-	obj, err := ca.Attest(dev, attest.ClientDataHash([]byte(enrolCh)), attesttest.AttestOptions{})
+	obj, err := ca.Attest(dev, appattest.ClientDataHash([]byte(enrolCh)), attesttest.AttestOptions{})
 	require.NoError(t, err)
 	require.NoError(t, aa.ConsumeChallenge(ctx, enrolCh, ""))
-	_, err = aa.VerifyAttestation(ctx, dev.KeyID, obj, attest.ClientDataHash([]byte(enrolCh)))
+	_, err = aa.VerifyAttestation(ctx, dev.KeyID, obj, appattest.ClientDataHash([]byte(enrolCh)))
 	require.NoError(t, err)
 	// An assertion through the risk middleware, located; a challenge left
 	// unused; a Play Integrity standard token; a classic token.
@@ -93,19 +95,19 @@ func TestAttestRedisKeysHoldNoRawIdentifiers(t *testing.T) {
 	require.NoError(t, err)
 	unused, _, err := aa.IssueChallenge(ctx, dev.KeyID)
 	require.NoError(t, err)
-	as, err := dev.Assert(attest.ClientData("POST", "/premium", "plan=gold", body, ch))
+	as, err := dev.Assert(appattest.ClientData("POST", "/premium", "plan=gold", body, ch))
 	require.NoError(t, err)
 	served := 0
 	h := risk.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served++ }))
 	r := httptest.NewRequest("POST", "/premium?plan=gold", bytes.NewReader(body))
-	r.Header.Set(attest.HeaderKeyID, dev.KeyID)
-	r.Header.Set(attest.HeaderChallenge, ch)
-	r.Header.Set(attest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
+	r.Header.Set(appattest.HeaderKeyID, dev.KeyID)
+	r.Header.Set(appattest.HeaderChallenge, ch)
+	r.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
 	r.Header.Set("X-Geo-Latitude", "48.8566")
 	r.Header.Set("X-Geo-Longitude", "2.3522")
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	r = httptest.NewRequest("POST", "/premium?plan=gold", bytes.NewReader(body))
-	r.Header.Set(attest.HeaderPlayIntegrity, standardToken)
+	r.Header.Set(playintegrity.Header, standardToken)
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	require.Equal(t, 2, served)
 	classic, err := keys.Classic(attesttest.Verdict(pkg, classicNonce, "", time.Now().UnixMilli(), "cert"))

@@ -62,7 +62,7 @@ func NewCA(notBefore, notAfter time.Time) (*CA, error) {
 	return &CA{root: root, inter: inter, rootKey: rootKey, interKey: interKey, notBefore: notBefore, notAfter: notAfter}, nil
 }
 
-// Roots returns a pool with the test root, for AppAttestConfig.Roots.
+// Roots returns a pool with the test root, for appattest.Config.Roots.
 func (ca *CA) Roots() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.root)

@@ -20,14 +20,15 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/examples/internal/serve"
 )
 
 const appID = "ABCDE12345.com.example.shop"
 
-func newHandler(ca *attesttest.CA, logger *slog.Logger) (http.Handler, *attest.AppAttest, error) {
-	a, err := attest.NewAppAttest(attest.AppAttestConfig{AppIDs: []string{appID}, Roots: ca.Roots(), Logger: logger})
+func newHandler(ca *attesttest.CA, logger *slog.Logger) (http.Handler, *appattest.Verifier, error) {
+	a, err := appattest.New(appattest.Config{AppIDs: []string{appID}, Roots: ca.Roots(), Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -52,7 +53,7 @@ func newHandler(ca *attesttest.CA, logger *slog.Logger) (http.Handler, *attest.A
 			http.Error(w, "bad attestation", http.StatusUnauthorized)
 			return
 		}
-		if _, err := a.VerifyAttestation(r.Context(), in.KeyID, obj, attest.ClientDataHash([]byte(in.Challenge))); err != nil {
+		if _, err := a.VerifyAttestation(r.Context(), in.KeyID, obj, appattest.ClientDataHash([]byte(in.Challenge))); err != nil {
 			http.Error(w, "bad attestation", http.StatusUnauthorized)
 			return
 		}

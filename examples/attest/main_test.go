@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/stretchr/testify/require"
 )
@@ -28,7 +28,7 @@ func TestAttestExample(t *testing.T) {
 	challenge := func(keyID string) string {
 		req, _ := http.NewRequest("POST", srv.URL+"/attest/challenge", nil)
 		if keyID != "" {
-			req.Header.Set(attest.HeaderKeyID, keyID)
+			req.Header.Set(appattest.HeaderKeyID, keyID)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
@@ -38,7 +38,7 @@ func TestAttestExample(t *testing.T) {
 		return out.Challenge
 	}
 	ch := challenge("")
-	obj, err := ca.Attest(dev, attest.ClientDataHash([]byte(ch)), attesttest.AttestOptions{})
+	obj, err := ca.Attest(dev, appattest.ClientDataHash([]byte(ch)), attesttest.AttestOptions{})
 	require.NoError(t, err)
 	body, _ := json.Marshal(map[string]string{"KeyID": dev.KeyID, "Attestation": base64.StdEncoding.EncodeToString(obj), "Challenge": ch})
 	resp, err := http.Post(srv.URL+"/attest/enroll", "application/json", bytes.NewReader(body))
@@ -48,15 +48,15 @@ func TestAttestExample(t *testing.T) {
 
 	premium := func(forge bool) int {
 		ch := challenge(dev.KeyID)
-		as, _ := dev.Assert(attest.ClientData("POST", "/premium", "", nil, ch))
+		as, _ := dev.Assert(appattest.ClientData("POST", "/premium", "", nil, ch))
 		if forge {
 			as = []byte("forged")
 		}
 		req, _ := http.NewRequest("POST", srv.URL+"/premium", nil)
 		req.Header.Set("X-User", "u1")
-		req.Header.Set(attest.HeaderKeyID, dev.KeyID)
-		req.Header.Set(attest.HeaderChallenge, ch)
-		req.Header.Set(attest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
+		req.Header.Set(appattest.HeaderKeyID, dev.KeyID)
+		req.Header.Set(appattest.HeaderChallenge, ch)
+		req.Header.Set(appattest.HeaderAssertion, base64.StdEncoding.EncodeToString(as))
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/signing"
@@ -46,7 +46,7 @@ type client struct {
 }
 
 // sensitive are the request headers whose values are secrets.
-var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", attest.HeaderAssertion, attest.HeaderChallenge}
+var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", appattest.HeaderAssertion, appattest.HeaderChallenge}
 
 func newClient(base string, is *issuer, ca *attesttest.CA) (*client, error) {
 	dev, err := attesttest.NewDevice(demoAppID)
@@ -189,7 +189,7 @@ func (c *client) enroll(ctx context.Context, token string) result {
 		res.err = err
 		return res
 	}
-	obj, err := c.ca.Attest(c.device, attest.ClientDataHash([]byte(ch)), attesttest.AttestOptions{})
+	obj, err := c.ca.Attest(c.device, appattest.ClientDataHash([]byte(ch)), attesttest.AttestOptions{})
 	if err != nil {
 		res.err = err
 		return res
@@ -208,7 +208,7 @@ func (c *client) challenge(ctx context.Context, keyID string) (string, error) {
 		return "", err
 	}
 	if keyID != "" {
-		req.Header.Set(attest.HeaderKeyID, keyID)
+		req.Header.Set(appattest.HeaderKeyID, keyID)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -234,7 +234,7 @@ func (c *client) premium(ctx context.Context, name string, attack bool, expect i
 	body, query := `{"item":"gold-plan"}`, "plan=gold&seats=1"
 	assertion := forged
 	if assertion == nil {
-		if assertion, err = c.device.Assert(attest.ClientData("POST", "/v1/premium", query, []byte(body), ch)); err != nil {
+		if assertion, err = c.device.Assert(appattest.ClientData("POST", "/v1/premium", query, []byte(body), ch)); err != nil {
 			return result{name: name, attack: attack, expect: expect, err: err}
 		}
 	}
@@ -242,9 +242,9 @@ func (c *client) premium(ctx context.Context, name string, attack bool, expect i
 		query = rewrite
 	}
 	h := bearer(token)
-	h[attest.HeaderKeyID] = c.device.KeyID
-	h[attest.HeaderChallenge] = ch
-	h[attest.HeaderAssertion] = base64.StdEncoding.EncodeToString(assertion)
+	h[appattest.HeaderKeyID] = c.device.KeyID
+	h[appattest.HeaderChallenge] = ch
+	h[appattest.HeaderAssertion] = base64.StdEncoding.EncodeToString(assertion)
 	h["X-Geo-Latitude"], h["X-Geo-Longitude"] = place[0], place[1]
 	return c.do(ctx, name, attack, expect, call{method: "POST", path: "/v1/premium?" + query, header: h, body: body})
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/redisstore"
@@ -33,8 +34,8 @@ type stores struct {
 	limits           ratelimit.Store
 	failures         ratelimit.FailureStore
 	keySecret        []byte
-	attestKeys       attest.KeyStore
-	attestChallenges attest.ChallengeStore
+	attestKeys       appattest.KeyStore
+	attestChallenges appattest.ChallengeStore
 	attestHistory    attest.HistoryStore
 	closers          []func()
 }
@@ -98,7 +99,7 @@ func newMetrics() (*metricsSetup, error) {
 
 // enrollHandler takes an App Attest attestation for a challenge the app
 // got from /v1/attest/challenge.
-func enrollHandler(a *attest.AppAttest) http.Handler {
+func enrollHandler(a *appattest.Verifier) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			KeyID       string `json:"key_id"`
@@ -114,7 +115,7 @@ func enrollHandler(a *attest.AppAttest) http.Handler {
 			http.Error(w, "bad attestation", http.StatusUnauthorized)
 			return
 		}
-		if _, err := a.VerifyAttestation(r.Context(), in.KeyID, obj, attest.ClientDataHash([]byte(in.Challenge))); err != nil {
+		if _, err := a.VerifyAttestation(r.Context(), in.KeyID, obj, appattest.ClientDataHash([]byte(in.Challenge))); err != nil {
 			http.Error(w, "bad attestation", http.StatusUnauthorized)
 			return
 		}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
@@ -273,7 +274,7 @@ func newAPI(o apiOptions) (*api, error) {
 	if err != nil {
 		return nil, err
 	}
-	appAttest, err := attest.NewAppAttest(attest.AppAttestConfig{
+	appAttest, err := appattest.New(appattest.Config{
 		AppIDs: []string{demoAppID}, Roots: ca.Roots(),
 		Keys: st.attestKeys, Challenges: st.attestChallenges, Logger: logger,
 	})

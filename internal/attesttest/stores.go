@@ -15,14 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// KeyStore is the method set of attest.KeyStore.
+// KeyStore is the method set of appattest.KeyStore.
 type KeyStore interface {
 	Enroll(ctx context.Context, keyID string, record []byte) (bool, error)
 	Lookup(ctx context.Context, keyID string) ([]byte, uint32, bool, error)
 	AdvanceCounter(ctx context.Context, keyID string, from, to uint32) (bool, error)
 }
 
-// ChallengeStore is the method set of attest.ChallengeStore.
+// ChallengeStore is the method set of appattest.ChallengeStore.
 type ChallengeStore interface {
 	Put(ctx context.Context, challenge, binding string, exp time.Time) error
 	Take(ctx context.Context, challenge string) (string, bool, error)

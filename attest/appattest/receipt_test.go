@@ -1,4 +1,4 @@
-package attest
+package appattest
 
 import (
 	"encoding/json"
@@ -45,7 +45,7 @@ func TestRealReceipts(t *testing.T) {
 
 			_, err = ParseReceipt(b64(t, rc.Receipt), nil, at.AddDate(2, 0, 0))
 			require.ErrorIs(t, err, ErrReceipt, "the short-lived signer has expired")
-			_, err = ParseReceipt(b64(t, rc.Receipt), AppleAppAttestationRoots(), at)
+			_, err = ParseReceipt(b64(t, rc.Receipt), appleAppAttestationRoots(), at)
 			require.ErrorIs(t, err, ErrReceipt, "wrong root")
 			tampered := b64(t, rc.Receipt)
 			tampered[len(tampered)/2] ^= 1

@@ -1,4 +1,4 @@
-package attest
+package playintegrity
 
 import (
 	"context"

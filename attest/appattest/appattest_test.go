@@ -1,4 +1,4 @@
-package attest
+package appattest
 
 import (
 	"bytes"
@@ -78,10 +78,10 @@ func mustTime(t *testing.T, s string) time.Time {
 	return tm
 }
 
-func newAppAttestAt(t *testing.T, at time.Time, mod func(*AppAttestConfig)) (*AppAttest, *logSink) {
+func newAppAttestAt(t *testing.T, at time.Time, mod func(*Config)) (*Verifier, *logSink) {
 	t.Helper()
 	logs := &logSink{}
-	cfg := AppAttestConfig{
+	cfg := Config{
 		AppIDs:       []string{"6MURL8TA57.de.vincent-haupert.apple-appattest-poc"},
 		Environments: []Environment{Development},
 		Now:          func() time.Time { return at },
@@ -90,7 +90,7 @@ func newAppAttestAt(t *testing.T, at time.Time, mod func(*AppAttestConfig)) (*Ap
 	if mod != nil {
 		mod(&cfg)
 	}
-	a, err := NewAppAttest(cfg)
+	a, err := New(cfg)
 	require.NoError(t, err)
 	return a, logs
 }
@@ -131,21 +131,21 @@ func TestAttestationMutations(t *testing.T) {
 	otherKeyID := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
 	tests := []struct {
 		name  string
-		mod   func(*AppAttestConfig)
+		mod   func(*Config)
 		keyID string
 		att   []byte
 		cdh   []byte
 		at    time.Time
 		want  error
 	}{
-		{name: "wrong_app_id", mod: func(c *AppAttestConfig) { c.AppIDs = []string{"ABCDE12345.com.example.other"} }, want: ErrAppID},
-		{name: "wrong_environment", mod: func(c *AppAttestConfig) { c.Environments = []Environment{Production} }, want: ErrEnvironment},
+		{name: "wrong_app_id", mod: func(c *Config) { c.AppIDs = []string{"ABCDE12345.com.example.other"} }, want: ErrAppID},
+		{name: "wrong_environment", mod: func(c *Config) { c.Environments = []Environment{Production} }, want: ErrEnvironment},
 		{name: "wrong_key_id", keyID: otherKeyID, want: ErrKeyID},
 		{name: "key_id_not_base64", keyID: "!!!", want: ErrKeyID},
 		{name: "other_client_data_hash", cdh: ClientDataHash([]byte("another challenge")), want: ErrNonce},
 		{name: "expired_leaf", at: mustTime(t, v.Expected.LeafNotAfter).Add(time.Hour), want: ErrCertificate},
 		{name: "not_yet_valid_leaf", at: mustTime(t, v.Expected.LeafNotBefore).Add(-time.Hour), want: ErrCertificate},
-		{name: "untrusted_root", mod: func(c *AppAttestConfig) { c.Roots = x509PoolFromFile(t, "testdata/apple_root_ca_g3.pem") }, want: ErrCertificate},
+		{name: "untrusted_root", mod: func(c *Config) { c.Roots = x509PoolFromFile(t, "testdata/apple_root_ca_g3.pem") }, want: ErrCertificate},
 		{name: "flipped_byte_in_auth_data", att: flip(att, len(att)-40), want: ErrNonce},
 		{name: "flipped_byte_in_leaf", att: flip(att, 400), want: ErrCertificate},
 		{name: "truncated", att: att[:len(att)/2], want: ErrMalformed},
@@ -230,8 +230,8 @@ func TestAttestTwiceRefused(t *testing.T) {
 }
 
 func TestNewAppAttestConfig(t *testing.T) {
-	_, err := NewAppAttest(AppAttestConfig{})
+	_, err := New(Config{})
 	require.ErrorContains(t, err, "AppIDs is required")
-	_, err = NewAppAttest(AppAttestConfig{AppIDs: []string{"A.b"}, Environments: []Environment{"staging"}})
+	_, err = New(Config{AppIDs: []string{"A.b"}, Environments: []Environment{"staging"}})
 	require.ErrorContains(t, err, "unknown environment")
 }

@@ -1,4 +1,4 @@
-package attest
+package appcheck
 
 import (
 	"bytes"
@@ -17,18 +17,29 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
-// ErrAppCheckToken: the Firebase App Check token is not valid (signature,
-// alg, typ, issuer, audience, expiry, app, or a key ID the current key set
-// does not hold).
-var ErrAppCheckToken = errors.New("attest: app check token not valid")
+// App Check errors.
+var (
+	// ErrToken: the Firebase App Check token is not valid (signature, alg,
+	// typ, issuer, audience, expiry, app, or a key ID the current key set
+	// does not hold).
+	ErrToken = errors.New("attest: app check token not valid")
+	// ErrVendor: the key set cannot be had, is too stale, or has not
+	// caught up with the token's kid (an [*UnavailableError]).
+	ErrVendor = provider.ErrVendor
+)
 
-// HeaderAppCheck carries a Firebase App Check token.
-const HeaderAppCheck = "X-Firebase-AppCheck"
+// UnavailableError reports that the key set cannot be used now, and in
+// RetryAfter how long until the next fetch. It wraps [ErrVendor].
+type UnavailableError = provider.UnavailableError
+
+// Header carries a Firebase App Check token.
+const Header = "X-Firebase-AppCheck"
 
 // App Check key set bounds that are not configurable.
 const (
@@ -44,8 +55,9 @@ const (
 	appCheckMaxJWKS = 256 << 10
 )
 
-// AppCheckConfig configures an [AppCheck] verifier.
-type AppCheckConfig struct {
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment; a negative duration is an error naming the field.
+type Config struct {
 	// ProjectNumber is the Firebase project number. Required.
 	ProjectNumber string
 	// AppIDs, when set, are the accepted Firebase app IDs (the token's
@@ -78,26 +90,10 @@ type AppCheckConfig struct {
 	Logger *slog.Logger
 }
 
-// AppCheck verifies Firebase App Check tokens: RS256 JWTs of type JWT,
-// issuer https://firebaseappcheck.googleapis.com/<project number>,
-// audience containing projects/<project number>, signed by a key of the
-// App Check JWKS.
-//
-// The key set is fetched on first use, in the background, one fetch at a
-// time and at most one per MinRefresh (longer, with jitter, after
-// failures), before the first load as after it: a flood of requests never
-// becomes a flood of fetches. A request waits on a fetch at most MaxWait.
-// A set is refreshed in the background once older than its Cache-Control
-// max-age (at most 6 hours), and is used for up to 24 hours after its
-// fetch while refreshes fail. A token whose kid the set lacks triggers a
-// refresh when one is allowed; while one is due, it is answered as a
-// vendor outage, never as an invalid token, so that a valid token is not
-// refused because the verifier has not caught up with a rotation.
-//
-// It is safe for concurrent use by multiple goroutines; Close waits for a
-// fetch under way.
-type AppCheck struct {
-	cfg AppCheckConfig
+// Verifier verifies Firebase App Check tokens. It is safe for concurrent
+// use by multiple goroutines; Close waits for a fetch under way.
+type Verifier struct {
+	cfg Config
 	iss string
 	aud string
 
@@ -111,7 +107,7 @@ type AppCheck struct {
 	inflight chan struct{} // closed when the running fetch ends
 	loads    uint64        // successful fetches so far
 	lastErr  error
-	space    spacing
+	space    provider.Spacing
 }
 
 // appCheckKeys is one fetched key set.
@@ -121,14 +117,18 @@ type appCheckKeys struct {
 	maxAge  time.Duration
 }
 
-// NewAppCheck validates cfg, fills in its defaults and returns a verifier.
-// The key set is fetched on first use.
-func NewAppCheck(cfg AppCheckConfig) (*AppCheck, error) {
+// New validates cfg, fills in its defaults and returns a verifier. The
+// key set is fetched on first use.
+func New(cfg Config) (*Verifier, error) {
 	if cfg.ProjectNumber == "" || strings.Trim(cfg.ProjectNumber, "0123456789") != "" {
-		return nil, errors.New("attest: AppCheckConfig.ProjectNumber is required: the numeric project number")
+		return nil, errors.New("attest: appcheck.Config.ProjectNumber is required: the numeric project number")
 	}
-	if cfg.MinRefresh < 0 || cfg.MaxWait < 0 || cfg.FetchTimeout < 0 {
-		return nil, errors.New("attest: AppCheckConfig durations must not be negative")
+	if err := provider.Negative(
+		provider.Dur("appcheck.Config.MinRefresh", cfg.MinRefresh),
+		provider.Dur("appcheck.Config.MaxWait", cfg.MaxWait),
+		provider.Dur("appcheck.Config.FetchTimeout", cfg.FetchTimeout),
+	); err != nil {
+		return nil, err
 	}
 	if cfg.JWKSURL == "" {
 		cfg.JWKSURL = "https://firebaseappcheck.googleapis.com/v1/jwks"
@@ -152,17 +152,93 @@ func NewAppCheck(cfg AppCheckConfig) (*AppCheck, error) {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &AppCheck{
+	return &Verifier{
 		cfg: cfg, ctx: ctx, cancel: cancel,
 		iss:   "https://firebaseappcheck.googleapis.com/" + cfg.ProjectNumber,
 		aud:   "projects/" + cfg.ProjectNumber,
-		space: spacing{every: cfg.MinRefresh, base: cfg.MinRefresh, limit: 16 * cfg.MinRefresh},
+		space: provider.Spacing{Every: cfg.MinRefresh, Base: cfg.MinRefresh, Limit: 16 * cfg.MinRefresh},
 	}, nil
+}
+
+// Provider is how an attest.Verifier consults c: set c itself as
+// attest.Config.AppCheck rather than calling this. A request carries its
+// token in the [Header]; App Check binds nothing of the request.
+func (c *Verifier) Provider() provider.Provider {
+	return provider.Provider{Name: "app_check", Identities: []string{"firebase:" + c.cfg.ProjectNumber},
+		Check: func(ctx context.Context, r *provider.Request) (*provider.Verdict, error) {
+			if _, err := c.Verify(ctx, r.Token); err != nil {
+				return nil, err
+			}
+			return &provider.Verdict{}, nil
+		}}
+}
+
+// KeySetAge reports, for gauges, the key set's age since its last
+// successful fetch (by Config.Now), whether a set was ever loaded, and
+// the error of the last fetch (nil when it succeeded). It can be called
+// concurrently with request handling.
+func (c *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
+	set := c.cur.Load()
+	c.mu.Lock()
+	lastErr = c.lastErr
+	c.mu.Unlock()
+	if set == nil {
+		return 0, false, lastErr
+	}
+	return c.cfg.Now().Sub(set.fetched), true, lastErr
+}
+
+// Ready reports whether tokens can be verified: nil while a key set is
+// loaded and fetched less than 24 hours ago (the longest a set is used
+// while refreshes fail). Otherwise it starts a fetch when the spacing
+// allows one (Config.MinRefresh: probes never storm the key server),
+// waits for the fetch under way until it ends or ctx does, and returns
+// an [*UnavailableError] (matching [ErrVendor]) carrying the last fetch
+// error. To wait for the first key set at start-up, bounded:
+//
+//	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+//	defer cancel()
+//	if err := ac.Ready(ctx); err != nil { ... } // start anyway, or exit
+//
+// A set older than its max-age is refreshed in the background. Ready can
+// be called concurrently with request handling.
+func (c *Verifier) Ready(ctx context.Context) error {
+	now := c.cfg.Now()
+	if set := c.usable(now); set != nil {
+		if now.Sub(set.fetched) >= set.maxAge {
+			c.start(now)
+		}
+		return nil
+	}
+	if ch := c.start(now); ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+	now = c.cfg.Now()
+	if c.usable(now) != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	retry := c.space.RetryAfter(now)
+	if c.inflight != nil {
+		retry = time.Second
+	}
+	cause := errors.New("app check key set not loaded")
+	if c.cur.Load() != nil {
+		cause = errors.New("app check key set stale")
+	}
+	if c.lastErr != nil {
+		cause = fmt.Errorf("%w: %w", cause, c.lastErr)
+	}
+	return provider.Unavailable(retry, cause)
 }
 
 // Close stops fetching the key set and waits for a fetch under way. It is
 // idempotent and returns nil.
-func (c *AppCheck) Close() error {
+func (c *Verifier) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
@@ -171,16 +247,16 @@ func (c *AppCheck) Close() error {
 	return nil
 }
 
-// AppCheckToken is a verified App Check token.
-type AppCheckToken struct {
+// Token is a verified App Check token.
+type Token struct {
 	AppID  string
 	Expiry time.Time
 }
 
-// Verify checks an App Check token. Errors match [ErrAppCheckToken], or
+// Verify checks an App Check token. Errors match [ErrToken], or
 // [ErrVendor] (an [*UnavailableError]) when the key set cannot be had or
 // has not caught up with the token's kid.
-func (c *AppCheck) Verify(ctx context.Context, token string) (*AppCheckToken, error) {
+func (c *Verifier) Verify(ctx context.Context, token string) (*Token, error) {
 	t, err := c.verify(ctx, token)
 	if err != nil {
 		reason := "token"
@@ -193,22 +269,22 @@ func (c *AppCheck) Verify(ctx context.Context, token string) (*AppCheckToken, er
 	return t, err
 }
 
-func (c *AppCheck) verify(ctx context.Context, token string) (t *AppCheckToken, err error) {
+func (c *Verifier) verify(ctx context.Context, token string) (t *Token, err error) {
 	defer func() { // a panic in the JOSE library on crafted input is a refusal
 		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("%w: malformed", ErrAppCheckToken)
+			t, err = nil, fmt.Errorf("%w: malformed", ErrToken)
 		}
 	}()
 	if token == "" || len(token) > 8<<10 || strings.Count(token, ".") != 2 {
-		return nil, fmt.Errorf("%w: malformed", ErrAppCheckToken)
+		return nil, fmt.Errorf("%w: malformed", ErrToken)
 	}
 	hb, err := base64.RawURLEncoding.DecodeString(token[:strings.IndexByte(token, '.')])
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed header", ErrAppCheckToken)
+		return nil, fmt.Errorf("%w: malformed header", ErrToken)
 	}
 	var hdr struct{ Alg, Typ, Kid string }
 	if json.Unmarshal(hb, &hdr) != nil || hdr.Alg != "RS256" || !strings.EqualFold(hdr.Typ, "JWT") || hdr.Kid == "" {
-		return nil, fmt.Errorf("%w: header", ErrAppCheckToken)
+		return nil, fmt.Errorf("%w: header", ErrToken)
 	}
 	key, err := c.key(ctx, hdr.Kid)
 	if err != nil {
@@ -219,16 +295,16 @@ func (c *AppCheck) verify(ctx context.Context, token string) (t *AppCheckToken, 
 		jwt.WithRequiredClaim("exp"), jwt.WithAcceptableSkew(30*time.Second),
 		jwt.WithClock(jwt.ClockFunc(c.cfg.Now)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrAppCheckToken, err)
+		return nil, fmt.Errorf("%w: %v", ErrToken, err)
 	}
 	if len(c.cfg.AppIDs) > 0 && !slices.Contains(c.cfg.AppIDs, tok.Subject()) {
-		return nil, fmt.Errorf("%w: app not allowed", ErrAppCheckToken)
+		return nil, fmt.Errorf("%w: app not allowed", ErrToken)
 	}
-	return &AppCheckToken{AppID: tok.Subject(), Expiry: tok.Expiration()}, nil
+	return &Token{AppID: tok.Subject(), Expiry: tok.Expiration()}, nil
 }
 
 // usable returns the current key set unless it is missing or too stale.
-func (c *AppCheck) usable(now time.Time) *appCheckKeys {
+func (c *Verifier) usable(now time.Time) *appCheckKeys {
 	set := c.cur.Load()
 	if set == nil || now.Sub(set.fetched) > appCheckMaxStaleness {
 		return nil
@@ -239,7 +315,7 @@ func (c *AppCheck) usable(now time.Time) *appCheckKeys {
 // key returns the key for kid. Without a usable set, or for a kid the set
 // lacks, it starts a fetch if the spacing allows one and waits on the
 // fetch under way for at most MaxWait.
-func (c *AppCheck) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+func (c *Verifier) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	now := c.cfg.Now()
 	if set := c.usable(now); set != nil {
 		if k := set.keys[kid]; k != nil {
@@ -272,30 +348,30 @@ func (c *AppCheck) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 	defer c.mu.Unlock()
 	if set != nil && c.loads > loads {
 		// A set fetched since this request arrived lacks the kid.
-		return nil, fmt.Errorf("%w: unknown kid", ErrAppCheckToken)
+		return nil, fmt.Errorf("%w: unknown kid", ErrToken)
 	}
-	retry := c.space.retryAfter(now)
+	retry := c.space.RetryAfter(now)
 	if c.inflight != nil {
 		retry = time.Second // the fetch under way may answer any moment
 	}
-	return nil, unavailable(retry, c.lastErr)
+	return nil, provider.Unavailable(retry, c.lastErr)
 }
 
 // start starts a fetch unless one is under way (whose channel it returns)
 // or the spacing forbids one now (nil).
-func (c *AppCheck) start(now time.Time) chan struct{} {
+func (c *Verifier) start(now time.Time) chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.inflight != nil {
 		return c.inflight
 	}
-	if c.closed || !c.space.allowed(now) {
+	if c.closed || !c.space.Allowed(now) {
 		return nil
 	}
 	ch := make(chan struct{})
 	c.inflight = ch
-	attempt := c.space.begin()
-	c.space.next = now.Add(c.cfg.MinRefresh) // until the outcome decides
+	attempt := c.space.Begin()
+	c.space.Next = now.Add(c.cfg.MinRefresh) // until the outcome decides
 	c.wg.Add(1)
 	go c.fetch(ch, attempt, now)
 	return ch
@@ -303,7 +379,7 @@ func (c *AppCheck) start(now time.Time) chan struct{} {
 
 // fetch runs one fetch under the verifier's lifetime, not a request's: a
 // client that hangs up does not cancel it for the others.
-func (c *AppCheck) fetch(done chan struct{}, attempt uint64, start time.Time) {
+func (c *Verifier) fetch(done chan struct{}, attempt uint64, start time.Time) {
 	defer c.wg.Done()
 	set, err := c.download()
 	now := c.cfg.Now()
@@ -313,11 +389,11 @@ func (c *AppCheck) fetch(done chan struct{}, attempt uint64, start time.Time) {
 		set.fetched = now
 		c.cur.Store(set)
 		c.loads++
-		c.space.succeeded(attempt, start)
+		c.space.Succeeded(attempt, start)
 	} else {
-		c.space.failed(attempt, now)
+		c.space.Failed(attempt, now)
 	}
-	retry := c.space.retryAfter(now)
+	retry := c.space.RetryAfter(now)
 	c.inflight = nil
 	close(done)
 	c.mu.Unlock()
@@ -331,7 +407,7 @@ func (c *AppCheck) fetch(done chan struct{}, attempt uint64, start time.Time) {
 		slog.String("event", "appcheck_jwks_refresh"), slog.String("reason", "loaded"), slog.Int("keys", len(set.keys)))
 }
 
-func (c *AppCheck) download() (*appCheckKeys, error) {
+func (c *Verifier) download() (*appCheckKeys, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.JWKSURL, nil)
@@ -356,7 +432,7 @@ func (c *AppCheck) download() (*appCheckKeys, error) {
 		return nil, fmt.Errorf("fetch app check jwks: over %d bytes", appCheckMaxJWKS)
 	}
 	set := &appCheckKeys{keys: map[string]*rsa.PublicKey{}, maxAge: appCheckDefaultMaxAge}
-	if d, ok := cacheMaxAge(resp.Header.Get("Cache-Control")); ok {
+	if d, ok := provider.CacheMaxAge(resp.Header.Get("Cache-Control")); ok {
 		set.maxAge = min(max(d, c.cfg.MinRefresh), appCheckDefaultMaxAge)
 	}
 	parsed, err := jwk.Parse(bytes.TrimSpace(body))

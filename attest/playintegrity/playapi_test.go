@@ -1,4 +1,4 @@
-package attest
+package playintegrity
 
 import (
 	"context"
@@ -98,7 +98,7 @@ func TestPlayIntegrityAPIStorm(t *testing.T) {
 	hash := RequestHash("POST", "/premium", "", nil)
 	api := newFlakyAPI(t, attesttest.Verdict(pkg, "", hash, synthNow.Add(-time.Second).UnixMilli(), certDigest))
 	clock := synthNow
-	play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
+	play, _ := newPlay(t, nil, func(c *Config) {
 		c.APIBaseURL, c.HTTPClient, c.MaxConcurrentCalls = api.srv.URL, api.srv.Client(), 8
 		// Long enough that no held call times out on a loaded machine
 		// before it reaches the API (the test waits for its arrival).
@@ -184,7 +184,7 @@ func TestPlayIntegrityAPIStorm(t *testing.T) {
 		if err := <-errs; err == nil {
 			admitted++
 		} else {
-			require.ErrorIs(t, err, ErrIntegrityPolicy, "the token was used")
+			require.ErrorIs(t, err, ErrPolicy, "the token was used")
 		}
 	}
 	require.Equal(t, 1, admitted)
@@ -199,8 +199,8 @@ func TestPlayIntegrityAPIBoundedWait(t *testing.T) {
 	hold := make(chan struct{})
 	defer close(hold)
 	api.set(false, hold)
-	play, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) {
-		c.APIBaseURL, c.HTTPClient, c.APITimeout = api.srv.URL, api.srv.Client(), 20*time.Millisecond
+	play, _ := newPlay(t, nil, func(c *Config) {
+		c.APIBaseURL, c.HTTPClient, c.APITimeout = api.srv.URL, api.srv.Client(), 250*time.Millisecond
 	})
 	_, err := play.VerifyStandard(context.Background(), "t", hash)
 	require.ErrorIs(t, err, ErrVendor)

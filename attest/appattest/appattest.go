@@ -1,4 +1,4 @@
-package attest
+package appattest
 
 import (
 	"bytes"
@@ -16,10 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -44,13 +46,14 @@ var (
 	oidOSVersion = asn1.ObjectIdentifier{1, 2, 840, 113635, 100, 8, 7}
 )
 
+// appleAppAttestationRoot is the Apple App Attestation Root CA (SHA-256
+// 1C:B9:82:3B:A2:8B:A6:AD:2D:33:A0:06:94:1D:E2:AE:4F:51:3E:F1:D4:E8:31:B9:F7:E0:FA:7B:62:42:C9:32).
+//
 //go:embed apple_app_attestation_root_ca.pem
 var appleAppAttestationRoot []byte
 
-// AppleAppAttestationRoots returns a pool holding the Apple App
-// Attestation Root CA, embedded in this package (SHA-256
-// 1C:B9:82:3B:A2:8B:A6:AD:2D:33:A0:06:94:1D:E2:AE:4F:51:3E:F1:D4:E8:31:B9:F7:E0:FA:7B:62:42:C9:32).
-func AppleAppAttestationRoots() *x509.CertPool {
+// appleAppAttestationRoots returns a pool holding appleAppAttestationRoot.
+func appleAppAttestationRoots() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AppendCertsFromPEM(appleAppAttestationRoot)
 	return p
@@ -87,20 +90,21 @@ var (
 	ErrUnknownKey = errors.New("attest: unknown key")
 	// ErrKeyExists: the key ID was attested before.
 	ErrKeyExists = errors.New("attest: key already attested")
-	// ErrStore: a store did not answer.
-	ErrStore = errors.New("attest: store unavailable")
+	// ErrStore: a store did not answer (or did not within
+	// Config.StoreTimeout).
+	ErrStore = provider.ErrStore
 )
 
-// AppAttestConfig configures an [AppAttest] verifier. A zero field takes
-// the default in its comment.
-type AppAttestConfig struct {
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment; a negative duration or size is an error naming the field.
+type Config struct {
 	// AppIDs are the allowed App IDs, "TEAMID.bundle.id". Required.
 	AppIDs []string
 	// Environments are the allowed environments. Default: Production only
 	// (TestFlight reports production; add Development for debug builds).
 	Environments []Environment
 	// Roots are the trusted roots. Default: the Apple App Attestation Root
-	// CA, embedded ([AppleAppAttestationRoots]).
+	// CA, embedded in this package (SHA-256 1C:B9:82:3B:…:62:42:C9:32).
 	Roots *x509.CertPool
 	// Keys stores attested keys and their counters, each under the App ID
 	// it was attested for (the id given to the store is a digest of the
@@ -125,13 +129,13 @@ type AppAttestConfig struct {
 	// MaxObjectSize caps an attestation or assertion. Default: 64 KiB.
 	MaxObjectSize int
 	// StoreTimeout bounds, together, the store calls of one request to
-	// [AppAttest.Handler] or [AppAttest.ChallengeHandler], and of one
+	// [Verifier.Handler] or [Verifier.ChallengeHandler], and of one
 	// call of the methods (key lookup, counter, challenge): one deadline
 	// shared through the context, so that a slow store costs a request at
 	// most StoreTimeout, not one timeout per call (a deadline ctx already
 	// has, if sooner, wins). Default: 250ms.
 	StoreTimeout time.Duration
-	// InsecureAllowLegacyClientData also accepts, in [AppAttest.Handler]
+	// InsecureAllowLegacyClientData also accepts, in [Verifier.Handler]
 	// and in the risk assessment, assertions over the client data of the
 	// first HTTP profile (method, path, body digest and challenge, one per
 	// line), which does not cover the query: a proxy can rewrite the query
@@ -140,17 +144,23 @@ type AppAttestConfig struct {
 	// request it admits is logged (event attestation_legacy_binding) and
 	// marked in [Assertion.LegacyClientData]. Default: false.
 	InsecureAllowLegacyClientData bool
+	// MaxBodyBytes caps the body [Verifier.Handler] reads whole to check
+	// what the assertion binds; a larger one is [ErrBodyTooLarge] (413).
+	// At most 1 GiB. Default: 1 MiB.
+	MaxBodyBytes int64
+	// ErrorHandler writes the rejections of [Verifier.Handler] and
+	// [Verifier.ChallengeHandler]. Default: [Verifier.WriteError].
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 	// Now is the clock, also for certificate validity. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (attestation_failed). Default: slog.Default().
 	Logger *slog.Logger
 }
 
-// AppAttest verifies Apple App Attest attestations and assertions. It is
-// safe for concurrent use by multiple goroutines. Create one with
-// [NewAppAttest].
-type AppAttest struct {
-	cfg      AppAttestConfig
+// Verifier verifies Apple App Attest attestations and assertions. It is
+// safe for concurrent use by multiple goroutines. Create one with [New].
+type Verifier struct {
+	cfg      Config
 	appIDs   map[[32]byte]string
 	envs     map[[16]byte]Environment
 	dec      cbor.DecMode
@@ -159,20 +169,30 @@ type AppAttest struct {
 	keyScopes map[string]string
 }
 
-// NewAppAttest validates cfg, fills in its defaults and returns a
-// verifier.
-func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
+// New validates cfg, fills in its defaults and returns a verifier.
+func New(cfg Config) (*Verifier, error) {
 	if len(cfg.AppIDs) == 0 {
-		return nil, errors.New("attest: AppAttestConfig.AppIDs is required")
+		return nil, errors.New("attest: appattest.Config.AppIDs is required")
 	}
-	if cfg.ChallengeTTL < 0 || cfg.MaxKeys < 0 || cfg.MaxObjectSize < 0 || cfg.StoreTimeout < 0 {
-		return nil, errors.New("attest: AppAttestConfig durations and sizes must not be negative")
+	if err := provider.Negative(
+		provider.Dur("appattest.Config.ChallengeTTL", cfg.ChallengeTTL),
+		provider.Dur("appattest.Config.StoreTimeout", cfg.StoreTimeout),
+		provider.Size("appattest.Config.MaxKeys", int64(cfg.MaxKeys)),
+		provider.Size("appattest.Config.MaxObjectSize", int64(cfg.MaxObjectSize)),
+	); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBodyBytes > provider.MaxBodyLimit {
+		return nil, errors.New("attest: appattest.Config.MaxBodyBytes must be between 0 and 1 GiB: a body is held in memory while it is checked")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = provider.DefaultMaxBody
 	}
 	if len(cfg.Environments) == 0 {
 		cfg.Environments = []Environment{Production}
 	}
 	if cfg.Roots == nil {
-		cfg.Roots = AppleAppAttestationRoots()
+		cfg.Roots = appleAppAttestationRoots()
 	}
 	if cfg.ChallengeTTL == 0 {
 		cfg.ChallengeTTL = 5 * time.Minute
@@ -190,15 +210,15 @@ func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Keys == nil {
-		cfg.Keys = NewMemoryKeyStore(cfg.MaxKeys)
+		cfg.Keys = newMemoryKeyStore(cfg.MaxKeys)
 	}
 	if cfg.Challenges == nil {
-		cfg.Challenges = NewMemoryChallengeStore(100_000, cfg.Now)
+		cfg.Challenges = newMemoryChallengeStore(100_000, cfg.Now)
 	}
-	a := &AppAttest{cfg: cfg, appIDs: map[[32]byte]string{}, envs: map[[16]byte]Environment{}, keyScopes: map[string]string{}}
+	a := &Verifier{cfg: cfg, appIDs: map[[32]byte]string{}, envs: map[[16]byte]Environment{}, keyScopes: map[string]string{}}
 	for _, id := range cfg.AppIDs {
 		if id == "" {
-			return nil, errors.New("attest: AppAttestConfig.AppIDs holds an empty App ID")
+			return nil, errors.New("attest: appattest.Config.AppIDs holds an empty App ID")
 		}
 		a.appIDs[sha256.Sum256([]byte(id))] = id
 		a.keyScopes[id] = keyStoreID(id, "")
@@ -228,7 +248,10 @@ func NewAppAttest(cfg AppAttestConfig) (*AppAttest, error) {
 		cfg.Namespace = strings.Join(ids, "\x00")
 		a.cfg.Namespace = cfg.Namespace
 	}
-	a.challeng = &challenges{store: cfg.Challenges, ttl: cfg.ChallengeTTL, now: cfg.Now, scope: scope("app-attest-challenge", cfg.Namespace)}
+	a.challeng = &challenges{store: cfg.Challenges, ttl: cfg.ChallengeTTL, now: cfg.Now, scope: provider.Scope("app-attest-challenge", cfg.Namespace)}
+	if a.cfg.ErrorHandler == nil {
+		a.cfg.ErrorHandler = a.WriteError
+	}
 	return a, nil
 }
 
@@ -317,10 +340,20 @@ type coseP256 struct {
 // VerifyAttestation verifies an attestation object for keyID (standard
 // base64, as DCAppAttestService returns it) and the clientDataHash the app
 // passed to attestKey (any length: use [ClientDataHash] to hash a
-// challenge), enrols the key with counter 0 and returns it. See the
-// package documentation for the checks; errors match the package's
-// sentinels.
-func (a *AppAttest) VerifyAttestation(ctx context.Context, keyID string, attestation, clientDataHash []byte) (*AttestedKey, error) {
+// challenge), enrols the key with counter 0 and returns it; errors match
+// the package's sentinels.
+//
+// It decodes the attestation with strict CBOR (size caps, no duplicate or
+// unknown keys), checks fmt apple-appattest, verifies the x5c chain to
+// the pinned root at the injected time with an explicit usage policy
+// (leaves issued since January 2026 carry an Apple-specific extended key
+// usage that x509's default refuses), checks the nonce extension against
+// SHA-256(authData ‖ clientDataHash), the key ID against SHA-256 of the
+// public key and the credential ID, the rpIdHash against the App IDs, a
+// counter of 0 and the AAGUID against the allowed environments, and keeps
+// the OS version as a signal. Authenticator data is read by fixed
+// offsets; trailing extensions (iOS and macOS 27) are tolerated.
+func (a *Verifier) VerifyAttestation(ctx context.Context, keyID string, attestation, clientDataHash []byte) (*AttestedKey, error) {
 	ctx, cancel := a.storeContext(ctx)
 	defer cancel()
 	k, err := a.verifyAttestation(keyID, attestation, clientDataHash)
@@ -340,7 +373,7 @@ func (a *AppAttest) VerifyAttestation(ctx context.Context, keyID string, attesta
 	return k, nil
 }
 
-func (a *AppAttest) verifyAttestation(keyID string, attestation, clientDataHash []byte) (*AttestedKey, error) {
+func (a *Verifier) verifyAttestation(keyID string, attestation, clientDataHash []byte) (*AttestedKey, error) {
 	kid, err := decodeKeyID(keyID)
 	if err != nil {
 		return nil, err
@@ -489,7 +522,7 @@ type Assertion struct {
 	Key      *AttestedKey
 	// LegacyClientData is true when the assertion signed the first HTTP
 	// profile's client data, which does not cover the query (accepted
-	// only under AppAttestConfig.InsecureAllowLegacyClientData).
+	// only under Config.InsecureAllowLegacyClientData).
 	LegacyClientData bool
 }
 
@@ -504,7 +537,7 @@ type assertionObject struct {
 // SHA-256(authenticatorData ‖ SHA-256(clientData)), the rpIdHash, and a
 // counter greater than the stored one, stored with a compare-and-swap.
 // An unknown key ID is refused with [ErrUnknownKey].
-func (a *AppAttest) VerifyAssertion(ctx context.Context, keyID string, assertion, clientData []byte) (*Assertion, error) {
+func (a *Verifier) VerifyAssertion(ctx context.Context, keyID string, assertion, clientData []byte) (*Assertion, error) {
 	ctx, cancel := a.storeContext(ctx)
 	defer cancel()
 	as, err := a.verifyAssertion(ctx, keyID, assertion, clientData, nil)
@@ -517,7 +550,7 @@ func (a *AppAttest) VerifyAssertion(ctx context.Context, keyID string, assertion
 
 // verifyAssertion verifies an assertion over clientData or, when legacy
 // is not nil and clientData does not verify, over legacy.
-func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion, clientData, legacy []byte) (*Assertion, error) {
+func (a *Verifier) verifyAssertion(ctx context.Context, keyID string, assertion, clientData, legacy []byte) (*Assertion, error) {
 	if len(assertion) > a.cfg.MaxObjectSize {
 		return nil, fmt.Errorf("%w: assertion of %d bytes", ErrMalformed, len(assertion))
 	}
@@ -588,12 +621,12 @@ func (a *AppAttest) verifyAssertion(ctx context.Context, keyID string, assertion
 
 // keyStoreID is the id of an attested key in the KeyStore: the key ID
 // under its App ID, so that the keys of two apps on one store never meet.
-func keyStoreID(appID, keyID string) string { return scope("app-attest-key", appID) + keyID }
+func keyStoreID(appID, keyID string) string { return provider.Scope("app-attest-key", appID) + keyID }
 
 // storeContext is ctx bounded by StoreTimeout: the one deadline of a
 // request's (or a method call's) store calls. Nested, it keeps the outer
 // deadline, which is sooner.
-func (a *AppAttest) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+func (a *Verifier) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= a.cfg.StoreTimeout {
 		return ctx, func() {} // the request's deadline, already sooner
 	}
@@ -605,7 +638,7 @@ func ecdsaFromECDH(pub *ecdh.PublicKey) (*ecdsa.PublicKey, error) {
 	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub.Bytes())
 }
 
-func (a *AppAttest) fail(ctx context.Context, what string, err error) {
+func (a *Verifier) fail(ctx context.Context, what string, err error) {
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: "+what+" refused",
 		slog.String("event", "attestation_failed"), slog.String("reason", appAttestReason(err)),
 		slog.String("provider", "app_attest"))
@@ -626,11 +659,4 @@ func appAttestReason(err error) string {
 		}
 	}
 	return "other"
-}
-
-// ClientDataHash returns SHA-256 of a challenge: the clientDataHash most
-// apps pass to attestKey.
-func ClientDataHash(challenge []byte) []byte {
-	h := sha256.Sum256(challenge)
-	return h[:]
 }

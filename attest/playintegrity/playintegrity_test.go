@@ -1,4 +1,4 @@
-package attest
+package playintegrity
 
 import (
 	"context"
@@ -23,11 +23,11 @@ const (
 	certDigest = "Ru4hFDTmPMbDjG1tLyXf7jdxa7vC8bp3l4eSqeapmBo"
 )
 
-func newPlay(t *testing.T, keys []*attesttest.PlayKeys, mod func(*PlayIntegrityConfig)) (*PlayIntegrity, *logSink) {
+func newPlay(t *testing.T, keys []*attesttest.PlayKeys, mod func(*Config)) (*Verifier, *logSink) {
 	t.Helper()
 	logs := &logSink{}
-	cfg := PlayIntegrityConfig{
-		Policy: IntegrityPolicy{PackageName: pkg, CertificateDigests: []string{certDigest}, MinVersionCode: 40},
+	cfg := Config{
+		Policy: Policy{PackageName: pkg, CertificateDigests: []string{certDigest}, MinVersionCode: 40},
 		Now:    func() time.Time { return synthNow },
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
 	}
@@ -38,7 +38,7 @@ func newPlay(t *testing.T, keys []*attesttest.PlayKeys, mod func(*PlayIntegrityC
 	if mod != nil {
 		mod(&cfg)
 	}
-	p, err := NewPlayIntegrity(cfg)
+	p, err := New(cfg)
 	require.NoError(t, err)
 	return p, logs
 }
@@ -74,38 +74,38 @@ func TestPlayIntegrityClassic(t *testing.T) {
 		{name: "timestamp_as_string", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "requestDetails.timestampMillis", strconv.FormatInt(ts, 10)))
 		}},
-		{name: "wrong_nonce", nonce: "nonce-2", mint: func() (string, error) { return keys.Classic(ok()) }, want: ErrIntegrityPolicy},
+		{name: "wrong_nonce", nonce: "nonce-2", mint: func() (string, error) { return keys.Classic(ok()) }, want: ErrPolicy},
 		{name: "stale_timestamp", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "requestDetails.timestampMillis", synthNow.Add(-time.Hour).UnixMilli()))
-		}, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
 		{name: "testing_response", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "testingDetails", map[string]any{"isTestingResponse": true}))
-		}, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
 		{name: "not_play_recognized", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "appIntegrity.appRecognitionVerdict", "UNRECOGNIZED_VERSION"))
-		}, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
 		{name: "other_signing_certificate", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "appIntegrity.certificateSha256Digest", []string{"cmVwYWNrYWdlZA"}))
-		}, want: ErrIntegrityPolicy},
-		{name: "old_version", mint: func() (string, error) { return keys.Classic(set(ok(), "appIntegrity.versionCode", 12)) }, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
+		{name: "old_version", mint: func() (string, error) { return keys.Classic(set(ok(), "appIntegrity.versionCode", 12)) }, want: ErrPolicy},
 		{name: "basic_device_only", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "deviceIntegrity.deviceRecognitionVerdict", []string{"MEETS_BASIC_INTEGRITY"}))
-		}, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
 		{name: "no_device_verdict", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "deviceIntegrity.deviceRecognitionVerdict", []string{}))
-		}, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
 		{name: "other_package", mint: func() (string, error) {
 			return keys.Classic(set(ok(), "requestDetails.requestPackageName", "com.example.clone"))
-		}, want: ErrIntegrityPolicy},
+		}, want: ErrPolicy},
 		{name: "unknown_keys", mint: func() (string, error) {
 			stranger, _ := attesttest.NewPlayKeys()
 			return stranger.Classic(ok())
-		}, want: ErrIntegrityToken},
+		}, want: ErrToken},
 		{name: "a128kw_refused", mint: func() (string, error) {
 			k := &attesttest.PlayKeys{DecryptionKey: keys.DecryptionKey[:16], SigningKey: keys.SigningKey}
 			return k.ClassicWith(ok(), jwa.A128KW)
-		}, want: ErrIntegrityToken},
-		{name: "not_a_jwe", mint: func() (string, error) { return "a.b.c", nil }, want: ErrIntegrityToken},
+		}, want: ErrToken},
+		{name: "not_a_jwe", mint: func() (string, error) { return "a.b.c", nil }, want: ErrToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,7 +127,7 @@ func TestPlayIntegrityClassic(t *testing.T) {
 			require.True(t, v.Licensed)
 			require.Equal(t, int64(42), v.VersionCode)
 			_, err = p.VerifyClassic(context.Background(), tok, nonce)
-			require.ErrorIs(t, err, ErrIntegrityPolicy, "nonce single use")
+			require.ErrorIs(t, err, ErrPolicy, "nonce single use")
 		})
 	}
 }
@@ -161,14 +161,14 @@ func TestPlayIntegrityStandard(t *testing.T) {
 		want   error
 	}{
 		{name: "valid", status: 200, hash: "hash-of-request"},
-		{name: "request_hash_mismatch", status: 200, hash: "hash-of-another-request", want: ErrIntegrityPolicy},
-		{name: "api_refuses_token", status: 400, hash: "hash-of-request", want: ErrIntegrityToken},
+		{name: "request_hash_mismatch", status: 200, hash: "hash-of-another-request", want: ErrPolicy},
+		{name: "api_refuses_token", status: 400, hash: "hash-of-request", want: ErrToken},
 		{name: "api_down", status: 503, hash: "hash-of-request", want: ErrVendor},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := fakeAPI(t, tt.status, good)
-			p, _ := newPlay(t, nil, func(c *PlayIntegrityConfig) { c.APIBaseURL = srv.URL; c.HTTPClient = srv.Client() })
+			p, _ := newPlay(t, nil, func(c *Config) { c.APIBaseURL = srv.URL; c.HTTPClient = srv.Client() })
 			v, err := p.VerifyStandard(context.Background(), "opaque-standard-token", tt.hash)
 			if tt.want != nil {
 				require.ErrorIs(t, err, tt.want)
@@ -184,11 +184,11 @@ func TestPlayIntegrityStandard(t *testing.T) {
 }
 
 func TestNewPlayIntegrityConfig(t *testing.T) {
-	_, err := NewPlayIntegrity(PlayIntegrityConfig{})
+	_, err := New(Config{})
 	require.ErrorContains(t, err, "PackageName and CertificateDigests")
-	_, err = NewPlayIntegrity(PlayIntegrityConfig{Policy: IntegrityPolicy{PackageName: "p", CertificateDigests: []string{"d"}}, DecryptionKeys: [][]byte{{1}}})
+	_, err = New(Config{Policy: Policy{PackageName: "p", CertificateDigests: []string{"d"}}, DecryptionKeys: [][]byte{{1}}})
 	require.ErrorContains(t, err, "32-byte")
-	_, err = NewPlayIntegrity(PlayIntegrityConfig{Policy: IntegrityPolicy{PackageName: "p", CertificateDigests: []string{"d"}}, VerificationKeys: []*ecdsa.PublicKey{{}}})
+	_, err = New(Config{Policy: Policy{PackageName: "p", CertificateDigests: []string{"d"}}, VerificationKeys: []*ecdsa.PublicKey{{}}})
 	require.ErrorContains(t, err, "both")
 }
 
@@ -199,5 +199,30 @@ func TestClassicTokenEmptyEncryptedKey(t *testing.T) {
 	require.NoError(t, err)
 	p, _ := newPlay(t, []*attesttest.PlayKeys{keys}, nil)
 	_, err = p.VerifyClassic(context.Background(), "eyJhbGciOiJBMjU2S1ciLCJlbmMiOiJBMjU2R0NNIn0....", "n")
-	require.ErrorIs(t, err, ErrIntegrityToken)
+	require.ErrorIs(t, err, ErrToken)
+}
+
+// TestNegativeConfigNamesField: a negative timeout or count is an error
+// naming its field, never a silent default (a negative MaxAge used to
+// become two minutes).
+func TestNegativeConfigNamesField(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_max_age", func(c *Config) { c.Policy.MaxAge = -time.Minute }, "playintegrity.Config.Policy.MaxAge must not be negative (got -1m0s)"},
+		{"negative_api_timeout", func(c *Config) { c.APITimeout = -time.Second }, "playintegrity.Config.APITimeout must not be negative (got -1s)"},
+		{"negative_max_concurrent_calls", func(c *Config) { c.MaxConcurrentCalls = -1 }, "playintegrity.Config.MaxConcurrentCalls must not be negative"},
+		{"negative_min_version_code", func(c *Config) { c.Policy.MinVersionCode = -1 }, "playintegrity.Config.Policy.MinVersionCode must not be negative"},
+		{"min_device_out_of_range", func(c *Config) { c.Policy.MinDevice = DeviceStrong + 1 }, "playintegrity.Config.Policy.MinDevice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Policy: Policy{PackageName: pkg, CertificateDigests: []string{certDigest}}}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
 }

@@ -1,13 +1,10 @@
-package attest
+package appcheck
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +15,7 @@ import (
 
 // flood verifies token from n goroutines at once and returns their
 // errors.
-func flood(c *AppCheck, n int, token func(i int) string) []error {
+func flood(c *Verifier, n int, token func(i int) string) []error {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -132,7 +129,7 @@ func TestAppCheckSlowJWKSBoundedWait(t *testing.T) {
 	hold := make(chan struct{})
 	is.hold = hold
 	clock := synthNow
-	c, err := NewAppCheck(AppCheckConfig{
+	c, err := New(Config{
 		ProjectNumber: "123456789", JWKSURL: is.srv.URL, HTTPClient: is.srv.Client(), MaxWait: 20 * time.Millisecond,
 		Now: func() time.Time { return clock }, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -155,41 +152,4 @@ func TestAppCheckSlowJWKSBoundedWait(t *testing.T) {
 	c2 := newAppCheck(t, is, &clock)
 	_, err = c2.Verify(context.Background(), tok)
 	require.NoError(t, err)
-}
-
-// TestAppCheckRetryAfterMatchesNextFetch: on a route that fails closed,
-// the 503's Retry-After is the time until the next fetch of the key set,
-// and a request sent then triggers it.
-func TestAppCheckRetryAfterMatchesNextFetch(t *testing.T) {
-	is := newAppCheckIssuer(t)
-	is.down = true
-	clock := synthNow
-	c := newAppCheck(t, is, &clock)
-	v, err := New(Config{AppCheck: c, Outage: OutageFailClosed, Subject: func(*http.Request) (string, error) { return "", nil },
-		Now: func() time.Time { return clock }, Logger: nopLogger()})
-	require.NoError(t, err)
-	h := v.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	call := func() *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.Header.Set(HeaderAppCheck, is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iat": clock.Unix(), "exp": clock.Add(time.Hour).Unix()}))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		return rec
-	}
-	rec := call()
-	require.Equal(t, 503, rec.Code)
-	secs, err := strconv.Atoi(rec.Header().Get("Retry-After"))
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, secs, 48)
-	require.LessOrEqual(t, secs, 72)
-	require.Equal(t, int64(1), is.fetches.Load())
-	clock = clock.Add(time.Duration(secs-1) * time.Second)
-	require.Equal(t, 503, call().Code)
-	require.Equal(t, int64(1), is.fetches.Load(), "no fetch before Retry-After")
-	is.mu.Lock()
-	is.down = false
-	is.mu.Unlock()
-	clock = clock.Add(time.Second)
-	require.Equal(t, 200, call().Code, "at Retry-After the server fetches, and serves")
-	require.Equal(t, int64(2), is.fetches.Load())
 }

@@ -1,9 +1,7 @@
-package attest
+package appattest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"sync"
 	"time"
 
@@ -36,18 +34,10 @@ type ChallengeStore interface {
 	Take(ctx context.Context, challenge string) (binding string, ok bool, err error)
 }
 
-// scope returns the prefix of the store ids of one namespace: a digest of
-// the purpose and the namespace, of fixed length (so that ids stay
-// unambiguous whatever follows) and holding neither in the clear.
-func scope(purpose, namespace string) string {
-	sum := sha256.Sum256([]byte(purpose + "\x00" + namespace))
-	return hex.EncodeToString(sum[:16]) + ":"
-}
-
-// MemoryKeyStore is the bounded in-memory [KeyStore]. When full it
-// forgets the least recently used key, whose app must then attest again.
-// It is safe for concurrent use by multiple goroutines.
-type MemoryKeyStore struct {
+// memoryKeyStore is the bounded in-memory KeyStore, the default. When
+// full it forgets the least recently used key, whose app must then attest
+// again.
+type memoryKeyStore struct {
 	mu   sync.Mutex
 	keys *simplelru.LRU[string, *keyEntry]
 }
@@ -57,18 +47,17 @@ type keyEntry struct {
 	counter uint32
 }
 
-// NewMemoryKeyStore returns a store of at most size keys (Default when
-// size <= 0: 100000).
-func NewMemoryKeyStore(size int) *MemoryKeyStore {
+// newMemoryKeyStore returns a store of at most size keys (100000 when
+// size <= 0).
+func newMemoryKeyStore(size int) *memoryKeyStore {
 	if size <= 0 {
 		size = 100_000
 	}
 	l, _ := simplelru.NewLRU[string, *keyEntry](size, nil)
-	return &MemoryKeyStore{keys: l}
+	return &memoryKeyStore{keys: l}
 }
 
-// Enroll implements [KeyStore].
-func (s *MemoryKeyStore) Enroll(_ context.Context, keyID string, record []byte) (bool, error) {
+func (s *memoryKeyStore) Enroll(_ context.Context, keyID string, record []byte) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.keys.Contains(keyID) {
@@ -78,8 +67,7 @@ func (s *MemoryKeyStore) Enroll(_ context.Context, keyID string, record []byte) 
 	return true, nil
 }
 
-// Lookup implements [KeyStore].
-func (s *MemoryKeyStore) Lookup(_ context.Context, keyID string) ([]byte, uint32, bool, error) {
+func (s *memoryKeyStore) Lookup(_ context.Context, keyID string) ([]byte, uint32, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.keys.Get(keyID)
@@ -89,8 +77,7 @@ func (s *MemoryKeyStore) Lookup(_ context.Context, keyID string) ([]byte, uint32
 	return e.record, e.counter, true, nil
 }
 
-// AdvanceCounter implements [KeyStore].
-func (s *MemoryKeyStore) AdvanceCounter(_ context.Context, keyID string, from, to uint32) (bool, error) {
+func (s *memoryKeyStore) AdvanceCounter(_ context.Context, keyID string, from, to uint32) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.keys.Peek(keyID)
@@ -101,17 +88,16 @@ func (s *MemoryKeyStore) AdvanceCounter(_ context.Context, keyID string, from, t
 	return true, nil
 }
 
-// Len returns the number of keys held.
-func (s *MemoryKeyStore) Len() int {
+func (s *memoryKeyStore) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.keys.Len()
 }
 
-// MemoryChallengeStore is the bounded in-memory [ChallengeStore]. When
-// full it drops the oldest challenges, whose clients must ask again. It is
-// safe for concurrent use by multiple goroutines.
-type MemoryChallengeStore struct {
+// memoryChallengeStore is the bounded in-memory ChallengeStore, the
+// default. When full it drops the oldest challenges, whose clients must
+// ask again.
+type memoryChallengeStore struct {
 	mu  sync.Mutex
 	now func() time.Time
 	m   *simplelru.LRU[string, challengeEntry]
@@ -122,9 +108,9 @@ type challengeEntry struct {
 	exp     time.Time
 }
 
-// NewMemoryChallengeStore returns a store of at most size challenges
-// (Default when size <= 0: 100000) on the clock now (nil: time.Now).
-func NewMemoryChallengeStore(size int, now func() time.Time) *MemoryChallengeStore {
+// newMemoryChallengeStore returns a store of at most size challenges
+// (100000 when size <= 0) on the clock now (nil: time.Now).
+func newMemoryChallengeStore(size int, now func() time.Time) *memoryChallengeStore {
 	if size <= 0 {
 		size = 100_000
 	}
@@ -132,19 +118,17 @@ func NewMemoryChallengeStore(size int, now func() time.Time) *MemoryChallengeSto
 		now = time.Now
 	}
 	l, _ := simplelru.NewLRU[string, challengeEntry](size, nil)
-	return &MemoryChallengeStore{now: now, m: l}
+	return &memoryChallengeStore{now: now, m: l}
 }
 
-// Put implements [ChallengeStore].
-func (s *MemoryChallengeStore) Put(_ context.Context, challenge, binding string, exp time.Time) error {
+func (s *memoryChallengeStore) Put(_ context.Context, challenge, binding string, exp time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m.Add(challenge, challengeEntry{binding: binding, exp: exp})
 	return nil
 }
 
-// Take implements [ChallengeStore].
-func (s *MemoryChallengeStore) Take(_ context.Context, challenge string) (string, bool, error) {
+func (s *memoryChallengeStore) Take(_ context.Context, challenge string) (string, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.m.Peek(challenge)
@@ -158,8 +142,7 @@ func (s *MemoryChallengeStore) Take(_ context.Context, challenge string) (string
 	return e.binding, true, nil
 }
 
-// Len returns the number of challenges held.
-func (s *MemoryChallengeStore) Len() int {
+func (s *memoryChallengeStore) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.m.Len()

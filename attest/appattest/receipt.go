@@ -1,4 +1,4 @@
-package attest
+package appattest
 
 import (
 	"crypto/x509"
@@ -12,13 +12,14 @@ import (
 	"github.com/smallstep/pkcs7"
 )
 
+// appleRootG3 is Apple Root CA - G3, the root of App Attest receipts'
+// signers (SHA-256
+// 63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79).
+//
 //go:embed apple_root_ca_g3.pem
 var appleRootG3 []byte
 
-// AppleRootCAG3 returns a pool holding Apple Root CA - G3, embedded in
-// this package: the root of App Attest receipts' signers (SHA-256
-// 63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79).
-func AppleRootCAG3() *x509.CertPool {
+func appleRootCAG3() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AppendCertsFromPEM(appleRootG3)
 	return p
@@ -50,7 +51,7 @@ type Receipt struct {
 }
 
 // ParseReceipt verifies a receipt (CMS SignedData, BER) against roots
-// (nil: the embedded Apple Root CA - G3) at time at, and returns its
+// (nil: Apple Root CA - G3, embedded in this package) at time at, and returns its
 // fields. Receipt signers are short-lived: verify a stored receipt at the
 // time it was received.
 func ParseReceipt(receipt []byte, roots *x509.CertPool, at time.Time) (*Receipt, error) {
@@ -58,7 +59,7 @@ func ParseReceipt(receipt []byte, roots *x509.CertPool, at time.Time) (*Receipt,
 		return nil, fmt.Errorf("%w: size", ErrReceipt)
 	}
 	if roots == nil {
-		roots = AppleRootCAG3()
+		roots = appleRootCAG3()
 	}
 	p7, err := pkcs7.Parse(receipt)
 	if err != nil {

@@ -1,4 +1,4 @@
-package attest
+package appattest
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,11 +28,10 @@ const testAppID = "ABCDE12345.com.example.shop"
 
 var synthNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
-func newSynthetic(t *testing.T) (*AppAttest, *attesttest.CA, *logSink) {
+func newSynthetic(t *testing.T) (*Verifier, *attesttest.CA, *logSink) {
 	t.Helper()
-	ca, err := attesttest.NewCA(synthNow.Add(-24*time.Hour), synthNow.Add(24*time.Hour))
-	require.NoError(t, err)
-	a, logs := newAppAttestAt(t, synthNow, func(c *AppAttestConfig) {
+	ca := sharedCA(t)
+	a, logs := newAppAttestAt(t, synthNow, func(c *Config) {
 		c.AppIDs = []string{testAppID}
 		c.Environments = []Environment{Production}
 		c.Roots = ca.Roots()
@@ -198,19 +198,19 @@ func TestAssertionMiddleware(t *testing.T) {
 }
 
 func TestStoresBounded(t *testing.T) {
-	ks := NewMemoryKeyStore(10)
+	ks := newMemoryKeyStore(10)
 	for i := range 100 {
 		ok, err := ks.Enroll(context.Background(), string(rune('a'+i)), []byte("r"))
 		require.NoError(t, err)
 		require.True(t, ok)
 	}
-	require.Equal(t, 10, ks.Len())
+	require.Equal(t, 10, ks.len())
 	now := synthNow
-	cs := NewMemoryChallengeStore(10, func() time.Time { return now })
+	cs := newMemoryChallengeStore(10, func() time.Time { return now })
 	for i := range 100 {
 		require.NoError(t, cs.Put(context.Background(), string(rune('a'+i)), "", now.Add(time.Minute)))
 	}
-	require.Equal(t, 10, cs.Len())
+	require.Equal(t, 10, cs.len())
 	require.NoError(t, cs.Put(context.Background(), "late", "", now.Add(time.Second)))
 	now = now.Add(2 * time.Second)
 	_, ok, _ := cs.Take(context.Background(), "late")
@@ -252,3 +252,17 @@ func TestAttestationRSACertRefused(t *testing.T) {
 	_, err = a.VerifyAttestation(context.Background(), dev.KeyID, obj, cdh)
 	require.NoError(t, err, "the genuine chain still verifies")
 }
+
+// sharedCA is one test root for the whole test binary, valid a day
+// around synthNow: a CA's two P-384 keys cost tens of milliseconds under
+// the race detector, and the tests need a trusted root, not a fresh one.
+func sharedCA(t *testing.T) *attesttest.CA {
+	t.Helper()
+	ca, err := sharedCAOnce()
+	require.NoError(t, err)
+	return ca
+}
+
+var sharedCAOnce = sync.OnceValues(func() (*attesttest.CA, error) {
+	return attesttest.NewCA(synthNow.Add(-24*time.Hour), synthNow.Add(24*time.Hour))
+})

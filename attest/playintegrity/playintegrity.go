@@ -1,4 +1,4 @@
-package attest
+package playintegrity
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwe"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -27,17 +28,37 @@ import (
 
 // Play Integrity errors.
 var (
-	// ErrIntegrityToken: the token does not decrypt or verify with the
-	// configured keys, or its algorithms are not A256KW/A256GCM and ES256.
-	ErrIntegrityToken = errors.New("attest: integrity token not valid")
-	// ErrIntegrityPolicy: the verdict fails the policy (package, nonce or
-	// request hash, freshness, app recognition, certificate, version,
-	// device, licensing, testing response).
-	ErrIntegrityPolicy = errors.New("attest: integrity verdict refused")
-	// ErrVendor: Google's API could not be reached or answered an error;
-	// the route's outage policy applies.
-	ErrVendor = errors.New("attest: attestation vendor unavailable")
+	// ErrToken: the token does not decrypt or verify with the configured
+	// keys, or its algorithms are not A256KW/A256GCM and ES256.
+	ErrToken = errors.New("attest: integrity token not valid")
+	// ErrPolicy: the verdict fails the policy (package, nonce or request
+	// hash, freshness, app recognition, certificate, version, device,
+	// licensing, testing response).
+	ErrPolicy = errors.New("attest: integrity verdict refused")
+	// ErrVendor: Google's API could not be reached or answered an error
+	// (an [*UnavailableError] when no call was made).
+	ErrVendor = provider.ErrVendor
+	// ErrStore: the Nonces store did not answer.
+	ErrStore = provider.ErrStore
 )
+
+// UnavailableError reports that Google's API cannot be asked now (it
+// failed and is backed off, or too many calls are under way), and in
+// RetryAfter how long until the verifier asks it again. It wraps
+// [ErrVendor].
+type UnavailableError = provider.UnavailableError
+
+// Header carries a Play Integrity standard token whose requestHash is
+// [RequestHash] of the request.
+const Header = "X-Play-Integrity"
+
+// RequestHash is the requestHash an Android app passes to the Play
+// Integrity API for a request: lower-case hex SHA-256 of the request's
+// client data (appattest.ClientData) with an empty challenge, so that it
+// binds the method, the path, the query as sent and the body.
+func RequestHash(method, path, query string, body []byte) string {
+	return provider.RequestHash(method, path, query, body)
+}
 
 // DeviceLevel orders Play Integrity device verdicts: STRONG > DEVICE >
 // BASIC (and VIRTUAL, an emulator Google vouches for) > none.
@@ -71,8 +92,8 @@ func deviceLevel(verdicts []string) DeviceLevel {
 	return level
 }
 
-// IntegrityPolicy is the checklist a Play Integrity verdict must pass.
-type IntegrityPolicy struct {
+// Policy is the checklist a Play Integrity verdict must pass.
+type Policy struct {
 	// PackageName is the app's package. Required.
 	PackageName string
 	// CertificateDigests are the allowed app signing certificate SHA-256
@@ -99,18 +120,19 @@ type IntegrityPolicy struct {
 	// use, like a classic token's nonce: once it passes, a digest of its
 	// verdict (requestHash and timestampMillis, so that no re-encoding of
 	// the token counts as another) is recorded in
-	// PlayIntegrityConfig.Nonces until the verdict is older than MaxAge,
+	// Config.Nonces until the verdict is older than MaxAge,
 	// so that a captured request cannot be replayed with its token (a
 	// requestHash is the same for identical requests).
 	// Default: false.
 	InsecureAllowTokenReuse bool
 }
 
-// PlayIntegrityConfig configures a [PlayIntegrity] verifier.
-type PlayIntegrityConfig struct {
+// Config configures a [Verifier]. A zero field takes the default in its
+// comment; a negative duration or count is an error naming the field.
+type Config struct {
 	// Policy is the checklist. Required: PackageName and
 	// CertificateDigests.
-	Policy IntegrityPolicy
+	Policy Policy
 	// DecryptionKeys are the AES-256 keys for classic tokens (from the
 	// Play Console, base64-decoded), newest first: two during rotation.
 	// Required for classic tokens.
@@ -162,41 +184,51 @@ type NonceStore interface {
 	Use(ctx context.Context, id string, exp time.Time) (bool, error)
 }
 
-// PlayIntegrity verifies Google Play Integrity tokens. It is safe for
-// concurrent use by multiple goroutines.
-type PlayIntegrity struct {
-	cfg  PlayIntegrityConfig
+// Verifier verifies Google Play Integrity tokens. It is safe for
+// concurrent use by multiple goroutines. Create one with [New].
+type Verifier struct {
+	cfg  Config
 	gate apiGate
 }
 
-// NewPlayIntegrity validates cfg, fills in its defaults and returns a
-// verifier.
-func NewPlayIntegrity(cfg PlayIntegrityConfig) (*PlayIntegrity, error) {
+// New validates cfg, fills in its defaults and returns a verifier.
+func New(cfg Config) (*Verifier, error) {
 	p := &cfg.Policy
 	if p.PackageName == "" || len(p.CertificateDigests) == 0 {
-		return nil, errors.New("attest: PlayIntegrityConfig.Policy.PackageName and CertificateDigests are required")
+		return nil, errors.New("attest: playintegrity.Config.Policy.PackageName and CertificateDigests are required")
+	}
+	if err := provider.Negative(
+		provider.Dur("playintegrity.Config.Policy.MaxAge", p.MaxAge),
+		provider.Dur("playintegrity.Config.APITimeout", cfg.APITimeout),
+		provider.Size("playintegrity.Config.MaxConcurrentCalls", int64(cfg.MaxConcurrentCalls)),
+		provider.Size("playintegrity.Config.Policy.MinVersionCode", p.MinVersionCode),
+	); err != nil {
+		return nil, err
+	}
+	if p.MinDevice < DeviceNone || p.MinDevice > DeviceStrong {
+		return nil, fmt.Errorf("attest: playintegrity.Config.Policy.MinDevice %d is not a DeviceLevel", p.MinDevice)
 	}
 	if p.MinDevice == DeviceNone {
 		p.MinDevice = DeviceIntegrity
 	}
-	if p.MaxAge <= 0 {
+	if p.MaxAge == 0 {
 		p.MaxAge = 2 * time.Minute
 	}
 	for _, k := range cfg.DecryptionKeys {
 		if len(k) != 32 {
-			return nil, errors.New("attest: PlayIntegrityConfig.DecryptionKeys must be 32-byte AES-256 keys")
+			return nil, errors.New("attest: playintegrity.Config.DecryptionKeys must be 32-byte AES-256 keys")
 		}
 	}
 	if (len(cfg.DecryptionKeys) == 0) != (len(cfg.VerificationKeys) == 0) {
-		return nil, errors.New("attest: PlayIntegrityConfig needs both DecryptionKeys and VerificationKeys for classic tokens")
+		return nil, errors.New("attest: playintegrity.Config needs both DecryptionKeys and VerificationKeys for classic tokens")
 	}
 	if cfg.APIBaseURL == "" {
 		cfg.APIBaseURL = "https://playintegrity.googleapis.com"
 	}
-	if cfg.APITimeout <= 0 {
+	if cfg.APITimeout == 0 {
 		cfg.APITimeout = 2 * time.Second
 	}
-	if cfg.MaxConcurrentCalls <= 0 {
+	if cfg.MaxConcurrentCalls == 0 {
 		cfg.MaxConcurrentCalls = 64
 	}
 	if cfg.Now == nil {
@@ -208,15 +240,15 @@ func NewPlayIntegrity(cfg PlayIntegrityConfig) (*PlayIntegrity, error) {
 	if cfg.Nonces == nil {
 		cfg.Nonces = newMemoryNonces(100_000, cfg.Now)
 	}
-	return &PlayIntegrity{cfg: cfg, gate: apiGate{
-		space:    spacing{base: 2 * time.Second, limit: time.Minute},
+	return &Verifier{cfg: cfg, gate: apiGate{
+		space:    provider.Spacing{Base: 2 * time.Second, Limit: time.Minute},
 		inflight: map[[32]byte]*apiCall{},
 	}}, nil
 }
 
-// IntegrityVerdict is a verdict that passed the policy, with the signals
+// Verdict is a verdict that passed the policy, with the signals
 // the policy does not decide on.
-type IntegrityVerdict struct {
+type Verdict struct {
 	PackageName string
 	VersionCode int64
 	Device      DeviceLevel
@@ -288,7 +320,7 @@ const maxIntegrityToken = 16 << 10
 // A256KW/A256GCM wrapping a JWS ES256, algorithms pinned), checks the
 // policy, and uses its nonce once; nonce is the value the server issued
 // for this request (the app passes it to the API base64url-encoded).
-func (p *PlayIntegrity) VerifyClassic(ctx context.Context, token, nonce string) (*IntegrityVerdict, error) {
+func (p *Verifier) VerifyClassic(ctx context.Context, token, nonce string) (*Verdict, error) {
 	v, err := p.verifyClassic(ctx, token, nonce)
 	if err != nil {
 		p.fail(ctx, err)
@@ -296,32 +328,32 @@ func (p *PlayIntegrity) VerifyClassic(ctx context.Context, token, nonce string) 
 	return v, err
 }
 
-func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) (v *IntegrityVerdict, err error) {
+func (p *Verifier) verifyClassic(ctx context.Context, token, nonce string) (v *Verdict, err error) {
 	// jwx's JWE code has panicked on crafted input (an empty encrypted
 	// key, found by fuzzing): a token is untrusted input, so a panic in
 	// the library is a refusal, never a crash of the request.
 	defer func() {
 		if r := recover(); r != nil {
-			v, err = nil, fmt.Errorf("%w: malformed", ErrIntegrityToken)
+			v, err = nil, fmt.Errorf("%w: malformed", ErrToken)
 		}
 	}()
 	if len(p.cfg.DecryptionKeys) == 0 {
-		return nil, fmt.Errorf("%w: no keys for classic tokens", ErrIntegrityToken)
+		return nil, fmt.Errorf("%w: no keys for classic tokens", ErrToken)
 	}
 	if len(token) > maxIntegrityToken || strings.Count(token, ".") != 4 {
-		return nil, fmt.Errorf("%w: not a compact JWE", ErrIntegrityToken)
+		return nil, fmt.Errorf("%w: not a compact JWE", ErrToken)
 	}
 	msg, err := jwe.Parse([]byte(token))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIntegrityToken, err)
+		return nil, fmt.Errorf("%w: %v", ErrToken, err)
 	}
 	h := msg.ProtectedHeaders()
 	if h.Algorithm() != jwa.A256KW || h.ContentEncryption() != jwa.A256GCM {
-		return nil, fmt.Errorf("%w: algorithms %s/%s", ErrIntegrityToken, h.Algorithm(), h.ContentEncryption())
+		return nil, fmt.Errorf("%w: algorithms %s/%s", ErrToken, h.Algorithm(), h.ContentEncryption())
 	}
 	// A256KW wraps the 32-byte A256GCM key into 40 bytes (RFC 3394).
 	if rs := msg.Recipients(); len(rs) != 1 || len(rs[0].EncryptedKey()) != 40 {
-		return nil, fmt.Errorf("%w: encrypted key", ErrIntegrityToken)
+		return nil, fmt.Errorf("%w: encrypted key", ErrToken)
 	}
 	var inner []byte
 	for _, k := range p.cfg.DecryptionKeys {
@@ -330,7 +362,7 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: decrypt", ErrIntegrityToken)
+		return nil, fmt.Errorf("%w: decrypt", ErrToken)
 	}
 	var payload []byte
 	for _, k := range p.cfg.VerificationKeys {
@@ -339,14 +371,14 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature", ErrIntegrityToken)
+		return nil, fmt.Errorf("%w: signature", ErrToken)
 	}
 	var pl integrityPayload
 	if err := json.Unmarshal(payload, &pl); err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrIntegrityToken, err)
+		return nil, fmt.Errorf("%w: payload: %v", ErrToken, err)
 	}
 	if nonce == "" || subtle.ConstantTimeCompare([]byte(pl.RequestDetails.Nonce), []byte(nonce)) != 1 {
-		return nil, fmt.Errorf("%w: nonce", ErrIntegrityPolicy)
+		return nil, fmt.Errorf("%w: nonce", ErrPolicy)
 	}
 	v, err = p.check(&pl)
 	if err != nil {
@@ -363,26 +395,26 @@ func (p *PlayIntegrity) verifyClassic(ctx context.Context, token, nonce string) 
 // verdict is older than MaxAge. The recorded id is a digest under the
 // package name, so that two apps on one store never share ids and the
 // store never holds a token.
-func (p *PlayIntegrity) useOnce(ctx context.Context, kind, value string, v *IntegrityVerdict) error {
+func (p *Verifier) useOnce(ctx context.Context, kind, value string, v *Verdict) error {
 	id := sha256.Sum256([]byte("play-integrity-" + kind + "\x00" + p.cfg.Policy.PackageName + "\x00" + value))
 	fresh, err := p.cfg.Nonces.Use(ctx, base64.RawURLEncoding.EncodeToString(id[:]), v.Timestamp.Add(p.cfg.Policy.MaxAge))
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: nonce store: %v", ErrStore, err)
 	case !fresh && kind == "classic":
-		return fmt.Errorf("%w: nonce used before", ErrIntegrityPolicy)
+		return fmt.Errorf("%w: nonce used before", ErrPolicy)
 	case !fresh:
-		return fmt.Errorf("%w: token used before", ErrIntegrityPolicy)
+		return fmt.Errorf("%w: token used before", ErrPolicy)
 	}
 	return nil
 }
 
 // VerifyStandard decodes a standard token through Google's
 // decodeIntegrityToken API, checks the policy, and uses the token once
-// (unless IntegrityPolicy.InsecureAllowTokenReuse); requestHash is the
+// (unless Policy.InsecureAllowTokenReuse); requestHash is the
 // hash the app passed for this request (the server recomputes it from the
 // request, [RequestHash]).
-func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash string) (*IntegrityVerdict, error) {
+func (p *Verifier) VerifyStandard(ctx context.Context, token, requestHash string) (*Verdict, error) {
 	v, _, err := p.verifyStandard(ctx, token, []string{requestHash})
 	if err != nil {
 		p.fail(ctx, err)
@@ -390,23 +422,49 @@ func (p *PlayIntegrity) VerifyStandard(ctx context.Context, token, requestHash s
 	return v, err
 }
 
-// decodeRequest has the API decode the standard token of a request's
-// X-Play-Integrity header: the first phase of the HTTP profile's check,
-// the one that calls Google. Failures are logged.
-func (p *PlayIntegrity) decodeRequest(ctx context.Context, token string) (*integrityPayload, error) {
-	pl, err := p.decodeStandard(ctx, token)
-	if err != nil {
-		p.fail(ctx, err)
+// Ready reports whether tokens can be verified now, without a call to
+// Google (one needs a token): with an HTTPClient, an [*UnavailableError]
+// (matching [ErrVendor]) while calls to the API are backed off after a
+// failure, carrying the last failure; then, when Config.Nonces has a
+// Ready(ctx) error method (redisstore's), its answer, wrapped in
+// [ErrStore]. It can be called concurrently with request handling.
+func (p *Verifier) Ready(ctx context.Context) error {
+	if p.cfg.HTTPClient != nil {
+		now := p.cfg.Now()
+		g := &p.gate
+		g.mu.Lock()
+		backedOff := g.space.Failures > 0 && !g.space.Allowed(now)
+		retry, last := g.space.RetryAfter(now), g.lastErr
+		g.mu.Unlock()
+		if backedOff {
+			return provider.Unavailable(retry, last)
+		}
 	}
-	return pl, err
+	return provider.StoreReady(ctx, "nonce store", p.cfg.Nonces)
 }
 
-// finishRequest checks the payload of ev's token (from decodeRequest)
-// against the request hash of ev and the policy, and
-// uses the token once: the second phase, the one that calls the store.
-// Failures are logged.
-func (p *PlayIntegrity) finishRequest(ctx context.Context, ev *Evidence, pl *integrityPayload) (*IntegrityVerdict, error) {
-	v, i, err := p.finishStandard(ctx, pl, requestHashes(ev, p.cfg.InsecureAllowLegacyRequestHash))
+// Provider is how an attest.Verifier consults p: set p itself as
+// attest.Config.PlayIntegrity rather than calling this. Under it, a
+// request's standard token ([Header]) carries [RequestHash] of the
+// request; Google's API is asked first, under APITimeout, and the token
+// is then used once within the risk assessment's store deadline.
+func (p *Verifier) Provider() provider.Provider {
+	return provider.Provider{Name: "play_integrity", Identities: []string{"android:" + p.cfg.Policy.PackageName},
+		Check: p.checkRequest}
+}
+
+// checkRequest checks the standard token of a request: decoded by the
+// API, checked against the request hash of r and the policy, and used
+// once under r's store deadline. Failures are logged.
+func (p *Verifier) checkRequest(ctx context.Context, r *provider.Request) (*provider.Verdict, error) {
+	pl, err := p.decodeStandard(ctx, r.Token)
+	if err != nil {
+		p.fail(ctx, err)
+		return nil, err
+	}
+	sctx, cancel := r.Store.Context(ctx)
+	defer cancel()
+	v, i, err := p.finishStandard(sctx, pl, r.RequestHashes(p.cfg.InsecureAllowLegacyRequestHash))
 	if err != nil {
 		p.fail(ctx, err)
 		return nil, err
@@ -416,12 +474,12 @@ func (p *PlayIntegrity) finishRequest(ctx context.Context, ev *Evidence, pl *int
 			slog.String("event", "attestation_legacy_binding"), slog.String("reason", "query_not_covered"),
 			slog.String("provider", "play_integrity"))
 	}
-	return v, nil
+	return &provider.Verdict{PlayProtect: v.PlayProtect, DeviceActivity: v.RecentDeviceActivity, SDKVersion: v.SDKVersion}, nil
 }
 
 // verifyStandard decodes token and checks it against the first of
 // requestHashes that its requestHash equals, whose index it returns.
-func (p *PlayIntegrity) verifyStandard(ctx context.Context, token string, requestHashes []string) (*IntegrityVerdict, int, error) {
+func (p *Verifier) verifyStandard(ctx context.Context, token string, requestHashes []string) (*Verdict, int, error) {
 	pl, err := p.decodeStandard(ctx, token)
 	if err != nil {
 		return nil, 0, err
@@ -431,12 +489,12 @@ func (p *PlayIntegrity) verifyStandard(ctx context.Context, token string, reques
 
 // finishStandard checks a decoded payload against requestHashes and the
 // policy, and uses its verdict once.
-func (p *PlayIntegrity) finishStandard(ctx context.Context, pl *integrityPayload, requestHashes []string) (*IntegrityVerdict, int, error) {
+func (p *Verifier) finishStandard(ctx context.Context, pl *integrityPayload, requestHashes []string) (*Verdict, int, error) {
 	i := slices.IndexFunc(requestHashes, func(h string) bool {
 		return h != "" && subtle.ConstantTimeCompare([]byte(pl.RequestDetails.RequestHash), []byte(h)) == 1
 	})
 	if i < 0 {
-		return nil, 0, fmt.Errorf("%w: request hash", ErrIntegrityPolicy)
+		return nil, 0, fmt.Errorf("%w: request hash", ErrPolicy)
 	}
 	v, err := p.check(pl)
 	if err != nil {
@@ -463,12 +521,12 @@ func (p *PlayIntegrity) finishStandard(ctx context.Context, pl *integrityPayload
 // made for a jittered, growing back-off, then one probe at a time until a
 // call succeeds. A request turned away by the gate gets an
 // [UnavailableError] at once, whose RetryAfter is when the gate opens.
-func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*integrityPayload, error) {
+func (p *Verifier) decodeStandard(ctx context.Context, token string) (*integrityPayload, error) {
 	if p.cfg.HTTPClient == nil {
 		return nil, fmt.Errorf("%w: no HTTPClient for the API", ErrVendor)
 	}
 	if token == "" || len(token) > maxIntegrityToken {
-		return nil, fmt.Errorf("%w: token size", ErrIntegrityToken)
+		return nil, fmt.Errorf("%w: token size", ErrToken)
 	}
 	g := &p.gate
 	key := sha256.Sum256([]byte(token))
@@ -483,23 +541,23 @@ func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*inte
 			return nil, fmt.Errorf("%w: %v", ErrVendor, ctx.Err())
 		}
 	}
-	if !g.space.allowed(start) {
-		retry, last := g.space.retryAfter(start), g.lastErr
+	if !g.space.Allowed(start) {
+		retry, last := g.space.RetryAfter(start), g.lastErr
 		g.mu.Unlock()
-		return nil, unavailable(retry, last)
+		return nil, provider.Unavailable(retry, last)
 	}
-	probe := g.space.failures > 0
+	probe := g.space.Failures > 0
 	if probe && g.probing {
 		g.mu.Unlock()
-		return nil, unavailable(time.Second, errors.New("a probe of the API is under way"))
+		return nil, provider.Unavailable(time.Second, errors.New("a probe of the API is under way"))
 	}
 	if g.calls >= p.cfg.MaxConcurrentCalls {
 		g.mu.Unlock()
-		return nil, unavailable(time.Second, errors.New("too many API calls under way"))
+		return nil, provider.Unavailable(time.Second, errors.New("too many API calls under way"))
 	}
 	g.calls++
 	g.probing = g.probing || probe
-	attempt := g.space.begin()
+	attempt := g.space.Begin()
 	c := &apiCall{done: make(chan struct{})}
 	g.inflight[key] = c
 	g.mu.Unlock()
@@ -517,12 +575,12 @@ func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*inte
 	}
 	if errors.Is(c.err, ErrVendor) {
 		g.lastErr = c.err
-		g.space.failed(attempt, now)
-		if hint > 0 && now.Add(hint).After(g.space.next) {
-			g.space.next = now.Add(min(hint, 5*time.Minute)) // the API's own Retry-After
+		g.space.Failed(attempt, now)
+		if hint > 0 && now.Add(hint).After(g.space.Next) {
+			g.space.Next = now.Add(min(hint, 5*time.Minute)) // the API's own Retry-After
 		}
 	} else {
-		g.space.succeeded(attempt, start)
+		g.space.Succeeded(attempt, start)
 	}
 	g.mu.Unlock()
 	close(c.done)
@@ -532,7 +590,7 @@ func (p *PlayIntegrity) decodeStandard(ctx context.Context, token string) (*inte
 // apiGate is the state of the calls to the API (see decodeStandard).
 type apiGate struct {
 	mu       sync.Mutex
-	space    spacing
+	space    provider.Spacing
 	calls    int  // under way
 	probing  bool // a probe after failures is under way
 	lastErr  error
@@ -548,7 +606,7 @@ type apiCall struct {
 
 // callAPI makes one decodeIntegrityToken call; hint is the answer's
 // Retry-After, if any.
-func (p *PlayIntegrity) callAPI(ctx context.Context, token string) (*integrityPayload, time.Duration, error) {
+func (p *Verifier) callAPI(ctx context.Context, token string) (*integrityPayload, time.Duration, error) {
 	body, _ := json.Marshal(map[string]string{"integrityToken": token})
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.APITimeout)
 	defer cancel()
@@ -569,7 +627,7 @@ func (p *PlayIntegrity) callAPI(ctx context.Context, token string) (*integrityPa
 	}
 	switch {
 	case resp.StatusCode == http.StatusBadRequest:
-		return nil, 0, fmt.Errorf("%w: the API refused the token", ErrIntegrityToken)
+		return nil, 0, fmt.Errorf("%w: the API refused the token", ErrToken)
 	case resp.StatusCode != http.StatusOK:
 		var hint time.Duration
 		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
@@ -587,10 +645,10 @@ func (p *PlayIntegrity) callAPI(ctx context.Context, token string) (*integrityPa
 }
 
 // check applies the policy to a payload.
-func (p *PlayIntegrity) check(pl *integrityPayload) (*IntegrityVerdict, error) {
+func (p *Verifier) check(pl *integrityPayload) (*Verdict, error) {
 	pol := &p.cfg.Policy
-	refuse := func(what string) (*IntegrityVerdict, error) {
-		return nil, fmt.Errorf("%w: %s", ErrIntegrityPolicy, what)
+	refuse := func(what string) (*Verdict, error) {
+		return nil, fmt.Errorf("%w: %s", ErrPolicy, what)
 	}
 	if pl.RequestDetails.RequestPackageName != pol.PackageName {
 		return refuse("request package")
@@ -629,7 +687,7 @@ func (p *PlayIntegrity) check(pl *integrityPayload) (*IntegrityVerdict, error) {
 	if pol.RequireLicensed && !licensed {
 		return refuse("licensing")
 	}
-	return &IntegrityVerdict{
+	return &Verdict{
 		PackageName: pol.PackageName, VersionCode: int64(pl.AppIntegrity.VersionCode), Device: level,
 		Licensed: licensed, Timestamp: ts, PlayProtect: pl.EnvironmentDetails.PlayProtectVerdict,
 		RecentDeviceActivity: pl.DeviceIntegrity.RecentDeviceActivity.DeviceActivityLevel,
@@ -637,10 +695,10 @@ func (p *PlayIntegrity) check(pl *integrityPayload) (*IntegrityVerdict, error) {
 	}, nil
 }
 
-func (p *PlayIntegrity) fail(ctx context.Context, err error) {
+func (p *Verifier) fail(ctx context.Context, err error) {
 	reason := "token"
 	switch {
-	case errors.Is(err, ErrIntegrityPolicy):
+	case errors.Is(err, ErrPolicy):
 		reason = "policy"
 	case errors.Is(err, ErrVendor):
 		reason = "vendor"

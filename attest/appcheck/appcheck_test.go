@@ -1,4 +1,4 @@
-package attest
+package appcheck
 
 import (
 	"context"
@@ -62,11 +62,31 @@ func newAppCheckIssuer(t *testing.T) *appCheckIssuer {
 }
 
 func (is *appCheckIssuer) addKey(t *testing.T, kid string) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
+	t.Helper()
 	is.mu.Lock()
-	is.keys[kid] = k
-	is.mu.Unlock()
+	defer is.mu.Unlock()
+	is.keys[kid] = rsaTestKey(t, len(is.keys))
+}
+
+// rsaTestKeys are generated once per test binary: a 2048-bit RSA key
+// costs up to a second under the race detector, and each issuer needs
+// only distinct keys, not fresh ones.
+var (
+	rsaTestKeysMu sync.Mutex
+	rsaTestKeys   []*rsa.PrivateKey
+)
+
+// rsaTestKey returns the i-th shared test key.
+func rsaTestKey(t *testing.T, i int) *rsa.PrivateKey {
+	t.Helper()
+	rsaTestKeysMu.Lock()
+	defer rsaTestKeysMu.Unlock()
+	for len(rsaTestKeys) <= i {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		require.NoError(t, err)
+		rsaTestKeys = append(rsaTestKeys, k)
+	}
+	return rsaTestKeys[i]
 }
 
 func (is *appCheckIssuer) mint(t *testing.T, kid string, alg jwa.SignatureAlgorithm, typ string, claims map[string]any) string {
@@ -96,9 +116,9 @@ func (is *appCheckIssuer) mint(t *testing.T, kid string, alg jwa.SignatureAlgori
 	return string(b)
 }
 
-func newAppCheck(t *testing.T, is *appCheckIssuer, clock *time.Time) *AppCheck {
+func newAppCheck(t *testing.T, is *appCheckIssuer, clock *time.Time) *Verifier {
 	t.Helper()
-	c, err := NewAppCheck(AppCheckConfig{
+	c, err := New(Config{
 		ProjectNumber: "123456789", AppIDs: []string{"1:123456789:android:abc"},
 		JWKSURL: is.srv.URL, HTTPClient: is.srv.Client(),
 		Now: func() time.Time { return *clock }, Logger: slog.New(slog.DiscardHandler),
@@ -119,13 +139,13 @@ func TestAppCheck(t *testing.T) {
 		want error
 	}{
 		{name: "valid", tok: is.mint(t, "k1", jwa.RS256, "JWT", nil)},
-		{name: "wrong_issuer", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iss": "https://firebaseappcheck.googleapis.com/999"}), want: ErrAppCheckToken},
-		{name: "wrong_audience", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"aud": []string{"projects/999"}}), want: ErrAppCheckToken},
-		{name: "expired", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"exp": synthNow.Add(-time.Hour).Unix(), "iat": synthNow.Add(-2 * time.Hour).Unix()}), want: ErrAppCheckToken},
-		{name: "other_app", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"sub": "1:123456789:ios:evil"}), want: ErrAppCheckToken},
-		{name: "typ_not_jwt", tok: is.mint(t, "k1", jwa.RS256, "at+jwt", nil), want: ErrAppCheckToken},
-		{name: "hs256", tok: is.mint(t, "k1", jwa.HS256, "JWT", nil), want: ErrAppCheckToken},
-		{name: "garbage", tok: "x.y.z", want: ErrAppCheckToken},
+		{name: "wrong_issuer", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"iss": "https://firebaseappcheck.googleapis.com/999"}), want: ErrToken},
+		{name: "wrong_audience", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"aud": []string{"projects/999"}}), want: ErrToken},
+		{name: "expired", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"exp": synthNow.Add(-time.Hour).Unix(), "iat": synthNow.Add(-2 * time.Hour).Unix()}), want: ErrToken},
+		{name: "other_app", tok: is.mint(t, "k1", jwa.RS256, "JWT", map[string]any{"sub": "1:123456789:ios:evil"}), want: ErrToken},
+		{name: "typ_not_jwt", tok: is.mint(t, "k1", jwa.RS256, "at+jwt", nil), want: ErrToken},
+		{name: "hs256", tok: is.mint(t, "k1", jwa.HS256, "JWT", nil), want: ErrToken},
+		{name: "garbage", tok: "x.y.z", want: ErrToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,4 +190,26 @@ func TestAppCheckKeyRotationAndOutage(t *testing.T) {
 	other := newAppCheck(t, is, &clock)
 	_, err = other.Verify(ctx, is.mint(t, "k1", jwa.RS256, "JWT", nil))
 	require.ErrorIs(t, err, ErrVendor, "no key set at all: the vendor is down")
+}
+
+// TestNegativeConfigNamesField: a negative duration is an error naming
+// its field, never a silent default.
+func TestNegativeConfigNamesField(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative_min_refresh", func(c *Config) { c.MinRefresh = -time.Second }, "appcheck.Config.MinRefresh must not be negative (got -1s)"},
+		{"negative_max_wait", func(c *Config) { c.MaxWait = -time.Millisecond }, "appcheck.Config.MaxWait must not be negative (got -1ms)"},
+		{"negative_fetch_timeout", func(c *Config) { c.FetchTimeout = -time.Second }, "appcheck.Config.FetchTimeout must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{ProjectNumber: "123456789"}
+			tt.mod(&cfg)
+			_, err := New(cfg)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
 }
