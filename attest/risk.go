@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/problem"
 )
 
@@ -342,6 +343,7 @@ func New(cfg Config) (*Verifier, error) {
 	if v.cfg.ErrorHandler == nil {
 		v.cfg.ErrorHandler = v.WriteError
 	}
+	events.WarnUnobserved(v.cfg.Logger, "attest")
 	return v, nil
 }
 
@@ -543,7 +545,7 @@ func (v *Verifier) behaviour(ctx context.Context, loc *Location, subject, keyID 
 	risk.SpeedKmh = speed
 	if speed > v.cfg.MaxSpeedKmh {
 		risk.add(ReasonImpossibleTravel)
-		v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: impossible travel",
+		events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: impossible travel",
 			slog.String("event", "impossible_travel"), slog.String("reason", "speed"),
 			slog.Int("speed_kmh", int(speed)), slog.Int("distance_km", int(dist)))
 	}
@@ -649,13 +651,13 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 				slog.String("action", string(risk.Action)), slog.Bool("monitor_only", v.cfg.MonitorOnly)}
 			switch {
 			case risk.Band == BandDeny:
-				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
+				events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
 				if !v.cfg.MonitorOnly {
 					v.cfg.ErrorHandler(w, r2, ErrRiskDenied)
 					return
 				}
 			case risk.Band == BandStepUp:
-				v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
+				events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
 				if !v.cfg.MonitorOnly {
 					v.cfg.ErrorHandler(w, r2, ErrRiskStepUp)
 					return

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -252,6 +253,7 @@ func New(cfg Config) (*Verifier, error) {
 	if a.cfg.ErrorHandler == nil {
 		a.cfg.ErrorHandler = a.WriteError
 	}
+	events.WarnUnobserved(a.cfg.Logger, "attest/appattest")
 	return a, nil
 }
 
@@ -639,7 +641,7 @@ func ecdsaFromECDH(pub *ecdh.PublicKey) (*ecdsa.PublicKey, error) {
 }
 
 func (a *Verifier) fail(ctx context.Context, what string, err error) {
-	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: "+what+" refused",
+	events.Log(ctx, a.cfg.Logger, slog.LevelWarn, "attest: "+what+" refused",
 		slog.String("event", "attestation_failed"), slog.String("reason", appAttestReason(err)),
 		slog.String("provider", "app_attest"))
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/problem"
 )
 
@@ -186,7 +187,7 @@ func (a *Verifier) verifyRequest(ctx context.Context, req *provider.Request) (*A
 		return nil, err
 	}
 	if as.LegacyClientData {
-		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "attest: assertion over legacy client data admitted",
+		events.Log(ctx, a.cfg.Logger, slog.LevelInfo, "attest: assertion over legacy client data admitted",
 			slog.String("event", "attestation_legacy_binding"), slog.String("reason", "query_not_covered"),
 			slog.String("provider", "app_attest"))
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -151,6 +152,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	events.WarnUnobserved(cfg.Logger, "attest/appcheck")
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Verifier{
 		cfg: cfg, ctx: ctx, cancel: cancel,
@@ -263,7 +265,7 @@ func (c *Verifier) Verify(ctx context.Context, token string) (*Token, error) {
 		if errors.Is(err, ErrVendor) {
 			reason = "vendor"
 		}
-		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: app check token refused",
+		events.Log(ctx, c.cfg.Logger, slog.LevelWarn, "attest: app check token refused",
 			slog.String("event", "attestation_failed"), slog.String("reason", reason), slog.String("provider", "app_check"))
 	}
 	return t, err
@@ -398,12 +400,12 @@ func (c *Verifier) fetch(done chan struct{}, attempt uint64, start time.Time) {
 	close(done)
 	c.mu.Unlock()
 	if err != nil {
-		c.cfg.Logger.LogAttrs(c.ctx, slog.LevelWarn, "attest: app check key set fetch failed",
+		events.Log(c.ctx, c.cfg.Logger, slog.LevelWarn, "attest: app check key set fetch failed",
 			slog.String("event", "appcheck_jwks_error"), slog.String("reason", "fetch"),
 			slog.String("error", err.Error()), slog.Duration("retry_in", retry))
 		return
 	}
-	c.cfg.Logger.LogAttrs(c.ctx, slog.LevelInfo, "attest: app check key set loaded",
+	events.Log(c.ctx, c.cfg.Logger, slog.LevelInfo, "attest: app check key set loaded",
 		slog.String("event", "appcheck_jwks_refresh"), slog.String("reason", "loaded"), slog.Int("keys", len(set.keys)))
 }
 

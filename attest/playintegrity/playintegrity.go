@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
+	"github.com/apiguard/apiguard/internal/events"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwe"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -240,6 +241,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Nonces == nil {
 		cfg.Nonces = newMemoryNonces(100_000, cfg.Now)
 	}
+	events.WarnUnobserved(cfg.Logger, "attest/playintegrity")
 	return &Verifier{cfg: cfg, gate: apiGate{
 		space:    provider.Spacing{Base: 2 * time.Second, Limit: time.Minute},
 		inflight: map[[32]byte]*apiCall{},
@@ -470,7 +472,7 @@ func (p *Verifier) checkRequest(ctx context.Context, r *provider.Request) (*prov
 		return nil, err
 	}
 	if i > 0 {
-		p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "attest: integrity token over a legacy request hash admitted",
+		events.Log(ctx, p.cfg.Logger, slog.LevelInfo, "attest: integrity token over a legacy request hash admitted",
 			slog.String("event", "attestation_legacy_binding"), slog.String("reason", "query_not_covered"),
 			slog.String("provider", "play_integrity"))
 	}
@@ -705,6 +707,6 @@ func (p *Verifier) fail(ctx context.Context, err error) {
 	case errors.Is(err, ErrStore):
 		reason = "store"
 	}
-	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "attest: integrity token refused",
+	events.Log(ctx, p.cfg.Logger, slog.LevelWarn, "attest: integrity token refused",
 		slog.String("event", "attestation_failed"), slog.String("reason", reason), slog.String("provider", "play_integrity"))
 }
