@@ -7,10 +7,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,12 +49,21 @@ func newAPI(issuer, jwksURL string) (http.Handler, func() error, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("POST /reports", obs.ReportHandler()) // pinning and TLS failures seen by the app
+	mux.Handle("GET /readyz", obs.Health(telemetry.Check{Name: "jwks", Ready: tokens})) // 503 until the key set loads
+	mux.Handle("POST /reports", obs.ReportHandler())                                    // pinning and TLS failures seen by the app
 	mux.Handle("GET /orders", tokens.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := auth.ClaimsFrom(r.Context())
 		obs.Logger().InfoContext(r.Context(), "orders listed", "sub", claims.Subject)
 		fmt.Fprintln(w, "orders of", claims.Subject)
 	})))
+	// Start serving only once the issuer's keys are in: a JWKS URL that
+	// answers 404 stops start-up here, naming the issuer and the status.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tokens.WaitReady(ctx); err != nil {
+		_ = tokens.Close()
+		return nil, nil, err
+	}
 	return obs.Handler(mux), tokens.Close, nil // telemetry outermost
 }
 
@@ -66,6 +77,6 @@ func main() {
 		log.Fatal(err)
 	}
 	defer func() { _ = stop() }()
-	log.Printf("listening on http://%s: GET /orders, GET /metrics", *addr)
+	log.Printf("listening on http://%s: GET /orders, GET /metrics, GET /readyz", *addr)
 	log.Print(http.ListenAndServe(*addr, h))
 }

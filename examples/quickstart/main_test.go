@@ -165,6 +165,14 @@ func TestQuickStartCountsAttacksOnMetrics(t *testing.T) {
 				"each attack counted once, by reason, on /metrics:\n%s", metrics)
 			require.Contains(t, metrics, "http_server_request_duration_seconds_count{")
 			logMetricNames(t, metrics)
+
+			resp, err := srv.Client().Get(srv.URL + "/readyz")
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, "the key set is loaded: %s", body)
+			require.Contains(t, string(body), `"name":"jwks"`)
 		})
 	}
 }
