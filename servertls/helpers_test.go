@@ -283,6 +283,26 @@ type env struct {
 // newEnv makes a PKI, a leaf, and a Guard on them; edit adjusts the Config.
 func newEnv(t *testing.T, edit func(*Config)) *env {
 	t.Helper()
+	return newEnvWith(t, func(_ *env, c *Config) {
+		if edit != nil {
+			edit(c)
+		}
+	})
+}
+
+// newPinnedEnv is newEnv with Pins (version 1) on the env's intermediate.
+func newPinnedEnv(t *testing.T, edit func(*Config)) *env {
+	t.Helper()
+	return newEnvWith(t, func(e *env, c *Config) {
+		c.Pins = PinSet{Version: 1, Current: []string{SPKIPin(e.pki.inter)}, Backup: []string{pinOf(t, newKey(t))}}
+		if edit != nil {
+			edit(c)
+		}
+	})
+}
+
+func newEnvWith(t *testing.T, edit func(*env, *Config)) *env {
+	t.Helper()
 	e := &env{pki: newPKI(t), key: newKey(t), dir: t.TempDir(), clock: newClock(), logs: newRecords(), reader: sdkmetric.NewManualReader()}
 	chain, key := e.pki.leaf(t, e.key, "localhost")
 	e.certFile, e.keyFile = writePair(t, e.dir, chain, key)
@@ -293,9 +313,7 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 		Now:                       e.clock.Now,
 		MaxHandshakeLogsPerSecond: 1000,
 	}
-	if edit != nil {
-		edit(&cfg)
-	}
+	edit(e, &cfg)
 	g, err := New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = g.Close() })
