@@ -12,7 +12,7 @@
 //		HSTS:     servertls.HSTS{IncludeSubDomains: true},
 //	})
 //	ln, err := net.Listen("tcp", ":443")
-//	srv := &http.Server{Handler: g.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+//	srv := &http.Server{Handler: g.Handler(mux), ErrorLog: g.ErrorLog(), ReadHeaderTimeout: 10 * time.Second}
 //	go srv.Serve(g.Listener(ln))          // TLS, failures counted
 //	go http.ListenAndServe(":80", g.Handler(mux)) // cleartext: refused
 //

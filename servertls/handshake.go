@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -312,4 +313,29 @@ func (l *logLimiter) allow(now time.Time) (bool, int) {
 	s := l.suppressed
 	l.suppressed = 0
 	return true, s
+}
+
+// ErrorLog returns a logger for http.Server.ErrorLog. It drops net/http's
+// "TLS handshake error" lines, which [Guard.Listener] already counts and
+// logs, and passes the others to Logger as event=http_server_error at Warn
+// level, under the same per-second bound, so that a scanner cannot flood
+// the log through net/http either.
+func (g *Guard) ErrorLog() *log.Logger {
+	return log.New(errorLogWriter{g}, "", 0)
+}
+
+type errorLogWriter struct{ g *Guard }
+
+func (w errorLogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if strings.HasPrefix(line, "http: TLS handshake error") {
+		return len(p), nil
+	}
+	ok, suppressed := w.g.serverLogLimit.allow(w.g.now())
+	if ok {
+		w.g.logger.LogAttrs(context.Background(), slog.LevelWarn, "servertls: http server error",
+			slog.String("event", "http_server_error"), slog.Int("suppressed", suppressed),
+			slog.String("error", truncate(line, 200)))
+	}
+	return len(p), nil
 }

@@ -262,3 +262,16 @@ func TestClassifyErrors(t *testing.T) {
 	}
 	require.Equal(t, ReasonUnknownSNI, classify(io.EOF, ReasonUnknownSNI), "what the ClientHello showed wins")
 }
+
+func TestErrorLogDropsHandshakeLinesAndBoundsOthers(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxHandshakeLogsPerSecond = 3 })
+	l := e.g.ErrorLog()
+	for range 100 {
+		l.Printf("http: TLS handshake error from 192.0.2.1:1234: EOF")
+	}
+	require.Empty(t, e.logs.events())
+	for range 10 {
+		l.Printf("http2: server: error reading preface from client 192.0.2.1:1234: bogus greeting")
+	}
+	require.Equal(t, []string{"http_server_error", "http_server_error", "http_server_error"}, e.logs.events())
+}

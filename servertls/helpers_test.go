@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"log"
 	"log/slog"
 	"math/big"
 	"net"
@@ -331,7 +330,7 @@ func (e *env) serve(t *testing.T) string {
 		Handler: e.g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "reached")
 		})),
-		ErrorLog:          log.New(io.Discard, "", 0),
+		ErrorLog:          e.g.ErrorLog(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	done := make(chan struct{})

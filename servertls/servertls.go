@@ -189,6 +189,8 @@ type Guard struct {
 	metrics  *metrics
 	logLimit logLimiter
 
+	serverLogLimit logLimiter
+
 	closeOnce sync.Once
 }
 
@@ -243,6 +245,7 @@ func New(cfg Config) (*Guard, error) {
 		proxies: proxies,
 	}
 	g.logLimit.max = cfg.MaxHandshakeLogsPerSecond
+	g.serverLogLimit.max = cfg.MaxHandshakeLogsPerSecond
 	if files {
 		s, err := loadFiles(cfg.CertFile, cfg.KeyFile, cfg.Profile, cfg.Now())
 		if err != nil {
