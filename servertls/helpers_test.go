@@ -14,12 +14,14 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/apiguard/apiguard/internal/clientip"
 	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -361,3 +363,5 @@ func get(t *testing.T, addr string, cfg *tls.Config) (*http.Response, string) {
 	require.NoError(t, err)
 	return resp, string(b)
 }
+
+func netipPeer(remote string) (netip.Addr, error) { return clientip.PeerAddr(remote) }
