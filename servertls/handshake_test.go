@@ -173,6 +173,7 @@ func TestModernClientsSucceed(t *testing.T) {
 				resp, body := get(t, addr, c)
 				require.Equal(t, "reached", body)
 				require.Equal(t, v, resp.TLS.Version)
+				require.Equal(t, 2, resp.ProtoMajor, "HTTP/2 through Listener and Serve")
 				require.Equal(t, "max-age=63072000", resp.Header.Get("Strict-Transport-Security"))
 				require.Empty(t, counts(t, e.reader, MetricHandshakeFailures))
 			})
