@@ -50,6 +50,7 @@ func TestNewRejectsDangerousConfig(t *testing.T) {
 		{name: "pin_not_base64_sha256", cfg: Config{CertFile: cf, KeyFile: kf, Pins: PinSet{Version: 1, Current: []string{"abc"}, Backup: []string{goodPin}}}, want: "not a base64 SHA-256"},
 		{name: "pins_without_version", cfg: Config{CertFile: cf, KeyFile: kf, Pins: PinSet{Current: []string{goodPin}, Backup: []string{pinOf(t, newKey(t))}}}, want: "Version must be positive"},
 		{name: "signing_key_without_pins", cfg: Config{CertFile: cf, KeyFile: kf, PinSigningKey: newKey(t)}, want: "nothing to sign"},
+		{name: "client_certs_verified_against_system_roots", cfg: Config{CertFile: cf, KeyFile: kf, ClientAuth: tls.RequireAndVerifyClientCert}, want: "Config.ClientCAs is required"},
 		{name: "signing_key_rsa", cfg: Config{CertFile: cf, KeyFile: kf, PinSigningKey: rsaKey}, want: "use an ed25519 key or an ECDSA P-256 key"},
 	}
 	for _, tt := range tests {

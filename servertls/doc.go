@@ -16,8 +16,8 @@
 //	go srv.Serve(g.Listener(ln))          // TLS, failures counted
 //	go http.ListenAndServe(":80", g.Handler(mux)) // cleartext: refused
 //
-// [Guard.Handler] goes outermost, before telemetry: a refused cleartext
-// request never reaches the rest. It reads the scheme from the connection,
+// [Guard.Handler] goes right inside telemetry, before every other check: a
+// refused cleartext request is traced but reaches nothing else. It reads the scheme from the connection,
 // or from one forwarding header written by Config.TrustedProxies only.
 //
 // # Events

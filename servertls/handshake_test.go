@@ -92,7 +92,7 @@ func TestHandshakeRefusedAndCounted(t *testing.T) {
 		},
 		{
 			name: "client_certificate_missing",
-			edit: func(c *Config) { c.ClientAuth = tls.RequireAndVerifyClientCert },
+			edit: func(c *Config) { c.ClientAuth = tls.RequireAndVerifyClientCert; c.ClientCAs = newPKI(t).pool },
 			client: func(e *env) *tls.Config {
 				return e.client()
 			},
@@ -275,4 +275,16 @@ func TestErrorLogDropsHandshakeLinesAndBoundsOthers(t *testing.T) {
 		l.Printf("http2: server: error reading preface from client 192.0.2.1:1234: bogus greeting")
 	}
 	require.Equal(t, []string{"http_server_error", "http_server_error", "http_server_error"}, e.logs.events())
+}
+
+func TestClientCertificateAccepted(t *testing.T) {
+	e := newEnvWith(t, func(en *env, c *Config) {
+		c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, en.pki.pool
+	})
+	addr := e.serve(t)
+	c := e.client()
+	c.Certificates = []tls.Certificate{e.pki.clientCert(t)}
+	_, body := get(t, addr, c)
+	require.Equal(t, "reached", body)
+	require.Empty(t, counts(t, e.reader, MetricHandshakeFailures))
 }

@@ -93,7 +93,8 @@ type Config struct {
 	// not cover (a client that sends no name is served). Default: false.
 	RejectUnknownSNI bool
 	// ClientAuth and ClientCAs ask for client certificates, as in
-	// [crypto/tls.Config]. Default: no client certificates.
+	// [crypto/tls.Config]; ClientCAs is required when ClientAuth verifies
+	// them. Default: no client certificates.
 	ClientAuth tls.ClientAuthType
 	ClientCAs  *x509.CertPool
 	// NextProtos are the ALPN protocols. Default: "h2", "http/1.1".
@@ -212,6 +213,9 @@ func New(cfg Config) (*Guard, error) {
 	}
 	if cfg.ReloadInterval < 0 || cfg.TicketKeyPeriod < 0 || cfg.HandshakeTimeout < 0 || cfg.PinDocumentTTL < 0 || cfg.MaxHandshakeLogsPerSecond < 0 || cfg.HSTS.MaxAge < 0 {
 		return nil, errors.New("servertls: Config durations and limits must not be negative")
+	}
+	if (cfg.ClientAuth == tls.VerifyClientCertIfGiven || cfg.ClientAuth == tls.RequireAndVerifyClientCert) && cfg.ClientCAs == nil {
+		return nil, errors.New("servertls: Config.ClientCAs is required when Config.ClientAuth verifies client certificates; without it any publicly trusted certificate would pass")
 	}
 	setDefaults(&cfg)
 	hsts, err := hstsValue(cfg.HSTS)
