@@ -35,14 +35,13 @@ type testPKI struct {
 	rootPEM           []byte
 }
 
-var serial int64 = 1
-var serialMu sync.Mutex
-
+// nextSerial returns a random 128-bit serial number, as CAs issue them.
 func nextSerial() *big.Int {
-	serialMu.Lock()
-	defer serialMu.Unlock()
-	serial++
-	return big.NewInt(serial)
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		panic(err)
+	}
+	return n.Add(n, big.NewInt(1))
 }
 
 func newKey(t *testing.T) *ecdsa.PrivateKey {
@@ -326,12 +325,18 @@ func newEnvWith(t *testing.T, edit func(*env, *Config)) *env {
 // its address.
 func (e *env) serve(t *testing.T) string {
 	t.Helper()
+	return e.serveWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "reached")
+	}))
+}
+
+// serveWith is serve with the application handler h behind Guard.Handler.
+func (e *env) serveWith(t *testing.T, h http.Handler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := &http.Server{
-		Handler: e.g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, "reached")
-		})),
+		Handler:           e.g.Handler(h),
 		ErrorLog:          e.g.ErrorLog(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

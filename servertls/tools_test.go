@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -164,7 +165,14 @@ func TestTestsslProfiles(t *testing.T) {
 	for _, p := range []Profile{Modern, Intermediate} {
 		t.Run(p.String(), func(t *testing.T) {
 			e := newEnv(t, func(c *Config) { c.Profile = p; c.HSTS = HSTS{IncludeSubDomains: true} })
-			addr := e.serve(t)
+			// The response headers testssl.sh grades besides HSTS are the
+			// application's; this one sets what an API should.
+			addr := e.serveWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Content-Type-Options", "nosniff")
+				w.Header().Set("Cache-Control", "no-store")
+				w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+				_, _ = io.WriteString(w, `{"ok":true}`)
+			}))
 			_, port, err := net.SplitHostPort(addr)
 			require.NoError(t, err)
 			report := filepath.Join(t.TempDir(), "report.json")
