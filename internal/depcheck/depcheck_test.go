@@ -25,6 +25,7 @@ var public = map[string][]string{
 	"attest/appcheck":      {"github.com/lestrrat-go/jwx"},
 	"telemetry":            {"go.opentelemetry.io/otel"},
 	"redisstore":           {"github.com/redis/go-redis"},
+	"servertls":            {"go.opentelemetry.io/otel", "github.com/lestrrat-go/jwx"},
 }
 
 // heavy are the dependencies a package may import only when listed above.
