@@ -164,6 +164,7 @@ func TestTestsslProfiles(t *testing.T) {
 	testssl := tool(t, "testssl", "testssl.sh")
 	for _, p := range []Profile{Modern, Intermediate} {
 		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel() // minutes each, mostly waiting on the network
 			e := newEnv(t, func(c *Config) { c.Profile = p; c.HSTS = HSTS{IncludeSubDomains: true} })
 			// The response headers testssl.sh grades besides HSTS are the
 			// application's; this one sets what an API should.
