@@ -523,7 +523,9 @@ func (p *parser) integerOrDecimal() (kind Kind, n int64, f float64, err error) {
 				return 0, 0, 0, ErrSyntax
 			}
 			dot = i
-		} else if !isDigit(c) {
+		} else if isDigit(c) {
+			n = n*10 + int64(c-'0') // the integer's value; past 18 digits it wraps, and is then refused
+		} else {
 			break
 		}
 	}
@@ -533,7 +535,6 @@ func (p *parser) integerOrDecimal() (kind Kind, n int64, f float64, err error) {
 		if len(num) > 15 {
 			return 0, 0, 0, ErrSyntax
 		}
-		n, _ = strconv.ParseInt(num, 10, 64) // 15 digits: no error
 		if len(num) > 1 && num[0] == '0' || neg && n == 0 {
 			p.canonical = false // leading zeros, or -0
 		}
