@@ -70,7 +70,10 @@
 // Mismatches are logged as event=signature_mismatch with the key ID, a
 // device model (Config.DeviceModelHeader) and, through the request
 // context, the correlation ID, so that emulator farms show up as
-// clusters; replays as event=replay; everything else as
+// clusters, and with the scheme and authority the server put in
+// @scheme, @authority and @target-uri (Config.Scheme and
+// Config.Authority), the usual cause when every client mismatches;
+// replays as event=replay; everything else as
 // event=signature_rejected with a reason. Secrets, signatures and nonces
 // are never logged.
 //

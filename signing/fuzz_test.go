@@ -1,13 +1,19 @@
 package signing
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/apiguard/apiguard/internal/sfv"
+	"github.com/stretchr/testify/require"
 )
 
 var sentinels = []error{ErrMissingSignature, ErrMalformed, ErrProfile, ErrUnknownKey, ErrRevokedKey,
@@ -182,5 +188,96 @@ func FuzzListCache(f *testing.F) {
 		if got.Raw != want.Raw {
 			t.Fatalf("%q: Raw %q through the cache, %q from the parser", line, got.Raw, want.Raw)
 		}
+	})
+}
+
+// FuzzContentDigest: checkDigest, with its shortcut for the canonical
+// one-member sha-256 shape, decides as its plain twin checkDigestParsed
+// does, for any field line and body, with the same kind of error.
+func FuzzContentDigest(f *testing.F) {
+	f.Add("sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:", []byte(`{"hello": "world"}`))
+	f.Add(ContentDigest([]byte("x")), []byte("x"))
+	f.Add(ContentDigest([]byte("x")), []byte("y"))
+	f.Add("sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE:=", []byte(""))
+	f.Add("sha-256=:"+strings.Repeat("A", 44)+":", []byte(""))
+	f.Fuzz(func(t *testing.T, line string, body []byte) {
+		var a, b sfv.Scratch
+		got, want := checkDigest(&a, []string{line}, body), checkDigestParsed(&b, []string{line}, body, nil)
+		if (got == nil) != (want == nil) || errors.Is(got, ErrDigest) != errors.Is(want, ErrDigest) ||
+			errors.Is(got, ErrMalformed) != errors.Is(want, ErrMalformed) {
+			t.Fatalf("%q: shortcut %v, parsed %v", line, got, want)
+		}
+	})
+}
+
+// FuzzMACCache: the cache of keyed HMAC states answers as a new HMAC
+// does, over any sequence of key IDs, secrets and messages (slots reused,
+// secrets rotated under one key ID).
+func FuzzMACCache(f *testing.F) {
+	f.Add([]byte("\x00\x01\x02\x00\x01"), []byte("message"))
+	f.Add([]byte("\x05\x05\x05\x05"), []byte(""))
+	f.Fuzz(func(t *testing.T, ops []byte, msg []byte) {
+		c := newMACCache()
+		for i, op := range ops {
+			keyID := "device-" + strconv.Itoa(int(op&3))
+			secret := bytes.Repeat([]byte{op >> 2}, 32)
+			m := append(msg, byte(i))
+			sum := hmac.New(sha256.New, secret)
+			sum.Write(m)
+			good := sum.Sum(nil)
+			if !c.equal(keyID, secret, m, good) {
+				t.Fatalf("op %d: the cache refused the HMAC of %s", i, keyID)
+			}
+			bad := append([]byte(nil), good...)
+			bad[i%len(bad)] ^= 1
+			if c.equal(keyID, secret, m, bad) {
+				t.Fatalf("op %d: the cache accepted a wrong MAC", i)
+			}
+		}
+	})
+}
+
+// TestCommonFieldsCanonical: the table of common field names holds what
+// http.CanonicalHeaderKey returns for each, its plain twin.
+func TestCommonFieldsCanonical(t *testing.T) {
+	for name, canon := range commonFields {
+		require.Equal(t, http.CanonicalHeaderKey(name), canon)
+	}
+}
+
+// FuzzHandlerBody: the body Handler hands next, read from its recycled
+// buffer (and read again through GetBody), is the body Verify returns
+// from a new slice, its plain twin, for any body, of known length or not.
+func FuzzHandlerBody(f *testing.F) {
+	f.Add([]byte(`{"amount":100}`), false)
+	f.Add(bytes.Repeat([]byte("a"), 70<<10), true)
+	f.Add([]byte("x"), true)
+	f.Fuzz(func(t *testing.T, body []byte, unknownLength bool) {
+		if len(body) == 0 {
+			return // no body: nothing to hand on
+		}
+		request := func(v *Verifier, clk *testClock) *http.Request {
+			r := signed(t, signer(clk, "device-a", secretA), "POST", api+"/v1/pay", string(body), nil)
+			if unknownLength {
+				r.ContentLength = -1
+			}
+			return r
+		}
+		v1, clk1, _ := newTestVerifier(t, nil)
+		res, err := v1.Verify(request(v1, clk1))
+		require.NoError(t, err)
+		require.Equal(t, body, res.Body)
+		v2, clk2, _ := newTestVerifier(t, nil)
+		var got, again []byte
+		rec := httptest.NewRecorder()
+		v2.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, _ = io.ReadAll(r.Body)
+			rc, err := r.GetBody()
+			if err == nil {
+				again, _ = io.ReadAll(rc)
+			}
+		})).ServeHTTP(rec, request(v2, clk2))
+		require.Equal(t, res.Body, got, "Handler's body against Verify's")
+		require.Equal(t, res.Body, again, "GetBody")
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,11 +12,33 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
+
+// interopSkipped holds why the interop tests skipped, nil when they ran.
+var interopSkipped atomic.Pointer[string]
+
+// TestMain says when the interop tests skipped, so that a run without -v
+// shows it: on stderr, which go test shows with -v, in local directory
+// mode and when the package fails, and on the terminal, because in
+// package list mode (go test ./...) go test hides the output of a
+// package that passes.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if msg := interopSkipped.Load(); msg != nil {
+		notice := "signing: interop tests with http-message-signatures SKIPPED: " + *msg + "\n"
+		fmt.Fprint(os.Stderr, notice)
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+			fmt.Fprint(tty, notice)
+			_ = tty.Close()
+		}
+	}
+	os.Exit(code)
+}
 
 // nodeInterop runs testdata/interop/interop.mjs, the http-message-signatures
 // package, with in as its standard input. .ci/run installs the package and
@@ -28,6 +51,7 @@ func nodeInterop(t *testing.T, mode string, in any) []byte {
 		if os.Getenv("APIGUARD_REQUIRE_INTEROP") == "1" {
 			t.Fatal(msg)
 		}
+		interopSkipped.Store(&msg)
 		t.Skip(msg)
 	}
 	b, err := json.Marshal(in)

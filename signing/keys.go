@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/hkdf"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 )
 
 // Algorithms (RFC 9421 §6.2 registry names).
@@ -51,17 +53,35 @@ type KeyStoreFunc func(ctx context.Context, keyID string) (Key, error)
 func (f KeyStoreFunc) Key(ctx context.Context, keyID string) (Key, error) { return f(ctx, keyID) }
 
 // StaticKeys returns a KeyStore of hmac-sha256 secrets by key ID. The map
-// is copied.
+// is copied. Every secret must be at least 32 bytes: [New] refuses a
+// Config whose Keys holds a shorter one, and naming its key ID.
 func StaticKeys(secrets map[string][]byte) KeyStore {
-	m := maps.Clone(secrets)
-	return KeyStoreFunc(func(_ context.Context, id string) (Key, error) {
-		s, ok := m[id]
-		if !ok {
-			return Key{}, ErrUnknownKey
-		}
-		return Key{ID: id, Algorithm: AlgHMACSHA256, Secret: s}, nil
-	})
+	return staticKeys(maps.Clone(secrets))
 }
+
+type staticKeys map[string][]byte
+
+func (m staticKeys) Key(_ context.Context, id string) (Key, error) {
+	s, ok := m[id]
+	if !ok {
+		return Key{}, ErrUnknownKey
+	}
+	return Key{ID: id, Algorithm: AlgHMACSHA256, Secret: s}, nil
+}
+
+// check is what New asks of a key store it can check.
+func (m staticKeys) check() error {
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		if n := len(m[id]); n < minSecretLen {
+			return fmt.Errorf("signing: Config.Keys: the StaticKeys secret of key %q is %d bytes; an hmac-sha256 secret must be at least %d (32 bytes from crypto/rand)", id, n, minSecretLen)
+		}
+	}
+	return nil
+}
+
+// minSecretLen is the shortest hmac-sha256 secret or master secret
+// accepted: the output size of SHA-256 (RFC 2104 §3).
+const minSecretLen = 32
 
 // maxKeyIDLength bounds key IDs that DerivedKeys derives for.
 const maxKeyIDLength = 128
@@ -71,23 +91,33 @@ const maxKeyIDLength = 128
 // keeps one master secret, and each device gets its own secret at
 // enrolment. A versioned key ID ("device-42.v2") rotates a device's
 // secret. Every well-formed key ID has a secret, so revocation needs
-// [WithRevocation]. master must be at least 32 bytes; it panics
-// otherwise, at wiring time.
+// [WithRevocation]. master must be at least 32 bytes: [New] refuses a
+// Config whose Keys has a shorter one, and Key fails on every key ID.
 func DerivedKeys(master []byte, salt []byte) KeyStore {
-	if len(master) < 32 {
-		panic("signing: DerivedKeys master secret must be at least 32 bytes")
+	return &derivedKeys{master: bytes.Clone(master), salt: bytes.Clone(salt)}
+}
+
+type derivedKeys struct{ master, salt []byte }
+
+func (d *derivedKeys) Key(_ context.Context, id string) (Key, error) {
+	if err := d.check(); err != nil {
+		return Key{}, err
 	}
-	m, s := append([]byte(nil), master...), append([]byte(nil), salt...)
-	return KeyStoreFunc(func(_ context.Context, id string) (Key, error) {
-		if !validKeyID(id) {
-			return Key{}, ErrUnknownKey
-		}
-		secret, err := DeriveSecret(m, s, id)
-		if err != nil {
-			return Key{}, err
-		}
-		return Key{ID: id, Algorithm: AlgHMACSHA256, Secret: secret}, nil
-	})
+	if !validKeyID(id) {
+		return Key{}, ErrUnknownKey
+	}
+	secret, err := DeriveSecret(d.master, d.salt, id)
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{ID: id, Algorithm: AlgHMACSHA256, Secret: secret}, nil
+}
+
+func (d *derivedKeys) check() error {
+	if n := len(d.master); n < minSecretLen {
+		return fmt.Errorf("signing: Config.Keys: the DerivedKeys master secret is %d bytes; it must be at least %d (32 bytes from crypto/rand, kept in the secret store)", n, minSecretLen)
+	}
+	return nil
 }
 
 // DeriveSecret returns HKDF-SHA256(master, salt, info = keyID), 32 bytes:

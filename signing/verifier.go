@@ -269,8 +269,21 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Keys == nil {
 		return nil, errors.New("signing: Config.Keys is required")
 	}
-	if cfg.Window < 0 || cfg.FutureSkew < 0 || cfg.ReorderSlack < 0 || cfg.MaxBodyBytes < 0 || cfg.ReplayCacheSize < 0 {
-		return nil, errors.New("signing: Config durations and sizes must not be negative")
+	if ks, ok := cfg.Keys.(interface{ check() error }); ok { // StaticKeys, DerivedKeys
+		if err := ks.check(); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"Window", int64(cfg.Window)}, {"FutureSkew", int64(cfg.FutureSkew)}, {"ReorderSlack", int64(cfg.ReorderSlack)},
+		{"MaxBodyBytes", cfg.MaxBodyBytes}, {"ReplayCacheSize", int64(cfg.ReplayCacheSize)},
+	} {
+		if f.v < 0 {
+			return nil, fmt.Errorf("signing: Config.%s must not be negative; leave it 0 for the default", f.name)
+		}
 	}
 	if cfg.Window == 0 {
 		cfg.Window = 5 * time.Minute
@@ -321,13 +334,17 @@ func New(cfg Config) (*Verifier, error) {
 	return &Verifier{cfg: cfg, required: required, macs: newMACCache()}, nil
 }
 
-// required parses Profile.Components.
+// required parses Profile.Components and checks that each is a component
+// a request can cover here (as a signature's own components are).
 func (p Profile) required() ([]sfv.Item, error) {
 	var out []sfv.Item
 	for _, c := range p.Components {
 		it, err := parseComponent(c)
+		if err == nil {
+			_, err = compileComponent(&it)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("signing: Profile.Components: %q: %w", c, err)
+			return nil, fmt.Errorf("signing: Profile.Components: %q is not a component identifier a request can cover (%v); write a lower-case field name (\"x-device-id\") or a derived component (\"@query-param\";name=\"id\")", c, err)
 		}
 		out = append(out, it)
 	}
@@ -342,9 +359,30 @@ func parseComponent(c string) (sfv.Item, error) {
 	}
 	it, err := sfv.ParseItem([]string{c})
 	if err != nil || it.Value.Kind != sfv.String {
-		return sfv.Item{}, errors.New("not a component identifier")
+		return sfv.Item{}, errors.New("not a structured-field String")
 	}
 	return it, nil
+}
+
+// Ready reports whether the Verifier's stores can answer: it calls
+// Ready(ctx) on Config.Keys and Config.ReplayStore, each when it has that
+// method (a key store or replay store on a database or Redis), and
+// returns the first error, naming the field. The in-memory stores are
+// always ready. For a readiness endpoint (see telemetry's health
+// handler).
+func (v *Verifier) Ready(ctx context.Context) error {
+	type readier interface{ Ready(context.Context) error }
+	if r, ok := v.cfg.Keys.(readier); ok {
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("signing: Config.Keys not ready: %w", err)
+		}
+	}
+	if r, ok := v.cfg.ReplayStore.(readier); ok {
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("signing: Config.ReplayStore not ready: %w", err)
+		}
+	}
+	return nil
 }
 
 type ctxKey struct{ name string }
@@ -512,12 +550,7 @@ func (v *Verifier) verifyWith(r *http.Request, p Profile, required []sfv.Item, b
 	// the answer to a request never depends on whether its key exists
 	// (a known key with a component the request lacks, and an unknown
 	// one, both get the malformed answer).
-	authority := v.cfg.Authority
-	if authority == "" {
-		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
-	}
-	t := target{scheme: v.cfg.Scheme, authority: authority}
-	base, err := signatureBase(sc.base[:0], r, t, in.list, in.params, in.raw)
+	base, err := signatureBase(sc.base[:0], r, v.target(r), in.list, in.params, in.raw)
 	if err != nil {
 		return err
 	}
@@ -845,7 +878,7 @@ func readBody(dst []byte, r *http.Request, limit int64, probe []byte) ([]byte, e
 func (v *Verifier) verifyWithKey(keyID string, key Key, base, sig []byte) error {
 	switch key.Algorithm {
 	case AlgHMACSHA256:
-		if len(key.Secret) < 32 {
+		if len(key.Secret) < minSecretLen {
 			return fmt.Errorf("%w: %v", ErrUnknownKey, errNoSecret)
 		}
 		if !v.macs.equal(keyID, key.Secret, base, sig) {
@@ -895,6 +928,21 @@ func (v *Verifier) acceptSignature(r *http.Request) string {
 	return string(b)
 }
 
+// target is the scheme and authority the verifier puts in @scheme,
+// @authority and @target-uri for r.
+func (v *Verifier) target(r *http.Request) target {
+	authority := v.cfg.Authority
+	if authority == "" {
+		authority = normalizeAuthority(v.cfg.Scheme, r.Host)
+	}
+	return target{scheme: v.cfg.Scheme, authority: authority}
+}
+
+// mismatchHint is logged with every signature mismatch: the usual cause
+// of mismatches from honest clients.
+const mismatchHint = "@scheme and @authority come from Config.Scheme (default https) and Config.Authority (default the request's Host); " +
+	"if every client mismatches, set them to what clients sign (a client that connects without TLS, in development or to a TLS-terminating proxy, signs http; a proxy may rewrite Host)"
+
 // reject logs and answers a rejected request; keyID is the key it claims,
 // unverified ("" when it names none).
 func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, keyID string) {
@@ -913,6 +961,12 @@ func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err
 	}
 	if m := deviceModel(r.Header.Get(v.cfg.DeviceModelHeader)); m != "" {
 		attrs = append(attrs, slog.String("device_model", m))
+	}
+	if event == "signature_mismatch" {
+		// What the server signed the base with: never the secret, the
+		// signature or the nonce.
+		t := v.target(r)
+		attrs = append(attrs, slog.String("scheme", t.scheme), slog.String("authority", t.authority), slog.String("hint", mismatchHint))
 	}
 	level := slog.LevelWarn
 	if errors.Is(err, ErrMissingSignature) {

@@ -1,22 +1,23 @@
-// Package sfv parses and serializes HTTP Structured Field Values (RFC 8941,
-// with the Date and Display String types of RFC 9651), the syntax of
+// Package sfv parses and serializes HTTP Structured Field Values (RFC 9651:
+// RFC 8941 with the Date and Display String types), the syntax of
 // Signature-Input, Signature, Accept-Signature, Content-Digest and the
 // RateLimit fields.
 //
-// It follows the parsing and serialization algorithms of RFC 9651 §4
-// step by step, and is tested against an independent implementation
-// (github.com/dunglas/httpsfv) by differential fuzzing. It exists, rather
-// than that library being used on the request path, because the request
-// path of a signature check cannot afford its allocations: a parsed value
-// here is a few flat slices, and strings point into the input.
+// The parser is one function per parsing algorithm of RFC 9651 §4.2, in
+// the RFC's order and with its step order, and is tested against an
+// independent implementation (github.com/dunglas/httpsfv) by differential
+// fuzzing. It exists, rather than that library being used on the request
+// path, because signature verification with httpsfv costs about 5 times
+// the SHA-256 and HMAC it cannot skip, against a budget of 2 (its values
+// are maps and interfaces, about 50 allocations a request); here a parsed
+// value is a few flat slices, in a reusable [Scratch], whose strings point
+// into the input.
 package sfv
 
 import (
 	"encoding/base64"
 	"errors"
 	"math"
-	"math/bits"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -41,15 +42,12 @@ const (
 // Str holds String, Token and DisplayString, Bytes holds ByteSequence and
 // Bool holds Boolean.
 type BareItem struct {
-	Kind Kind
-	Bool bool // beside Kind, in the same word
-	// verbatim marks a String the parser read without escapes: its
-	// serialization is Str between quotes, with no check to repeat.
-	verbatim bool
-	Int      int64
-	Dec      float64
-	Str      string
-	Bytes    []byte
+	Kind  Kind
+	Bool  bool
+	Int   int64
+	Dec   float64
+	Str   string
+	Bytes []byte
 }
 
 // Param is one parameter.
@@ -63,7 +61,7 @@ type Params []Param
 
 // Get returns the value of key.
 func (ps Params) Get(key string) (BareItem, bool) {
-	for i := range ps { // by index: a Param is large to copy
+	for i := range ps {
 		if ps[i].Key == key {
 			return ps[i].Value, true
 		}
@@ -112,7 +110,7 @@ type Dictionary struct {
 }
 
 // Get returns the member of key, nil when there is none. It points into
-// d: a Member is large to copy.
+// d.
 func (d *Dictionary) Get(key string) *Member {
 	for i := range d.Members {
 		if d.Members[i].Key == key {
@@ -122,56 +120,21 @@ func (d *Dictionary) Get(key string) *Member {
 	return nil
 }
 
-// Errors.
-var (
-	ErrSyntax = errors.New("sfv: invalid structured field")
-)
+// ErrSyntax is the error of text that is not a valid structured field,
+// and of a value that cannot be serialized.
+var ErrSyntax = errors.New("sfv: invalid structured field")
 
 // Scratch is reusable storage for parsed values: the items, parameters,
 // dictionary members and decoded byte sequences of every value parsed
-// with it are appended to its arenas, so that a parse after [Scratch.Reset]
-// allocates nothing once the arenas are large enough. A value parsed with a
-// Scratch is valid until the Scratch's next Reset. A Scratch is not safe
-// for concurrent use. The zero value is ready to use.
+// with it are appended to its arenas, so that once they are large enough
+// a parse allocates nothing. A value parsed with a Scratch is valid until
+// the Scratch's next Reset. A Scratch is not safe for concurrent use. The
+// zero value is ready to use.
 type Scratch struct {
 	items   []Item
 	params  []Param
 	members []DictMember
 	bytes   []byte
-}
-
-// The arenas keep one invariant: every element past an arena's length is
-// zero. Reset clears what was used, growth allocates zeroed memory, and
-// nothing shortens an arena without clearing what it drops. Taking the
-// next element then needs no zeroing, and the parser writes a value into
-// it field by field: copying a whole struct into the heap would go
-// through the garbage collector's bulk write barrier while it marks.
-
-// extend returns arena a one element longer (the zero value, by the
-// invariant); a full arena grows by at least atLeast elements.
-func extend[T any](a []T, atLeast int) []T {
-	n := len(a)
-	if n == cap(a) {
-		a = slices.Grow(a, max(atLeast, n))
-	}
-	return a[:n+1]
-}
-
-// nextItem, nextParam and nextMember return a new zero element at the
-// end of their arena.
-func (s *Scratch) nextItem() *Item {
-	s.items = extend(s.items, 8)
-	return &s.items[len(s.items)-1]
-}
-
-func (s *Scratch) nextParam() *Param {
-	s.params = extend(s.params, 4)
-	return &s.params[len(s.params)-1]
-}
-
-func (s *Scratch) nextMember() *DictMember {
-	s.members = extend(s.members, 2)
-	return &s.members[len(s.members)-1]
 }
 
 // Reset forgets every value parsed with s, keeping its storage.
@@ -182,73 +145,10 @@ func (s *Scratch) Reset() {
 	s.items, s.params, s.members, s.bytes = s.items[:0], s.params[:0], s.members[:0], s.bytes[:0]
 }
 
-type parser struct {
-	s   string
-	off int
-	a   *Scratch
-	// nc is set when the member being parsed has text that is not its
-	// canonical serialization (see Member.Raw).
-	nc bool
-}
-
-func (p *parser) eof() bool { return p.off >= len(p.s) }
-func (p *parser) peek() byte {
-	if p.eof() {
-		return 0
-	}
-	return p.s[p.off]
-}
-
-func (p *parser) skipOWS() {
-	for !p.eof() && (p.s[p.off] == ' ' || p.s[p.off] == '\t') {
-		p.off++
-	}
-}
-
-func join(lines []string) string {
-	if len(lines) == 1 {
-		return lines[0]
-	}
-	return strings.Join(lines, ", ")
-}
-
-// start trims leading and trailing SP (RFC 9651 §4.2 steps 2).
-func start(lines []string, a *Scratch) parser {
-	s := join(lines)
-	i, j := 0, len(s)
-	for i < j && s[i] == ' ' {
-		i++
-	}
-	for j > i && s[j-1] == ' ' {
-		j--
-	}
-	return parser{s: s[i:j], a: a}
-}
-
 // ParseList parses field lines as a List.
 func ParseList(lines []string) (List, error) {
-	ps := start(lines, new(Scratch))
-	p := &ps
-	var l List
-	for !p.eof() {
-		l = append(l, Member{})
-		if err := p.memberInto(&l[len(l)-1]); err != nil {
-			return nil, err
-		}
-		p.skipOWS()
-		if p.eof() {
-			return l, nil
-		}
-		if p.s[p.off] != ',' {
-			return nil, ErrSyntax
-		}
-		p.off++
-		p.skipOWS()
-		if p.eof() {
-			return nil, ErrSyntax
-		}
-	}
-	return l, nil
+	p := newParser(lines, new(Scratch))
+	return parseAll(&p, p.list)
 }
 
 // ParseDictionary parses field lines as a Dictionary.
@@ -258,70 +158,14 @@ func ParseDictionary(lines []string) (Dictionary, error) {
 
 // ParseDictionary parses field lines as a Dictionary, in s's storage.
 func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
-	if len(lines) == 1 {
-		if d, ok := s.byteSequenceMember(lines[0]); ok {
-			return d, nil
-		}
-	}
-	ps := start(lines, s)
-	p := &ps
-	var d Dictionary
-	var seen keyIndex
-	first := len(s.members)
-	for !p.eof() {
-		key, err := p.key()
-		if err != nil {
-			return Dictionary{}, err
-		}
-		// Parse in place at the end; a repeated key then moves the value
-		// to the earlier member's position.
-		dm := s.nextMember()
-		dm.Key = key
-		last := len(s.members) - 1
-		m := &dm.Member
-		if p.peek() == '=' {
-			p.off++
-			if err := p.memberInto(m); err != nil {
-				return Dictionary{}, err
-			}
-		} else {
-			m.Item.Value.Kind, m.Item.Value.Bool = Boolean, true
-			if m.Item.Params, err = p.params(); err != nil {
-				return Dictionary{}, err
-			}
-		}
-		i := -1
-		if seen.m == nil && last-first < linearKeys {
-			for j := first; j < last; j++ {
-				if s.members[j].Key == key {
-					i = j - first
-					break
-				}
-			}
-		} else {
-			i = seen.index(key, last-first, func(j int) string { return s.members[first+j].Key })
-		}
-		if i >= 0 {
-			s.members[first+i].Member = *m
-			s.members[last] = DictMember{}
-			s.members = s.members[:last]
-			d.Repeated = true
-		}
-		p.skipOWS()
-		if p.eof() {
-			d.Members = s.members[first:len(s.members):len(s.members)]
-			return d, nil
-		}
-		if p.s[p.off] != ',' {
-			return Dictionary{}, ErrSyntax
-		}
-		p.off++
-		p.skipOWS()
-		if p.eof() {
-			return Dictionary{}, ErrSyntax
-		}
-	}
-	return d, nil
+	p := newParser(lines, s)
+	return parseAll(&p, p.dictionary)
+}
+
+// ParseItem parses field lines as an Item.
+func ParseItem(lines []string) (Item, error) {
+	p := newParser(lines, new(Scratch))
+	return parseAll(&p, func() (it Item, err error) { return it, p.item(&it) })
 }
 
 // ParseParams parses the parameters (RFC 9651 §4.2.3.2) that text starts
@@ -331,245 +175,312 @@ func (s *Scratch) ParseDictionary(lines []string) (Dictionary, error) {
 // and whether that text is their canonical serialization; text that
 // starts with anything but ';' has none.
 func (s *Scratch) ParseParams(text string) (ps Params, n int, canonical bool, err error) {
-	p := parser{s: text, a: s}
-	if ps, err = p.params(); err != nil {
+	p := parser{s: text, a: s, canonical: true}
+	if ps, err = p.parameters(); err != nil {
 		return nil, 0, false, err
 	}
-	return ps, p.off, !p.nc, nil
+	return ps, p.off, p.canonical, nil
 }
 
-// byteSequenceMember parses line when it is a dictionary of one member
-// whose value is a byte sequence without parameters, such as a Signature
-// or Content-Digest field (`sig1=:…:`), with the parser's own steps but
-// none of the general case's bookkeeping. It reports false for any other
-// line, which the general case then parses (or refuses) instead.
-func (s *Scratch) byteSequenceMember(line string) (Dictionary, bool) {
-	p := parser{s: line, a: s}
-	key, err := p.key()
-	if err != nil || p.peek() != '=' {
-		return Dictionary{}, false
-	}
-	p.off++
-	if p.peek() != ':' {
-		return Dictionary{}, false
-	}
-	mark := len(s.bytes)
-	b, err := p.byteSequence()
-	if err != nil || !p.eof() {
-		s.bytes = s.bytes[:mark]
-		return Dictionary{}, false
-	}
-	first := len(s.members)
-	m := s.nextMember()
-	m.Key, m.Item.Value.Kind, m.Item.Value.Bytes = key, ByteSequence, b
-	return Dictionary{Members: s.members[first:len(s.members):len(s.members)]}, true
+// parser holds the input of one parse: the text still to parse is
+// s[off:].
+type parser struct {
+	s   string
+	off int
+	a   *Scratch
+	// canonical is false once the text of the member being parsed is
+	// not its canonical serialization (see Member.Raw).
+	canonical bool
 }
 
-// ParseItem parses field lines as an Item.
-func ParseItem(lines []string) (Item, error) {
-	ps := start(lines, new(Scratch))
-	p := &ps
-	var it Item
-	if err := p.itemInto(&it); err != nil {
-		return Item{}, err
-	}
-	if !p.eof() {
-		return Item{}, ErrSyntax
-	}
-	return it, nil
+// newParser is RFC 9651 §4.2 steps 1 and 2: the field lines combined
+// with ", " (RFC 9110 §5.3), and leading SP discarded. Trailing SP is
+// discarded too, which is what steps 6 and 7 allow after the value.
+func newParser(lines []string, a *Scratch) parser {
+	s := strings.Join(lines, ", ")
+	return parser{s: strings.Trim(s, " "), a: a}
 }
 
-// The parse functions below fill values in place, through pointers into
-// the Scratch's arenas: a value is written once, not copied up the call
-// chain. A pointer into one arena stays valid while they run, because
-// each only appends to the arenas of the values nested inside it.
+// parseAll is RFC 9651 §4.2 steps 3 to 7: parse the value as its type,
+// then fail unless the input is empty.
+func parseAll[T any](p *parser, parse func() (T, error)) (T, error) {
+	v, err := parse()
+	if err == nil && !p.empty() {
+		err = ErrSyntax
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
 
-// memberInto parses an item or an inner list into the zero Member m,
-// and sets m.Raw when its text is canonical.
-func (p *parser) memberInto(m *Member) error {
+func (p *parser) empty() bool { return p.off >= len(p.s) }
+
+// peek returns the first character of the input, 0 when it is empty.
+func (p *parser) peek() byte {
+	if p.empty() {
+		return 0
+	}
+	return p.s[p.off]
+}
+
+// discardSP discards leading SP and returns how many there were.
+func (p *parser) discardSP() int {
 	begin := p.off
-	p.nc = false
+	for p.peek() == ' ' {
+		p.off++
+	}
+	return p.off - begin
+}
+
+// discardOWS discards leading SP and HTAB.
+func (p *parser) discardOWS() {
+	for c := p.peek(); c == ' ' || c == '\t'; c = p.peek() {
+		p.off++
+	}
+}
+
+// The steps below that parse an item or a bare item fill in a value the
+// caller holds (a zero one, in a Scratch arena or on its stack) instead of
+// returning it: these values are large, and the request path parses many.
+
+// list is RFC 9651 §4.2.1, Parsing a List.
+func (p *parser) list() (List, error) {
+	var members List
+	for !p.empty() {
+		members = append(members, Member{})
+		if err := p.itemOrInnerList(&members[len(members)-1]); err != nil {
+			return nil, err
+		}
+		p.discardOWS()
+		if p.empty() {
+			return members, nil
+		}
+		if p.s[p.off] != ',' {
+			return nil, ErrSyntax
+		}
+		p.off++
+		p.discardOWS()
+		if p.empty() {
+			return nil, ErrSyntax // a trailing comma
+		}
+	}
+	return members, nil
+}
+
+// itemOrInnerList is RFC 9651 §4.2.1.1, Parsing an Item or Inner List,
+// into the zero Member m. It sets m.Raw when the member's text is
+// canonical.
+func (p *parser) itemOrInnerList(m *Member) error {
+	begin := p.off
+	p.canonical = true
 	var err error
 	if p.peek() == '(' {
 		m.IsInnerList = true
-		err = p.innerListInto(m)
+		m.Items, m.Params, err = p.innerList()
 	} else {
-		err = p.itemInto(&m.Item)
+		err = p.item(&m.Item)
 	}
-	if err == nil && !p.nc {
+	if err == nil && p.canonical {
 		m.Raw = p.s[begin:p.off]
 	}
 	return err
 }
 
-func (p *parser) innerListInto(m *Member) error {
-	// Scanned with locals, as number is, and with a path of its own for
-	// the usual item, a String without escapes (a component name): the
-	// general item parser, through p.off, takes the rest.
+// innerList is RFC 9651 §4.2.1.2, Parsing an Inner List. Its items are
+// contiguous in the Scratch: no item holds an inner list.
+func (p *parser) innerList() ([]Item, Params, error) {
+	p.off++ // '('
 	a := p.a
 	first := len(a.items)
-	s, i := p.s, p.off+1 // past '('
-	for i < len(s) {
-		// Canonical: no space after '(' or before ')', one between items.
-		j := i
-		for j < len(s) && s[j] == ' ' {
-			j++
+	for !p.empty() {
+		// Canonical text has one SP between items, none after '(' or
+		// before ')'.
+		if n := p.discardSP(); n != 0 && (len(a.items) == first || n != 1 || p.peek() == ')') {
+			p.canonical = false
 		}
-		if n := j - i; n != 0 && (len(a.items) == first || n != 1 || j < len(s) && s[j] == ')') {
-			p.nc = true
+		if p.peek() == ')' {
+			p.off++
+			items := a.items[first:len(a.items):len(a.items)]
+			params, err := p.parameters()
+			return items, params, err
 		}
-		if i = j; i == len(s) {
-			break
+		a.items = append(a.items, Item{})
+		if err := p.item(&a.items[len(a.items)-1]); err != nil {
+			return nil, nil, err
 		}
-		if s[i] == ')' {
-			p.off = i + 1
-			m.Items = a.items[first:len(a.items):len(a.items)]
-			var err error
-			m.Params, err = p.params()
-			return err
-		}
-		if k := i + 1; s[i] == '"' {
-			k += plainRun(s[k:])
-			if k < len(s) && s[k] == '"' {
-				it := a.nextItem()
-				it.Value.Kind, it.Value.verbatim, it.Value.Str = String, true, s[i+1:k]
-				i = k + 1
-				if i < len(s) && s[i] == ';' {
-					p.off = i
-					var err error
-					if it.Params, err = p.params(); err != nil {
-						return err
-					}
-					i = p.off
-				}
-				if i == len(s) || s[i] != ' ' && s[i] != ')' {
-					return ErrSyntax
-				}
-				continue
-			}
-		}
-		p.off = i
-		if err := p.itemInto(a.nextItem()); err != nil {
-			return err
-		}
-		if i = p.off; i == len(s) || s[i] != ' ' && s[i] != ')' {
-			return ErrSyntax
+		if c := p.peek(); c != ' ' && c != ')' {
+			return nil, nil, ErrSyntax
 		}
 	}
-	return ErrSyntax
+	return nil, nil, ErrSyntax // no ')'
 }
 
-// itemInto parses an item into the zero Item it.
-func (p *parser) itemInto(it *Item) error {
-	if err := p.bareItemInto(&it.Value); err != nil {
+// dictionary is RFC 9651 §4.2.2, Parsing a Dictionary. A repeated key
+// keeps its first place and takes the later value, and sets Repeated.
+func (p *parser) dictionary() (Dictionary, error) {
+	a := p.a
+	first := len(a.members)
+	var d Dictionary
+	var seen keyIndex
+	for !p.empty() {
+		key, err := p.key()
+		if err != nil {
+			return Dictionary{}, err
+		}
+		// The member is parsed in a new element at the end; a repeated
+		// key then moves it to the earlier member's place.
+		a.members = append(a.members, DictMember{Key: key})
+		m := &a.members[len(a.members)-1].Member
+		if p.peek() == '=' {
+			p.off++
+			err = p.itemOrInnerList(m)
+		} else {
+			m.Item.Value.Kind, m.Item.Value.Bool = Boolean, true
+			m.Item.Params, err = p.parameters()
+		}
+		if err != nil {
+			return Dictionary{}, err
+		}
+		members := a.members[first : len(a.members)-1]
+		if i := seen.index(key, len(members), func(i int) string { return members[i].Key }); i >= 0 {
+			members[i].Member = *m
+			a.members = a.members[:len(a.members)-1]
+			d.Repeated = true
+		}
+		p.discardOWS()
+		if p.empty() {
+			break
+		}
+		if p.s[p.off] != ',' {
+			return Dictionary{}, ErrSyntax
+		}
+		p.off++
+		p.discardOWS()
+		if p.empty() {
+			return Dictionary{}, ErrSyntax // a trailing comma
+		}
+	}
+	if len(a.members) > first {
+		d.Members = a.members[first:len(a.members):len(a.members)]
+	}
+	return d, nil
+}
+
+// item is RFC 9651 §4.2.3, Parsing an Item, into the zero Item it.
+func (p *parser) item(it *Item) error {
+	if err := p.bareItem(&it.Value); err != nil {
 		return err
 	}
 	var err error
-	it.Params, err = p.params()
+	it.Params, err = p.parameters()
 	return err
 }
 
-func (p *parser) params() (Params, error) {
-	// Scanned with locals, with a path of its own for the usual value, a
-	// String without escapes or an Integer: the general bare item parser,
-	// through p.off, takes the rest.
-	s, i := p.s, p.off
-	if i == len(s) || s[i] != ';' {
-		return nil, nil
+// bareItem is RFC 9651 §4.2.3.1, Parsing a Bare Item, into the zero
+// BareItem v.
+func (p *parser) bareItem(v *BareItem) error {
+	var err error
+	switch c := p.peek(); {
+	case c == '-' || isDigit(c):
+		v.Kind, v.Int, v.Dec, err = p.integerOrDecimal()
+	case c == '"':
+		v.Kind = String
+		v.Str, err = p.string()
+	case c == '*' || isAlpha(c):
+		v.Kind, v.Str = Token, p.token()
+	case c == ':':
+		p.canonical = false // padding and trailing bits are not checked
+		v.Kind = ByteSequence
+		v.Bytes, err = p.byteSequence()
+	case c == '?':
+		v.Kind = Boolean
+		v.Bool, err = p.boolean()
+	case c == '@':
+		v.Kind = Date
+		v.Int, err = p.date()
+	case c == '%':
+		p.canonical = false // escapes are not checked
+		v.Kind = DisplayString
+		v.Str, err = p.displayString()
+	default:
+		err = ErrSyntax
 	}
+	return err
+}
+
+// parameters is RFC 9651 §4.2.3.2, Parsing Parameters. A repeated key
+// keeps its first place and takes the later value.
+func (p *parser) parameters() (Params, error) {
 	a := p.a
 	first := len(a.params)
 	var seen keyIndex
-	var heard uint64 // bits of the keys so far (see below)
-	for i < len(s) && s[i] == ';' {
-		i++
-		j := i
-		for j < len(s) && s[j] == ' ' {
-			j++
+	for p.peek() == ';' {
+		p.off++
+		if p.discardSP() != 0 {
+			p.canonical = false
 		}
-		if j != i {
-			p.nc = true
+		key, err := p.key()
+		if err != nil {
+			return nil, err
 		}
-		// The key (see key).
-		if i = j; i == len(s) || !isLCAlpha(s[i]) && s[i] != '*' {
-			return nil, ErrSyntax
-		}
-		for j++; j < len(s) && keyChars[s[j]]; j++ {
-		}
-		key := s[i:j]
-		i = j
-		// The value goes into a new Param, or replaces that of an
-		// earlier one of the same key, which keeps its place.
-		n, at := len(a.params)-first, -1
-		// A key's length and first byte pick one bit of heard: a key
-		// whose bit is clear is new, and the search is skipped.
-		bit := uint64(1) << ((uint(len(key))*31 + uint(key[0])) & 63)
-		switch {
-		case seen.m == nil && n < linearKeys && heard&bit == 0:
-			heard |= bit
-		case seen.m == nil && n < linearKeys:
-			for j := first; j < len(a.params); j++ {
-				if a.params[j].Key == key {
-					at = j - first
-					break
-				}
-			}
-		default:
-			at = seen.index(key, n, func(j int) string { return a.params[first+j].Key })
-		}
+		// The value goes into a new Param, or over that of an earlier one
+		// of the same key, which keeps its place.
+		params := a.params[first:]
 		var v *BareItem
-		if at < 0 {
-			prm := a.nextParam()
-			prm.Key, v = key, &prm.Value
-		} else {
-			p.nc = true
-			v = &a.params[first+at].Value
+		if i := seen.index(key, len(params), func(i int) string { return params[i].Key }); i >= 0 {
+			p.canonical = false
+			v = &params[i].Value
 			*v = BareItem{}
+		} else {
+			a.params = append(a.params, Param{Key: key})
+			v = &a.params[len(a.params)-1].Value
 		}
-		switch {
-		case i == len(s) || s[i] != '=':
+		if p.peek() != '=' {
 			v.Kind, v.Bool = Boolean, true
-		case i+1 < len(s) && s[i+1] == '"':
-			k := i + 2
-			if k += plainRun(s[k:]); k < len(s) && s[k] == '"' {
-				v.Kind, v.verbatim, v.Str = String, true, s[i+2:k]
-				i = k + 1
-				break
-			}
-			fallthrough
-		default:
-			p.off = i + 1
-			if err := p.bareItemInto(v); err != nil {
-				return nil, err
-			}
-			if v.Kind == Boolean && v.Bool {
-				p.nc = true // serialized as the bare key
-			}
-			i = p.off
+			continue
+		}
+		p.off++
+		if err := p.bareItem(v); err != nil {
+			return nil, err
+		}
+		if v.Kind == Boolean && v.Bool {
+			p.canonical = false // serialized as the bare key
 		}
 	}
-	p.off = i
+	if len(a.params) == first {
+		return nil, nil
+	}
 	return a.params[first:len(a.params):len(a.params)], nil
 }
 
-// keyIndex finds an earlier occurrence of a key in a long dictionary or
-// parameter list. Short lists (under linearKeys, all real ones) are
-// scanned in place by the parser; past that a map takes over, so that a
-// field of many distinct keys parses in linear time, not quadratic.
+// keyIndex finds an earlier occurrence of a key in a dictionary or a
+// parameter list. Up to linearKeys keys (every real field) it compares
+// them one by one; past that it keeps a map, so that a field of many
+// distinct keys parses in linear time, not quadratic.
 type keyIndex struct {
 	m map[string]int
 }
 
-// linearKeys is the list length up to which the parser scans for a
-// repeated key instead of using a keyIndex.
+// linearKeys is the number of keys up to which keyIndex compares keys one
+// by one.
 const linearKeys = 16
 
-// index returns the position of key among keys 0..n-1 (keyAt returns
-// them), or -1, recording key at position n when it is new.
+// index returns the position of key among the n keys that keyAt returns,
+// or -1 when it is not one of them; the caller then adds it at n.
 func (x *keyIndex) index(key string, n int, keyAt func(int) string) int {
+	if x.m == nil && n <= linearKeys {
+		for i := range n {
+			if keyAt(i) == key {
+				return i
+			}
+		}
+		return -1
+	}
 	if x.m == nil {
 		x.m = make(map[string]int, 2*n)
-		for i := 0; i < n; i++ {
+		for i := range n {
 			x.m[keyAt(i)] = i
 		}
 	}
@@ -580,16 +491,13 @@ func (x *keyIndex) index(key string, n int, keyAt func(int) string) int {
 	return -1
 }
 
-func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
-func isAlpha(c byte) bool   { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
-func isDigit(c byte) bool   { return '0' <= c && c <= '9' }
-
+// key is RFC 9651 §4.2.3.3, Parsing a Key.
 func (p *parser) key() (string, error) {
 	if c := p.peek(); !isLCAlpha(c) && c != '*' {
 		return "", ErrSyntax
 	}
 	s, i := p.s, p.off+1
-	for i < len(s) && keyChars[s[i]] {
+	for i < len(s) && isKeyChar(s[i]) {
 		i++
 	}
 	k := s[p.off:i]
@@ -597,217 +505,97 @@ func (p *parser) key() (string, error) {
 	return k, nil
 }
 
-// keyChars marks the characters of a key after its first.
-var keyChars = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	t['_'], t['-'], t['.'], t['*'] = true, true, true, true
-	return t
-}()
-
-// bareItemInto parses a bare item into the zero BareItem v.
-func (p *parser) bareItemInto(v *BareItem) error {
-	var err error
-	c := p.peek()
-	switch {
-	case c == '-' || isDigit(c):
-		v.Kind, v.Int, v.Dec, err = p.number()
-	case c == '"':
-		start := p.off
-		v.Kind = String
-		v.Str, err = p.str()
-		v.verbatim = err == nil && p.off-start == len(v.Str)+2
-	case c == '*' || isAlpha(c):
-		v.Kind, v.Str = Token, p.token()
-	case c == ':':
-		v.Kind = ByteSequence
-		v.Bytes, err = p.byteSequence()
-		p.nc = true // padding and trailing bits: not worth checking
-	case c == '?':
-		v.Kind = Boolean
-		v.Bool, err = p.boolean()
-	case c == '@':
-		p.off++
-		kind, n, _, nerr := p.number()
-		if nerr != nil || kind != Integer {
-			return ErrSyntax
-		}
-		v.Kind, v.Int = Date, n
-	case c == '%':
-		v.Kind = DisplayString
-		v.Str, err = p.displayString()
-		p.nc = true
-	default:
-		err = ErrSyntax
-	}
-	return err
-}
-
-// number is RFC 9651 §4.2.4: an Integer (its value in n) or a Decimal
-// (in f).
-func (p *parser) number() (kind Kind, n int64, f float64, err error) {
-	// Scanned with locals: the loops keep their index in a register.
+// integerOrDecimal is RFC 9651 §4.2.4, Parsing an Integer or Decimal: an
+// Integer (its value in n) or a Decimal (in f).
+func (p *parser) integerOrDecimal() (kind Kind, n int64, f float64, err error) {
 	s, i := p.s, p.off
-	neg := i < len(s) && s[i] == '-'
+	neg := s[i] == '-'
 	if neg {
 		i++
 	}
-	begin := i
-	// The value is read as the digits are scanned: past 15 digits it
-	// wraps, but the number is then refused below.
-	for i < len(s) && isDigit(s[i]) {
-		n = n*10 + int64(s[i]-'0')
-		i++
-	}
-	whole := i - begin
-	dot := i < len(s) && s[i] == '.'
-	switch {
-	case whole == 0, !dot && whole > 15, dot && whole > 12:
+	if i == len(s) || !isDigit(s[i]) {
 		return 0, 0, 0, ErrSyntax
 	}
-	if !dot {
-		p.off = i
-		num := s[begin:i]
-		if len(num) > 1 && num[0] == '0' || neg && num == "0" {
-			p.nc = true // leading zeros, or -0
+	begin, dot := i, -1
+	for ; i < len(s); i++ {
+		if c := s[i]; c == '.' && dot < 0 {
+			if i-begin > 12 {
+				return 0, 0, 0, ErrSyntax
+			}
+			dot = i
+		} else if isDigit(c) {
+			n = n*10 + int64(c-'0') // the integer's value; past 18 digits it wraps, and is then refused
+		} else {
+			break
+		}
+	}
+	p.off = i
+	num := s[begin:i]
+	if dot < 0 {
+		if len(num) > 15 {
+			return 0, 0, 0, ErrSyntax
+		}
+		if len(num) > 1 && num[0] == '0' || neg && n == 0 {
+			p.canonical = false // leading zeros, or -0
 		}
 		if neg {
 			n = -n
 		}
 		return Integer, n, 0, nil
 	}
-	i++ // '.'
-	fracBegin := i
-	for i < len(s) && isDigit(s[i]) {
-		i++
-	}
-	if frac := i - fracBegin; frac < 1 || frac > 3 {
+	if frac := i - dot - 1; frac < 1 || frac > 3 {
 		return 0, 0, 0, ErrSyntax
 	}
-	p.off = i
-	p.nc = true // a decimal
-	f, err = strconv.ParseFloat(s[begin:i], 64)
-	if err != nil {
-		return 0, 0, 0, ErrSyntax
-	}
+	p.canonical = false                // the serialization of a decimal is not checked
+	f, _ = strconv.ParseFloat(num, 64) // at most 16 digits: no error
 	if neg {
 		f = -f
 	}
 	return Decimal, 0, f, nil
 }
 
-// str is RFC 9651 §4.2.5. Without escapes the result points into the
-// input.
-func (p *parser) str() (string, error) {
-	s, i := p.s, p.off+1 // past '"'
-	begin := i
-	i += plainRun(s[i:])
-	if i < len(s) {
-		switch s[i] {
-		case '"':
-			p.off = i + 1
-			return s[begin:i], nil
-		case '\\':
-			return p.strEscaped(begin, i)
-		}
-	}
-	return "", ErrSyntax
-}
-
-// plainRun returns the length of the run of strPlain characters that s
-// starts with. It tests eight bytes at a time while it can (a String
-// holds a key ID, a nonce, a component name: tens of bytes), with the
-// exact tests for "has a byte below n" and "has a zero byte" on a word
-// (a borrow or carry across bytes only starts at a byte that matches, so
-// the lowest byte flagged is the first that stops the run), and finishes
-// byte by byte.
-func plainRun(s string) int {
-	const (
-		ones = 0x0101010101010101
-		high = 0x8080808080808080
-	)
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := s[i : i+8]
-		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-		quote, backslash := x^('"'*ones), x^('\\'*ones)
-		below := (x - 0x20*ones) &^ x                  // a byte below 0x20
-		above := (x + ones) | x                        // a byte above 0x7e
-		isQuote := (quote - ones) &^ quote             // a '"'
-		isBackslash := (backslash - ones) &^ backslash // a '\\'
-		if m := (below | above | isQuote | isBackslash) & high; m != 0 {
-			return i + bits.TrailingZeros64(m)/8 // the lowest match is exact
-		}
-	}
-	for i < len(s) && strPlain[s[i]] {
+// string is RFC 9651 §4.2.5, Parsing a String. A String without escapes
+// is the input's text, not a copy.
+func (p *parser) string() (string, error) {
+	s := p.s
+	begin := p.off + 1 // past '"'
+	i := begin
+	for i < len(s) && isStringChar(s[i]) {
 		i++
 	}
-	return i
-}
-
-// strPlain marks the characters a String holds as they are: visible ASCII
-// and space, but for the quote and the backslash.
-var strPlain = func() (t [256]bool) {
-	for c := 0x20; c <= 0x7e; c++ {
-		t[c] = c != '"' && c != '\\'
+	if i < len(s) && s[i] == '"' {
+		p.off = i + 1
+		return s[begin:i], nil
 	}
-	return t
-}()
-
-// strEscaped continues str from the first backslash, at i.
-func (p *parser) strEscaped(begin, i int) (string, error) {
-	s := p.s
-	var b strings.Builder
-	b.WriteString(s[begin:i])
+	// An escape, or an error: the rest character by character.
+	b := []byte(s[begin:i])
 	for i < len(s) {
 		c := s[i]
+		i++
 		switch {
 		case c == '\\':
-			i++
 			if i == len(s) || s[i] != '"' && s[i] != '\\' {
 				return "", ErrSyntax
 			}
-			b.WriteByte(s[i])
+			b = append(b, s[i])
+			i++
 		case c == '"':
-			p.off = i + 1
-			return b.String(), nil
-		case c < 0x20 || c > 0x7e:
+			p.off = i
+			return string(b), nil
+		case !isStringChar(c):
 			return "", ErrSyntax
 		default:
-			b.WriteByte(c)
+			b = append(b, c)
 		}
-		i++
 	}
-	return "", ErrSyntax
+	return "", ErrSyntax // no closing '"'
 }
 
-func isTChar(c byte) bool { return tchar[c] }
-
-// tchar marks tchar (RFC 9110 §5.6.2).
-var tchar = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		b := byte(c)
-		t[c] = isAlpha(b) || isDigit(b) || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
-	}
-	return t
-}()
-
-// tokenChars marks the characters of a Token after its first.
-var tokenChars = func() (t [256]bool) {
-	t = tchar
-	t[':'], t['/'] = true, true
-	return t
-}()
-
-// token is RFC 9651 §4.2.6.
+// token is RFC 9651 §4.2.6, Parsing a Token; the caller has checked its
+// first character.
 func (p *parser) token() string {
 	s, i := p.s, p.off+1
-	for i < len(s) && tokenChars[s[i]] {
+	for i < len(s) && isTokenChar(s[i]) {
 		i++
 	}
 	t := s[p.off:i]
@@ -815,35 +603,37 @@ func (p *parser) token() string {
 	return t
 }
 
-// byteSequence is RFC 9651 §4.2.7. Padding may be absent, as the RFC
-// asks parsers to allow; wrong padding is an error.
+// byteSequence is RFC 9651 §4.2.7, Parsing a Byte Sequence. Padding may
+// be absent, as the RFC asks parsers to allow; wrong padding is an error.
+// The bytes are decoded into the Scratch.
 func (p *parser) byteSequence() ([]byte, error) {
 	p.off++ // ':'
-	// The content runs to the next ':'. The decoder refuses any character
-	// in it outside the alphabet and padding, but for CR and LF, which it
-	// skips: those are refused here.
-	if end := strings.IndexByte(p.s[p.off:], ':'); end >= 0 {
-		if enc := p.s[p.off : p.off+end]; strings.IndexByte(enc, '\n') < 0 && strings.IndexByte(enc, '\r') < 0 {
-			p.off += end + 1
-			dec := base64.StdEncoding
-			if len(enc)%4 != 0 {
-				dec = base64.RawStdEncoding
-			}
-			a := p.a
-			first, n := len(a.bytes), dec.DecodedLen(len(enc))
-			a.bytes = append(a.bytes, make([]byte, n)...)[:first]
-			m, err := dec.Decode(a.bytes[first:first+n], []byte(enc))
-			if err != nil {
-				a.bytes = a.bytes[:first]
-				return nil, ErrSyntax
-			}
-			a.bytes = a.bytes[:first+m]
-			return a.bytes[first : first+m : first+m], nil
-		}
+	end := strings.IndexByte(p.s[p.off:], ':')
+	if end < 0 {
+		return nil, ErrSyntax
 	}
-	return nil, ErrSyntax
+	enc := p.s[p.off : p.off+end]
+	p.off += end + 1
+	// The decoder refuses every character outside base64 and '=', but
+	// for CR and LF, which it skips.
+	if strings.IndexByte(enc, '\r') >= 0 || strings.IndexByte(enc, '\n') >= 0 {
+		return nil, ErrSyntax
+	}
+	dec := base64.StdEncoding
+	if len(enc)%4 != 0 {
+		dec = base64.RawStdEncoding
+	}
+	a := p.a
+	first := len(a.bytes)
+	var err error
+	if a.bytes, err = dec.AppendDecode(a.bytes, []byte(enc)); err != nil {
+		a.bytes = a.bytes[:first]
+		return nil, ErrSyntax
+	}
+	return a.bytes[first:len(a.bytes):len(a.bytes)], nil
 }
 
+// boolean is RFC 9651 §4.2.8, Parsing a Boolean.
 func (p *parser) boolean() (bool, error) {
 	p.off++ // '?'
 	switch p.peek() {
@@ -857,38 +647,50 @@ func (p *parser) boolean() (bool, error) {
 	return false, ErrSyntax
 }
 
-// displayString is RFC 9651 §4.2.10.
+// date is RFC 9651 §4.2.9, Parsing a Date.
+func (p *parser) date() (int64, error) {
+	p.off++ // '@'
+	if p.empty() {
+		return 0, ErrSyntax
+	}
+	kind, n, _, err := p.integerOrDecimal()
+	if err != nil || kind != Integer {
+		return 0, ErrSyntax
+	}
+	return n, nil
+}
+
+// displayString is RFC 9651 §4.2.10, Parsing a Display String.
 func (p *parser) displayString() (string, error) {
 	if !strings.HasPrefix(p.s[p.off:], `%"`) {
 		return "", ErrSyntax
 	}
 	p.off += 2
 	var b []byte
-	for !p.eof() {
+	for !p.empty() {
 		c := p.s[p.off]
+		p.off++
 		switch {
 		case c <= 0x1f || c >= 0x7f:
 			return "", ErrSyntax
 		case c == '%':
-			if p.off+2 >= len(p.s) {
+			if p.off+2 > len(p.s) {
 				return "", ErrSyntax
 			}
-			h, ok1 := lowerHex(p.s[p.off+1])
-			l, ok2 := lowerHex(p.s[p.off+2])
+			h, ok1 := lowerHex(p.s[p.off])
+			l, ok2 := lowerHex(p.s[p.off+1])
 			if !ok1 || !ok2 {
 				return "", ErrSyntax
 			}
 			b = append(b, h<<4|l)
-			p.off += 3
+			p.off += 2
 		case c == '"':
-			p.off++
 			if !utf8.Valid(b) {
 				return "", ErrSyntax
 			}
 			return string(b), nil
 		default:
 			b = append(b, c)
-			p.off++
 		}
 	}
 	return "", ErrSyntax
@@ -903,6 +705,44 @@ func lowerHex(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
+func isAlpha(c byte) bool   { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool   { return '0' <= c && c <= '9' }
+
+// isKeyChar reports the characters of a key after its first.
+func isKeyChar(c byte) bool { return charClass[c]&keyChar != 0 }
+
+// isTokenChar reports the characters of a Token after its first: tchar
+// (RFC 9110 §5.6.2), ':' and '/'.
+func isTokenChar(c byte) bool { return charClass[c]&tokenChar != 0 }
+
+// isStringChar reports the characters a String holds unescaped: visible
+// ASCII and SP, but for '"' and '\'.
+func isStringChar(c byte) bool { return charClass[c]&stringChar != 0 }
+
+const (
+	keyChar = 1 << iota
+	tokenChar
+	stringChar
+)
+
+// charClass holds the classes of each byte, for the scanning loops.
+var charClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if isLCAlpha(b) || isDigit(b) || strings.IndexByte("_-.*", b) >= 0 {
+			t[c] |= keyChar
+		}
+		if isAlpha(b) || isDigit(b) || strings.IndexByte("!#$%&'*+-.^_`|~:/", b) >= 0 {
+			t[c] |= tokenChar
+		}
+		if 0x20 <= b && b <= 0x7e && b != '"' && b != '\\' {
+			t[c] |= stringChar
+		}
+	}
+	return t
+}()
 
 // Serialization (RFC 9651 §4.1). Append* functions append the
 // serialization to dst and return ErrSyntax for a value that cannot be
@@ -970,17 +810,8 @@ func AppendInnerList(dst []byte, items []Item, params Params) ([]byte, error) {
 	return AppendParams(dst, params)
 }
 
-// AppendItem appends an item with its parameters. It takes a pointer, as
-// the other append functions do inside: an Item is large, and the request
-// path serializes many.
+// AppendItem appends an item with its parameters.
 func AppendItem(dst []byte, it *Item) ([]byte, error) {
-	if it.Value.Kind == String && it.Value.verbatim && len(it.Params) == 0 {
-		// A String the parser read without escapes, such as a component
-		// identifier: its text as it came.
-		dst = append(dst, '"')
-		dst = append(dst, it.Value.Str...)
-		return append(dst, '"'), nil
-	}
 	dst, err := appendBareItem(dst, &it.Value)
 	if err != nil {
 		return nil, err
@@ -1013,7 +844,7 @@ func appendKey(dst []byte, k string) ([]byte, error) {
 		return nil, ErrSyntax
 	}
 	for i := 1; i < len(k); i++ {
-		if !keyChars[k[i]] {
+		if !isKeyChar(k[i]) {
 			return nil, ErrSyntax
 		}
 	}
@@ -1034,31 +865,23 @@ func appendBareItem(dst []byte, v *BareItem) ([]byte, error) {
 		return appendDecimal(dst, v.Dec)
 	case String:
 		dst = append(dst, '"')
-		if v.verbatim {
-			dst = append(dst, v.Str...)
-			return append(dst, '"'), nil
-		}
-		for s := v.Str; ; {
-			i := 0
-			for i < len(s) && strPlain[s[i]] {
-				i++
-			}
-			dst = append(dst, s[:i]...)
-			if i == len(s) {
-				return append(dst, '"'), nil
-			}
-			if c := s[i]; c != '"' && c != '\\' {
+		for i := 0; i < len(v.Str); i++ {
+			switch c := v.Str[i]; {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case isStringChar(c):
+				dst = append(dst, c)
+			default:
 				return nil, ErrSyntax
 			}
-			dst = append(dst, '\\', s[i])
-			s = s[i+1:]
 		}
+		return append(dst, '"'), nil
 	case Token:
 		if v.Str == "" || !isAlpha(v.Str[0]) && v.Str[0] != '*' {
 			return nil, ErrSyntax
 		}
 		for i := 0; i < len(v.Str); i++ {
-			if c := v.Str[i]; !isTChar(c) && c != ':' && c != '/' {
+			if !isTokenChar(v.Str[i]) {
 				return nil, ErrSyntax
 			}
 		}

@@ -161,8 +161,7 @@ func FuzzDifferential(f *testing.F) {
 
 // checkReused fails unless a Scratch that parsed other values before,
 // including s itself, failed or not, parses s as a fresh one does (ours,
-// err): the parser takes arena elements without zeroing them, so a value
-// left over in an arena must never show through.
+// err): a value left over in an arena must never show through.
 func checkReused(t *testing.T, s string, ours Dictionary, err error) {
 	t.Helper()
 	var sc Scratch
@@ -333,32 +332,4 @@ func TestManyKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, d.Members, 50_001)
 	require.False(t, d.Repeated)
-}
-
-// TestPlainRun checks the eight-at-a-time scan against the byte-by-byte
-// definition: every byte value at every position of a word and of the
-// tail, and runs that end exactly at a word's end.
-func TestPlainRun(t *testing.T) {
-	ref := func(s string) int {
-		i := 0
-		for i < len(s) && strPlain[s[i]] {
-			i++
-		}
-		return i
-	}
-	for n := 0; n <= 20; n++ {
-		for pos := 0; pos < n; pos++ {
-			for c := 0; c < 256; c++ {
-				b := []byte(strings.Repeat("a", n))
-				b[pos] = byte(c)
-				s := string(b)
-				require.Equal(t, ref(s), plainRun(s), "%q", s)
-			}
-		}
-		s := strings.Repeat("~ ", n)
-		require.Equal(t, ref(s), plainRun(s), "%q", s)
-	}
-	// Two stops in one word: the first counts.
-	require.Equal(t, 2, plainRun("ab\x01\"cdefgh"))
-	require.Equal(t, 3, plainRun("abc\\\x00defgh"))
 }
