@@ -179,3 +179,13 @@ func TestExpiryGauges(t *testing.T) {
 	got = gauges(t, e.reader, MetricCertificateExpiry)
 	require.InDelta(t, 60, got["tls.certificate.role=leaf,tls.certificate.subject=localhost"], 0.1)
 }
+
+// A Guard whose logger counts no security events says so at New, naming the
+// fix, so that tls_handshake_failed and pin_mismatch never vanish from the
+// metrics unnoticed.
+func TestNewWarnsWhenEventsUncounted(t *testing.T) {
+	e := newEnv(t, nil)
+	e.logs.mu.Lock()
+	defer e.logs.mu.Unlock()
+	require.True(t, e.logs.warned)
+}

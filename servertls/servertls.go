@@ -18,6 +18,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/apiguard/apiguard/internal/events"
 )
 
 // Profile names a Mozilla server-side TLS recommendation.
@@ -272,6 +274,7 @@ func New(cfg Config) (*Guard, error) {
 		return nil, err
 	}
 	g.metrics = m
+	events.WarnUnobserved(cfg.Logger, "servertls")
 	return g, nil
 }
 

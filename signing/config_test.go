@@ -1,8 +1,10 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -131,4 +133,15 @@ func TestMismatchLogNamesSchemeAndAuthority(t *testing.T) {
 	v, clk, _ = newTestVerifier(t, func(c *Config) { c.Scheme = "http" })
 	_, reached, _ = serve(v, signed(t, signer(clk, "device-a", secretA), "POST", "http://api.example.com:8080/v1/pay", `{"amount":1}`, nil))
 	require.True(t, reached)
+}
+
+// A Verifier whose logger counts no security events says so at New, naming
+// the fix, so that signature failures never vanish from the metrics
+// unnoticed.
+func TestNewWarnsWhenEventsUncounted(t *testing.T) {
+	var buf bytes.Buffer
+	_, err := New(Config{Keys: StaticKeys(map[string][]byte{"device-a": secretA}), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	require.NoError(t, err)
+	require.Contains(t, buf.String(), "level=WARN")
+	require.Contains(t, buf.String(), "signing: Config.Logger does not count security events")
 }

@@ -331,6 +331,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.ReplayStore == nil {
 		cfg.ReplayStore = NewMemoryReplayStore(cfg.ReplayCacheSize, cfg.Window, cfg.Now)
 	}
+	events.WarnUnobserved(cfg.Logger, "signing")
 	return &Verifier{cfg: cfg, required: required, macs: newMACCache()}, nil
 }
 

@@ -54,6 +54,7 @@ func newTestVerifier(t testing.TB, mod func(*Config)) (*Verifier, *testClock, *l
 	}
 	v, err := New(cfg)
 	require.NoError(t, err)
+	logs.Reset() // New's warning that the test logger counts no events
 	clk.Advance(time.Minute)
 	return v, clk, logs
 }
