@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -264,4 +265,48 @@ func TestFailureBudgetLockoutAddsItsMember(t *testing.T) {
 	require.Equal(t, []string{`"ip";r=98;t=1, "login";r=0;t=60`}, rec.Header().Values("RateLimit"))
 	require.Equal(t, "60", rec.Header().Get("Retry-After"))
 	requireParses(t, rec.Header())
+}
+
+// FuzzAddMember holds addMember, with its unparsed path for fields the
+// limiters of a chain wrote, equal to addMemberParsed on every field.
+func FuzzAddMember(f *testing.F) {
+	for _, s := range []string{
+		`"ip";r=97;t=1`, `"ip";q=300;w=60, "user";q=100;w=60`, `"user";r=0;t=6`, `"a";r=007;t=1`,
+		`"a";r=1;r=2`, `"a" ;r=1`, `"a";r=1,"b";r=2`, `ip;r=1`, `"a\"b";r=1`, `"a";r=1, `, `"a";R=1`,
+		`"a";r=-1`, `"a";r=1.5`, `("a" "b");r=1`, `"a";r=1;t=2;u=3;v=4;w=5`, "", `"`,
+	} {
+		f.Add(s, "user")
+		f.Add(s, "ip")
+	}
+	f.Fuzz(func(t *testing.T, old, name string) {
+		quoted, err := quoteName("", name)
+		if err != nil {
+			return
+		}
+		val := []string{rateLimitField(quoted, 3, 1)}
+		fast, plain := http.Header{fieldLimit: {old}}, http.Header{fieldLimit: {old}}
+		addMember(fast, fieldLimit, name, val)
+		addMemberParsed(plain, fieldLimit, name, val)
+		if !slices.Equal(fast[fieldLimit], plain[fieldLimit]) {
+			t.Fatalf("field %q, policy %q: addMember %q, addMemberParsed %q", old, name, fast[fieldLimit], plain[fieldLimit])
+		}
+	})
+}
+
+// BenchmarkAddMember: the second limiter of a chain adding its member to
+// the first one's, unparsed (addMember) and parsed (addMemberParsed).
+func BenchmarkAddMember(b *testing.B) {
+	first, second := []string{`"ip";r=297;t=1`}, []string{`"user";r=97;t=1`}
+	for _, bc := range []struct {
+		name string
+		add  func(http.Header, string, string, []string)
+	}{{"addMember", addMember}, {"addMemberParsed", addMemberParsed}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h := http.Header{fieldLimit: first}
+				bc.add(h, fieldLimit, "user", second)
+			}
+		})
+	}
 }
