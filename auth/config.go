@@ -17,6 +17,19 @@ import (
 
 // DPoPMode says whether sender-constrained tokens (RFC 9449) are accepted
 // or required.
+//
+// With Config.DPoP set, tokens bound to a key (cnf.jkt) are accepted with
+// the DPoP scheme and a proof that passes every check of RFC 9449 §4.3
+// (an RSA proof key may have at most 4096 bits, a JWKS key 8192);
+// htu is compared with Config.DPoPURL plus the request path, never with
+// the Host header, after RFC 3986 normalisation; a request path with dot
+// segments ("/a/../b", "/a/%2E%2E/b") is refused, because routers resolve
+// it differently. A proof's iat may be Config.DPoPProofWindow old but only
+// Config.DPoPFutureSkew (10s) ahead. Proof jti values are single use
+// through a [ReplayStore]; a proof that fails a check does not burn its
+// jti. A bound token sent as a bearer token is refused whatever the mode.
+// Server nonces (Config.DPoPNonceKey) are stateless, so they work across
+// instances.
 type DPoPMode int
 
 const (
@@ -130,6 +143,39 @@ type Config struct {
 }
 
 // Issuer is one trusted token issuer.
+//
+// # Key fetching
+//
+// A remote JWKS is fetched in the background, first when [New] returns,
+// then at the interval its Cache-Control asks for, clamped to
+// [Config.MinKeyRefresh, Config.MaxKeyRefresh]. Fetches of one issuer never
+// overlap, and keep to one schedule in every state (never loaded, fresh,
+// failing, past staleness) whatever the traffic: the next fetch starts no
+// sooner than MinKeyRefresh after a successful one, and after n failures
+// in a row no sooner than 1s·2^(n-1), at most MinKeyRefresh, plus up to
+// half again of random jitter (Config.Rand). A request can make a fetch
+// that the schedule allows start now, never an earlier one; a 503's
+// Retry-After says when the next one may start (1s while one is under
+// way), and the background loop makes it then.
+//
+// A token whose kid the loaded set lacks, or whose signature the set's
+// key for its kid (or, without kid, its single key) rejects, may be
+// signed by a key published since (a new kid, or a key replaced under the
+// same kid): if the set was fetched before the token was issued (the
+// earlier of the token's arrival and its iat plus Config.ClockSkew), the
+// answer is 503 with Retry-After and a refresh is due as soon as the
+// schedule allows; only a set fetched after that proves the kid unknown
+// or the signature bad (401). So a rotation never gets valid tokens refused,
+// and a flood of random kids costs at most one fetch per MinKeyRefresh;
+// tokens issued before the last fetch, expired or without iat are refused
+// at once, with no fetch. No request waits for a fetch longer than
+// Config.MaxKeyWait (300ms); the fetch carries on in the background.
+//
+// The verified-token cache obeys the same rules as new tokens: an entry
+// serves only while the key set that verified it is current and, for a
+// remote set, within MaxKeyStaleness. A malformed key in a set is skipped
+// and logged (event=jwks_key_skipped). [Verifier.Close] stops the
+// background work.
 type Issuer struct {
 	// Issuer is the exact iss value. Required.
 	Issuer string

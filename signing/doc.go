@@ -50,20 +50,11 @@
 //
 // # Replay store and failure policy
 //
-// The default [MemoryReplayStore] is bounded and keeps nonces per key:
-// when it is full, the key holding the most nonces gives way first, and
-// a nonce evicted before its expiry raises a floor for its own key only,
-// to its created time; signatures at or below a floor are refused
-// (event=replay_floor), so eviction never reopens a replay, and one key
-// (flooding, or dating its signatures ahead) never raises a floor that
-// another key's traffic must clear. Its overflow policy is in its doc.
-// The store also starts with a global floor at process start: a restart
-// never reopens a replay either, and a signature created before the
-// restart is refused once; the 401 tells the client to sign again now,
-// and carries the server's Date, from which a client whose clock lags can
-// correct it. Several instances share redisstore's store, which survives
-// restarts and has no floors. When a key store or replay store cannot
-// answer, the request is refused with 503 and Retry-After (fail closed).
+// The default [MemoryReplayStore] is bounded and keeps nonces per key; an
+// eviction or a restart never reopens a replay (see its doc for the floors
+// and what they cost a client). Several instances share redisstore's store.
+// When a key store or replay store cannot answer, the request is refused
+// with 503 and Retry-After (fail closed).
 //
 // # Events
 //
@@ -76,21 +67,6 @@
 // replays as event=replay; everything else as
 // event=signature_rejected with a reason. Secrets, signatures and nonces
 // are never logged.
-//
-// # Cost
-//
-// A Verifier keeps the keyed HMAC-SHA256 state of up to 1024 recently
-// seen key IDs (about 700 B each), so that a device's secret is not
-// expanded into its pads on every request; a state is used only for the
-// exact key ID and secret it was made from, so a rotated secret takes
-// effect on the next request. It also remembers, parsed and compiled, the
-// lists of covered components of the last eight kinds of verified
-// signature (a client signs every request with the same list): a
-// Signature-Input that starts with exactly such a list has only its
-// parameters parsed. A list is remembered only once its signature
-// verified, so unauthenticated traffic cannot churn them. Parsing works
-// in pooled buffers; a verification allocates the body it reads and its
-// [Result].
 //
 // A Verifier is safe for concurrent use by multiple goroutines.
 package signing

@@ -257,6 +257,19 @@ func (res *Result) Covered() []string {
 // Verifier verifies RFC 9421 signatures on requests. It is safe for
 // concurrent use by multiple goroutines. The zero value is not usable;
 // create one with [New].
+//
+// A Verifier keeps the keyed HMAC-SHA256 state of up to 1024 recently
+// seen key IDs (about 700 B each), so that a device's secret is not
+// expanded into its pads on every request; a state is used only for the
+// exact key ID and secret it was made from, so a rotated secret takes
+// effect on the next request. It also remembers, parsed and compiled, the
+// lists of covered components of the last eight kinds of verified
+// signature (a client signs every request with the same list): a
+// Signature-Input that starts with exactly such a list has only its
+// parameters parsed. A list is remembered only once its signature
+// verified, so unauthenticated traffic cannot churn them. Parsing works
+// in pooled buffers; a verification allocates the body it reads and its
+// [Result].
 type Verifier struct {
 	cfg      Config
 	required []sfv.Item // Config.Profile.Components, parsed
