@@ -178,12 +178,12 @@ type Key struct {
 	Packages         []PackageInfo // attestationApplicationId
 	SignatureDigests [][]byte
 	// RootOfTrust is the hardware-enforced one; nil when absent.
-	RootOfTrust                                          *RootOfTrust
+	RootOfTrust                                               *RootOfTrust
 	OSVersion, OSPatchLevel, VendorPatchLevel, BootPatchLevel int
-	Purposes                                             []int
-	Algorithm, KeySize                                   int
-	CreationTime                                         time.Time
-	Origin                                               int // -1 when absent
+	Purposes                                                  []int
+	Algorithm, KeySize                                        int
+	CreationTime                                              time.Time
+	Origin                                                    int // -1 when absent
 
 	// Hardware and Software are the two authorization lists in full.
 	Hardware, Software Authorizations
