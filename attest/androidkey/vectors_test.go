@@ -119,9 +119,10 @@ var emptyStatus = []byte(`{"entries":{}}`)
 // clock is vec's valid_at, with an empty status list; loosen adjusts it.
 func vectorVerifier(t testing.TB, vec *vector, loosen func(*Config)) *Verifier {
 	t.Helper()
+	at := vec.validAt(t)
 	cfg := Config{
 		Packages: vec.Expected.PackageNames, StatusList: emptyStatus,
-		Now: func() time.Time { return vec.validAt(t) }, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return at }, Logger: slog.New(slog.DiscardHandler),
 	}
 	for _, d := range vec.Expected.Digests {
 		cfg.SignatureDigests = append(cfg.SignatureDigests, b64(t, d))
