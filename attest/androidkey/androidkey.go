@@ -327,12 +327,27 @@ func New(cfg Config) (*Verifier, error) {
 // Verify checks chain, the certificates (DER, leaf first, as KeyStore's
 // getCertificateChain returns them, root included or not) of a key
 // attested for challenge, the value the application issued for this
-// attestation; the challenge is then used up. It verifies the chain to
-// Config.Roots at Now (see the package doc for the batch certificates
-// that are not CAs), checks no certificate of it is on the revocation
-// status list, parses the leaf's KeyDescription, and applies the policy:
+// attestation; the challenge is then used up. Errors match the package's
+// sentinels.
+//
+// The chain must verify to Config.Roots at Now with x509's checks
+// (names, signatures, validity of every certificate including the leaf,
+// CA and key-usage constraints, path length), in the order given, with a
+// KeyDescription on the leaf only (a genuine attested key that signs
+// another certificate is the chain extension attack). One departure, on
+// evidence: some factory-provisioned devices (a Sony Xperia 10 III;
+// Google's reference verifier accepts it, as it checks no CA flag at all)
+// have a batch certificate that is not a CA (cA=FALSE, digitalSignature)
+// sign the leaf. That is accepted only in the factory shape leaf ← batch
+// ← intermediate ← root, when the batch certificate verifies as an end
+// entity under the intermediate and the root with every check above, the
+// leaf's issuer is its subject, the leaf's signature verifies with its
+// key and the leaf is within its validity. In an RKP chain, the
+// attestation certificate's O=TEE or O=StrongBox must match the attested
+// security level. Then no certificate of the chain (its root included)
+// may be on the revocation status list, and the policy applies:
 // challenge, packages and signing certificates, security level,
-// bootloader and boot state. Errors match the package's sentinels.
+// bootloader and boot state.
 func (v *Verifier) Verify(ctx context.Context, chain [][]byte, challenge []byte) (*Key, error) {
 	k, err := v.verify(ctx, chain, challenge)
 	if err != nil {

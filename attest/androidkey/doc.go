@@ -20,7 +20,7 @@
 // One departure from x509 path checks, on evidence: a factory batch
 // certificate that is not marked as a CA may sign the leaf, only in the
 // shape leaf ← batch ← intermediate ← root, with every signature and
-// validity check kept (see [Verifier.Verify]).
+// validity check kept ([Verifier.Verify] says exactly when).
 //
 // Events: attestation_failed, android_key_status_error,
 // android_key_status_refresh, android_key_revocation_unchecked. Every

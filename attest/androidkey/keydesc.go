@@ -29,6 +29,7 @@ const (
 	StrongBox          SecurityLevel = 2 // a discrete secure element
 )
 
+// String returns the level's name in KeyMint's schema ("StrongBox").
 func (s SecurityLevel) String() string {
 	switch s {
 	case Software:
@@ -52,6 +53,7 @@ const (
 	Failed     BootState = 3 // verification failed
 )
 
+// String returns the state's name in KeyMint's schema ("Verified").
 func (b BootState) String() string {
 	switch b {
 	case Verified:
