@@ -23,6 +23,7 @@ var public = map[string][]string{
 	"attest/appattest":     {"github.com/fxamacker/cbor", "github.com/hashicorp/golang-lru", "github.com/smallstep/pkcs7"},
 	"attest/playintegrity": {"github.com/lestrrat-go/jwx"},
 	"attest/appcheck":      {"github.com/lestrrat-go/jwx"},
+	"attest/androidkey":    {}, // the standard library only
 	"telemetry":            {"go.opentelemetry.io/otel"},
 	"redisstore":           {"github.com/redis/go-redis"},
 	"servertls":            {"go.opentelemetry.io/otel", "github.com/lestrrat-go/jwx"},
