@@ -188,7 +188,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := g.Check(r); err != nil {
 			if g.cfg.RedirectCleartext != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-				target := strings.TrimSuffix(g.cfg.RedirectCleartext, "/") + r.URL.RequestURI()
+				target := strings.TrimSuffix(g.cfg.RedirectCleartext, "/") + redirectPath(r.URL)
 				http.Redirect(w, r, target, http.StatusPermanentRedirect)
 				return
 			}
@@ -202,6 +202,21 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		w.Header().Set("Strict-Transport-Security", g.hsts)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// redirectPath is the path and query of u for the redirect, always
+// starting with "/": an opaque request target ("GET http:@evil.example")
+// would otherwise be pasted after the configured host and turn it into
+// userinfo or a label of another domain. Such a target redirects to "/".
+func redirectPath(u *url.URL) string {
+	p := u.EscapedPath()
+	if u.Opaque != "" || !strings.HasPrefix(p, "/") {
+		p = "/"
+	}
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return p
 }
 
 var cleartextBody = problem.Marshal(problem.Problem{
