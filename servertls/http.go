@@ -112,9 +112,15 @@ func lastXForwardedProto(lines []string) string {
 // forwardedProto walks the Forwarded elements from the right, skipping
 // those whose for= is a trusted proxy: the first other element describes
 // the client's own connection. Every element trusted: the leftmost one.
+// A line with a quoted string left open means cleartext: the client's
+// open quote would swallow the separators of an element a proxy appended
+// to the same line, and the client's proto= would be read instead.
 func (g *Guard) forwardedProto(lines []string) string {
 	proto, read := "", 0
 	for i := len(lines) - 1; i >= 0; i-- {
+		if !quotesClosed(lines[i]) {
+			return ""
+		}
 		elems := splitQuoted(lines[i], ',')
 		for j := len(elems) - 1; j >= 0; j-- {
 			if read++; read > maxHops {
@@ -157,6 +163,20 @@ func parseForwardedFor(v string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a.Unmap().WithZone(""), true
+}
+
+// quotesClosed reports whether every quoted string of s ends in s.
+func quotesClosed(s string) bool {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		}
+	}
+	return !quoted
 }
 
 // splitQuoted splits s on sep outside quoted strings (RFC 7239 §4).

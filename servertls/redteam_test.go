@@ -35,3 +35,17 @@ func TestRedirectOpaqueTargetToAttackerHost(t *testing.T) {
 		require.Nil(t, loc.User, target)
 	}
 }
+
+// TestForwardedUnterminatedQuoteSwallowsProxyElement: the client opens a
+// quoted string it never closes; a trusted proxy that appends its element
+// to the same line ("client value, for=...;proto=http") has its comma and
+// semicolons swallowed, so the client's own proto=https was believed.
+func TestForwardedUnterminatedQuoteSwallowsProxyElement(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TrustedProxies, c.ProxyHeader = trustedLB, HeaderForwarded })
+	for _, forged := range []string{`proto=https;for="x`, `proto=https;for="x\`, `for=198.51.100.7;proto="https`} {
+		r := httptest.NewRequest(http.MethodGet, "http://api.example/", nil)
+		r.RemoteAddr = "10.0.0.7:5000"
+		r.Header.Set("Forwarded", forged+", for=198.51.100.7;proto=http")
+		require.ErrorIs(t, e.g.Check(r), ErrCleartext, forged)
+	}
+}
