@@ -2,11 +2,13 @@ package servertls
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -48,4 +50,65 @@ func TestForwardedUnterminatedQuoteSwallowsProxyElement(t *testing.T) {
 		r.Header.Set("Forwarded", forged+", for=198.51.100.7;proto=http")
 		require.ErrorIs(t, e.g.Check(r), ErrCleartext, forged)
 	}
+}
+
+// TestTicketKeysFrozenInServeTLSClone: http.Server.ServeTLS (and
+// ListenAndServeTLS, grpc's credentials) clone TLSConfig; the clone kept
+// the ticket keys of the moment it was made, so a ticket stayed valid for
+// the life of the process and the rotation (forward secrecy of resumed
+// sessions) never happened.
+func TestTicketKeysFrozenInServeTLSClone(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TicketKeyPeriod = time.Hour })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{TLSConfig: e.g.TLSConfig(), ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "reached") })}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	defer func() { _ = srv.Close(); <-done }()
+
+	c := e.client()
+	c.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	addr := ln.Addr().String()
+	resp, _ := get(t, addr, c)
+	require.False(t, resp.TLS.DidResume)
+	resp, _ = get(t, addr, c)
+	require.True(t, resp.TLS.DidResume, "ticket of the current key resumes")
+	e.clock.Add(5 * time.Hour)
+	resp, _ = get(t, addr, c)
+	require.False(t, resp.TLS.DidResume, "ticket older than two periods must not resume through ServeTLS either")
+}
+
+// TestClonedConfigWeakenedServesProfile: a clone whose versions and suites
+// were loosened (the "just for this old client" edit) still negotiates
+// only the profile.
+func TestClonedConfigWeakenedServesProfile(t *testing.T) {
+	e := newEnv(t, nil)
+	weak := e.g.TLSConfig().Clone()
+	weak.MinVersion = tls.VersionTLS10
+	weak.CipherSuites = append(weak.CipherSuites, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	tln := tls.NewListener(ln, weak)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := tln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.(*tls.Conn).Handshake()
+			_ = conn.Close()
+		}
+	}()
+	defer func() { _ = ln.Close(); <-done }()
+	c := e.client()
+	c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
+	c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
+	conn, err := tls.Dial("tcp", ln.Addr().String(), c)
+	if err == nil {
+		_ = conn.Close()
+	}
+	require.Error(t, err, "TLS 1.0 with a CBC suite must not be negotiated")
 }
