@@ -55,14 +55,21 @@ func SPKIPin(c *x509.Certificate) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// Match checks every certificate of chain (as served: leaf first, then
-// intermediates). An empty PinSet matches every chain as PinMatchCurrent.
+// Match checks the certificates of chain (as served: leaf first) that
+// clients can put on their path: the leaf, then each one that signed the
+// one before it, up to the first that did not. A certificate left in the
+// file but not issuing the leaf is never on an app's verified chain, so
+// its pin does not count. An empty PinSet matches every chain as
+// PinMatchCurrent.
 func (p PinSet) Match(chain []*x509.Certificate) PinMatch {
 	if len(p.Current) == 0 {
 		return PinMatchCurrent
 	}
 	backup := false
-	for _, c := range chain {
+	for i, c := range chain {
+		if i > 0 && chain[i-1].CheckSignatureFrom(c) != nil {
+			break
+		}
 		pin := SPKIPin(c)
 		if slices.Contains(p.Current, pin) {
 			return PinMatchCurrent

@@ -3,7 +3,9 @@ package servertls
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/pem"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -112,3 +114,19 @@ func TestClonedConfigWeakenedServesProfile(t *testing.T) {
 	}
 	require.Error(t, err, "TLS 1.0 with a CBC suite must not be negotiated")
 }
+
+// TestPinOnUnrelatedServedCertificateRefused: the chain file still holds
+// the old, pinned intermediate after the leaf moved to another CA. Clients
+// build their path leaf -> issuer and never see that certificate, so the
+// apps refuse the chain; the start check must not count it.
+func TestPinOnUnrelatedServedCertificateRefused(t *testing.T) {
+	pinned, other := newPKI(t), newPKI(t)
+	chain, key := other.leaf(t, newKey(t), "localhost")
+	chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pinned.inter.Raw})...)
+	cf, kf := writePair(t, t.TempDir(), chain, key)
+	_, err := New(Config{CertFile: cf, KeyFile: kf, Logger: newQuiet(),
+		Pins: PinSet{Version: 1, Current: []string{SPKIPin(pinned.inter)}, Backup: []string{pinOf(t, newKey(t))}}})
+	require.ErrorIs(t, err, ErrPinMismatch)
+}
+
+func newQuiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
