@@ -96,9 +96,12 @@ func (p PinSet) validate() error {
 		return errors.New("servertls: Config.Pins.Backup is empty: ship at least one backup pin (RFC 7469 §4.3), or the next key rotation bricks the apps")
 	}
 	for _, pin := range append(slices.Clone(p.Current), p.Backup...) {
+		// Only the canonical encoding, the one SPKIPin returns: the decoder
+		// skips newlines and ignores the last character's spare bits, so
+		// another spelling of the current pin would pass as a backup.
 		b, err := base64.StdEncoding.DecodeString(pin)
-		if err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("servertls: Config.Pins has %q, not a base64 SHA-256 (44 characters); compute it with servertls.SPKIPin", pin)
+		if err != nil || len(b) != sha256.Size || base64.StdEncoding.EncodeToString(b) != pin {
+			return fmt.Errorf("servertls: Config.Pins has %q, not a base64 SHA-256 (44 characters, spelled as servertls.SPKIPin returns it)", pin)
 		}
 	}
 	for _, pin := range p.Backup {

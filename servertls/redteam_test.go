@@ -3,12 +3,14 @@ package servertls
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/pem"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +129,27 @@ func TestPinOnUnrelatedServedCertificateRefused(t *testing.T) {
 	_, err := New(Config{CertFile: cf, KeyFile: kf, Logger: newQuiet(),
 		Pins: PinSet{Version: 1, Current: []string{SPKIPin(pinned.inter)}, Backup: []string{pinOf(t, newKey(t))}}})
 	require.ErrorIs(t, err, ErrPinMismatch)
+}
+
+// TestBackupPinSameKeyOtherEncodingRefused: a backup that decodes to the
+// current pin's bytes (non-canonical last character, or a trailing newline
+// the decoder skips) is no backup at all; the next rotation bricks the apps.
+func TestBackupPinSameKeyOtherEncodingRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	cur := SPKIPin(e.pki.inter)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	last := strings.IndexByte(alphabet, cur[42])
+	nonCanonical := cur[:42] + string(alphabet[last|1]) + "="
+	b1, err := base64.StdEncoding.DecodeString(cur)
+	require.NoError(t, err)
+	b2, err := base64.StdEncoding.DecodeString(nonCanonical)
+	require.NoError(t, err)
+	require.Equal(t, b1, b2, "same key")
+	for _, backup := range []string{nonCanonical, cur + "\n", cur[:22] + "\r\n" + cur[22:]} {
+		_, err := New(Config{CertFile: e.certFile, KeyFile: e.keyFile, Logger: newQuiet(),
+			Pins: PinSet{Version: 1, Current: []string{cur}, Backup: []string{backup}}})
+		require.Error(t, err, "backup %q", backup)
+	}
 }
 
 func newQuiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
