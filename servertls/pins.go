@@ -244,10 +244,13 @@ func (g *Guard) PinHandler() http.Handler {
 
 // VerifyPinDocument verifies a signed pin document with the public key the
 // app trusts (ed25519.PublicKey or P-256 *ecdsa.PublicKey; the algorithm
-// follows from the key, never from the document) and checks its type and
-// that now lies between iat (one minute of skew allowed) and exp. It
-// returns [ErrPinDocument], wrapped, when any check fails.
-func VerifyPinDocument(doc []byte, key crypto.PublicKey, now time.Time) (PinDocument, error) {
+// follows from the key, never from the document) and checks its type,
+// that now lies between iat (one minute of skew allowed) and exp, and
+// that its pin set's version is at least minVersion: pass the highest
+// version the app has accepted (its shipped set's at first), so that an
+// older document, still unexpired and pinning a key since retired, cannot
+// be replayed. It returns [ErrPinDocument], wrapped, when any check fails.
+func VerifyPinDocument(doc []byte, key crypto.PublicKey, now time.Time, minVersion int64) (PinDocument, error) {
 	alg, err := signingAlg(key)
 	if err != nil {
 		return PinDocument{}, err
@@ -269,6 +272,9 @@ func VerifyPinDocument(doc []byte, key crypto.PublicKey, now time.Time) (PinDocu
 	}
 	if err := d.Pins.validate(); err != nil || len(d.Pins.Current) == 0 {
 		return PinDocument{}, fmt.Errorf("%w: bad pin set", ErrPinDocument)
+	}
+	if d.Pins.Version < minVersion {
+		return PinDocument{}, fmt.Errorf("%w: version %d is older than %d, a rollback", ErrPinDocument, d.Pins.Version, minVersion)
 	}
 	return d, nil
 }

@@ -2,6 +2,8 @@ package servertls
 
 import (
 	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/pem"
@@ -150,6 +152,22 @@ func TestBackupPinSameKeyOtherEncodingRefused(t *testing.T) {
 			Pins: PinSet{Version: 1, Current: []string{cur}, Backup: []string{backup}}})
 		require.Error(t, err, "backup %q", backup)
 	}
+}
+
+// TestPinDocumentRollbackReplayed: after a rotation away from a
+// compromised key, an attacker replays the older, still unexpired document
+// that pins it; the app must be able to refuse it.
+func TestPinDocumentRollbackReplayed(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	e := newPinnedEnv(t, func(c *Config) { c.PinSigningKey = priv })
+	old := fetchDoc(t, e.g)
+	require.NoError(t, e.g.SetPins(PinSet{Version: 2, Current: []string{SPKIPin(e.pki.inter)}, Backup: []string{pinOf(t, newKey(t))}}))
+	d, err := VerifyPinDocument(fetchDoc(t, e.g), pub, e.clock.Now(), 2)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), d.Pins.Version)
+	_, err = VerifyPinDocument(old, pub, e.clock.Now(), d.Pins.Version)
+	require.ErrorIs(t, err, ErrPinDocument, "version 1 replayed to an app holding version 2")
 }
 
 func newQuiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
