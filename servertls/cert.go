@@ -203,7 +203,8 @@ func (g *Guard) reload(ctx context.Context, now time.Time, force bool) error {
 	g.pinMu.Unlock()
 	if match == PinMatchNone {
 		g.metrics.reloaded(ctx, "pin_mismatch")
-		keep := !g.cfg.ServeUnpinnedOnReload
+		// An expired old leaf serves no one, pinned apps included.
+		keep := !g.cfg.ServeUnpinnedOnReload && !now.After(old.chain[0].NotAfter)
 		g.logger.LogAttrs(ctx, slog.LevelError, "servertls: reloaded chain matches no pin the apps carry",
 			slog.String("event", "pin_mismatch"), slog.String("reason", "reload"),
 			slog.Bool("old_certificate_kept", keep),

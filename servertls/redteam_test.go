@@ -2,9 +2,12 @@ package servertls
 
 import (
 	"bufio"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"io"
@@ -170,4 +173,38 @@ func TestPinDocumentRollbackReplayed(t *testing.T) {
 	require.ErrorIs(t, err, ErrPinDocument, "version 1 replayed to an app holding version 2")
 }
 
+// TestExpiredOldCertificateKeptForUnpinnedReload: Config says the old
+// certificate stays in service "until it expires"; it was kept forever,
+// an expired chain served to everyone while a valid one sat on disk.
+func TestExpiredOldCertificateKeptForUnpinnedReload(t *testing.T) {
+	e := newPinnedEnv(t, nil)
+	other := newPKI(t)
+	k := newKey(t)
+	chain, key := longLeaf(t, other, k)
+	e.replace(t, chain, key)
+	require.ErrorIs(t, e.g.Reload(), ErrPinMismatch, "old still valid: kept")
+	e.clock.Add(91 * 24 * time.Hour) // the old leaf was issued for 90 days
+	require.NoError(t, e.g.Reload())
+	require.Equal(t, pinOf(t, k), e.servedPin(t))
+}
+
 func newQuiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// longLeaf issues a leaf for localhost valid for 400 days from p's
+// intermediate, and returns the PEM chain and key.
+func longLeaf(t *testing.T, p *testPKI, k *ecdsa.PrivateKey) (chainPEM, keyPEM []byte) {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(400 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.inter, &k.PublicKey, p.interKey)
+	require.NoError(t, err)
+	chainPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})...)
+	kb, err := x509.MarshalECPrivateKey(k)
+	require.NoError(t, err)
+	return chainPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
