@@ -17,6 +17,9 @@ import (
 const maxHops = clientip.MaxHops
 
 func hstsValue(h HSTS) (string, error) {
+	if h.MaxAge < time.Second {
+		return "", fmt.Errorf("servertls: Config.HSTS.MaxAge %v is under a second and would send max-age=0, which tells browsers to forget HSTS; write e.g. 365 * 24 * time.Hour", h.MaxAge)
+	}
 	secs := int64(h.MaxAge / time.Second)
 	if h.Preload && (h.MaxAge < 365*24*time.Hour || !h.IncludeSubDomains) {
 		return "", errors.New("servertls: Config.HSTS.Preload needs MaxAge of at least one year and IncludeSubDomains (hstspreload.org requirements)")

@@ -188,6 +188,14 @@ func TestExpiredOldCertificateKeptForUnpinnedReload(t *testing.T) {
 	require.Equal(t, pinOf(t, k), e.servedPin(t))
 }
 
+// TestHSTSSubSecondMaxAgeRefused: MaxAge: 300 is 300ns in Go, truncated to
+// "max-age=0", which tells browsers to forget HSTS (RFC 6797 §6.1.1).
+func TestHSTSSubSecondMaxAgeRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	_, err := New(Config{CertFile: e.certFile, KeyFile: e.keyFile, Logger: newQuiet(), HSTS: HSTS{MaxAge: 300}})
+	require.ErrorContains(t, err, "HSTS.MaxAge")
+}
+
 func newQuiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // longLeaf issues a leaf for localhost valid for 400 days from p's

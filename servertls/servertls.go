@@ -59,7 +59,8 @@ const (
 // HSTS configures the Strict-Transport-Security header (RFC 6797).
 type HSTS struct {
 	// MaxAge is how long browsers remember to use HTTPS only.
-	// Default: 2 years (Mozilla's recommendation). Truncated to seconds.
+	// Default: 2 years (Mozilla's recommendation). Truncated to seconds;
+	// New refuses less than one second (a bare 300 is 300ns).
 	MaxAge time.Duration
 	// IncludeSubDomains adds includeSubDomains. Default: false.
 	IncludeSubDomains bool
