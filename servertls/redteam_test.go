@@ -216,3 +216,35 @@ func longLeaf(t *testing.T, p *testPKI, k *ecdsa.PrivateKey) (chainPEM, keyPEM [
 	require.NoError(t, err)
 	return chainPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// TestSilentClientClosedAfterHandshakeTimeout: a client that connects and
+// sends nothing is cut off after HandshakeTimeout even when http.Server has
+// no timeout of its own, the failure is counted, and Serve keeps accepting.
+func TestSilentClientClosedAfterHandshakeTimeout(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.HandshakeTimeout = 100 * time.Millisecond })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: e.g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "reached") }))} //nolint:gosec // no timeouts on purpose
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(e.g.Listener(ln)) }()
+	defer func() { _ = srv.Close(); <-done }()
+
+	const n = 8
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i], err = net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		defer conns[i].Close()
+	}
+	for _, c := range conns {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, err := c.Read(make([]byte, 1))
+		require.ErrorIs(t, err, io.EOF, "closed by the server, not by our own deadline")
+	}
+	for range n {
+		e.logs.next(t, "tls_handshake_failed")
+	}
+	require.Equal(t, map[string]int64{"reason=client_aborted,tls.protocol.version=unknown": n}, counts(t, e.reader, MetricHandshakeFailures))
+	_, body := get(t, ln.Addr().String(), e.client())
+	require.Equal(t, "reached", body)
+}
