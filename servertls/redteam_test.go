@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +249,46 @@ func TestSilentClientClosedAfterHandshakeTimeout(t *testing.T) {
 	require.Equal(t, map[string]int64{"reason=client_aborted,tls.protocol.version=unknown": n}, counts(t, e.reader, MetricHandshakeFailures))
 	_, body := get(t, ln.Addr().String(), e.client())
 	require.Equal(t, "reached", body)
+}
+
+// TestKubernetesDataSymlinkSwap: a Secret volume replaces both files at
+// once by renaming the ..data symlink to a new timestamped directory; the
+// reload follows the links and serves the new pair, even when the new
+// files have the old ones' sizes and modification times.
+func TestKubernetesDataSymlinkSwap(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := t.TempDir()
+	write := func(name string, chain, key []byte) {
+		d := filepath.Join(dir, name)
+		require.NoError(t, os.Mkdir(d, 0o700))
+		writePair(t, d, chain, key)
+		for _, f := range []string{"chain.pem", "key.pem"} {
+			require.NoError(t, os.Chtimes(filepath.Join(d, f), time.Unix(1e9, 0), time.Unix(1e9, 0)))
+		}
+		require.NoError(t, os.Symlink(name, filepath.Join(dir, "..data_tmp")))
+		require.NoError(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	}
+	chain, key := e.pki.leaf(t, e.key, "localhost")
+	write("..2026_12_06_a", chain, key)
+	cf, kf := filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.Symlink("..data/chain.pem", cf))
+	require.NoError(t, os.Symlink("..data/key.pem", kf))
+	g, err := New(Config{CertFile: cf, KeyFile: kf, Logger: newQuiet(), Now: e.clock.Now})
+	require.NoError(t, err)
+	defer g.Close()
+
+	// The new pair has the old sizes and times (write sets one time), as a
+	// copy made with cp -p, tar or rsync -a can, or two writes in one tick.
+	var k2 *ecdsa.PrivateKey
+	for size := len(chain); ; {
+		k2 = newKey(t)
+		if chain, key = e.pki.leaf(t, k2, "localhost"); len(chain) == size {
+			break
+		}
+	}
+	write("..2026_12_06_b", chain, key)
+	e.clock.Add(2 * time.Minute)
+	c, err := g.getCertificate(&tls.ClientHelloInfo{})
+	require.NoError(t, err)
+	require.Equal(t, pinOf(t, k2), SPKIPin(c.Leaf))
 }
