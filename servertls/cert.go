@@ -29,9 +29,14 @@ type served struct {
 	keyStat         fileStamp
 }
 
+// fileStamp is what a check compares: the file's identity as well as its
+// size and modification time, because a swap to another file (Kubernetes
+// renaming its ..data link, a restored copy) can keep both, and file
+// times are as coarse as the kernel's tick.
 type fileStamp struct {
 	size int64
 	mod  time.Time
+	fi   os.FileInfo
 }
 
 func stamp(name string) (fileStamp, error) {
@@ -39,7 +44,11 @@ func stamp(name string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{size: fi.Size(), mod: fi.ModTime()}, nil
+	return fileStamp{size: fi.Size(), mod: fi.ModTime(), fi: fi}, nil
+}
+
+func (a fileStamp) same(b fileStamp) bool {
+	return a.size == b.size && a.mod.Equal(b.mod) && a.fi != nil && b.fi != nil && os.SameFile(a.fi, b.fi)
 }
 
 // loadFiles reads and checks a key pair: it must parse, the key must
@@ -180,7 +189,7 @@ func (g *Guard) reload(ctx context.Context, now time.Time, force bool) error {
 	old := g.cert.Load()
 	cs, err1 := stamp(g.cfg.CertFile)
 	ks, err2 := stamp(g.cfg.KeyFile)
-	if err1 == nil && err2 == nil && !force && cs == old.certStat && ks == old.keyStat {
+	if err1 == nil && err2 == nil && !force && cs.same(old.certStat) && ks.same(old.keyStat) {
 		return nil
 	}
 	s, err := loadFiles(g.cfg.CertFile, g.cfg.KeyFile, g.cfg.Profile, now)
@@ -203,7 +212,8 @@ func (g *Guard) reload(ctx context.Context, now time.Time, force bool) error {
 	g.pinMu.Unlock()
 	if match == PinMatchNone {
 		g.metrics.reloaded(ctx, "pin_mismatch")
-		keep := !g.cfg.ServeUnpinnedOnReload
+		// An expired old leaf serves no one, pinned apps included.
+		keep := !g.cfg.ServeUnpinnedOnReload && !now.After(old.chain[0].NotAfter)
 		g.logger.LogAttrs(ctx, slog.LevelError, "servertls: reloaded chain matches no pin the apps carry",
 			slog.String("event", "pin_mismatch"), slog.String("reason", "reload"),
 			slog.Bool("old_certificate_kept", keep),

@@ -81,6 +81,7 @@ func FuzzCheckForwardedHeaders(f *testing.F) {
 	f.Add("for=198.51.100.1;proto=https", "https", "10.0.0.7:1")
 	f.Add(`for="[2001:db8::1]:80";proto=https, for=10.0.0.8;proto=http`, "http, https", "203.0.113.1:2")
 	f.Add(`for=";proto=https`, ",,,", "10.0.0.9:3")
+	f.Add(`proto=https;for="x`, "https", "10.0.0.7:4")
 	xfp, err := New(Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil },
 		TrustedProxies: trustedLB, ProxyHeader: HeaderXForwardedProto})
 	require.NoError(f, err)
@@ -99,5 +100,13 @@ func FuzzCheckForwardedHeaders(f *testing.F) {
 				require.ErrorIs(t, err, ErrCleartext, "an untrusted peer's headers never count")
 			}
 		}
+		// Whatever the client sent, a trusted proxy that appends the
+		// client's element to the same line decides.
+		r = httptest.NewRequest(http.MethodGet, "http://api.example/", nil)
+		r.RemoteAddr = "10.0.0.7:1"
+		r.Header.Set("Forwarded", forwarded+", for=198.51.100.7;proto=http")
+		r.Header.Set("X-Forwarded-Proto", proto+", http")
+		require.ErrorIs(t, fwd.Check(r), ErrCleartext, "Forwarded appended by the proxy")
+		require.ErrorIs(t, xfp.Check(r), ErrCleartext, "X-Forwarded-Proto appended by the proxy")
 	})
 }

@@ -111,7 +111,7 @@ func ExampleGuard_Handler() {
 }
 
 // The apps fetch the pin set as a JWS signed with a key they ship, and
-// verify it before they trust a new pin.
+// verify it, no older than the set they hold, before they trust a new pin.
 func ExampleGuard_PinHandler() {
 	dir, _ := os.MkdirTemp("", "servertls")
 	defer os.RemoveAll(dir)
@@ -129,11 +129,11 @@ func ExampleGuard_PinHandler() {
 	rec := httptest.NewRecorder()
 	g.PinHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/.well-known/apiguard-pins", nil))
 
-	doc, err := servertls.VerifyPinDocument(rec.Body.Bytes(), pub, now)
+	doc, err := servertls.VerifyPinDocument(rec.Body.Bytes(), pub, now, 7)
 	fmt.Println(rec.Header().Get("Content-Type"), err, doc.Pins.Version, doc.Pins.Backup[0] == backupPin)
 	tampered := append([]byte(nil), rec.Body.Bytes()...)
 	tampered[len(tampered)/2] ^= 1
-	_, err = servertls.VerifyPinDocument(tampered, pub, now)
+	_, err = servertls.VerifyPinDocument(tampered, pub, now, 7)
 	fmt.Println(errors.Is(err, servertls.ErrPinDocument))
 	// Output:
 	// application/jose <nil> 7 true

@@ -17,6 +17,9 @@ import (
 const maxHops = clientip.MaxHops
 
 func hstsValue(h HSTS) (string, error) {
+	if h.MaxAge < time.Second {
+		return "", fmt.Errorf("servertls: Config.HSTS.MaxAge %v is under a second and would send max-age=0, which tells browsers to forget HSTS; write e.g. 365 * 24 * time.Hour", h.MaxAge)
+	}
 	secs := int64(h.MaxAge / time.Second)
 	if h.Preload && (h.MaxAge < 365*24*time.Hour || !h.IncludeSubDomains) {
 		return "", errors.New("servertls: Config.HSTS.Preload needs MaxAge of at least one year and IncludeSubDomains (hstspreload.org requirements)")
@@ -112,9 +115,15 @@ func lastXForwardedProto(lines []string) string {
 // forwardedProto walks the Forwarded elements from the right, skipping
 // those whose for= is a trusted proxy: the first other element describes
 // the client's own connection. Every element trusted: the leftmost one.
+// A line with a quoted string left open means cleartext: the client's
+// open quote would swallow the separators of an element a proxy appended
+// to the same line, and the client's proto= would be read instead.
 func (g *Guard) forwardedProto(lines []string) string {
 	proto, read := "", 0
 	for i := len(lines) - 1; i >= 0; i-- {
+		if !quotesClosed(lines[i]) {
+			return ""
+		}
 		elems := splitQuoted(lines[i], ',')
 		for j := len(elems) - 1; j >= 0; j-- {
 			if read++; read > maxHops {
@@ -159,6 +168,20 @@ func parseForwardedFor(v string) (netip.Addr, bool) {
 	return a.Unmap().WithZone(""), true
 }
 
+// quotesClosed reports whether every quoted string of s ends in s.
+func quotesClosed(s string) bool {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		}
+	}
+	return !quoted
+}
+
 // splitQuoted splits s on sep outside quoted strings (RFC 7239 §4).
 func splitQuoted(s string, sep byte) []string {
 	var out []string
@@ -188,7 +211,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := g.Check(r); err != nil {
 			if g.cfg.RedirectCleartext != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-				target := strings.TrimSuffix(g.cfg.RedirectCleartext, "/") + r.URL.RequestURI()
+				target := strings.TrimSuffix(g.cfg.RedirectCleartext, "/") + redirectPath(r.URL)
 				http.Redirect(w, r, target, http.StatusPermanentRedirect)
 				return
 			}
@@ -202,6 +225,21 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		w.Header().Set("Strict-Transport-Security", g.hsts)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// redirectPath is the path and query of u for the redirect, always
+// starting with "/": an opaque request target ("GET http:@evil.example")
+// would otherwise be pasted after the configured host and turn it into
+// userinfo or a label of another domain. Such a target redirects to "/".
+func redirectPath(u *url.URL) string {
+	p := u.EscapedPath()
+	if u.Opaque != "" || !strings.HasPrefix(p, "/") {
+		p = "/"
+	}
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return p
 }
 
 var cleartextBody = problem.Marshal(problem.Problem{

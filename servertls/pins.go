@@ -55,14 +55,21 @@ func SPKIPin(c *x509.Certificate) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// Match checks every certificate of chain (as served: leaf first, then
-// intermediates). An empty PinSet matches every chain as PinMatchCurrent.
+// Match checks the certificates of chain (as served: leaf first) that
+// clients can put on their path: the leaf, then each one that signed the
+// one before it, up to the first that did not. A certificate left in the
+// file but not issuing the leaf is never on an app's verified chain, so
+// its pin does not count. An empty PinSet matches every chain as
+// PinMatchCurrent.
 func (p PinSet) Match(chain []*x509.Certificate) PinMatch {
 	if len(p.Current) == 0 {
 		return PinMatchCurrent
 	}
 	backup := false
-	for _, c := range chain {
+	for i, c := range chain {
+		if i > 0 && chain[i-1].CheckSignatureFrom(c) != nil {
+			break
+		}
 		pin := SPKIPin(c)
 		if slices.Contains(p.Current, pin) {
 			return PinMatchCurrent
@@ -89,9 +96,12 @@ func (p PinSet) validate() error {
 		return errors.New("servertls: Config.Pins.Backup is empty: ship at least one backup pin (RFC 7469 §4.3), or the next key rotation bricks the apps")
 	}
 	for _, pin := range append(slices.Clone(p.Current), p.Backup...) {
+		// Only the canonical encoding, the one SPKIPin returns: the decoder
+		// skips newlines and ignores the last character's spare bits, so
+		// another spelling of the current pin would pass as a backup.
 		b, err := base64.StdEncoding.DecodeString(pin)
-		if err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("servertls: Config.Pins has %q, not a base64 SHA-256 (44 characters); compute it with servertls.SPKIPin", pin)
+		if err != nil || len(b) != sha256.Size || base64.StdEncoding.EncodeToString(b) != pin {
+			return fmt.Errorf("servertls: Config.Pins has %q, not a base64 SHA-256 (44 characters, spelled as servertls.SPKIPin returns it)", pin)
 		}
 	}
 	for _, pin := range p.Backup {
@@ -234,10 +244,13 @@ func (g *Guard) PinHandler() http.Handler {
 
 // VerifyPinDocument verifies a signed pin document with the public key the
 // app trusts (ed25519.PublicKey or P-256 *ecdsa.PublicKey; the algorithm
-// follows from the key, never from the document) and checks its type and
-// that now lies between iat (one minute of skew allowed) and exp. It
-// returns [ErrPinDocument], wrapped, when any check fails.
-func VerifyPinDocument(doc []byte, key crypto.PublicKey, now time.Time) (PinDocument, error) {
+// follows from the key, never from the document) and checks its type,
+// that now lies between iat (one minute of skew allowed) and exp, and
+// that its pin set's version is at least minVersion: pass the highest
+// version the app has accepted (its shipped set's at first), so that an
+// older document, still unexpired and pinning a key since retired, cannot
+// be replayed. It returns [ErrPinDocument], wrapped, when any check fails.
+func VerifyPinDocument(doc []byte, key crypto.PublicKey, now time.Time, minVersion int64) (PinDocument, error) {
 	alg, err := signingAlg(key)
 	if err != nil {
 		return PinDocument{}, err
@@ -259,6 +272,9 @@ func VerifyPinDocument(doc []byte, key crypto.PublicKey, now time.Time) (PinDocu
 	}
 	if err := d.Pins.validate(); err != nil || len(d.Pins.Current) == 0 {
 		return PinDocument{}, fmt.Errorf("%w: bad pin set", ErrPinDocument)
+	}
+	if d.Pins.Version < minVersion {
+		return PinDocument{}, fmt.Errorf("%w: version %d is older than %d, a rollback", ErrPinDocument, d.Pins.Version, minVersion)
 	}
 	return d, nil
 }

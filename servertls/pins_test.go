@@ -153,7 +153,7 @@ func TestPinRotationCurrentToBackup(t *testing.T) {
 	defer g.Close()
 
 	doc := fetchDoc(t, g)
-	d, err := VerifyPinDocument(doc, pub, clk.Now())
+	d, err := VerifyPinDocument(doc, pub, clk.Now(), 1)
 	require.NoError(t, err)
 	require.Equal(t, PinSet{Version: 1, Current: []string{pinOf(t, currentKey)}, Backup: []string{pinOf(t, backupKey)}}, d.Pins)
 
@@ -169,7 +169,7 @@ func TestPinRotationCurrentToBackup(t *testing.T) {
 	require.ErrorContains(t, g.SetPins(PinSet{Version: 1, Current: []string{pinOf(t, backupKey)}, Backup: []string{pinOf(t, nextBackup)}}), "must be above")
 	next := PinSet{Version: 2, Current: []string{pinOf(t, backupKey)}, Backup: []string{pinOf(t, nextBackup)}}
 	require.NoError(t, g.SetPins(next))
-	d, err = VerifyPinDocument(fetchDoc(t, g), pub, clk.Now())
+	d, err = VerifyPinDocument(fetchDoc(t, g), pub, clk.Now(), 1)
 	require.NoError(t, err)
 	require.Equal(t, next, d.Pins)
 	require.Equal(t, clk.Now().Unix(), d.IssuedAt)
@@ -194,7 +194,7 @@ func TestPinDocumentTampered(t *testing.T) {
 	require.NoError(t, err)
 	e := newPinnedEnv(t, func(c *Config) { c.PinSigningKey = priv })
 	doc := fetchDoc(t, e.g)
-	_, err = VerifyPinDocument(doc, pub, e.clock.Now())
+	_, err = VerifyPinDocument(doc, pub, e.clock.Now(), 1)
 	require.NoError(t, err)
 
 	parts := strings.Split(string(doc), ".")
@@ -219,7 +219,7 @@ func TestPinDocumentTampered(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := VerifyPinDocument([]byte(tt.doc), tt.key, tt.at)
+			_, err := VerifyPinDocument([]byte(tt.doc), tt.key, tt.at, 1)
 			require.ErrorIs(t, err, ErrPinDocument)
 		})
 	}

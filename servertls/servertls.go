@@ -61,7 +61,8 @@ const (
 // HSTS configures the Strict-Transport-Security header (RFC 6797).
 type HSTS struct {
 	// MaxAge is how long browsers remember to use HTTPS only.
-	// Default: 2 years (Mozilla's recommendation). Truncated to seconds.
+	// Default: 2 years (Mozilla's recommendation). Truncated to seconds;
+	// New refuses less than one second (a bare 300 is 300ns).
 	MaxAge time.Duration
 	// IncludeSubDomains adds includeSubDomains. Default: false.
 	IncludeSubDomains bool
@@ -354,13 +355,17 @@ func (g *Guard) newTLSConfig() *tls.Config {
 
 // TLSConfig returns the server configuration. Use it with [Guard.Listener]
 // so that handshake failures are counted; http.Server.ServeTLS works too,
-// without the failure counts. Do not modify the returned value.
+// without the failure counts. Do not modify the returned value: every
+// handshake, through a clone too (ServeTLS makes one), runs with it, its
+// profile and its current session ticket keys.
 func (g *Guard) TLSConfig() *tls.Config { return g.base }
 
 // configForClient runs first in every handshake: it rotates the session
 // ticket keys when due and notes what the client offered, so that a
 // failure can be classified from the ClientHello rather than from an
-// error string.
+// error string. It returns g.base, so that a clone of it (which keeps the
+// ticket keys of the moment it was made, or an edited profile) never
+// decides a handshake.
 func (g *Guard) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	if err := g.rotateTickets(g.now()); err != nil {
 		return nil, err
@@ -369,7 +374,7 @@ func (g *Guard) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error)
 		wc.offered = maxVersion(hello.SupportedVersions)
 		wc.predicted = g.predict(hello)
 	}
-	return nil, nil
+	return g.base, nil
 }
 
 // rotateTickets installs a new session ticket key when the period is
