@@ -212,7 +212,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		if err := g.Check(r); err != nil {
 			if g.cfg.RedirectCleartext != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 				target := strings.TrimSuffix(g.cfg.RedirectCleartext, "/") + redirectPath(r.URL)
-				http.Redirect(w, r, target, http.StatusPermanentRedirect)
+				http.Redirect(w, r, target, http.StatusPermanentRedirect) // #nosec G710 -- the host is Config.RedirectCleartext; only path and query come from the request (redirectPath)
 				return
 			}
 			if g.cfg.ErrorHandler != nil {

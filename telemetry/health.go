@@ -164,7 +164,7 @@ func (d *dependency) result(ctx context.Context, o *Observer) checkResult {
 	if done == nil {
 		done = make(chan struct{})
 		d.running = done
-		go d.run(o, done)
+		go d.run(o, done) // #nosec G118 -- on purpose: a client that hangs up must not cancel the check the others wait for; d.run bounds it by CheckTimeout
 	}
 	d.mu.Unlock()
 

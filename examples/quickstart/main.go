@@ -78,5 +78,6 @@ func main() {
 	}
 	defer func() { _ = stop() }()
 	log.Printf("listening on http://%s: GET /orders, GET /metrics, GET /readyz", *addr)
-	log.Print(http.ListenAndServe(*addr, h))
+	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	log.Print(srv.ListenAndServe())
 }
