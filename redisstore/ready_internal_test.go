@@ -13,7 +13,7 @@ import (
 // TestReadyErrorHidesThePassword: should a cause ever carry the client's
 // password (a dialer's error here), Ready's message does not.
 func TestReadyErrorHidesThePassword(t *testing.T) {
-	const password = "pw-0123456789"
+	const password = "pw-0123456789" // gitleaks:allow -- a made-up password the test proves never reaches an error
 	cause := errors.New("proxy refused AUTH " + password)
 	rdb := redis.NewClient(&redis.Options{Addr: "redis.internal:6379", Password: password, MaxRetries: -1, DialerRetries: 1,
 		Dialer: func(context.Context, string, string) (net.Conn, error) { return nil, cause }})

@@ -34,7 +34,7 @@ func TestRevokedCertificateAnywhereInChain(t *testing.T) {
 		status string
 	}{
 		{"revoked_leaf", "1", "REVOKED"},
-		{"revoked_attestation_key", "65d2949536924da695f5ae1eb290cd4d", "REVOKED"},
+		{"revoked_attestation_key", "65d2949536924da695f5ae1eb290cd4d", "REVOKED"}, // gitleaks:allow -- a certificate serial from Google's published status-list sample, not a secret
 		{"revoked_intermediate", "f59c0ae29d0429667b3b45d319fa0d64c99194", "REVOKED"},
 		{"suspended_intermediate", "388266760658996860d", "SUSPENDED"},
 		{"revoked_root_certificate", "d50ff25ba3f2d6b3", "REVOKED"},
