@@ -30,8 +30,8 @@ func DefaultRedactKeys() []string {
 // keys of [DefaultRedactKeys] and secret-shaped values, and keeps
 // personal data.
 type RedactConfig struct {
-	// Keys are attribute keys redacted besides [DefaultRedactKeys].
-	// Default: none.
+	// Keys are attribute keys redacted besides [DefaultRedactKeys]; a
+	// key is matched by its last 64 bytes at most. Default: none.
 	Keys []string
 	// KeepKeys are keys of [DefaultRedactKeys] that are logged after all
 	// (their values still go through the value rules). Default: none.
@@ -88,6 +88,10 @@ func NewRedactHandler(next slog.Handler, cfg RedactConfig) slog.Handler {
 	r := &redactor{keys: make(map[string]struct{}), pii: cfg.PersonalData}
 	add := func(k string) {
 		n := normalKey(k)
+		if len(n) > maxKeyLen {
+			n = n[len(n)-maxKeyLen:]
+		}
+		r.maxKey = max(r.maxKey, len(n))
 		r.keys[n] = struct{}{}
 		r.keys[strings.ReplaceAll(n, "_", "")] = struct{}{}
 	}
@@ -166,9 +170,14 @@ func (h *redactHandler) WithGroup(name string) slog.Handler {
 
 // redactor holds the rules; it is read-only after NewRedactHandler.
 type redactor struct {
-	keys map[string]struct{} // normalised keys, with and without "_"
-	pii  bool
+	keys   map[string]struct{} // normalised keys, with and without "_"
+	maxKey int                 // the length of the longest key
+	pii    bool
 }
+
+// maxKeyLen bounds the keys that can be configured, and the part of a
+// longer key that is compared, so that a record's cost stays linear.
+const maxKeyLen = 64
 
 // attr returns a with what must not be logged removed, and whether it
 // changed; all redacts every value.
@@ -206,7 +215,7 @@ func (r *redactor) attr(a slog.Attr, all bool) (slog.Attr, bool) {
 		var s string
 		switch x := v.Any().(type) {
 		case error:
-			s = fmt.Sprintf("%v", x)
+			s = safeErrorText(x)
 		case []byte:
 			s = string(x)
 		default:
@@ -224,17 +233,32 @@ func (r *redactor) attr(a slog.Attr, all bool) (slog.Attr, bool) {
 	return a, false
 }
 
+// safeErrorText returns err.Error(), or fmt's account of its panic.
+func safeErrorText(err error) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("%v", err) // fmt reports the panic: "%!v(PANIC=Error method: ...)"
+		}
+	}()
+	return err.Error()
+}
+
 // secretKey reports whether values under key k are redacted: k, in
 // normal form, or its last part after a "." or "_", is a redacted key.
 func (r *redactor) secretKey(k string) bool {
 	if k == "" {
 		return false
 	}
-	var buf [64]byte
-	n, ok := appendNormalKey(buf[:0], k)
-	if !ok {
-		return r.secretNormalKey(normalKey(k))
+	if plainKey(k) {
+		_, ok := r.keys[k] // normal already, and no last part to try
+		return ok
 	}
+	if len(k) > maxKeyLen {
+		// Only the last part can match: keep it, with its separator.
+		k = k[len(k)-maxKeyLen:]
+	}
+	var buf [2 * maxKeyLen]byte
+	n, _ := appendNormalKey(buf[:0], k)
 	return r.secretNormalKey(string(n)) // no allocation: string(n) only feeds map lookups
 }
 
@@ -242,7 +266,7 @@ func (r *redactor) secretNormalKey(n string) bool {
 	if _, ok := r.keys[n]; ok {
 		return true
 	}
-	for i := 0; i < len(n); i++ {
+	for i := max(len(n)-r.maxKey-1, 0); i < len(n); i++ {
 		if n[i] == '.' || n[i] == '_' {
 			if _, ok := r.keys[n[i+1:]]; ok {
 				return true
@@ -250,6 +274,16 @@ func (r *redactor) secretNormalKey(n string) bool {
 		}
 	}
 	return false
+}
+
+// plainKey reports whether k is lower-case letters and digits only.
+func plainKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if !isLower(k[i]) && !isDigit(k[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // normalKey returns k lower-cased, with "-" as "_" and a "_" before an
@@ -411,6 +445,9 @@ func (r *redactor) keyValues(s string) string {
 }
 
 func isAuthScheme(w string) bool {
+	if len(w) < 4 || len(w) > 6 || (w[0]|0x20 != 'b' && w[0]|0x20 != 'd') {
+		return false
+	}
 	return strings.EqualFold(w, "bearer") || strings.EqualFold(w, "dpop") || strings.EqualFold(w, "basic")
 }
 
@@ -441,11 +478,12 @@ func authSchemes(s string) string {
 		for e < len(s) && isToken68(s[e]) {
 			e++
 		}
+		pad := e
 		for e < len(s) && s[e] == '=' {
 			e++
 		}
-		if e-v < 8 || (e < len(s) && (isToken68(s[e]) || s[e] == '"')) {
-			continue
+		if e-v < 8 || (e > pad && e < len(s) && (isToken68(s[e]) || s[e] == '"')) {
+			continue // too short, or an auth parameter: name=value
 		}
 		sp.replace(v, e, Redacted)
 		i = e - 1
