@@ -413,6 +413,12 @@ func (r *redactor) keyValues(s string) string {
 		for v < len(s) && s[v] == ' ' {
 			v++
 		}
+		if strings.HasPrefix(s[v:], Redacted) {
+			continue
+		}
+		if v < len(s) && s[v] == '[' {
+			v++ // a Go slice in %v form: map[Authorization:[Bearer ...]]
+		}
 		var quote byte
 		if v < len(s) && (s[v] == '"' || s[v] == '\'') {
 			quote = s[v]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -146,6 +147,8 @@ func TestRedactHandlerRedacts(t *testing.T) {
 		{"error_with_token", slog.Any("error", fmt.Errorf("fetch: %w", errors.New("401 for Bearer abcdefgh12345678"))), "abcdefgh12345678", "fetch: 401 for Bearer " + telemetry.Redacted},
 		{"error_with_url_secret", slog.Any("error", errors.New(`Get "https://idp.example/token?client_secret=cs-9999": EOF`)), "cs-9999", `Get "https://idp.example/token?client_secret=` + telemetry.Redacted + `": EOF`},
 		{"struct_with_password", slog.Any("form", loginForm{User: "bob", Password: "hunter2"}), "hunter2", "{User:bob Password:" + telemetry.Redacted + "}"},
+		{"header_map", slog.Any("headers", http.Header{"Authorization": {"Bearer opaque-0123456789"}, "Cookie": {"sid=s-42"}}), "opaque-0123456789", "Authorization:[Bearer " + telemetry.Redacted + "]"},
+		{"header_map_cookie", slog.Any("headers", http.Header{"Cookie": {"sid=s-4242"}}), "s-4242", "Cookie:[" + telemetry.Redacted + "]"},
 		{"bytes_with_token", slog.Any("raw", []byte("Bearer abcdefgh12345678")), "abcdefgh12345678", "Bearer " + telemetry.Redacted},
 	}
 	for _, tt := range tests {
