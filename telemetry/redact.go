@@ -40,6 +40,7 @@ type RedactConfig struct {
 	// address keeps its domain only (***@example.com), an IPv4 address
 	// becomes its /24 and an IPv6 address its /48 (203.0.113.0/24,
 	// 2001:db8:1::/48), so that abuse from one network still shows.
+	// Every address is cut, the server's own and those in URLs included.
 	// Default: false, personal data is logged as it is.
 	PersonalData bool
 }

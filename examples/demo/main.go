@@ -1,5 +1,7 @@
-// Command demo starts an API protected by apiguard on a loopback port, runs
-// a scripted mobile client against it over real HTTP, and prints what
+// Command demo starts an API protected by apiguard on a loopback port, over
+// HTTPS with a throwaway CA made at start (servertls; a second port
+// refuses cleartext), runs a scripted mobile client against it over real
+// HTTP, and prints what
 // happened to each request: the happy path and the attacks from real
 // incidents, each with the status, the reason and the correlation ID. It
 // exits non-zero if an attack got through or the happy path failed.
@@ -24,6 +26,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -98,10 +101,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  %s -s %s/healthz                                   # the same server without the chain (for load tests)\n", curl, base)
 		if d.pki != nil {
 			fmt.Fprintf(stdout, "  curl -i %s/v1/orders   # cleartext: 403\n", d.cleartext)
-			fmt.Fprintf(stdout, "  curl --tls-max 1.1 %s/healthz   # an old TLS client: refused in the handshake\n", base)
+			fmt.Fprintf(stdout, "  %s --tls-max 1.1 %s/healthz   # an old TLS client: alert protocol version\n", curl, base)
+			fmt.Fprintf(stdout, "  %s --tls-max 1.2 --ciphers ECDHE-ECDSA-AES128-SHA %s/healthz   # CBC only: alert handshake failure\n", curl, base)
 		}
 		fmt.Fprintln(stdout, "\nThe token above lives 5 minutes. Security events are logged to stderr. Ctrl-C stops.")
-		sig, stop := signal.NotifyContext(ctx, os.Interrupt)
+		sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM) // and the throwaway CA's files go
 		defer stop()
 		<-sig.Done()
 		return nil
