@@ -73,9 +73,9 @@ type RedactConfig struct {
 // something to redact; a handler that renders it otherwise (a json tag,
 // a field behind a pointer) may show what that form did not.
 //
-// Put it under the observer's log handler, so that security events are
-// counted from the record as logged (event, reason and policy are never
-// secrets, and their values pass unchanged):
+// Put it under the observer's log handler, which then counts security
+// events before redaction (event, reason and policy are no redacted keys,
+// and their fixed values pass unchanged either way):
 //
 //	redacting := telemetry.NewRedactHandler(slog.NewJSONHandler(os.Stderr, nil), telemetry.RedactConfig{PersonalData: true})
 //	obs, err := telemetry.New(telemetry.Config{Logger: slog.New(redacting)})
