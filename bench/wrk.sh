@@ -11,7 +11,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wr
 
 out=$(mktemp)
 go build -o "$out.bin" ./examples/demo
-"$out.bin" -serve -loadtest -addr 127.0.0.1:0 > "$out" 2>/dev/null &
+"$out.bin" -serve -loadtest -http -addr 127.0.0.1:0 > "$out" 2>/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$out" "$out.bin"' EXIT
 for _ in $(seq 100); do grep -q "listening\|demo API on" "$out" && break; sleep 0.1; done

@@ -9,7 +9,7 @@
 //   - prometheus/alerts_test.yml: promtool unit tests of every alert
 //     (promtool check rules / promtool test rules, run by .ci/run).
 //
-// The package's test starts examples/demo -serve -attacks and Debian's
+// The package's test starts examples/demo -serve -attacks -http and Debian's
 // prometheus on loopback, runs the demo's attacks, and checks through
 // Prometheus's HTTP API that every dashboard query returns series and that
 // the alerts for the attacks fire; then it floods the demo with distinct

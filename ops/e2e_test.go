@@ -359,7 +359,7 @@ func containsAll(s string, subs []string) bool {
 	return true
 }
 
-// demoProc is examples/demo -serve -attacks, built and started.
+// demoProc is examples/demo -serve -attacks -http, built and started.
 type demoProc struct {
 	base, addr string
 }
@@ -372,7 +372,8 @@ func startDemo(t *testing.T, dir string) *demoProc {
 	out, err := exec.Command(goBin, "build", "-o", bin, "../examples/demo").CombinedOutput()
 	require.NoError(t, err, "go build ./examples/demo: %s", out)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-serve", "-attacks", "-addr", "127.0.0.1:0")
+	// -http: Prometheus scrapes plain HTTP, as behind a proxy that terminates TLS.
+	cmd := exec.CommandContext(ctx, bin, "-serve", "-attacks", "-http", "-addr", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

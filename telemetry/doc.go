@@ -39,6 +39,16 @@
 // request context. Device IDs, key IDs, tokens and addresses are never
 // metric attributes.
 //
+// # Logs without secrets
+//
+// [NewRedactHandler] removes what must never be logged, whatever the
+// application passes: values under keys such as authorization, cookie,
+// password, token or api_key, and bearer credentials, JWTs, DPoP proofs
+// and RFC 9421 signatures inside any string; on request it truncates
+// e-mail addresses to their domain and IP addresses to their /24 or /48.
+// Put it under the observer's logger, as Config.Logger's handler, so
+// that events are counted before it.
+//
 // Teams on zap or zerolog put their logger under a slog bridge and pass
 // it as [Config.Logger]: slog.New(zapslog.NewHandler(zapLogger.Core()))
 // with go.uber.org/zap/exp/zapslog, or

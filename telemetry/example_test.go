@@ -275,3 +275,30 @@ func ExampleConfig_deviceModelHeader() {
 	fmt.Println(eventCount(reader))
 	// Output: map[Pixel 0/signature_mismatch/signature:100 Pixel 1/signature_mismatch/signature:100 other/signature_mismatch/signature:800]
 }
+
+// A careless handler logs the request's Authorization header, an error
+// that quotes the token, and who called: the redacting handler, under the
+// observer's logger, removes the token, cuts the e-mail address to its
+// domain and the address to its /24, and the event is still counted.
+func ExampleNewRedactHandler() {
+	json := slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})
+	redacting := telemetry.NewRedactHandler(json, telemetry.RedactConfig{PersonalData: true})
+	obs, err := telemetry.New(telemetry.Config{Logger: slog.New(redacting)})
+	if err != nil {
+		panic(err)
+	}
+	obs.Logger().Warn("login refused",
+		"event", "auth_failed", "reason", "invalid_token",
+		slog.Group("request", "authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2ln", "route", "POST /v1/login"),
+		"error", errors.New("introspection: token eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2ln inactive"),
+		"user", "bob@example.com", "client_ip", "203.0.113.7")
+	// Output:
+	// {"level":"WARN","msg":"login refused","event":"auth_failed","reason":"invalid_token","request":{"authorization":"[REDACTED]","route":"POST /v1/login"},"error":"introspection: token [REDACTED] inactive","user":"***@example.com","client_ip":"203.0.113.0/24"}
+}

@@ -25,30 +25,30 @@ func withAttacks(next http.Handler, a *api, base string) http.Handler {
 	)
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
-	mux.HandleFunc("POST /demo/attacks", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /demo/attacks", a.secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		round++
-		c, err := newClient(base, a.issuer, a.ca)
+		c, err := newClient(base, a.issuer, a.ca, a.pki, a.cleartext)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		c.http = &http.Client{Timeout: 5 * time.Second, Transport: roundTransport(round)}
+		c.http = &http.Client{Timeout: 5 * time.Second, Transport: roundTransport(c, round)}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_ = report(w, c.script(r.Context()))
-	})
+	})))
 	return mux
 }
 
 // roundTransport dials from 127.0.0.(2 + round%250) when that address can
 // be bound, and from the default address otherwise.
-func roundTransport(round int) http.RoundTripper {
+func roundTransport(c *client, round int) http.RoundTripper {
 	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+round%250))} // #nosec G115 -- 2..251 for any round >= 0
 	ln, err := net.ListenTCP("tcp", src)
 	if err != nil {
-		return &http.Transport{}
+		return c.transport(nil)
 	}
 	_ = ln.Close()
-	return &http.Transport{DialContext: (&net.Dialer{LocalAddr: src, Timeout: 5 * time.Second}).DialContext}
+	return c.transport((&net.Dialer{LocalAddr: src, Timeout: 5 * time.Second}).DialContext)
 }

@@ -7,11 +7,13 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -39,6 +41,11 @@ type client struct {
 	dpopKey *ecdsa.PrivateKey
 	dpopPub jwk.Key
 
+	// roots trusts the demo's throwaway CA; cleartext is the base URL of
+	// the plain-HTTP port. Both are unset when the demo serves plain HTTP.
+	roots     *x509.CertPool
+	cleartext string
+
 	// sent and answers record, for the secret-hygiene test, every piece
 	// of secret material the client sent and everything the API answered.
 	sent    []string
@@ -48,7 +55,9 @@ type client struct {
 // sensitive are the request headers whose values are secrets.
 var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", appattest.HeaderAssertion, appattest.HeaderChallenge}
 
-func newClient(base string, is *issuer, ca *attesttest.CA) (*client, error) {
+// newClient makes the app. With tlsPKI set it trusts the throwaway CA,
+// and cleartext is the plain port its transport rows try.
+func newClient(base string, is *issuer, ca *attesttest.CA, tlsPKI *pki, cleartext string) (*client, error) {
 	dev, err := attesttest.NewDevice(demoAppID)
 	if err != nil {
 		return nil, err
@@ -61,11 +70,23 @@ func newClient(base string, is *issuer, ca *attesttest.CA) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{base: base, http: &http.Client{Timeout: 5 * time.Second}, issuer: is, ca: ca, device: dev, dpopKey: k, dpopPub: pub}, nil
+	c := &client{base: base, issuer: is, ca: ca, device: dev, dpopKey: k, dpopPub: pub, cleartext: cleartext}
+	if tlsPKI != nil {
+		c.roots = tlsPKI.roots
+	}
+	c.http = &http.Client{Timeout: 5 * time.Second, Transport: c.transport(nil)}
+	return c, nil
+}
+
+// transport is an HTTP transport that trusts c.roots (the system's
+// when nil) and dials with dial when it is not nil.
+func (c *client) transport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	return &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: c.roots}}
 }
 
 // call is one request of the script.
 type call struct {
+	base         string // default: the client's
 	method, path string
 	header       map[string]string
 	body         string
@@ -77,7 +98,11 @@ func (c *client) do(ctx context.Context, name string, attack bool, expect int, r
 	if rq.body != "" {
 		body = strings.NewReader(rq.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, rq.method, c.base+rq.path, body)
+	base := c.base
+	if rq.base != "" {
+		base = rq.base
+	}
+	req, err := http.NewRequestWithContext(ctx, rq.method, base+rq.path, body)
 	if err != nil {
 		res.err = err
 		return res
@@ -264,7 +289,7 @@ func (c *client) burst(ctx context.Context, token string) result {
 func (c *client) stuffing(ctx context.Context) result {
 	var last result
 	for i := range 6 {
-		body := url.Values{"username": {"alice"}, "password": {fmt.Sprintf("leaked-password-%d", i)}}.Encode()
+		body := url.Values{"username": {demoUser}, "password": {fmt.Sprintf("leaked-password-%d", i)}}.Encode()
 		last = c.do(ctx, "credential stuffing: 6 passwords against one account", true, 429, call{method: "POST", path: "/v1/login",
 			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: body})
 	}
@@ -389,7 +414,8 @@ func (c *client) script(ctx context.Context) []result {
 		header: map[string]string{"Content-Type": "application/reports+json"},
 		body:   `[{"type":"pinning-failure","age":1200,"url":"https://api.example.com/v1/pay","user_agent":"Shop/5.2","body":{}}]`}))
 
-	// Attacks.
+	// Attacks: on the transport first, then on the API.
+	out = append(out, c.transportAttacks(ctx)...)
 	now := time.Now()
 	expired, _ := c.issuer.mint(map[string]any{"scope": "orders:read"}, now.Add(-20*time.Minute), 10*time.Minute)
 	add(c.do(ctx, "expired token replayed", true, 401, call{method: "GET", path: "/v1/orders", header: bearer(expired)}))

@@ -125,24 +125,30 @@ func enrollHandler(a *appattest.Verifier) http.Handler {
 
 // printEvents reads the API's /metrics and prints the security events it
 // counted during the run.
-func printEvents(ctx context.Context, out io.Writer, base string) {
+func printEvents(ctx context.Context, out io.Writer, base string, hc *http.Client) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return
 	}
 	defer resp.Body.Close()
-	counts := map[string]string{}
+	counts, handshakes := map[string]string{}, map[string]string{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiguard_security_events_total{") {
-			continue
-		}
 		labels, value, _ := strings.Cut(line, "} ")
-		ev, reason := label(labels, "event"), label(labels, "reason")
-		counts[ev+" ("+reason+")"] = value
+		switch {
+		case strings.HasPrefix(line, "apiguard_security_events_total{"):
+			counts[label(labels, "event")+" ("+label(labels, "reason")+")"] = value
+		case strings.HasPrefix(line, "apiguard_tls_handshake_failures_total{"):
+			handshakes[label(labels, "reason")+" (TLS "+label(labels, "tls_protocol_version")+")"] = value
+		}
 	}
+	printCounts(out, "security events counted (apiguard.security.events, from /metrics):", counts)
+	printCounts(out, "TLS handshakes refused (apiguard.tls.handshake.failures, from /metrics):", handshakes)
+}
+
+func printCounts(out io.Writer, title string, counts map[string]string) {
 	if len(counts) == 0 {
 		return
 	}
@@ -151,7 +157,7 @@ func printEvents(ctx context.Context, out io.Writer, base string) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fmt.Fprintln(out, "\nsecurity events counted (apiguard.security.events, from /metrics):")
+	fmt.Fprintln(out, "\n"+title)
 	for _, k := range keys {
 		fmt.Fprintf(out, "  %-48s %s\n", k, counts[k])
 	}

@@ -1,15 +1,19 @@
-// Command demo starts an API protected by apiguard on a loopback port, runs
-// a scripted mobile client against it over real HTTP, and prints what
+// Command demo starts an API protected by apiguard on a loopback port, over
+// HTTPS with a throwaway CA made at start (servertls; a second port
+// refuses cleartext), runs a scripted mobile client against it over real
+// HTTP, and prints what
 // happened to each request: the happy path and the attacks from real
 // incidents, each with the status, the reason and the correlation ID. It
 // exits non-zero if an attack got through or the happy path failed.
 //
 //	go run ./examples/demo
 //	go run ./examples/demo -serve   # keep the API up for curl
+//	go run ./examples/demo -http    # plain HTTP, as behind a TLS-terminating proxy (ops/, load tests)
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -20,7 +24,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -29,6 +35,7 @@ import (
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
+	"github.com/apiguard/apiguard/servertls"
 	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 	"go.opentelemetry.io/otel/metric"
@@ -48,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	serve := fs.Bool("serve", false, "keep the API running and print curl commands instead of running the client")
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
+	plain := fs.Bool("http", false, "serve plain HTTP instead of HTTPS with a throwaway CA (load tests of the chain, ops/)")
 	verbose := fs.Bool("v", false, "print the API's security log to stderr")
 	redisAddr := fs.String("redis", "", "Redis address (host:port): every store becomes a redisstore one, as several instances would share")
 	loadTest := fs.Bool("loadtest", false, "with -serve: raise the rate limits out of the way, for load tests of the chain")
@@ -60,52 +68,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose || *serve {
 		logOut = stderr
 	}
-	logger := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(logOut, nil)))
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	base := "http://" + ln.Addr().String()
 	metrics, err := newMetrics()
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	api, err := newAPI(apiOptions{base: base, logger: logger, redisAddr: *redisAddr, meters: metrics.provider, metrics: metrics.handler, loadTest: *loadTest})
+	d, err := start(startOptions{addr: *addr, plain: *plain, logger: newLogger(logOut, slog.LevelInfo), redisAddr: *redisAddr,
+		meters: metrics.provider, metrics: metrics.handler, loadTest: *loadTest, attacks: *serve && *attacks})
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	defer api.close()
-	handler := api.handler
-	if *serve && *attacks {
-		handler = withAttacks(handler, api, base)
-	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer d.close()
 
 	if *serve {
-		tok, err := api.issuer.mint(map[string]any{"scope": "orders:read"}, time.Now(), 5*time.Minute)
+		tok, err := d.api.issuer.mint(map[string]any{"scope": "orders:read"}, time.Now(), 5*time.Minute)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "apiguard demo API on %s\n\n", base)
-		fmt.Fprintf(stdout, "  curl -i -H 'Authorization: Bearer %s' %s/v1/orders\n", tok, base)
-		fmt.Fprintf(stdout, "  curl -i %s/v1/orders                      # no token: 401\n", base)
-		fmt.Fprintf(stdout, "  curl -i -H 'X-Request-ID: my-trace-1' %s/v1/orders\n", base)
-		fmt.Fprintf(stdout, "  curl -i -H 'Content-Type: application/reports+json' --data '[{\"type\":\"pinning-failure\",\"age\":0,\"url\":\"https://api.example.com/\",\"user_agent\":\"curl\",\"body\":{}}]' %s/v1/reports\n", base)
-		fmt.Fprintf(stdout, "  curl -s %s/metrics | grep apiguard_security_events   # the security events counting up\n", base)
-		fmt.Fprintf(stdout, "  curl -s %s/healthz                                   # the same server without the chain (for load tests)\n\n", base)
-		fmt.Fprintln(stdout, "The token above lives 5 minutes. Security events are logged to stderr. Ctrl-C stops.")
-		sig, stop := signal.NotifyContext(ctx, os.Interrupt)
+		base, curl := d.base, "curl"
+		fmt.Fprintf(stdout, "apiguard demo API on %s\n", base)
+		if d.pki != nil {
+			fmt.Fprintf(stdout, "throwaway CA certificate: %s\n", d.pki.caFile)
+			fmt.Fprintf(stdout, "cleartext port (refuses every request): %s\n", d.cleartext)
+			fmt.Fprintln(stdout, d.pki.pinLine())
+			curl = "curl --cacert " + d.pki.caFile
+		}
+		fmt.Fprintln(stdout)
+		fmt.Fprintf(stdout, "  %s -i -H 'Authorization: Bearer %s' %s/v1/orders\n", curl, tok, base)
+		fmt.Fprintf(stdout, "  %s -i %s/v1/orders                      # no token: 401\n", curl, base)
+		fmt.Fprintf(stdout, "  %s -i -H 'X-Request-ID: my-trace-1' %s/v1/orders\n", curl, base)
+		fmt.Fprintf(stdout, "  %s -i -H 'Content-Type: application/reports+json' --data '[{\"type\":\"pinning-failure\",\"age\":0,\"url\":\"https://api.example.com/\",\"user_agent\":\"curl\",\"body\":{}}]' %s/v1/reports\n", curl, base)
+		fmt.Fprintf(stdout, "  %s -s %s/metrics | grep apiguard_security_events   # the security events counting up\n", curl, base)
+		fmt.Fprintf(stdout, "  %s -s %s/healthz                                   # the same server without the chain (for load tests)\n", curl, base)
+		if d.pki != nil {
+			fmt.Fprintf(stdout, "  curl -i %s/v1/orders   # cleartext: 403\n", d.cleartext)
+			fmt.Fprintf(stdout, "  %s --tls-max 1.1 %s/healthz   # an old TLS client: alert protocol version\n", curl, base)
+			fmt.Fprintf(stdout, "  %s --tls-max 1.2 --ciphers ECDHE-ECDSA-AES128-SHA %s/healthz   # CBC only: alert handshake failure\n", curl, base)
+		}
+		fmt.Fprintln(stdout, "\nThe token above lives 5 minutes. Security events are logged to stderr. Ctrl-C stops.")
+		sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM) // and the throwaway CA's files go
 		defer stop()
 		<-sig.Done()
 		return nil
 	}
 
-	c, err := newClient(base, api.issuer, api.ca)
+	c, err := newClient(d.base, d.api.issuer, d.api.ca, d.pki, d.cleartext)
 	if err != nil {
 		return err
 	}
@@ -113,24 +119,132 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := report(stdout, results); err != nil {
 		return err
 	}
-	printEvents(ctx, stdout, base)
+	if d.pki != nil {
+		fmt.Fprintf(stdout, "\ntransport: HTTPS on %s (servertls, intermediate profile: TLS 1.2 and 1.3, AEAD suites), throwaway CA made at start;\n", d.base)
+		fmt.Fprintf(stdout, "  cleartext port %s refuses every request\n", d.cleartext)
+		fmt.Fprintln(stdout, "  "+d.pki.pinLine())
+	}
+	printEvents(ctx, stdout, d.base, c.http)
 	return nil
+}
+
+// newLogger is the demo's log: JSON, with secrets removed and personal
+// data truncated by telemetry's redacting handler before a record is
+// written. The observer puts its own handler over it (Observer.Logger),
+// so that events are counted from the records as logged.
+func newLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	json := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(telemetry.NewRedactHandler(json, telemetry.RedactConfig{PersonalData: true}))
+}
+
+type startOptions struct {
+	addr      string
+	plain     bool
+	logger    *slog.Logger
+	redisAddr string
+	meters    metric.MeterProvider
+	metrics   http.Handler
+	loadTest  bool
+	attacks   bool
+}
+
+// demo is the API listening: on HTTPS and a cleartext port that refuses
+// everything, or on plain HTTP alone (-http).
+type demo struct {
+	base, cleartext string // cleartext: "" with -http
+	api             *api
+	pki             *pki // nil with -http
+	closers         []func()
+}
+
+func (d *demo) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// start listens on o.addr and serves the API there.
+func start(o startOptions) (_ *demo, err error) {
+	d := &demo{}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = ln.Close() })
+	d.base = "http://" + ln.Addr().String()
+	var clearLn net.Listener
+	if !o.plain {
+		if d.pki, err = newPKI(ln.Addr().(*net.TCPAddr).IP); err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, d.pki.close)
+		host, _, _ := net.SplitHostPort(ln.Addr().String())
+		if clearLn, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, func() { _ = clearLn.Close() })
+		d.base = "https://" + ln.Addr().String()
+		d.cleartext = "http://" + clearLn.Addr().String()
+	}
+	d.api, err = newAPI(apiOptions{base: d.base, logger: o.logger, redisAddr: o.redisAddr, meters: o.meters, metrics: o.metrics,
+		loadTest: o.loadTest, pki: d.pki, cleartext: d.cleartext})
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, d.api.close)
+	handler := d.api.handler
+	if o.attacks {
+		handler = withAttacks(handler, d.api, d.base)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	d.closers = append(d.closers, func() { _ = srv.Close() })
+	if d.api.guard == nil {
+		go func() { _ = srv.Serve(ln) }()
+		return d, nil
+	}
+	// The TLS port, handshakes counted; the cleartext port answers every
+	// request with the guard's refusal (its handler is the same chain).
+	srv.ErrorLog = d.api.guard.ErrorLog()
+	clear := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: d.api.guard.ErrorLog()}
+	d.closers = append(d.closers, func() { _ = clear.Close() })
+	go func() { _ = srv.Serve(d.api.guard.Listener(ln)) }()
+	go func() { _ = clear.Serve(clearLn) }()
+	return d, nil
 }
 
 // api is the protected service with its in-process identity provider.
 type api struct {
-	handler  http.Handler
-	issuer   *issuer
-	ca       *attesttest.CA // the test root standing in for Apple's
-	verifier *auth.Verifier
-	closers  []func()
+	handler   http.Handler
+	issuer    *issuer
+	ca        *attesttest.CA // the test root standing in for Apple's
+	verifier  *auth.Verifier
+	guard     *servertls.Guard // nil with -http
+	pki       *pki
+	cleartext string
+	closers   []func()
 }
 
 func (a *api) close() {
 	_ = a.verifier.Close()
+	if a.guard != nil {
+		_ = a.guard.Close()
+	}
 	for _, c := range a.closers {
 		c()
 	}
+}
+
+// secure puts h behind the guard: cleartext refused, HSTS added.
+func (a *api) secure(h http.Handler) http.Handler {
+	if a.guard == nil {
+		return h
+	}
+	return a.guard.Handler(h)
 }
 
 type apiOptions struct {
@@ -140,6 +254,8 @@ type apiOptions struct {
 	meters    metric.MeterProvider
 	metrics   http.Handler
 	loadTest  bool
+	pki       *pki   // HTTPS with this chain; nil: plain HTTP
+	cleartext string // the cleartext port's base URL
 }
 
 // newAPI wires the packages the way DESIGN.md recommends: telemetry
@@ -166,6 +282,13 @@ func newAPI(o apiOptions) (*api, error) {
 	// outside a request (key-set refreshes, store failures) are counted on
 	// the demo's meter provider too.
 	logger = obs.Logger()
+	// The key set is fetched from the demo itself: over HTTPS, trusting
+	// the throwaway CA.
+	var jwksClient *http.Client
+	if o.pki != nil {
+		jwksClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: o.pki.roots}},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
 	v, err := auth.New(auth.Config{
 		Issuers: []auth.Issuer{{
 			Issuer:   is.url,
@@ -175,6 +298,7 @@ func newAPI(o apiOptions) (*api, error) {
 		DPoP:        auth.DPoPAllowed,
 		DPoPURL:     base,
 		ReplayStore: st.authReplay,
+		HTTPClient:  jwksClient,
 		Logger:      logger,
 	})
 	if err != nil {
@@ -185,7 +309,7 @@ func newAPI(o apiOptions) (*api, error) {
 	sig, err := signing.New(signing.Config{
 		Keys:        signing.DerivedKeys(demoMaster, demoSalt),
 		ReplayStore: st.signingReplay,
-		Scheme:      "http", // the demo serves plain HTTP on loopback
+		Scheme:      scheme(base), // https, or http with -http
 		Logger:      logger,
 	})
 	if err != nil {
@@ -242,10 +366,14 @@ func newAPI(o apiOptions) (*api, error) {
 	mux := http.NewServeMux()
 	is.routes(mux)
 	mux.Handle("POST /v1/login", stuffing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.FormValue("username") == "alice" && r.FormValue("password") == "correct horse battery staple" {
+		user := r.FormValue("username")
+		if user == demoUser && r.FormValue("password") == "correct horse battery staple" {
 			writeJSON(w, map[string]string{"status": "signed in"})
 			return
 		}
+		// Who failed, from where: personal data, truncated in the log by
+		// the redacting handler (***@shop.example, 127.0.0.0/24).
+		logger.WarnContext(r.Context(), "login failed", "user", user, "client_ip", r.RemoteAddr)
 		w.WriteHeader(http.StatusUnauthorized)
 	})))
 	mux.Handle("POST /v1/pay", v.Require("payments")(sig.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -306,19 +434,44 @@ func newAPI(o apiOptions) (*api, error) {
 			writeJSON(w, map[string]any{"premium": "content", "risk": rk.Score})
 		}))))
 
+	a := &api{issuer: is, ca: ca, verifier: v, pki: o.pki, cleartext: o.cleartext, closers: st.closers}
+	if o.pki != nil {
+		// The transport: Mozilla's intermediate profile, the throwaway
+		// chain checked against the apps' pins before anything is served.
+		a.guard, err = servertls.New(servertls.Config{
+			Profile:  servertls.Intermediate,
+			CertFile: o.pki.certFile, KeyFile: o.pki.keyFile,
+			Pins:          o.pki.pins,
+			MeterProvider: o.meters,
+			Logger:        logger,
+		})
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+	}
+	// The guard sits right inside telemetry: a refused cleartext request
+	// gets a correlation ID and reaches nothing else.
 	root := http.NewServeMux()
-	root.Handle("/", obs.Handler(perIP.Handler(mux)))
-	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	root.Handle("/", obs.Handler(a.secure(perIP.Handler(mux))))
+	root.Handle("GET /healthz", a.secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })))
 	// Readiness for the orchestrator, and the dependency gauges on /metrics.
-	root.Handle("GET /readyz", obs.Health(
+	root.Handle("GET /readyz", a.secure(obs.Health(
 		telemetry.Check{Name: "jwks", Ready: v},
 		telemetry.Check{Name: "ratelimit-ip", Ready: perIP},
 		telemetry.Check{Name: "ratelimit-user", Ready: perUser},
-	))
+	)))
 	if o.metrics != nil {
-		root.Handle("GET /metrics", o.metrics)
+		root.Handle("GET /metrics", a.secure(o.metrics))
 	}
-	return &api{handler: root, issuer: is, ca: ca, verifier: v, closers: st.closers}, nil
+	a.handler = root
+	return a, nil
+}
+
+// scheme is the scheme of base: the one clients sign.
+func scheme(base string) string {
+	s, _, _ := strings.Cut(base, "://")
+	return s
 }
 
 // scaled lifts a limit out of the way of a load test.
@@ -335,6 +488,9 @@ var (
 	demoMaster = []byte("apiguard-demo-master-secret-0123456789")
 	demoSalt   = []byte("apiguard-demo")
 )
+
+// demoUser is the account of the password login.
+const demoUser = "alice@shop.example"
 
 // demoAppID is the App Attest App ID of the demo's iOS app.
 const demoAppID = "DEMO123456.dev.apiguard.demo"
@@ -376,7 +532,11 @@ func report(out io.Writer, results []result) error {
 		if r.attack {
 			kind = "attack"
 		}
-		fmt.Fprintf(tw, "%s: %s\t%d\t%d\t%s\t%s\t%s\n", kind, r.name, r.expect, r.status, reason, r.id, mark)
+		expect, status := strconv.Itoa(r.expect), strconv.Itoa(r.status)
+		if r.expect == 0 && r.status == 0 { // refused in the handshake: no HTTP status
+			expect, status = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s: %s\t%s\t%s\t%s\t%s\t%s\n", kind, r.name, expect, status, reason, r.id, mark)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

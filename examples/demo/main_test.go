@@ -1,24 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"github.com/apiguard/apiguard/signing"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/apiguard/apiguard/internal/redistest"
-	"github.com/apiguard/apiguard/telemetry"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,9 +28,13 @@ func TestDemoRunsClean(t *testing.T) {
 		"long-lived token", "token for another audience", "stolen DPoP token used without its key", "replayed DPoP proof",
 		"replayed signed payment", "payment body tampered in flight", "payment signed with another key",
 		"burst of 10 order reads", "credential stuffing", "premium call with a forged App Attest assertion",
-		"premium call whose query a proxy rewrote", "premium call from Sydney a minute after Paris"} {
+		"premium call whose query a proxy rewrote", "premium call from Sydney a minute after Paris",
+		"old TLS client (TLS 1.0 and 1.1 only)", "TLS 1.2 client offering only CBC suites", "plain HTTP to the HTTPS port",
+		"cleartext HTTP to the plain port"} {
 		require.Contains(t, s, "attack: "+attack)
 	}
+	require.Contains(t, s, "pins checked at start: the served chain matches the current pin", "the pins were checked at start")
+	require.Contains(t, s, "protocol_version (TLS 1.1)", "the old TLS client's refusal was counted")
 	require.NotContains(t, s, " NO\n")
 	// Every row of the table carries the correlation ID its answer echoed,
 	// in the column under the header's CORRELATION ID.
@@ -49,6 +51,10 @@ func TestDemoRunsClean(t *testing.T) {
 		require.Greater(t, len(runes), col, line)
 		id := strings.Fields(string(runes[col:]))
 		require.NotEmpty(t, id, line)
+		if slices.ContainsFunc(refusedBeforeHTTP, func(name string) bool { return strings.HasPrefix(line, "attack: "+name) }) {
+			require.Equal(t, noID, id[0], "refused before telemetry saw it: %s", line)
+			continue
+		}
 		require.Regexp(t, `^[A-Za-z0-9._~:-]{8,128}$`, id[0], "a row without a correlation ID: %s", line)
 		require.NotEqual(t, "yes", id[0], "a row without a correlation ID: %s", line)
 	}
@@ -58,6 +64,20 @@ func TestDemoRunsClean(t *testing.T) {
 	require.Equal(t, m[1], m[2])
 	require.Equal(t, m[3], m[4])
 	require.Contains(t, s, "impossible_travel (speed)", "the security events are counted and exported")
+}
+
+// refusedBeforeHTTP are the rows that no HTTP handler answers, so no
+// correlation ID: the transport refuses them.
+var refusedBeforeHTTP = []string{"old TLS client", "TLS 1.2 client offering only CBC suites", "plain HTTP to the HTTPS port"}
+
+// With -http the demo serves plain HTTP, as behind a proxy that
+// terminates TLS (ops/ and the load tests run it so): no transport rows.
+func TestDemoPlainHTTP(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-http"}, &out, &errOut), out.String())
+	require.NotContains(t, out.String(), " NO\n")
+	require.NotContains(t, out.String(), "TLS client")
+	require.Contains(t, out.String(), "21 of 21 attacks stopped")
 }
 
 func TestDemoWithRedis(t *testing.T) {
@@ -71,32 +91,25 @@ func TestDemoWithRedis(t *testing.T) {
 }
 
 func TestDemoServe(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-serve"}, pw, io.Discard)
-		_ = pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	require.NoError(t, err)
-	base := strings.TrimSpace(strings.TrimPrefix(line, "apiguard demo API on "))
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	resp, err := http.Get(base + "/healthz")
+	base, hc := serveDemo(t)
+	require.True(t, strings.HasPrefix(base, "https://"), base)
+	resp, err := hc.Get(base + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
-	resp, err = http.Get(base + "/v1/orders")
+	require.NotEmpty(t, resp.Header.Get("Strict-Transport-Security"))
+	resp, err = hc.Get(base + "/v1/orders")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, 401, resp.StatusCode)
-	resp, err = http.Get(base + "/metrics")
+	resp, err = hc.Get(base + "/metrics")
 	require.NoError(t, err)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, string(b), "apiguard_security_events_total")
-	cancel()
-	require.NoError(t, <-done)
+	require.Contains(t, string(b), "apiguard_tls_certificate_expiry")
+	_, err = http.Get(base + "/healthz")
+	require.Error(t, err, "a client that does not trust the throwaway CA")
 }
 
 func TestDemoReportsFailure(t *testing.T) {
@@ -116,21 +129,16 @@ func TestDemoRejectsBadFlag(t *testing.T) {
 // secret the client sent — tokens, DPoP proofs, signatures, nonces, App
 // Attest assertions and challenges — nor the master secret appears in any
 // log record or in any answer of the API (the authorization server's own
-// token responses excepted: handing out tokens is their job).
+// token responses excepted: handing out tokens is their job); and that
+// personal data, the account's e-mail address and the client's address,
+// appear in the log only truncated (***@shop.example, 127.0.0.0/24).
 func TestSecretHygiene(t *testing.T) {
-	var logs bytes.Buffer
-	logger := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var logs lockedBuffer
+	d, err := start(startOptions{addr: "127.0.0.1:0", logger: newLogger(&logs, slog.LevelDebug)})
 	require.NoError(t, err)
-	base := "http://" + ln.Addr().String()
-	a, err := newAPI(apiOptions{base: base, logger: logger})
-	require.NoError(t, err)
-	defer a.close()
-	srv := &http.Server{Handler: a.handler}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer d.close()
 
-	c, err := newClient(base, a.issuer, a.ca)
+	c, err := newClient(d.base, d.api.issuer, d.api.ca, d.pki, d.cleartext)
 	require.NoError(t, err)
 	results := c.script(context.Background())
 	for _, r := range results {
@@ -155,4 +163,31 @@ func TestSecretHygiene(t *testing.T) {
 		require.NotContains(t, logText, s, "a secret in the logs")
 		require.NotContains(t, answers, s, "a secret in an answer")
 	}
+
+	// Personal data: the failed logins logged who and from where, cut to
+	// the domain and the /24.
+	require.Contains(t, logText, `"msg":"login failed","user":"***@shop.example","client_ip":"127.0.0.0/24:`)
+	require.NotContains(t, logText, demoUser)
+	require.NotContains(t, logText, strings.Split(demoUser, "@")[0]+"@")
+	require.NotRegexp(t, `127\.0\.0\.[1-9]`, logText, "a client address in the logs")
+	require.Contains(t, logText, `"event":"tls_handshake_failed"`, "the transport attacks were logged")
+}
+
+// lockedBuffer is a bytes.Buffer that the server's goroutines may write
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
