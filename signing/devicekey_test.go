@@ -119,8 +119,13 @@ func TestDeviceKeySigner(t *testing.T) {
 	}
 }
 
-// TestNewKeySignerRefusesOtherKeys: keys that sign neither algorithm.
+// TestNewKeySignerRefusesOtherKeys: keys that sign neither algorithm
+// are refused, and the zero Signer signs nothing (it once MACed with an
+// empty secret).
 func TestNewKeySignerRefusesOtherKeys(t *testing.T) {
+	r, err := http.NewRequest("GET", api+"/v1/orders", nil)
+	require.NoError(t, err)
+	require.Error(t, new(Signer).Sign(r))
 	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	require.NoError(t, err)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)

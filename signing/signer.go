@@ -26,8 +26,9 @@ import (
 // @target-uri, content-digest when there is a body, and authorization
 // when that header is present; created, keyid, nonce and alg. It signs
 // with hmac-sha256 ([NewSigner]), or with a device key, ecdsa-p256-sha256
-// or ed25519 ([NewKeySigner]). It is the client side, for Go clients and
-// tests. A Signer is safe for concurrent use once its fields are set.
+// or ed25519 ([NewKeySigner]); the zero Signer signs nothing. It is the
+// client side, for Go clients and tests. A Signer is safe for concurrent
+// use once its fields are set.
 type Signer struct {
 	keyID  string
 	alg    string
