@@ -16,6 +16,17 @@
 // content-digest when there is a body, authorization when that header is
 // present, and the parameters created, keyid and nonce.
 //
+// # Device keys
+//
+// An HMAC secret is only as safe as the app binary. A device key is
+// safer: a P-256 key made in the Secure Enclave or Android Keystore
+// (ecdsa-p256-sha256, the signature r || s, not ASN.1), or an Ed25519
+// key. The enrolment service verifies the platform's evidence for it
+// (attest/androidkey on Android) and stores its public key as a [Key];
+// the Verifier's KeyStore returns it. The key's Algorithm decides how a
+// signature is checked: a signature's alg must match it, and an HMAC
+// secret and a public key are never used in each other's place.
+//
 // # Place in the chain
 //
 // telemetry outermost, then an IP-keyed rate limiter (verification costs a

@@ -26,7 +26,8 @@ var (
 	ErrUnknownKey = errors.New("signing: unknown key")
 	// ErrRevokedKey: the key is revoked.
 	ErrRevokedKey = errors.New("signing: key revoked")
-	// ErrAlgorithm: alg does not match the key's algorithm.
+	// ErrAlgorithm: alg does not match the key's algorithm, or the key
+	// does not hold exactly its algorithm's material (see [Key]).
 	ErrAlgorithm = errors.New("signing: algorithm does not match the key")
 	// ErrSignature: the signature does not verify.
 	ErrSignature = errors.New("signing: signature mismatch")

@@ -2,6 +2,10 @@ package signing_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,4 +122,38 @@ func ExampleDerivedKeys() {
 	v2, _ := signing.DeriveSecret(master, salt, "device-42.v2") // rotated
 	fmt.Println(len(v1), bytes.Equal(v1, v2))
 	// Output: 32 false
+}
+
+// A device signs with a P-256 key it made in the Secure Enclave or
+// Android Keystore (here a Go key stands in); the server holds only the
+// public key that enrolment registered.
+func ExampleNewKeySigner() {
+	deviceKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	enrolled := map[string]signing.Key{"device-7": {
+		ID: "device-7", Algorithm: signing.AlgECDSAP256SHA256, PublicKey: &deviceKey.PublicKey,
+	}}
+	v, _ := signing.New(signing.Config{
+		Keys: signing.KeyStoreFunc(func(_ context.Context, id string) (signing.Key, error) {
+			k, ok := enrolled[id]
+			if !ok {
+				return signing.Key{}, signing.ErrUnknownKey
+			}
+			return k, nil
+		}),
+		ReplayStore: signing.NewMemoryReplayStore(10_000, 5*time.Minute, func() time.Time { return now.Add(-time.Minute) }),
+		Now:         func() time.Time { return now },
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+
+	s, _ := signing.NewKeySigner("device-7", deviceKey) // or any crypto.Signer over the key
+	s.Now = func() time.Time { return now }
+	r, _ := http.NewRequest("POST", "https://api.example.com/v1/pay", strings.NewReader(`{"amount":100}`))
+	_ = s.Sign(r)
+
+	body, _ := io.ReadAll(r.Body)
+	sr := httptest.NewRequest(r.Method, r.URL.String(), bytes.NewReader(body))
+	sr.Header = r.Header.Clone()
+	res, err := v.Verify(sr)
+	fmt.Println(res.KeyID, res.Algorithm, err)
+	// Output: device-7 ecdsa-p256-sha256 <nil>
 }

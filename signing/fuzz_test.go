@@ -22,9 +22,12 @@ var sentinels = []error{ErrMissingSignature, ErrMalformed, ErrProfile, ErrUnknow
 
 // FuzzVerify feeds arbitrary Signature-Input, Signature and Content-Digest
 // fields and bodies: every rejection is a sentinel, nothing panics, and
-// nothing is accepted without the key.
+// nothing is accepted without the key. The key store holds HMAC secrets
+// and device keys (ec-1, ed-1).
 func FuzzVerify(f *testing.F) {
-	v, clk, _ := newTestVerifier(f, nil)
+	d := newDeviceKeys(f)
+	d.keys["device-b"] = Key{ID: "device-b", Algorithm: AlgHMACSHA256, Secret: secretB}
+	v, clk, _ := newTestVerifier(f, func(c *Config) { c.Keys = d.store() })
 	s := signer(clk, "device-a", secretA)
 	s.Rand = strings.NewReader(strings.Repeat("n", 16)) // the same seed in every fuzz worker
 	good := signed(f, s, "POST", api+"/v1/pay?x=1", `{"a":1}`, map[string]string{"Authorization": "Bearer t"})
@@ -32,6 +35,9 @@ func FuzzVerify(f *testing.F) {
 	f.Add(`sig1=("@query-param";name="x" "@method");created=1;keyid="device-a";nonce="n"`, `sig1=:AAAA:`, `sha-512=:AAAA:`, "")
 	f.Add(`a=("x";sf "y";key="k" "z";bs), a=()`, `a=:=:, b=?1`, `sha-256=("x")`, "body")
 	f.Add(`sig1=("@method" "@target-uri");created=99999999999999;keyid="";nonce=""`, `sig1=:`, ``, "")
+	sig64 := "sig1=:" + b64std(make([]byte, 64)) + ":"
+	f.Add(`sig1=("@method" "@target-uri" "authorization");created=1772366400;keyid="ec-1";nonce="n";alg="ecdsa-p256-sha256"`, sig64, "", "")
+	f.Add(`sig1=("@method" "@target-uri" "authorization");created=1772366400;keyid="ed-1";nonce="n"`, sig64, "", "")
 	f.Fuzz(func(t *testing.T, input, sig, digest, body string) {
 		r := httptest.NewRequest("POST", api+"/v1/pay?x=1", strings.NewReader(body))
 		r.Header.Set("Authorization", "Bearer t")

@@ -2,11 +2,19 @@ package signing
 
 import (
 	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -145,4 +153,102 @@ func TestInteropGoSignsNodeVerifies(t *testing.T) {
 	require.False(t, verify("POST", tampered), "and refuses it when a covered header changes")
 	require.False(t, verify("PUT", headers), "or the method")
 	_ = time.Now
+}
+
+// deviceKeyAlgs are the device-key algorithms the npm client signs and
+// verifies, each with a fresh key.
+func deviceKeyAlgs(t *testing.T) []struct {
+	alg  string
+	priv crypto.Signer
+} {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	return []struct {
+		alg  string
+		priv crypto.Signer
+	}{{AlgECDSAP256SHA256, ec}, {AlgEd25519, ed}}
+}
+
+func derB64(t *testing.T, marshal func(any) ([]byte, error), k any) string {
+	t.Helper()
+	b, err := marshal(k)
+	require.NoError(t, err)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// TestInteropNodeSignsGoVerifiesDeviceKeys: http-message-signatures signs
+// with an ECDSA P-256 and an Ed25519 key (Node's ieee-p1363 r || s for
+// ECDSA); the Verifier, given the public key, accepts it once.
+func TestInteropNodeSignsGoVerifiesDeviceKeys(t *testing.T) {
+	for _, k := range deviceKeyAlgs(t) {
+		t.Run(k.alg, func(t *testing.T) {
+			v, err := New(Config{
+				Keys: KeyStoreFunc(func(_ context.Context, id string) (Key, error) {
+					if id != "node-device" {
+						return Key{}, ErrUnknownKey
+					}
+					return Key{ID: id, Algorithm: k.alg, PublicKey: k.priv.Public()}, nil
+				}),
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			require.NoError(t, err)
+			body := `{"amount":100}`
+			out := nodeInterop(t, "sign", map[string]any{
+				"method": "POST", "url": "https://api.example.com/v1/pay?x=1", "body": body,
+				"headers": map[string]string{"content-type": "application/json", "authorization": "Bearer abc.def.ghi"},
+				"alg":     k.alg, "private_pkcs8_b64": derB64(t, x509.MarshalPKCS8PrivateKey, k.priv),
+				"keyid": "node-device", "nonce": "node-nonce-" + k.alg,
+			})
+			var hdr map[string]string
+			require.NoError(t, json.Unmarshal(out, &hdr))
+			req := func() *http.Request {
+				r := httptest.NewRequest("POST", "https://api.example.com/v1/pay?x=1", strings.NewReader(body))
+				for name, val := range hdr {
+					r.Header.Set(name, val)
+				}
+				return r
+			}
+			require.Contains(t, req().Header.Get("Signature-Input"), `alg="`+k.alg+`"`)
+			res, err := v.Verify(req())
+			require.NoError(t, err, "%v", hdr)
+			require.Equal(t, k.alg, res.Algorithm)
+			require.Equal(t, body, string(res.Body))
+			_, err = v.Verify(req())
+			require.ErrorIs(t, err, ErrReplay)
+		})
+	}
+}
+
+// TestInteropGoSignsNodeVerifiesDeviceKeys: the Signer signs with an
+// ECDSA P-256 and an Ed25519 key; http-message-signatures, given the
+// public key, verifies it, and refuses it once a covered part changes.
+func TestInteropGoSignsNodeVerifiesDeviceKeys(t *testing.T) {
+	for _, k := range deviceKeyAlgs(t) {
+		t.Run(k.alg, func(t *testing.T) {
+			s, err := NewKeySigner("go-device", k.priv)
+			require.NoError(t, err)
+			r, err := http.NewRequest("POST", "https://api.example.com/v1/pay?x=1", strings.NewReader(`{"amount":7}`))
+			require.NoError(t, err)
+			r.Header.Set("Authorization", "Bearer t0k3n")
+			require.NoError(t, s.Sign(r))
+			headers := map[string]string{}
+			for name := range r.Header {
+				headers[strings.ToLower(name)] = r.Header.Get(name)
+			}
+			verify := func(method string, h map[string]string) bool {
+				out := nodeInterop(t, "verify", map[string]any{"method": method, "url": r.URL.String(), "headers": h,
+					"alg": k.alg, "public_spki_b64": derB64(t, x509.MarshalPKIXPublicKey, k.priv.Public()), "keyid": "go-device"})
+				var res struct{ Verified bool }
+				require.NoError(t, json.Unmarshal(out, &res))
+				return res.Verified
+			}
+			require.True(t, verify("POST", headers), "node verifies what the Go Signer produced")
+			tampered := maps.Clone(headers)
+			tampered["authorization"] = "Bearer other"
+			require.False(t, verify("POST", tampered), "and refuses it when a covered header changes")
+			require.False(t, verify("PUT", headers), "or the method")
+		})
+	}
 }

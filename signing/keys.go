@@ -17,22 +17,34 @@ const (
 	// AlgHMACSHA256 is HMAC with SHA-256 over a shared per-device secret.
 	AlgHMACSHA256 = "hmac-sha256"
 	// AlgECDSAP256SHA256 is ECDSA over P-256 with SHA-256, for keys kept in
-	// the Secure Enclave or Android Keystore; the signature is r || s.
+	// the Secure Enclave or Android Keystore. The signature is r || s, 32
+	// bytes each (RFC 9421 §3.3.4), not the ASN.1 DER that Java's
+	// Signature and Go's ecdsa.SignASN1 produce. s and n-s both verify:
+	// RFC 9421 asks for no low-S form and devices make either; a
+	// malleated signature gains nothing, as the nonce and created it
+	// covers are single use whatever its bytes.
 	AlgECDSAP256SHA256 = "ecdsa-p256-sha256"
-	// AlgEd25519 is EdDSA over Ed25519.
+	// AlgEd25519 is EdDSA over Ed25519 (RFC 9421 §3.3.6, RFC 8032).
 	AlgEd25519 = "ed25519"
 )
 
-// Key is one device's signing key.
+// Key is one device's signing key, plain data. Its Algorithm alone
+// decides how a signature is verified, and it holds that algorithm's
+// material only: a key with the other kind too (a public key on an
+// hmac-sha256 key, a secret on a public-key one) or of another type
+// refuses every signature with [ErrAlgorithm], so a public key's bytes
+// never serve as an HMAC secret. A signature whose alg parameter names
+// another algorithm is refused the same way.
 type Key struct {
 	// ID is the keyid the device signs with.
 	ID string
 	// Algorithm is AlgHMACSHA256, AlgECDSAP256SHA256 or AlgEd25519.
 	Algorithm string
-	// Secret is the HMAC secret (hmac-sha256), at least 32 bytes.
+	// Secret is the HMAC secret (hmac-sha256 only), at least 32 bytes.
 	Secret []byte
-	// PublicKey is the registered public key (*ecdsa.PublicKey on P-256,
-	// or ed25519.PublicKey) for the asymmetric algorithms.
+	// PublicKey is the device's public key, for ecdsa-p256-sha256 an
+	// *ecdsa.PublicKey on P-256, for ed25519 an ed25519.PublicKey (as
+	// androidkey's Key.PublicKey, or x509.ParsePKIXPublicKey, give them).
 	PublicKey crypto.PublicKey
 	// Revoked rejects every signature by this key, with ErrRevokedKey.
 	Revoked bool

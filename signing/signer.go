@@ -2,13 +2,19 @@ package signing
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"strings"
 	"time"
@@ -16,14 +22,18 @@ import (
 	"github.com/apiguard/apiguard/internal/sfv"
 )
 
-// Signer signs requests with hmac-sha256 under the default mobile profile:
-// @method, @target-uri, content-digest when there is a body, and
-// authorization when that header is present; created, keyid, nonce and
-// alg. It is the client side, for Go clients and tests. A Signer is safe
-// for concurrent use once its fields are set.
+// Signer signs requests under the default mobile profile: @method,
+// @target-uri, content-digest when there is a body, and authorization
+// when that header is present; created, keyid, nonce and alg. It signs
+// with hmac-sha256 ([NewSigner]), or with a device key, ecdsa-p256-sha256
+// or ed25519 ([NewKeySigner]); the zero Signer signs nothing. It is the
+// client side, for Go clients and tests. A Signer is safe for concurrent
+// use once its fields are set.
 type Signer struct {
 	keyID  string
-	secret []byte
+	alg    string
+	secret []byte        // hmac-sha256
+	key    crypto.Signer // ecdsa-p256-sha256, ed25519
 
 	// Label is the signature's label. Default: "sig1".
 	Label string
@@ -38,7 +48,61 @@ type Signer struct {
 // NewSigner returns a Signer for the device key keyID with its
 // hmac-sha256 secret.
 func NewSigner(keyID string, secret []byte) *Signer {
-	return &Signer{keyID: keyID, secret: append([]byte(nil), secret...)}
+	return &Signer{keyID: keyID, alg: AlgHMACSHA256, secret: append([]byte(nil), secret...)}
+}
+
+// NewKeySigner returns a Signer for the device key keyID with its private
+// key: an ECDSA P-256 key signs ecdsa-p256-sha256 (r || s, 64 bytes, RFC
+// 9421 §3.3.4), an Ed25519 key ed25519 (§3.3.6). key is an
+// *ecdsa.PrivateKey, an ed25519.PrivateKey, or any crypto.Signer over
+// such a key (one kept in hardware, in a KMS); the algorithm follows from
+// key.Public(). Any other key is an error.
+func NewKeySigner(keyID string, key crypto.Signer) (*Signer, error) {
+	if key == nil {
+		return nil, errors.New("signing: NewKeySigner needs a key")
+	}
+	switch pub := key.Public().(type) {
+	case *ecdsa.PublicKey:
+		if pub.Curve == elliptic.P256() {
+			return &Signer{keyID: keyID, alg: AlgECDSAP256SHA256, key: key}, nil
+		}
+	case ed25519.PublicKey:
+		return &Signer{keyID: keyID, alg: AlgEd25519, key: key}, nil
+	}
+	return nil, fmt.Errorf("signing: NewKeySigner: a %T key signs neither %s nor %s", key.Public(), AlgECDSAP256SHA256, AlgEd25519)
+}
+
+// sign returns the signature of base with s's key.
+func (s *Signer) sign(base []byte) ([]byte, error) {
+	switch s.alg {
+	case AlgHMACSHA256:
+		m := hmac.New(sha256.New, s.secret)
+		m.Write(base)
+		return m.Sum(nil), nil
+	case AlgEd25519:
+		sig, err := s.key.Sign(rand.Reader, base, crypto.Hash(0))
+		if err != nil {
+			return nil, fmt.Errorf("signing: sign: %w", err)
+		}
+		return sig, nil
+	case AlgECDSAP256SHA256:
+		h := sha256.Sum256(base)
+		der, err := s.key.Sign(rand.Reader, h[:], crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("signing: sign: %w", err)
+		}
+		// crypto.Signer answers in ASN.1 DER; RFC 9421 wants r || s.
+		var sig struct{ R, S *big.Int }
+		if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
+			sig.R.BitLen() > 256 || sig.S.BitLen() > 256 {
+			return nil, errors.New("signing: sign: the key returned a malformed ECDSA signature")
+		}
+		out := make([]byte, 64)
+		sig.R.FillBytes(out[:32])
+		sig.S.FillBytes(out[32:])
+		return out, nil
+	}
+	return nil, errors.New("signing: Signer not made by NewSigner or NewKeySigner")
 }
 
 // Sign adds Content-Digest (when r has a body), Signature-Input and
@@ -84,7 +148,7 @@ func (s *Signer) Sign(r *http.Request) error {
 		{Key: "created", Value: sfv.BareItem{Kind: sfv.Integer, Int: now().Unix()}},
 		{Key: "keyid", Value: str(s.keyID)},
 		{Key: "nonce", Value: str(base64.RawURLEncoding.EncodeToString(n[:]))},
-		{Key: "alg", Value: str(AlgHMACSHA256)},
+		{Key: "alg", Value: str(s.alg)},
 	}
 	if s.Tag != "" {
 		params = append(params, sfv.Param{Key: "tag", Value: str(s.Tag)})
@@ -98,8 +162,10 @@ func (s *Signer) Sign(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	m := hmac.New(sha256.New, s.secret)
-	m.Write(base)
+	signed, err := s.sign(base)
+	if err != nil {
+		return err
+	}
 	label := s.Label
 	if label == "" {
 		label = "sig1"
@@ -108,7 +174,7 @@ func (s *Signer) Sign(r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("signing: %w", err)
 	}
-	sig, err := sfv.AppendDictionary(nil, sfv.Dictionary{Members: []sfv.DictMember{{Key: label, Member: sfv.Member{Item: sfv.Item{Value: sfv.BareItem{Kind: sfv.ByteSequence, Bytes: m.Sum(nil)}}}}}})
+	sig, err := sfv.AppendDictionary(nil, sfv.Dictionary{Members: []sfv.DictMember{{Key: label, Member: sfv.Member{Item: sfv.Item{Value: sfv.BareItem{Kind: sfv.ByteSequence, Bytes: signed}}}}}})
 	if err != nil {
 		return fmt.Errorf("signing: %w", err)
 	}

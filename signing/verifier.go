@@ -889,20 +889,30 @@ func readBody(dst []byte, r *http.Request, limit int64, probe []byte) ([]byte, e
 }
 
 // verifyWithKey checks sig over base with keyID's key and its algorithm.
+// The key's Algorithm alone decides how its material is used, and a key
+// holding material of another kind (a public key on an hmac-sha256 key,
+// a secret on a public-key one) is refused, never reinterpreted: an
+// HMAC secret is never used as a public key, nor a public key's bytes
+// as an HMAC secret.
 func (v *Verifier) verifyWithKey(keyID string, key Key, base, sig []byte) error {
 	switch key.Algorithm {
 	case AlgHMACSHA256:
-		if len(key.Secret) < minSecretLen {
+		switch {
+		case key.PublicKey != nil:
+			return fmt.Errorf("%w: hmac-sha256 key %q holds a public key", ErrAlgorithm, keyID)
+		case len(key.Secret) < minSecretLen:
 			return fmt.Errorf("%w: %v", ErrUnknownKey, errNoSecret)
-		}
-		if !v.macs.equal(keyID, key.Secret, base, sig) {
+		case !v.macs.equal(keyID, key.Secret, base, sig):
 			return ErrSignature
 		}
 		return nil
 	case AlgECDSAP256SHA256:
 		pub, ok := key.PublicKey.(*ecdsa.PublicKey)
-		if !ok || pub.Curve != elliptic.P256() || len(sig) != 64 {
-			return ErrSignature
+		switch {
+		case !ok || pub.Curve != elliptic.P256() || len(key.Secret) != 0:
+			return fmt.Errorf("%w: key %q is not an ECDSA P-256 public key alone", ErrAlgorithm, keyID)
+		case len(sig) != 64:
+			return fmt.Errorf("%w: %d bytes, not r || s in 64 (RFC 9421 §3.3.4; not ASN.1)", ErrSignature, len(sig))
 		}
 		h := sha256.Sum256(base)
 		if !ecdsa.Verify(pub, h[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
@@ -911,12 +921,17 @@ func (v *Verifier) verifyWithKey(keyID string, key Key, base, sig []byte) error 
 		return nil
 	case AlgEd25519:
 		pub, ok := key.PublicKey.(ed25519.PublicKey)
-		if !ok || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, base, sig) {
+		switch {
+		case !ok || len(pub) != ed25519.PublicKeySize || len(key.Secret) != 0:
+			return fmt.Errorf("%w: key %q is not an Ed25519 public key alone", ErrAlgorithm, keyID)
+		case len(sig) != ed25519.SignatureSize:
+			return fmt.Errorf("%w: %d bytes, not 64", ErrSignature, len(sig))
+		case !ed25519.Verify(pub, base, sig):
 			return ErrSignature
 		}
 		return nil
 	}
-	return ErrAlgorithm
+	return fmt.Errorf("%w: key %q has algorithm %q", ErrAlgorithm, keyID, key.Algorithm)
 }
 
 // acceptSignature is the Accept-Signature value for r under the default

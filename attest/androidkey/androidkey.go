@@ -26,7 +26,8 @@ var (
 	// large or not DER.
 	ErrMalformed = errors.New("attest: android key chain malformed")
 	// ErrChain: the chain does not verify to a trusted root at Now
-	// (unknown root, bad signature, expired, names that do not chain, a
+	// (unknown root, bad signature, names that do not chain, a
+	// certificate expired or not yet valid as [Verifier.Verify] says, a
 	// certificate other than the leaf carrying a KeyDescription).
 	ErrChain = errors.New("attest: android key chain not trusted")
 	// ErrKeyDescription: the leaf lacks the KeyDescription extension, or
@@ -148,7 +149,8 @@ type Config struct {
 	// revocation_unchecked, event android_key_revocation_unchecked.
 	// Default: false.
 	InsecureAcceptUncheckedRevocation bool
-	// Now is the clock, also for certificate validity. Default: time.Now.
+	// Now is the clock, also for certificate validity ([Verifier.Verify]
+	// says which). Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (attestation_failed,
 	// android_key_status_error, android_key_status_refresh).
@@ -330,24 +332,42 @@ func New(cfg Config) (*Verifier, error) {
 // attestation; the challenge is then used up. Errors match the package's
 // sentinels.
 //
-// The chain must verify to Config.Roots at Now with x509's checks
-// (names, signatures, validity of every certificate including the leaf,
-// CA and key-usage constraints, path length), in the order given, with a
-// KeyDescription on the leaf only (a genuine attested key that signs
-// another certificate is the chain extension attack). One departure, on
-// evidence: some factory-provisioned devices (a Sony Xperia 10 III;
-// Google's reference verifier accepts it, as it checks no CA flag at all)
-// have a batch certificate that is not a CA (cA=FALSE, digitalSignature)
-// sign the leaf. That is accepted only in the factory shape leaf ← batch
-// ← intermediate ← root, when the batch certificate verifies as an end
-// entity under the intermediate and the root with every check above, the
-// leaf's issuer is its subject, the leaf's signature verifies with its
-// key and the leaf is within its validity. In an RKP chain, the
-// attestation certificate's O=TEE or O=StrongBox must match the attested
-// security level. Then no certificate of the chain (its root included)
-// may be on the revocation status list, and the policy applies:
-// challenge, packages and signing certificates, security level,
-// bootloader and boot state.
+// The chain must be the given certificates in the given order, each
+// issued by the next (names chain, signatures verify, the issuer is a CA
+// with keyCertSign, path lengths hold, no unknown critical extension),
+// the last one by a certificate of Config.Roots, with a KeyDescription
+// on the leaf only (a genuine attested key that signs another
+// certificate is the chain extension attack). Validity follows Google's
+// reference verifier (android/keyattestation,
+// KeyAttestationCertPathValidator), on evidence:
+//   - The leaf's validity is not checked: the device sets it (Keystore's
+//     default is 1970 to 2048; some StrongBox leaves end with their batch
+//     certificate, 2028 in the vectors) and the challenge, single use,
+//     is what proves the attestation fresh.
+//   - Every other certificate must be valid at Now, except that in a
+//     factory chain (the certificate a root issued is named by a
+//     serialNumber, and the chain has no RKP provisioning info) an
+//     expired one is accepted: factory keys live in devices for years and
+//     cannot be renewed (the Sony vector's expired 2026-05-24; the Pixel
+//     3's expire in 2028), so a leaked or untrusted one is revoked in
+//     the status list instead. A certificate not yet valid is always
+//     refused; RKP certificates, renewed every few weeks, must be
+//     current.
+//   - The root's certificate must be valid at Now, or, when the
+//     certificate under it is an expired factory one, at the instant it
+//     expired (the reference checks none; Google's RSA root key is in
+//     four certificates, so the 2016 one's expiry refuses nothing).
+//
+// One further departure, on evidence: some factory-provisioned devices
+// (a Sony Xperia 10 III; the reference accepts it, as it checks no CA
+// flag at all) have a batch certificate that is not a CA (cA=FALSE,
+// digitalSignature) sign the leaf. That is accepted only in the factory
+// shape leaf ← batch ← intermediate ← root; every other check stays. In
+// an RKP chain, the attestation certificate's O=TEE or O=StrongBox must
+// match the attested security level. Then no certificate of the chain
+// (its root included) may be on the revocation status list, and the
+// policy applies: challenge, packages and signing certificates, security
+// level, bootloader and boot state.
 func (v *Verifier) Verify(ctx context.Context, chain [][]byte, challenge []byte) (*Key, error) {
 	k, err := v.verify(ctx, chain, challenge)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"embed"
 	"encoding/asn1"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -46,22 +45,6 @@ func GoogleRoots() *x509.CertPool {
 // verifyChain parses chain and verifies it to the roots at now. It
 // returns the certificates as given (the device's copy of the root
 // included, if it sent one) and the trusted root the path ends in.
-//
-// The path is verified by x509 with every usual check (names,
-// signatures, validity of every certificate including the leaf, CA and
-// key-usage constraints, path length, critical extensions), and must be
-// the given certificates in the given order. One departure, on evidence:
-// factory-provisioned chains of some devices (a Sony Xperia 10 III in
-// the vectors; Google's own verifier accepts it) carry a batch
-// attestation certificate that is not marked as a CA (cA=FALSE,
-// keyUsage digitalSignature) and yet signs the leaf. Such a chain is
-// accepted only in the factory shape leaf ← batch ← intermediate ← root:
-// the batch certificate verifies as an end entity under the intermediate
-// and the root with every check above; it carries no KeyDescription; the
-// leaf's issuer is its subject, its signature verifies with the batch key
-// and the leaf is valid at now. A leaf used to sign another certificate
-// (the chain extension attack) is refused: only the leaf may carry a
-// KeyDescription, and no other non-CA may sign.
 func (v *Verifier) verifyChain(chain [][]byte, now time.Time) (certs []*x509.Certificate, anchor *x509.Certificate, err error) {
 	if len(chain) < 2 || len(chain) > maxChain {
 		return nil, nil, fmt.Errorf("%w: %d certificates", ErrMalformed, len(chain))
@@ -92,57 +75,77 @@ func (v *Verifier) verifyChain(chain [][]byte, now time.Time) (certs []*x509.Cer
 	if last := certs[len(certs)-1]; len(certs) > 2 && bytes.Equal(last.RawIssuer, last.RawSubject) {
 		path = certs[:len(certs)-1] // the device's copy of the root: trust comes from Roots
 	}
-	anchor, err = v.verifyPath(path, now)
-	if err == nil {
-		return certs, anchor, nil
+	if anchor, err = v.verifyPath(path, now); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrChain, err)
 	}
-	if a, ferr := v.verifyBatchPath(path, now); ferr == nil {
-		return certs, a, nil
-	}
-	return nil, nil, fmt.Errorf("%w: %v", ErrChain, err)
+	return certs, anchor, nil
 }
 
-// verifyPath verifies path[0] with path[1:] as intermediates and returns
-// the root, requiring the path x509 built to be path itself.
+// verifyPath verifies path, leaf first up to the certificate a root
+// issued, link by link as Google's reference verifier does, and returns
+// the root of Config.Roots that issued its top certificate. The rules,
+// and the evidence for each departure from x509's, are in [Verifier.Verify].
 func (v *Verifier) verifyPath(path []*x509.Certificate, now time.Time) (*x509.Certificate, error) {
-	inter := x509.NewCertPool()
-	for _, c := range path[1:] {
-		inter.AddCert(c)
+	top := path[len(path)-1]
+	_, rkp := extension(path[1], oidProvisioningInfo)
+	factory := !rkp && top.Subject.SerialNumber != ""
+	for i, c := range path {
+		if len(c.UnhandledCriticalExtensions) > 0 {
+			return nil, fmt.Errorf("certificate %d has an unhandled critical extension", i)
+		}
+		if i == 0 {
+			continue // the leaf's validity is set on the device: not checked
+		}
+		switch {
+		case now.Before(c.NotBefore):
+			return nil, fmt.Errorf("certificate %d not valid before %s", i, c.NotBefore.Format(time.RFC3339))
+		case now.After(c.NotAfter) && !factory:
+			return nil, fmt.Errorf("certificate %d expired %s", i, c.NotAfter.Format(time.RFC3339))
+		}
+		child := path[i-1]
+		if !bytes.Equal(child.RawIssuer, c.RawSubject) {
+			return nil, fmt.Errorf("certificate %d is not the issuer of certificate %d", i, i-1)
+		}
+		if err := checkIssued(child, c, factory && i == 1 && len(path) == 3); err != nil {
+			return nil, fmt.Errorf("certificate %d signed by certificate %d: %v", i-1, i, err)
+		}
+		if c.BasicConstraintsValid && (c.MaxPathLen > 0 || c.MaxPathLenZero) && i-1 > c.MaxPathLen {
+			return nil, fmt.Errorf("certificate %d allows %d intermediates below it", i, c.MaxPathLen)
+		}
 	}
-	// Leaves carry no extended key usage a verifier could require: trust
-	// is the root, so any usage is accepted.
-	chains, err := path[0].Verify(x509.VerifyOptions{
-		Roots: v.cfg.Roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	// The root's certificate is checked at now, or at the instant an
+	// expired factory certificate under it was last valid.
+	at := now
+	if now.After(top.NotAfter) {
+		at = top.NotAfter
+	}
+	chains, err := top.Verify(x509.VerifyOptions{
+		Roots: v.cfg.Roots, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range chains {
-		if len(c) == len(path)+1 && slices.EqualFunc(c[:len(path)], path, (*x509.Certificate).Equal) {
-			return c[len(path)], nil
+		root := c[len(c)-1]
+		if len(c) == 2 && !(root.BasicConstraintsValid && (root.MaxPathLen > 0 || root.MaxPathLenZero) && len(path)-1 > root.MaxPathLen) {
+			return root, nil
 		}
 	}
-	return nil, fmt.Errorf("the chain verifies only in another order or without some certificates")
+	return nil, fmt.Errorf("no root issued the top certificate within its path length")
 }
 
-// verifyBatchPath is the factory-chain departure of verifyChain.
-func (v *Verifier) verifyBatchPath(path []*x509.Certificate, now time.Time) (*x509.Certificate, error) {
-	if len(path) != 3 {
-		return nil, fmt.Errorf("not a factory chain")
+// checkIssued checks that parent signed child as a CA (cA=TRUE,
+// keyCertSign), or, when batch, as the non-CA factory batch certificate
+// (cA=FALSE, digitalSignature) of [Verifier.Verify].
+func checkIssued(child, parent *x509.Certificate, batch bool) error {
+	if !batch || parent.IsCA || parent.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return child.CheckSignatureFrom(parent)
 	}
-	leaf, batch := path[0], path[1]
-	if batch.IsCA || batch.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-		return nil, fmt.Errorf("batch certificate shape")
+	switch child.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1:
+		return x509.InsecureAlgorithmError(child.SignatureAlgorithm)
 	}
-	if !bytes.Equal(leaf.RawIssuer, batch.RawSubject) || len(leaf.UnhandledCriticalExtensions) > 0 ||
-		now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-		return nil, fmt.Errorf("leaf does not chain to the batch certificate")
-	}
-	if err := batch.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature); err != nil {
-		return nil, err
-	}
-	return v.verifyPath(path[1:], now)
+	return parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature)
 }
 
 // issuerKey reports whether c's key is one a chain may sign with.

@@ -17,10 +17,15 @@
 // An old patch level is not refused: it is a [Key] signal (os_outdated)
 // for the application's risk decision.
 //
-// One departure from x509 path checks, on evidence: a factory batch
-// certificate that is not marked as a CA may sign the leaf, only in the
-// shape leaf ← batch ← intermediate ← root, with every signature and
-// validity check kept ([Verifier.Verify] says exactly when).
+// Chains are checked link by link as Google's reference verifier does:
+// names, signatures, CA flags, path lengths and revocation always; the
+// validity of the certificates above the leaf, except that in a factory
+// chain (provisioned in the factory, not by RKP) an expired one is
+// accepted: those keys cannot be renewed, and revocation is the control.
+// A factory batch certificate that is not marked as a CA may sign the
+// leaf, in the shape leaf ← batch ← intermediate ← root only. The
+// leaf's validity, set on the device, is not checked: the single-use
+// challenge proves freshness. [Verifier.Verify] gives the evidence.
 //
 // Events: attestation_failed, android_key_status_error,
 // android_key_status_refresh, android_key_revocation_unchecked. Every

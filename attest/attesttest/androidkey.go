@@ -23,7 +23,8 @@ type AndroidCA struct {
 }
 
 // NewAndroidCA makes a root and an intermediate valid from notBefore to
-// notAfter.
+// notAfter. The intermediate is named, as Google's factory intermediates
+// are, by a serialNumber attribute, which marks a factory chain.
 func NewAndroidCA(notBefore, notAfter time.Time) (*AndroidCA, error) {
 	ca := &AndroidCA{notBefore: notBefore, notAfter: notAfter, serial: 0x1000}
 	var err error
@@ -34,10 +35,10 @@ func NewAndroidCA(notBefore, notAfter time.Time) (*AndroidCA, error) {
 		return nil, err
 	}
 	name := pkix.Name{CommonName: "apiguard Test Android Attestation Root"}
-	if ca.root, err = ca.issue(nil, nil, name, &ca.rootKey.PublicKey, true, nil); err != nil {
+	if ca.root, err = ca.issue(nil, nil, name, &ca.rootKey.PublicKey, true, nil, time.Time{}); err != nil {
 		return nil, err
 	}
-	ca.inter, err = ca.issue(ca.root, ca.rootKey, pkix.Name{CommonName: "apiguard Test Android Factory CA"}, &ca.interKey.PublicKey, true, nil)
+	ca.inter, err = ca.issue(ca.root, ca.rootKey, pkix.Name{CommonName: "apiguard Test Android Factory CA", SerialNumber: "a91e5ca1ab1ef00d"}, &ca.interKey.PublicKey, true, nil, time.Time{})
 	return ca, err
 }
 
@@ -51,12 +52,17 @@ func (ca *AndroidCA) Roots() *x509.CertPool {
 // Root returns the test root certificate (DER).
 func (ca *AndroidCA) Root() []byte { return ca.root.Raw }
 
-// issue signs a certificate for pub by parent (self-signed when nil).
-func (ca *AndroidCA) issue(parent *x509.Certificate, key *ecdsa.PrivateKey, subject pkix.Name, pub any, isCA bool, exts []pkix.Extension) (*x509.Certificate, error) {
+// issue signs a certificate for pub by parent (self-signed when nil),
+// valid until notAfter, or the CA's notAfter when zero.
+func (ca *AndroidCA) issue(parent *x509.Certificate, key *ecdsa.PrivateKey, subject pkix.Name, pub any, isCA bool, exts []pkix.Extension, notAfter time.Time) (*x509.Certificate, error) {
 	ca.serial++
+	end := ca.notAfter
+	if !notAfter.IsZero() {
+		end = notAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(ca.serial), Subject: subject,
-		NotBefore: ca.notBefore, NotAfter: ca.notAfter, BasicConstraintsValid: true, IsCA: isCA,
+		NotBefore: ca.notBefore, NotAfter: end, BasicConstraintsValid: true, IsCA: isCA,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtraExtensions: exts,
 	}
 	if isCA {
@@ -98,6 +104,10 @@ type AndroidKey struct {
 	// NonCABatch makes the batch certificate, which signs the leaf, an
 	// end entity (cA=FALSE, digitalSignature), as on some real devices.
 	NonCABatch bool
+	// BatchNotAfter, when set, ends the validity of the certificate that
+	// signs the leaf (the batch or RKP attestation key certificate), as
+	// in old factory chains. Default: the CA's notAfter.
+	BatchNotAfter time.Time
 	// KeyDescription replaces the leaf's KeyDescription extension value.
 	KeyDescription []byte
 	// Serials, when set, receive the serials (lower-case hex) of the
@@ -135,7 +145,7 @@ func (ca *AndroidCA) Attest(k AndroidKey) (chain [][]byte, key *ecdsa.PrivateKey
 		if err != nil {
 			return nil, nil, err
 		}
-		ca3, err := ca.issue(ca.inter, ca.interKey, pkix.Name{CommonName: "Droid CA3", Organization: []string{"apiguard test"}}, &caKey.PublicKey, true, nil)
+		ca3, err := ca.issue(ca.inter, ca.interKey, pkix.Name{CommonName: "Droid CA3", Organization: []string{"apiguard test"}}, &caKey.PublicKey, true, nil, time.Time{})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -148,7 +158,7 @@ func (ca *AndroidCA) Attest(k AndroidKey) (chain [][]byte, key *ecdsa.PrivateKey
 		batchName = pkix.Name{CommonName: "apiguard-test-rkp-key", Organization: []string{org}}
 		batchExts = []pkix.Extension{{Id: oidAndroidProvisioning, Value: []byte{0xa1, 0x01, 0x18, 0x20}}}
 	}
-	batch, err := ca.issue(parent, parentKey, batchName, &batchKey.PublicKey, !k.NonCABatch, batchExts)
+	batch, err := ca.issue(parent, parentKey, batchName, &batchKey.PublicKey, !k.NonCABatch, batchExts, k.BatchNotAfter)
 	if err != nil {
 		return nil, nil, err
 	}
