@@ -66,14 +66,15 @@ const (
 // flight instead of making their own. A key unused for a second gives its
 // unspent tokens back.
 //
-// When the bucket cannot grant a lease now, Redis reserves it for the
-// time its last token is due (as x/time/rate's Reserve does) and the
-// instance denies the key locally until then, without a round trip: a
-// flood of a key over its limit costs Redis one call per lease per
-// instance, whatever its size, and instances contending for a drained
-// bucket queue up instead of polling it. A reservation is made only when
-// it is due within Instances leases; otherwise the instance denies the
-// key until it can be.
+// When the bucket cannot grant a lease of several tokens now, Redis
+// reserves it for the time its last token is due (as x/time/rate's
+// Reserve does) and the instance denies the key locally until then,
+// without a round trip: instances contending for a drained bucket queue
+// up instead of polling it. A reservation is made only when it is due
+// within Instances leases; otherwise, and for a lease of one token, the
+// instance denies the key locally until the lease can be granted or
+// reserved. Either way a flood of a key over its limit costs Redis one
+// call per lease per instance, whatever the flood's size.
 //
 // # Accuracy
 //
@@ -90,8 +91,9 @@ const (
 // (5 % of the burst by default; with more instances than
 // LeaseConfig.Instances the bound grows in proportion). A bucket whose L
 // is 1 (burst < 320 with the defaults) leases one token at a time and
-// decides as LimitStore does, but that a request that LimitStore would
-// deny reserves the next token for its instance. The costs: an instance
+// decides as LimitStore does, but that a rejection is remembered by its
+// instance until the next token is due (a refund there lifts it). The
+// costs: an instance
 // may deny while another holds unspent tokens; tokens reserved or held by
 // an instance whose traffic stops are given back after a second, and
 // those of an instance that dies are lost until the bucket refills.
@@ -241,8 +243,7 @@ func (s *LeaseStore) entry(key string, interval time.Duration, burst int) *lease
 // until they are}; otherwise it takes none and returns {0, 0, wait µs
 // until such a reservation can be made}. A negative want gives -want
 // tokens back (never past the burst) and returns {0, 0, 0}. With want = 1
-// it takes what gcraScript takes, and the reservation is the token that
-// gcraScript's refusal says to wait for.
+// and horizon 0 it decides as gcraScript does.
 var leaseScript = redis.NewScript(luaClock + `
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
@@ -275,8 +276,13 @@ return {want, math.floor((now + tolerance - new_tat) / interval), 0}
 // call runs leaseScript for key: want tokens, or gives -want back.
 func (s *LeaseStore) call(ctx context.Context, key string, interval time.Duration, burst, want int, now time.Time) (n, remaining int, wait time.Duration, err error) {
 	iv := max(interval.Microseconds(), 1)
-	// A reservation may wait for the leases of every other instance.
-	horizon := int64(s.cfg.Instances) * int64(max(want, 1)) * iv
+	// A lease of several tokens may be reserved as far ahead as the
+	// leases of every instance; a single token is not reserved, so that a
+	// key whose lease is one token decides as on LimitStore.
+	var horizon int64
+	if want > 1 {
+		horizon = int64(s.cfg.Instances) * int64(want) * iv
+	}
 	s.calls.Add(1)
 	out, err := call(ctx, &s.opts, func(ctx context.Context) ([]int64, error) {
 		return leaseScript.Run(ctx, s.rdb, []string{s.opts.key(purposeBucket, key)}, s.opts.clock(now), iv, burst, want, horizon).Int64Slice()
@@ -423,15 +429,19 @@ func (s *LeaseStore) renew(key string, e *lease, now time.Time) {
 	})
 }
 
-// Refund implements ratelimit.Store: it gives the token back to Redis and
-// lifts the key's cached denial here.
+// Refund implements ratelimit.Store: it gives the token back to Redis,
+// with the key's reservation here (so that the next request finds the
+// token instead of waiting for the reservation), and lifts the key's
+// local denial.
 func (s *LeaseStore) Refund(ctx context.Context, key string, interval time.Duration, burst int, now time.Time) error {
+	n := 1
 	s.mu.Lock()
-	if e, ok := s.keys.Peek(key); ok {
-		e.until = time.Time{}
+	if e, ok := s.keys.Peek(key); ok && e.interval == interval && e.burst == burst {
+		n += e.next
+		e.next, e.until = 0, time.Time{}
 	}
 	s.mu.Unlock()
-	_, _, _, err := s.call(ctx, key, interval, burst, -1, now)
+	_, _, _, err := s.call(ctx, key, interval, burst, -n, now)
 	return err
 }
 

@@ -326,8 +326,9 @@ func TestLeaseStoreLeaseSize(t *testing.T) {
 	})
 }
 
-// An attacker floods a key that is over its limit: after one reservation
-// the instance denies it locally, and Redis sees no more calls.
+// An attacker floods a key that is over its limit: after one refusal the
+// instance denies it locally until its next token is due, and Redis sees
+// no more calls.
 func TestLeaseStoreFloodOverLimitCostsRedisNothing(t *testing.T) {
 	s, _, _ := leaseFixture(t, LeaseConfig{})
 	const interval = time.Minute
@@ -346,12 +347,11 @@ func TestLeaseStoreFloodOverLimitCostsRedisNothing(t *testing.T) {
 	}
 	wg.Wait()
 	require.Zero(t, admitted.Load())
-	require.EqualValues(t, 6, s.calls.Load(), "1000 requests over the limit cost one call: the reservation of the next token")
-	// When the reserved token is due it is spent without a call.
+	require.EqualValues(t, 6, s.calls.Load(), "1000 requests over the limit cost the one call that found the bucket empty")
 	ok, _, _, err := s.Take(t.Context(), "victim", interval, 5, leaseT0.Add(interval))
 	require.NoError(t, err)
-	require.True(t, ok)
-	require.EqualValues(t, 6, s.calls.Load())
+	require.True(t, ok, "the next token, when due")
+	require.EqualValues(t, 7, s.calls.Load())
 }
 
 // An attacker sends a flood of distinct keys: the local state stays within
