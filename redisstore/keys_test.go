@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var allPurposes = []string{purposeReplay, purposeNonce, purposeMark, purposeBucket, purposeAttestKey, purposeChallenge, purposeHistory}
+var allPurposes = []string{purposeReplay, purposeNonce, purposeMark, purposeBucket, purposeAttestKey, purposeChallenge, purposeHistory, purposeInFlight}
 
 func testOptions(secret []byte) *Options {
 	o := &Options{Prefix: "p:", KeySecret: secret}
@@ -40,7 +40,7 @@ func TestKeys(t *testing.T) {
 		}
 	})
 	t.Run("purposes_never_collide", func(t *testing.T) {
-		// The same identifying value under every purpose: seven keys.
+		// The same identifying value under every purpose: one key each.
 		keys := map[string]string{}
 		for _, p := range allPurposes {
 			k := o.key(p, "device-1")
