@@ -156,17 +156,23 @@ func TestStoreKeysHoldNoRawIdentifiers(t *testing.T) {
 	require.NoError(t, attest.Put(ctx, "challenge-SECRET", "b", exp))
 	_, err = attest.Swap(ctx, "user-SECRET", []byte("{}"), time.Minute)
 	require.NoError(t, err)
+	_, _, err = NewConcurrencyStore(rdb, opts).Acquire(ctx, "user-SECRET", "lease-SECRET", 1, time.Minute, time.Now())
+	require.NoError(t, err)
+	lease := NewLeaseStore(rdb, opts, LeaseConfig{})
+	defer lease.Close()
+	_, _, _, err = lease.Take(ctx, "device-SECRET", time.Second, 5, time.Now()) // a LimitStore bucket ("rl")
+	require.NoError(t, err)
 
 	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
-	require.Len(t, keys, 7, "one key per purpose")
+	require.Len(t, keys, 9, "one key per purpose, two buckets")
 	tags := map[string]bool{}
 	for _, k := range keys {
 		require.Regexp(t, keyPattern, k)
 		require.NotContains(t, k, "SECRET")
 		tags[strings.Split(k, ":")[1]] = true
 	}
-	require.Len(t, tags, 7, "seven purposes, seven tags")
+	require.Len(t, tags, 8, "eight purposes, eight tags")
 }
 
 func FuzzKeyPartsUnambiguous(f *testing.F) {

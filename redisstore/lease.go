@@ -149,6 +149,7 @@ type lease struct {
 	size      int           // tokens the next lease asks for
 	grantedAt time.Time     // when the last lease was granted
 	lastUsed  time.Time     // when a token was last spent
+	touched   time.Time     // when the key was last asked for
 	fetch     chan struct{} // closed when the lease call in flight ends
 }
 
@@ -311,6 +312,7 @@ func (s *LeaseStore) Take(ctx context.Context, key string, interval time.Duratio
 	}
 	for {
 		e := s.entry(key, interval, burst)
+		e.touched = now
 		if (e.held > 0 || e.next > 0) && e.idle(now) {
 			// Left unused: give it back and lease afresh, so that what
 			// this instance answers is not long out of date.
@@ -391,10 +393,15 @@ func (s *LeaseStore) record(key string, e *lease, n, rem int, wait time.Duration
 		s.giveBack(key, e, n)
 		return
 	}
-	if cur, ok := s.keys.Peek(key); !ok || cur != e {
+	switch cur, ok := s.keys.Peek(key); {
+	case !ok:
 		// Forgotten during the call: keep it again, so that the lease
 		// is spent or given back.
 		s.keys.Add(key, e)
+	case cur != e:
+		// Replaced by a lease of another limit: this one is void.
+		s.giveBack(key, e, n)
+		return
 	}
 	e.grantedAt = now
 	if wait > 0 {
@@ -468,9 +475,14 @@ func (s *LeaseStore) sweep(all bool) error {
 	backs := s.pending
 	s.pending = nil
 	now := s.lastNow
-	for el := s.keys.l.Front(); el != nil; el = el.Next() {
+	// From the least recently asked for, up to the first key asked for
+	// within leaseIdle: the keys after it are not idle.
+	for el := s.keys.l.Back(); el != nil; el = el.Prev() {
 		e := el.Value.(*lease)
 		key := e.key
+		if !all && now.Sub(e.touched) < leaseIdle {
+			break
+		}
 		if n := e.held + e.next; n > 0 && (all || e.idle(now)) {
 			backs = append(backs, giveBack{key, e.interval, e.burst, n})
 			e.held, e.next, e.size = 0, 0, 1
