@@ -146,6 +146,7 @@ type lease struct {
 	nextAt    time.Time     // when next may be spent
 	until     time.Time     // no lease call before: a refusal's wait
 	remaining int           // Redis's remaining at the last lease
+	nextToken time.Time     // when Redis's bucket gains its next token
 	size      int           // tokens the next lease asks for
 	grantedAt time.Time     // when the last lease was granted
 	lastUsed  time.Time     // when a token was last spent
@@ -238,13 +239,14 @@ func (s *LeaseStore) entry(key string, interval time.Duration, burst int) *lease
 
 // leaseScript: KEYS[1] the bucket's TAT, as gcraScript's; ARGV clock
 // (Options.clock), interval µs, burst, want, horizon µs. It takes want
-// tokens and returns {want, remaining, 0} when they are all available;
-// otherwise it reserves them, as x/time/rate's Reserve does, when the
-// last of them is available within horizon, and returns {want, 0, wait µs
-// until they are}; otherwise it takes none and returns {0, 0, wait µs
-// until such a reservation can be made}. A negative want gives -want
-// tokens back (never past the burst) and returns {0, 0, 0}. With want = 1
-// and horizon 0 it decides as gcraScript does.
+// tokens and returns {want, remaining, 0, µs until one more token
+// accrues} when they are all available; otherwise it reserves them,
+// as x/time/rate's Reserve does, when the last of them is available
+// within horizon, and returns {want, 0, µs until they are, 0}; otherwise
+// it takes none and returns {0, 0, µs until such a reservation can be
+// made, 0}. A negative want gives -want tokens back (never past the
+// burst) and returns zeros. With want = 1 and horizon 0 it decides and
+// answers as gcraScript does.
 var leaseScript = redis.NewScript(luaClock + `
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
@@ -260,22 +262,24 @@ if want < 0 then
   else
     redis.call('DEL', KEYS[1])
   end
-  return {0, 0, 0}
+  return {0, 0, 0, 0}
 end
 local new_tat = tat + want * interval
 local at = new_tat - tolerance
 if at > now + horizon then
-  return {0, 0, at - now - horizon}
+  return {0, 0, at - now - horizon, 0}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), px(new_tat))
 if at > now then
-  return {want, 0, at - now}
+  return {want, 0, at - now, 0}
 end
-return {want, math.floor((now + tolerance - new_tat) / interval), 0}
+local tokens = (now + tolerance - new_tat) / interval
+local whole = math.floor(tokens)
+return {want, whole, 0, math.ceil((whole + 1 - tokens) * interval)}
 `)
 
 // call runs leaseScript for key: want tokens, or gives -want back.
-func (s *LeaseStore) call(ctx context.Context, key string, interval time.Duration, burst, want int, now time.Time) (n, remaining int, wait time.Duration, err error) {
+func (s *LeaseStore) call(ctx context.Context, key string, interval time.Duration, burst, want int, now time.Time) (a answer, err error) {
 	iv := max(interval.Microseconds(), 1)
 	// A lease of several tokens may be reserved as far ahead as the
 	// leases of every instance; a single token is not reserved, so that a
@@ -289,17 +293,25 @@ func (s *LeaseStore) call(ctx context.Context, key string, interval time.Duratio
 		return leaseScript.Run(ctx, s.rdb, []string{s.opts.key(purposeBucket, key)}, s.opts.clock(now), iv, burst, want, horizon).Int64Slice()
 	})
 	if err != nil {
-		return 0, 0, 0, err
+		return answer{}, err
 	}
-	if len(out) != 3 {
-		return 0, 0, 0, fmt.Errorf("%w: unexpected script reply", ErrUnavailable)
+	if len(out) != 4 {
+		return answer{}, fmt.Errorf("%w: unexpected script reply", ErrUnavailable)
 	}
 	if want > 0 {
 		s.granted.Add(out[0])
 	} else {
 		s.returned.Add(int64(-want))
 	}
-	return int(out[0]), int(out[1]), time.Duration(out[2]) * time.Microsecond, nil
+	return answer{n: int(out[0]), remaining: int(out[1]), wait: time.Duration(out[2]) * time.Microsecond, next: time.Duration(out[3]) * time.Microsecond}, nil
+}
+
+// answer is leaseScript's reply.
+type answer struct {
+	n         int           // tokens leased
+	remaining int           // left in the bucket
+	wait      time.Duration // until the lease is due, or until one can be made (n = 0)
+	next      time.Duration // until one more token accrues
 }
 
 // Take implements ratelimit.Store: it spends a leased token, or denies
@@ -326,12 +338,16 @@ func (s *LeaseStore) Take(ctx context.Context, key string, interval time.Duratio
 			e.held--
 			e.lastUsed = now
 			rem := min(e.remaining+e.held, burst)
-			s.renew(key, e, now)
-			s.mu.Unlock()
 			var next time.Duration
-			if rem < burst {
+			switch {
+			case rem >= burst:
+			case e.nextToken.After(now):
+				next = e.nextToken.Sub(now)
+			default:
 				next = interval
 			}
+			s.renew(key, e, now)
+			s.mu.Unlock()
 			return true, rem, next, nil
 		}
 		if e.next > 0 {
@@ -356,7 +372,7 @@ func (s *LeaseStore) Take(ctx context.Context, key string, interval time.Duratio
 		ch := make(chan struct{})
 		e.fetch = ch
 		s.mu.Unlock()
-		n, rem, wait, err := s.call(ctx, key, interval, burst, want, now)
+		a, err := s.call(ctx, key, interval, burst, want, now)
 		s.mu.Lock()
 		e.fetch = nil
 		close(ch)
@@ -364,7 +380,7 @@ func (s *LeaseStore) Take(ctx context.Context, key string, interval time.Duratio
 			s.mu.Unlock()
 			return false, 0, 0, err
 		}
-		s.record(key, e, n, rem, wait, now)
+		s.record(key, e, a, now)
 	}
 }
 
@@ -382,12 +398,14 @@ func (s *LeaseStore) grow(e *lease, now time.Time) int {
 	return e.size
 }
 
-// record records in e a lease call's answer at now: n tokens, spendable
-// after wait, or a refusal for wait when n is 0. Requires s.mu held.
-func (s *LeaseStore) record(key string, e *lease, n, rem int, wait time.Duration, now time.Time) {
+// record records in e a lease call's answer at now: tokens, spendable
+// after a.wait, or a refusal for a.wait when there are none. Requires
+// s.mu held.
+func (s *LeaseStore) record(key string, e *lease, a answer, now time.Time) {
+	n := a.n
 	switch {
 	case n == 0:
-		e.until = now.Add(wait)
+		e.until = now.Add(a.wait)
 		return
 	case s.closed:
 		s.giveBack(key, e, n)
@@ -404,12 +422,13 @@ func (s *LeaseStore) record(key string, e *lease, n, rem int, wait time.Duration
 		return
 	}
 	e.grantedAt = now
-	if wait > 0 {
-		e.next, e.nextAt, e.remaining = n, now.Add(wait), 0
+	if a.wait > 0 {
+		e.next, e.nextAt, e.remaining = n, now.Add(a.wait), 0
 		return
 	}
 	e.held += n
-	e.remaining = rem
+	e.remaining = a.remaining
+	e.nextToken = now.Add(a.next)
 }
 
 // renew starts a background lease call for e when its lease runs low.
@@ -425,13 +444,13 @@ func (s *LeaseStore) renew(key string, e *lease, now time.Time) {
 	ch := make(chan struct{})
 	e.fetch = ch
 	s.wg.Go(func() {
-		n, rem, wait, err := s.call(context.Background(), key, e.interval, e.burst, want, now)
+		a, err := s.call(context.Background(), key, e.interval, e.burst, want, now)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		e.fetch = nil
 		close(ch)
 		if err == nil { // else the next request that finds no token asks
-			s.record(key, e, n, rem, wait, now)
+			s.record(key, e, a, now)
 		}
 	})
 }
@@ -448,7 +467,7 @@ func (s *LeaseStore) Refund(ctx context.Context, key string, interval time.Durat
 		e.next, e.until = 0, time.Time{}
 	}
 	s.mu.Unlock()
-	_, _, _, err := s.call(ctx, key, interval, burst, -n, now)
+	_, err := s.call(ctx, key, interval, burst, -n, now)
 	return err
 }
 
@@ -492,7 +511,7 @@ func (s *LeaseStore) sweep(all bool) error {
 	var first error
 	for _, b := range backs {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-		_, _, _, err := s.call(ctx, b.key, b.interval, b.burst, -b.n, now)
+		_, err := s.call(ctx, b.key, b.interval, b.burst, -b.n, now)
 		cancel()
 		if first == nil {
 			first = err

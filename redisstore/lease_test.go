@@ -411,3 +411,43 @@ func TestLeaseStoreGivesBackUnspent(t *testing.T) {
 		})
 	}
 }
+
+// FuzzLeaseStoreMatchesLimitStore: a bucket whose lease is one token
+// (here burst 5) decides on LeaseStore exactly as on its plain twin,
+// LimitStore: the same answers (allowed, remaining, wait) to any sequence
+// of takes, refunds and clock steps on one instance.
+func FuzzLeaseStoreMatchesLimitStore(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 7, 0, 2, 0, 0, 0x13, 0, 1})
+	f.Add([]byte{2, 2, 0, 0, 0, 0, 0, 0, 0, 0x0b, 0, 0, 2, 0, 0, 0xff, 0})
+	f.Add([]byte{0, 1, 0, 1, 0, 1, 0, 0x07, 1, 0x07, 1, 0x07, 0, 2, 2, 0, 0})
+	srv := redistest.Shared(f)
+	const interval, burst = 100 * time.Millisecond, 5
+	var round atomic.Int64
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 200 {
+			ops = ops[:200]
+		}
+		o := Options{Prefix: fmt.Sprintf("match%d:", round.Add(1)), Timeout: testTimeout, InsecureTrustCallerClock: true}
+		rdb := newClient(t, srv.Addr())
+		plain := NewLimitStore(rdb, o)
+		o.Prefix += "lease:"
+		lease := newLeaseStore(t, rdb, o, LeaseConfig{})
+		now := leaseT0
+		ctx := context.Background()
+		for i, op := range ops {
+			switch op % 4 {
+			case 0, 1:
+				ok1, rem1, wait1, err1 := plain.Take(ctx, "k", interval, burst, now)
+				ok2, rem2, wait2, err2 := lease.Take(ctx, "k", interval, burst, now)
+				require.NoError(t, err1)
+				require.NoError(t, err2)
+				require.Equal(t, []any{ok1, rem1, wait1}, []any{ok2, rem2, wait2}, "op %d", i)
+			case 2:
+				require.NoError(t, plain.Refund(ctx, "k", interval, burst, now))
+				require.NoError(t, lease.Refund(ctx, "k", interval, burst, now))
+			case 3:
+				now = now.Add(time.Duration(op>>2) * interval / 8)
+			}
+		}
+	})
+}
