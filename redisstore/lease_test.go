@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,29 +94,18 @@ func scriptCalls(t *testing.T, rdb redis.UniversalClient) int64 {
 	return atomic.LoadInt64(&total)
 }
 
-// serverTime is Redis's clock (TIME) on the node that owns key.
-func serverTime(t *testing.T, rdb redis.UniversalClient, key string) time.Time {
-	t.Helper()
-	ctx := context.Background()
-	if c, ok := rdb.(*redis.ClusterClient); ok {
-		node, err := c.MasterForKey(ctx, key)
-		require.NoError(t, err)
-		tm, err := node.Time(ctx).Result()
-		require.NoError(t, err)
-		return tm
-	}
-	tm, err := rdb.Time(ctx).Result()
-	require.NoError(t, err)
-	return tm
-}
-
 // TestLeaseStoreEightInstances drives 8 instances (each with its own
-// client) sharing one limit at five times the limit from many goroutines,
+// client) sharing one limit at five times the limit from 32 goroutines,
 // on one redis-server and on the three-node Cluster, and checks the
 // accounting exactly (every admitted request spent a token Redis granted;
 // nothing else was admitted), the admissions against what the bucket
-// allows over the run on Redis's clock, and the round trips per request
-// counted by Redis (INFO commandstats).
+// allows over the run, and the round trips per request counted by Redis
+// (INFO commandstats).
+//
+// The load is five times the limit by construction, whatever the
+// machine's speed: the stores decide on the callers' clock
+// (InsecureTrustCallerClock), and request i is stamped t0 + i × interval/5,
+// so 40000 requests span 4 s of that clock.
 func TestLeaseStoreEightInstances(t *testing.T) {
 	setups := []struct {
 		name string
@@ -138,10 +128,11 @@ func TestLeaseStoreEightInstances(t *testing.T) {
 			}
 			client := tt.client(t)
 			res := driveInstances(t, client, client(), tt.name)
-			t.Logf("%s: %d requests, %d admitted, allowance %.0f (over-admission %+.2f%%), %d round trips (%.4f per request), offered %.1fx the limit",
-				tt.name, res.requests, res.admitted, res.allowance, 100*(float64(res.admitted)/res.allowance-1), res.roundTrips, float64(res.roundTrips)/float64(res.requests), res.offered)
+			t.Logf("%s: %d requests, %d admitted, allowance %.0f (over-admission %+.2f%%), worst window %+d over the bucket, %d round trips (%.4f per request)",
+				tt.name, res.requests, res.admitted, res.allowance, 100*(float64(res.admitted)/res.allowance-1), res.windowExcess, res.roundTrips, float64(res.roundTrips)/float64(res.requests))
 			require.Equal(t, res.granted-res.returned, res.admitted, "every admitted request spent a token Redis granted, and every unspent token went back")
 			require.LessOrEqual(t, float64(res.admitted), 1.05*res.allowance, "over-admission within 5%%")
+			require.LessOrEqual(t, res.windowExcess, int64(8*12), "in any window, at most Instances × L = 8 × 12 over the bucket (5 %% of the burst)")
 			require.LessOrEqual(t, float64(res.roundTrips), 0.1*float64(res.requests), "at most 0.1 round trips per request")
 		})
 	}
@@ -149,70 +140,74 @@ func TestLeaseStoreEightInstances(t *testing.T) {
 
 type driveResult struct {
 	requests, admitted, granted, returned, roundTrips int64
-	allowance, offered                                float64
+	windowExcess                                      int64 // most admitted in a window beyond the bucket's allowance
+	allowance                                         float64
 }
 
 // driveInstances runs 8 LeaseStores on one limit (2000 per second, burst
-// 2000: leases of up to 12 tokens) from 32 goroutines, each offering
-// requests on a ticker at five times its share of the limit, for 2
-// seconds.
+// 2000: leases of up to 12 tokens) from 32 goroutines: 40000 requests
+// stamped five to an interval.
 func driveInstances(t *testing.T, client func() redis.UniversalClient, probe redis.UniversalClient, prefix string) driveResult {
 	t.Helper()
 	const (
 		instances  = 8
-		perInst    = 4
+		goroutines = 32
 		interval   = 500 * time.Microsecond
 		burst      = 2000
-		run        = 2 * time.Second
+		total      = 40_000
+		step       = interval / 5 // five times the limit
 		key        = "hot"
-		goroutines = instances * perInst
 	)
-	o := Options{Prefix: prefix + ":", Timeout: testTimeout}
+	o := Options{Prefix: prefix + ":", Timeout: testTimeout, InsecureTrustCallerClock: true}
 	stores := make([]*LeaseStore, instances)
 	for i := range stores {
 		stores[i] = NewLeaseStore(client(), o, LeaseConfig{Instances: instances})
 	}
-	redisKey := o.Prefix + "probe"
 	before := scriptCalls(t, probe)
-	start := serverTime(t, probe, redisKey)
-	localStart := time.Now()
-	var requests, admitted atomic.Int64
+	var ticket, admitted atomic.Int64
 	errs := make(chan error, goroutines)
+	stamps := make([][]int64, goroutines) // the tickets admitted, per goroutine
 	var wg sync.WaitGroup
-	// Each goroutine offers five times its share of the limit.
-	period := time.Duration(float64(interval) * goroutines / 5)
 	for g := range goroutines {
 		s := stores[g%instances]
 		wg.Go(func() {
-			tick := time.NewTicker(period)
-			defer tick.Stop()
-			deadline := time.After(run)
 			for {
-				select {
-				case <-deadline:
+				i := ticket.Add(1)
+				if i > total {
 					return
-				case <-tick.C:
 				}
-				ok, _, _, err := s.Take(context.Background(), key, interval, burst, time.Now())
+				ok, _, _, err := s.Take(context.Background(), key, interval, burst, leaseT0.Add(time.Duration(i)*step))
 				if err != nil {
 					errs <- err
 					return
 				}
-				requests.Add(1)
 				if ok {
 					admitted.Add(1)
+					stamps[g] = append(stamps[g], i)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(localStart)
-	res := driveResult{requests: requests.Load(), admitted: admitted.Load()}
+	res := driveResult{requests: total, admitted: admitted.Load()}
+	// The most admitted in any window of w intervals, beyond what the
+	// bucket allows in it (burst + w): at most Instances × L.
+	all := slices.Sorted(slices.Values(slices.Concat(stamps...)))
+	res.windowExcess = -burst
+	for _, w := range []int64{10, 100, 1000, 4000} {
+		span := w * 5 // tickets per window
+		lo := 0
+		for hi := range all {
+			for all[hi]-all[lo] >= span {
+				lo++
+			}
+			res.windowExcess = max(res.windowExcess, int64(hi-lo+1)-(burst+w))
+		}
+	}
 	res.roundTrips = scriptCalls(t, probe) - before
 	for _, s := range stores {
 		require.NoError(t, s.Close())
 	}
-	end := serverTime(t, probe, redisKey)
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
@@ -221,8 +216,7 @@ func driveInstances(t *testing.T, client func() redis.UniversalClient, probe red
 		res.granted += s.granted.Load()
 		res.returned += s.returned.Load()
 	}
-	res.allowance = burst + float64(end.Sub(start))/float64(interval)
-	res.offered = float64(res.requests) / (float64(elapsed) / float64(interval))
+	res.allowance = burst + float64(total*step)/float64(interval)
 	return res
 }
 
