@@ -48,7 +48,9 @@
 //   - Rules and limiters never share buckets: [NamespaceClaimer], [KeyJoin].
 //   - Store outages: [StorePolicy]; readiness: [Limiter.Ready].
 //   - Guessing, credential stuffing and lockouts: [FailureBudget].
+//   - Requests in flight per key (slow endpoints, exports): [Concurrency],
+//     in memory or in Redis with leases that expire when an instance dies.
 //
-// Limiter and FailureBudget are safe for concurrent use by multiple
-// goroutines.
+// Limiter, FailureBudget and Concurrency are safe for concurrent use by
+// multiple goroutines.
 package ratelimit

@@ -196,3 +196,39 @@ func ExampleKeyJoin_lockoutByAttacker() {
 	// attacker: 429
 	// victim: 200
 }
+
+// A caller may have at most two exports running at once: a third, sent
+// while two run, is rejected with 429 and Retry-After; once one finishes,
+// the next is served.
+func ExampleNewConcurrency() {
+	c, err := ratelimit.NewConcurrency(ratelimit.ConcurrencyConfig{
+		Name:   "export",
+		Limit:  2,
+		Key:    ratelimit.KeyByHeader("X-User"),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	h := c.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("export started")
+	}))
+	send := func() {
+		req := httptest.NewRequest("GET", "/export", nil)
+		req.Header.Set("X-User", "alice")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Println(rec.Code, rec.Header().Get("Retry-After"))
+	}
+	// Two exports of alice's are running (here held by Acquire).
+	first, _ := c.Acquire(context.Background(), "alice")
+	second, _ := c.Acquire(context.Background(), "alice")
+	send()
+	first() // one finishes
+	send()
+	second()
+	// Output:
+	// 429 1
+	// export started
+	// 200
+}

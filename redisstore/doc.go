@@ -23,6 +23,12 @@
 // absolute expiries with PXAT, and the attest store uses GETDEL, both
 // from Redis 6.2.
 //
+// Rate limits: [LimitStore] decides each request in Redis (one round
+// trip); [LeaseStore] leases each instance a share of a busy key's tokens
+// (a fraction of a round trip per request, over-admission bounded by
+// LeaseConfig); [ConcurrencyStore] bounds requests in flight with leases
+// that expire when an instance dies.
+//
 // Where each promise is kept: whose clock decides ([Options] and its
 // MaxClockSkew), how long a call may take (Options.Timeout), what a key
 // name reveals (Options.KeySecret), and what an outage costs ([Breaker]).

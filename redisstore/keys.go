@@ -21,6 +21,7 @@ const (
 	purposeAttestKey = "aa-key"  // AttestStore: enrolled App Attest keys and counters
 	purposeChallenge = "aa-ch"   // AttestStore: issued challenges
 	purposeHistory   = "aa-hist" // AttestStore: subjects' risk history
+	purposeInFlight  = "cc"      // ConcurrencyStore: requests in flight
 )
 
 // keyHashes pools the digests of one Options value (SHA-256 or its

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var allPurposes = []string{purposeReplay, purposeNonce, purposeMark, purposeBucket, purposeAttestKey, purposeChallenge, purposeHistory}
+var allPurposes = []string{purposeReplay, purposeNonce, purposeMark, purposeBucket, purposeAttestKey, purposeChallenge, purposeHistory, purposeInFlight}
 
 func testOptions(secret []byte) *Options {
 	o := &Options{Prefix: "p:", KeySecret: secret}
@@ -40,7 +40,7 @@ func TestKeys(t *testing.T) {
 		}
 	})
 	t.Run("purposes_never_collide", func(t *testing.T) {
-		// The same identifying value under every purpose: seven keys.
+		// The same identifying value under every purpose: one key each.
 		keys := map[string]string{}
 		for _, p := range allPurposes {
 			k := o.key(p, "device-1")
@@ -156,17 +156,23 @@ func TestStoreKeysHoldNoRawIdentifiers(t *testing.T) {
 	require.NoError(t, attest.Put(ctx, "challenge-SECRET", "b", exp))
 	_, err = attest.Swap(ctx, "user-SECRET", []byte("{}"), time.Minute)
 	require.NoError(t, err)
+	_, _, err = NewConcurrencyStore(rdb, opts).Acquire(ctx, "user-SECRET", "lease-SECRET", 1, time.Minute, time.Now())
+	require.NoError(t, err)
+	lease := NewLeaseStore(rdb, opts, LeaseConfig{})
+	defer lease.Close()
+	_, _, _, err = lease.Take(ctx, "device-SECRET", time.Second, 5, time.Now()) // a LimitStore bucket ("rl")
+	require.NoError(t, err)
 
 	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
-	require.Len(t, keys, 7, "one key per purpose")
+	require.Len(t, keys, 9, "one key per purpose, two buckets")
 	tags := map[string]bool{}
 	for _, k := range keys {
 		require.Regexp(t, keyPattern, k)
 		require.NotContains(t, k, "SECRET")
 		tags[strings.Split(k, ":")[1]] = true
 	}
-	require.Len(t, tags, 7, "seven purposes, seven tags")
+	require.Len(t, tags, 8, "eight purposes, eight tags")
 }
 
 func FuzzKeyPartsUnambiguous(f *testing.F) {

@@ -111,6 +111,58 @@ func Run(t *testing.T, newStores Factory) {
 		ok, _, _ = take(t, a, "fresh", t0)
 		require.False(t, ok, "a refund never lifts a bucket past its burst")
 	})
+	t.Run("refund_after_rejection", func(t *testing.T) {
+		// A store that remembers a rejection locally (redisstore's
+		// LeaseStore reserves the next token) still gives the refunded
+		// token to the next request.
+		a, b := newStores(t)
+		for range 5 {
+			take(t, a, "k", t0)
+		}
+		for _, s := range []Store{a, b, a} {
+			ok, _, _ := take(t, s, "k", t0)
+			require.False(t, ok)
+		}
+		require.NoError(t, a.Refund(ctx, "k", interval, 5, t0))
+		ok, _, _ := take(t, a, "k", t0)
+		require.True(t, ok, "the refunded token")
+		ok, _, _ = take(t, a, "k", t0)
+		require.False(t, ok)
+		ok, _, _ = take(t, b, "k", t0)
+		require.False(t, ok)
+	})
+	t.Run("flood_over_limit_admits_nothing", func(t *testing.T) {
+		a, b := newStores(t)
+		for range 5 {
+			take(t, a, "k", t0)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		allowed := 0
+		var errs []error
+		for i := range 200 {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Go(func() {
+				ok, _, wait, err := s.Take(ctx, "k", interval, 5, t0)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if ok || wait <= 0 {
+					allowed++ // or a rejection without a wait
+				}
+			})
+		}
+		wg.Wait()
+		require.Empty(t, errs)
+		require.Zero(t, allowed, "every request over the limit is rejected with a wait")
+		ok, _, _ := take(t, a, "k", t0.Add(5*interval))
+		require.True(t, ok, "and the bucket refills as ever")
+	})
 	t.Run("concurrent_exact", func(t *testing.T) {
 		a, b := newStores(t)
 		var wg sync.WaitGroup
