@@ -77,8 +77,8 @@ const (
 // hashing, and grows past it only if a shard's share is exceeded.
 const (
 	shardCount = 16
-	// maxLoad is the load a table may reach (maxLoadNum/maxLoadDen)
-	// before it grows: linear probing stays short below it.
+	// A table grows before its load passes maxLoadNum/maxLoadDen:
+	// linear probing stays short below it.
 	maxLoadNum, maxLoadDen = 3, 4
 	// minSlots is the size of a shard's first table (when its share is
 	// larger): a store of many keys that serves few stays small.
@@ -164,9 +164,10 @@ func newMemoryStore(maxKeys int, overflow Overflow) *memoryStore {
 // len returns the number of buckets held.
 func (s *memoryStore) len() int { return int(s.live.Load()) }
 
-// ns is now in ns since the store's epoch, within ±maxDebt.
+// ns is now in ns since the store's epoch, within ±maxDebt/2 (73
+// years), so that a TAT (now plus at most maxDebt) never overflows.
 func (s *memoryStore) ns(now time.Time) int64 {
-	return min(max(int64(now.Sub(s.epoch)), -maxDebt), maxDebt)
+	return min(max(int64(now.Sub(s.epoch)), -maxDebt/2), maxDebt/2)
 }
 
 // limitOf is the Limit of a bucket of burst tokens gaining one per
