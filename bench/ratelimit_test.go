@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -104,12 +105,37 @@ func (s *keySource) serveAll(h http.Handler) {
 	}
 }
 
+// cpuMeter reports the benchmark goroutine's CPU time per iteration as
+// cpu-ns/op, beside ns/op (wall time): on a machine shared with other
+// work, time the process spends waiting for a core counts in ns/op only.
+// Start it just before the loop; the goroutine stays on its thread until
+// stop.
+type cpuMeter struct {
+	start int64
+	ok    bool
+}
+
+func startCPU() cpuMeter {
+	runtime.LockOSThread()
+	t, ok := threadCPU()
+	return cpuMeter{start: t, ok: ok}
+}
+
+func (m cpuMeter) stop(b *testing.B, n int) {
+	t, ok := threadCPU()
+	runtime.UnlockOSThread()
+	if m.ok && ok && n > 0 {
+		b.ReportMetric(float64(t-m.start)/float64(n), "cpu-ns/op")
+	}
+}
+
 // runKeys serves the source's keys in turn through h, and checks after
 // timing that the first key gets wantCode.
 func runKeys(b *testing.B, h http.Handler, src *keySource, wantCode int) {
 	b.ReportAllocs()
 	w := &discardWriter{h: make(http.Header, 8)}
-	i := 0
+	i, n := 0, 0
+	cpu := startCPU()
 	for b.Loop() {
 		clear(w.h)
 		w.code = 0
@@ -118,7 +144,9 @@ func runKeys(b *testing.B, h http.Handler, src *keySource, wantCode int) {
 		if i++; i == len(src.keys) {
 			i = 0
 		}
+		n++
 	}
+	cpu.stop(b, n)
 	clear(w.h)
 	w.code = 0
 	src.hv[0] = src.keys[0]
@@ -180,13 +208,36 @@ func BenchmarkRateLimit(b *testing.B) {
 				_, _ = l.Allow(ctx, k)
 			}
 			b.ReportAllocs()
-			i := 0
+			i, n := 0, 0
+			cpu := startCPU()
 			for b.Loop() {
 				_, _ = l.Allow(ctx, src.keys[i])
 				if i++; i == len(src.keys) {
 					i = 0
 				}
+				n++
 			}
+			cpu.stop(b, n)
+		})
+		// One dependent read of a random cache line in as much memory as
+		// apiguard's store holds for the keys (48 bytes a key): what a
+		// memory miss costs on this machine, in this run.
+		b.Run(fmt.Sprintf("floor/memory_miss/keys=%d", keys), func(b *testing.B) {
+			const line = 8 // uint64s in a 64-byte line
+			lines := max(keys*48/64, 1)
+			next := make([]uint64, lines*line)
+			perm := rand.Perm(lines)
+			for i, p := range perm {
+				next[p*line] = uint64(perm[(i+1)%lines] * line)
+			}
+			j, n := uint64(0), 0
+			cpu := startCPU()
+			for b.Loop() {
+				j = next[j]
+				n++
+			}
+			cpu.stop(b, n)
+			runtime.KeepAlive(j)
 		})
 		b.Run(fmt.Sprintf("middleware/bare/keys=%d", keys), func(b *testing.B) { runKeys(b, keyedBare, src, 204) })
 		for _, mode := range []struct {
