@@ -119,18 +119,18 @@ func TestCheckThenActExact(t *testing.T) {
 
 	// New keys that overflow into the shared bucket share it exactly.
 	t.Run("overflow_share_concurrent", func(t *testing.T) {
-		s := newMemoryStore(shardCount, OverflowShare) // one place per shard
+		s := newMemoryStore(shardCount, OverflowShare)
 		lim := Limit{Requests: 7, Per: time.Hour}
 		for h := range uint64(shardCount) { // every place held by a drained bucket
 			for range 7 {
-				require.True(t, s.take(h, lim, t0).Allowed)
+				require.True(t, s.take(h+1, lim, t0).Allowed)
 			}
 		}
 		var passed atomic.Int64
 		var wg sync.WaitGroup
 		for i := range 200 {
 			wg.Go(func() {
-				if s.take(uint64(shardCount+i), lim, t0).Allowed {
+				if s.take(uint64(shardCount+1+i), lim, t0).Allowed {
 					passed.Add(1)
 				}
 			})

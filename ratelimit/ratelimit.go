@@ -17,7 +17,6 @@ import (
 
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/problem"
-	"golang.org/x/time/rate"
 )
 
 // Limit is a token bucket: Requests per Per on average, with bursts of up
@@ -51,8 +50,6 @@ func (l Limit) check(field string) error {
 	}
 	return nil
 }
-
-func (l Limit) rate() rate.Limit { return rate.Limit(float64(l.Requests) / l.Per.Seconds()) }
 
 func (l Limit) burst() int {
 	if l.Burst == 0 {
@@ -135,7 +132,8 @@ type Config struct {
 	// buckets. A shared store (redisstore) makes several instances
 	// enforce one limit; it needs KeySecret.
 	Store Store
-	// MaxKeys bounds the default store. Default: 100000.
+	// MaxKeys bounds the default store: it holds that many keys at
+	// once, at about 45 bytes a key. Default: 100000.
 	MaxKeys int
 	// Overflow is the default store's policy when it is full of buckets
 	// that are still refilling. Default: OverflowReject.
@@ -586,10 +584,8 @@ func (l *Limiter) decideAll(r *http.Request, now time.Time) (Decision, error) {
 		var cancel func()
 		if l.mem != nil {
 			h := maphash.String(rl.seed, key)
-			var rsv *rate.Reservation
-			rsv, res = l.mem.reserve(h, lim, now)
-			if rsv != nil {
-				cancel = func() { rsv.CancelAt(now) }
+			if res = l.mem.take(h, lim, now); res.Allowed {
+				cancel = func() { l.mem.refund(h, lim, now) }
 			}
 		} else {
 			res, err = l.take(ctx, rl, key, lim, now)
