@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -115,10 +117,28 @@ func TestTwoInstancesShareOneIssuerReplayCacheAndLimit(t *testing.T) {
 		return
 	}
 	require.Equal(t, []int{200, 200, 200, 200, 429, 429}, statuses, "order reads at A, B, A, B, A, B after one at B")
+	noSecretIn(t, master, sec, a.out.String()+b.out.String())
 }
 
-// instance is one demo process: its base URL and the token it printed.
-type instance struct{ base, token string }
+// noSecretIn checks that neither the master nor a secret derived from it
+// appears in text, in any of the encodings a careless log line would use.
+func noSecretIn(t *testing.T, master []byte, sec *secrets, text string) {
+	t.Helper()
+	issuerKey, err := sec.issuerKey.Bytes()
+	require.NoError(t, err)
+	for _, b := range [][]byte{master, sec.limitKey, sec.deviceMaster, issuerKey} {
+		for _, enc := range []string{string(b), hex.EncodeToString(b), base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b)} {
+			require.NotContains(t, text, enc, "a secret in the demo's output")
+		}
+	}
+}
+
+// instance is one demo process: its base URL, the token it printed, and
+// its output.
+type instance struct {
+	base, token string
+	out         *lockedBuffer // stdout and stderr
+}
 
 // buildDemo builds the demo's binary once for the test.
 func buildDemo(t *testing.T) string {
@@ -140,8 +160,8 @@ func startInstance(t *testing.T, bin, redisAddr, secret string) instance {
 	cmd.Env = append(os.Environ(), secretEnv+"="+secret)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
+	stderr := new(lockedBuffer)
+	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		cancel()
@@ -156,11 +176,12 @@ func startInstance(t *testing.T, bin, redisAddr, secret string) instance {
 		defer close(lines)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			_, _ = stderr.Write([]byte(sc.Text() + "\n"))
 			lines <- sc.Text()
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	var in instance
+	in := instance{out: stderr}
 	baseRE := regexp.MustCompile(`^apiguard demo API on (http://\S+)$`)
 	tokenRE := regexp.MustCompile(`Bearer (\S+)'`)
 	timeout := time.After(10 * time.Second)
@@ -251,4 +272,63 @@ func securityEvents(t *testing.T, hc *http.Client, base string) map[string]strin
 	}
 	require.NoError(t, sc.Err())
 	return counts
+}
+
+// The shared secrets derive from the master alone, each under its own
+// label, and none is the demo's constant device master.
+func TestSecretsDeriveFromTheMasterAlone(t *testing.T) {
+	master := bytes.Repeat([]byte{7}, 32)
+	s1, err := deriveSecrets(master)
+	require.NoError(t, err)
+	s2, err := deriveSecrets(bytes.Clone(master))
+	require.NoError(t, err)
+	require.True(t, s1.shared)
+	require.Equal(t, s1.limitKey, s2.limitKey)
+	require.Equal(t, s1.deviceMaster, s2.deviceMaster)
+	require.True(t, s1.issuerKey.Equal(s2.issuerKey), "the issuer key is deterministic")
+	require.NotEqual(t, s1.limitKey, s1.deviceMaster)
+	require.NotEqual(t, demoMaster, s1.deviceMaster)
+	other, err := deriveSecrets(bytes.Repeat([]byte{8}, 32))
+	require.NoError(t, err)
+	require.NotEqual(t, s1.limitKey, other.limitKey)
+	require.False(t, s1.issuerKey.Equal(other.issuerKey))
+
+	r1, err := randomSecrets()
+	require.NoError(t, err)
+	r2, err := randomSecrets()
+	require.NoError(t, err)
+	require.False(t, r1.shared)
+	require.NotEqual(t, r1.limitKey, r2.limitKey, "without a master each process has its own")
+}
+
+// A master from the environment or a file is used as given; a short or
+// malformed one is a startup error that does not quote it.
+func TestSecretFromEnvOrFile(t *testing.T) {
+	master := bytes.Repeat([]byte{9}, 32)
+	want, err := deriveSecrets(master)
+	require.NoError(t, err)
+	t.Setenv(secretEnv, " "+base64.StdEncoding.EncodeToString(master)+"\n")
+	got, err := loadSecrets("")
+	require.NoError(t, err)
+	require.Equal(t, want.limitKey, got.limitKey)
+
+	file := filepath.Join(t.TempDir(), "secret")
+	other := bytes.Repeat([]byte{10}, 48)
+	require.NoError(t, os.WriteFile(file, []byte(base64.StdEncoding.EncodeToString(other)+"\n"), 0o600))
+	fromFile, err := loadSecrets(file)
+	require.NoError(t, err)
+	wantFile, err := deriveSecrets(other)
+	require.NoError(t, err)
+	require.Equal(t, wantFile.limitKey, fromFile.limitKey, "the file wins over the environment")
+
+	for _, bad := range []string{base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 31)), "not base64 at all!!"} {
+		t.Setenv(secretEnv, bad)
+		_, err := loadSecrets("")
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), bad)
+	}
+	var out, errOut bytes.Buffer
+	require.ErrorContains(t, run(context.Background(), []string{"-http"}, &out, &errOut), "not base64", "the demo refuses to start")
+	_, err = loadSecrets(filepath.Join(t.TempDir(), "missing"))
+	require.ErrorContains(t, err, "-secret-file")
 }
