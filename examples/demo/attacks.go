@@ -29,7 +29,7 @@ func withAttacks(next http.Handler, a *api, base string) http.Handler {
 		mu.Lock()
 		defer mu.Unlock()
 		round++
-		c, err := newClient(base, a.issuer, a.ca, a.pki, a.cleartext)
+		c, err := newClient(base, a)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

@@ -35,6 +35,7 @@ type client struct {
 	base   string
 	http   *http.Client
 	issuer *issuer        // only to forge the attacker's tokens
+	master []byte         // the device master its enrolment derived its secret from
 	ca     *attesttest.CA // the test root that stands in for Apple's
 	device *attesttest.Device
 
@@ -55,9 +56,9 @@ type client struct {
 // sensitive are the request headers whose values are secrets.
 var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", appattest.HeaderAssertion, appattest.HeaderChallenge}
 
-// newClient makes the app. With tlsPKI set it trusts the throwaway CA,
-// and cleartext is the plain port its transport rows try.
-func newClient(base string, is *issuer, ca *attesttest.CA, tlsPKI *pki, cleartext string) (*client, error) {
+// newClient makes the app for a's API at base. Over HTTPS it trusts the
+// throwaway CA, and a.cleartext is the plain port its transport rows try.
+func newClient(base string, a *api) (*client, error) {
 	dev, err := attesttest.NewDevice(demoAppID)
 	if err != nil {
 		return nil, err
@@ -70,9 +71,9 @@ func newClient(base string, is *issuer, ca *attesttest.CA, tlsPKI *pki, cleartex
 	if err != nil {
 		return nil, err
 	}
-	c := &client{base: base, issuer: is, ca: ca, device: dev, dpopKey: k, dpopPub: pub, cleartext: cleartext}
-	if tlsPKI != nil {
-		c.roots = tlsPKI.roots
+	c := &client{base: base, issuer: a.issuer, ca: a.ca, master: a.deviceMaster, device: dev, dpopKey: k, dpopPub: pub, cleartext: a.cleartext}
+	if a.pki != nil {
+		c.roots = a.pki.roots
 	}
 	c.http = &http.Client{Timeout: 5 * time.Second, Transport: c.transport(nil)}
 	return c, nil
@@ -461,7 +462,7 @@ func (c *client) script(ctx context.Context) []result {
 // signedPay signs a payment as device keyID does, with the secret its
 // enrolment derived, and returns the headers to send with body.
 func (c *client) signedPay(token, keyID, body string) (map[string]string, string, error) {
-	secret, err := signing.DeriveSecret(demoMaster, demoSalt, keyID)
+	secret, err := signing.DeriveSecret(c.master, demoSalt, keyID)
 	if err != nil {
 		return nil, "", err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -40,7 +39,10 @@ type stores struct {
 	closers          []func()
 }
 
-func newStores(redisAddr string) (*stores, error) {
+// newStores connects to Redis at redisAddr; keySecret hashes the
+// rate-limit keys stored there (the same on every instance that shares
+// the limits).
+func newStores(redisAddr string, keySecret []byte) (*stores, error) {
 	if redisAddr == "" {
 		return &stores{}, nil // every package's bounded in-memory default
 	}
@@ -61,10 +63,6 @@ func newStores(redisAddr string) (*stores, error) {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("redis %s: %w", redisAddr, err)
 	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
-	}
 	// One breaker for every store on this Redis: found down once, it fails
 	// fast for all of them.
 	opts := redisstore.Options{Prefix: "apiguard-demo:", Timeout: 200 * time.Millisecond, Breaker: redisstore.NewBreaker(redisstore.BreakerConfig{})}
@@ -72,7 +70,7 @@ func newStores(redisAddr string) (*stores, error) {
 	as := redisstore.NewAttestStore(rdb, opts)
 	return &stores{
 		authReplay: replay, signingReplay: replay,
-		limits: redisstore.NewLimitStore(rdb, opts), failures: redisstore.NewFailureStore(rdb, opts), keySecret: secret,
+		limits: redisstore.NewLimitStore(rdb, opts), failures: redisstore.NewFailureStore(rdb, opts), keySecret: keySecret,
 		attestKeys: as, attestChallenges: as, attestHistory: as,
 		closers: []func(){func() { _ = rdb.Close() }},
 	}, nil

@@ -2,8 +2,6 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -30,11 +28,9 @@ type issuer struct {
 	codes map[string]string // code -> PKCE challenge
 }
 
-func newIssuer(url, audience string) (*issuer, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
+// newIssuer signs with k: random per process, or derived from the shared
+// secret so that every instance mints and verifies the same tokens.
+func newIssuer(url, audience string, k *ecdsa.PrivateKey) (*issuer, error) {
 	pub, err := jwk.FromRaw(&k.PublicKey)
 	if err != nil {
 		return nil, err

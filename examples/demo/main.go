@@ -9,6 +9,25 @@
 //	go run ./examples/demo
 //	go run ./examples/demo -serve   # keep the API up for curl
 //	go run ./examples/demo -http    # plain HTTP, as behind a TLS-terminating proxy (ops/, load tests)
+//
+// Several instances: -redis puts every store in Redis, and a master
+// secret shared by the instances (-secret-file FILE, or the environment
+// variable APIGUARD_DEMO_SECRET; base64 of 32 bytes or more, e.g. from
+// `openssl rand -base64 32`) gives them the same rate-limit key secret,
+// device master and token-signing key, each derived from it with HKDF.
+// Instances started so share one rate limit, one replay cache and one
+// token issuer:
+//
+//	export APIGUARD_DEMO_SECRET=$(openssl rand -base64 32)
+//	go run ./examples/demo -serve -http -redis localhost:6379 -addr 127.0.0.1:8081 &
+//	go run ./examples/demo -serve -http -redis localhost:6379 -addr 127.0.0.1:8082 &
+//
+// Without the secret every process makes its own (as a single instance
+// needs), and -redis warns that instances will share no tokens or limits.
+// What stays per instance: the PKCE codes of the demo's authorization
+// server (authorize and redeem at one instance), the throwaway TLS CA
+// without -http (trust each instance's ca.pem) and the test root that
+// stands in for Apple's App Attest root.
 package main
 
 import (
@@ -59,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "print the API's security log to stderr")
 	redisAddr := fs.String("redis", "", "Redis address (host:port): every store becomes a redisstore one, as several instances would share")
 	loadTest := fs.Bool("loadtest", false, "with -serve: raise the rate limits out of the way, for load tests of the chain")
+	secretFile := fs.String("secret-file", "", "file holding the base64 master secret that instances share (default: $"+secretEnv+"; neither: random per process)")
 	attacks := fs.Bool("attacks", false, "with -serve: also serve POST /demo/attacks, which runs the client's attacks once per call (for dashboards and ops/)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -68,11 +88,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose || *serve {
 		logOut = stderr
 	}
+	sec, err := loadSecrets(*secretFile)
+	if err != nil {
+		return err
+	}
+	if *redisAddr != "" && !sec.shared {
+		fmt.Fprintf(stderr, "demo: no shared secret (-secret-file or %s): this instance shares Redis but no tokens or limits with others\n", secretEnv)
+	}
 	metrics, err := newMetrics()
 	if err != nil {
 		return err
 	}
-	d, err := start(startOptions{addr: *addr, plain: *plain, logger: newLogger(logOut, slog.LevelInfo), redisAddr: *redisAddr,
+	d, err := start(startOptions{addr: *addr, plain: *plain, logger: newLogger(logOut, slog.LevelInfo), redisAddr: *redisAddr, secrets: sec,
 		meters: metrics.provider, metrics: metrics.handler, loadTest: *loadTest, attacks: *serve && *attacks})
 	if err != nil {
 		return err
@@ -111,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	c, err := newClient(d.base, d.api.issuer, d.api.ca, d.pki, d.cleartext)
+	c, err := newClient(d.base, d.api)
 	if err != nil {
 		return err
 	}
@@ -142,6 +169,7 @@ type startOptions struct {
 	plain     bool
 	logger    *slog.Logger
 	redisAddr string
+	secrets   *secrets // nil: random per process
 	meters    metric.MeterProvider
 	metrics   http.Handler
 	loadTest  bool
@@ -191,7 +219,12 @@ func start(o startOptions) (_ *demo, err error) {
 		d.base = "https://" + ln.Addr().String()
 		d.cleartext = "http://" + clearLn.Addr().String()
 	}
-	d.api, err = newAPI(apiOptions{base: d.base, logger: o.logger, redisAddr: o.redisAddr, meters: o.meters, metrics: o.metrics,
+	if o.secrets == nil {
+		if o.secrets, err = randomSecrets(); err != nil {
+			return nil, err
+		}
+	}
+	d.api, err = newAPI(apiOptions{base: d.base, logger: o.logger, redisAddr: o.redisAddr, secrets: o.secrets, meters: o.meters, metrics: o.metrics,
 		loadTest: o.loadTest, pki: d.pki, cleartext: d.cleartext})
 	if err != nil {
 		return nil, err
@@ -219,14 +252,15 @@ func start(o startOptions) (_ *demo, err error) {
 
 // api is the protected service with its in-process identity provider.
 type api struct {
-	handler   http.Handler
-	issuer    *issuer
-	ca        *attesttest.CA // the test root standing in for Apple's
-	verifier  *auth.Verifier
-	guard     *servertls.Guard // nil with -http
-	pki       *pki
-	cleartext string
-	closers   []func()
+	handler      http.Handler
+	issuer       *issuer
+	ca           *attesttest.CA // the test root standing in for Apple's
+	deviceMaster []byte         // the master each device's signing secret derives from
+	verifier     *auth.Verifier
+	guard        *servertls.Guard // nil with -http
+	pki          *pki
+	cleartext    string
+	closers      []func()
 }
 
 func (a *api) close() {
@@ -251,6 +285,7 @@ type apiOptions struct {
 	base      string
 	logger    *slog.Logger
 	redisAddr string
+	secrets   *secrets
 	meters    metric.MeterProvider
 	metrics   http.Handler
 	loadTest  bool
@@ -264,11 +299,13 @@ type apiOptions struct {
 // risk assessment.
 func newAPI(o apiOptions) (*api, error) {
 	base, logger := o.base, o.logger
-	is, err := newIssuer(base+"/", "https://api.demo.example")
+	// The issuer's name is the same on every instance, and so is its key
+	// with a shared secret: a token minted by one verifies at all.
+	is, err := newIssuer(demoIssuer, "https://api.demo.example", o.secrets.issuerKey)
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStores(o.redisAddr)
+	st, err := newStores(o.redisAddr, o.secrets.limitKey)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +344,7 @@ func newAPI(o apiOptions) (*api, error) {
 	// Each device signs with its own secret, derived from one master secret
 	// at enrolment (HKDF); the API keeps only the master.
 	sig, err := signing.New(signing.Config{
-		Keys:        signing.DerivedKeys(demoMaster, demoSalt),
+		Keys:        signing.DerivedKeys(o.secrets.deviceMaster, demoSalt),
 		ReplayStore: st.signingReplay,
 		Scheme:      scheme(base), // https, or http with -http
 		Logger:      logger,
@@ -434,7 +471,7 @@ func newAPI(o apiOptions) (*api, error) {
 			writeJSON(w, map[string]any{"premium": "content", "risk": rk.Score})
 		}))))
 
-	a := &api{issuer: is, ca: ca, verifier: v, pki: o.pki, cleartext: o.cleartext, closers: st.closers}
+	a := &api{issuer: is, ca: ca, deviceMaster: o.secrets.deviceMaster, verifier: v, pki: o.pki, cleartext: o.cleartext, closers: st.closers}
 	if o.pki != nil {
 		// The transport: Mozilla's intermediate profile, the throwaway
 		// chain checked against the apps' pins before anything is served.
@@ -482,12 +519,17 @@ func scaled(loadTest bool, l ratelimit.Limit) ratelimit.Limit {
 	return l
 }
 
-// The demo's master secret and salt for device keys. A real service loads
-// the master from its secret store.
+// The demo's master secret and salt for device keys, when no shared secret
+// is given (then the master derives from it). A real service loads the
+// master from its secret store.
 var (
 	demoMaster = []byte("apiguard-demo-master-secret-0123456789")
 	demoSalt   = []byte("apiguard-demo")
 )
+
+// demoIssuer is the authorization server's issuer identifier, on every
+// instance (its key set is served by each at /.well-known/jwks.json).
+const demoIssuer = "https://id.demo.example/"
 
 // demoUser is the account of the password login.
 const demoUser = "alice@shop.example"

@@ -138,7 +138,7 @@ func TestSecretHygiene(t *testing.T) {
 	require.NoError(t, err)
 	defer d.close()
 
-	c, err := newClient(d.base, d.api.issuer, d.api.ca, d.pki, d.cleartext)
+	c, err := newClient(d.base, d.api)
 	require.NoError(t, err)
 	results := c.script(context.Background())
 	for _, r := range results {
