@@ -29,7 +29,9 @@
 // fail open with a penalty as large as no evidence (default), or fail
 // closed with 503. A key store that is down cannot tell an attested key
 // from a forged one: routes that must not serve an unverified device fail
-// closed ([Route].Outage, or Config.Outage for all).
+// closed ([Route].Outage, or Config.Outage for all). A route with
+// [Route].LimitedUse uses each App Check token once, and fails closed by
+// default.
 //
 // Events: risk_step_up, risk_denied, impossible_travel, and the vendors'.
 // Every type here is safe for concurrent use by multiple goroutines.

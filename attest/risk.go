@@ -397,8 +397,15 @@ type Route struct {
 	Thresholds Thresholds
 	// Outage is this route's outage policy: a payment route fails closed
 	// with Outage: OutageFailClosed while a catalogue fails open. Default
-	// (OutageDefault): the Verifier's Config.Outage.
+	// (OutageDefault): the Verifier's Config.Outage, or OutageFailClosed
+	// when LimitedUse is set.
 	Outage OutagePolicy
+	// LimitedUse requires App Check tokens on this route to be used once
+	// (appcheck.Verifier.VerifyLimitedUse): a replayed token, or one
+	// without a jti, is a failed attestation; a replay store that does not
+	// answer is an outage. Play Integrity and App Attest evidence is
+	// single use on every route. Default: false.
+	LimitedUse bool
 }
 
 func (v *Verifier) assess(ctx context.Context, ev *Evidence, route Route) (*Risk, error) {
@@ -424,7 +431,8 @@ func (v *Verifier) assess(ctx context.Context, ev *Evidence, route Route) (*Risk
 	// the vendor under their own bounds (Google's API, the App Check key
 	// set), then its store calls under the request's store deadline (key
 	// lookup, counter, challenge, single use of the token).
-	req := &provider.Request{Method: ev.Method, Path: ev.Path, RawQuery: ev.RawQuery, Body: ev.Body, Store: store}
+	req := &provider.Request{Method: ev.Method, Path: ev.Path, RawQuery: ev.RawQuery, Body: ev.Body, Store: store,
+		LimitedUse: route.LimitedUse}
 	var p provider.Provider
 	switch {
 	case v.appAttest.Check != nil && ev.Assertion != "":
@@ -627,7 +635,10 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 	if !route.Outage.valid() {
 		panic(fmt.Sprintf("attest: invalid outage policy %d", route.Outage))
 	}
-	if route.Outage == OutageDefault {
+	switch {
+	case route.Outage == OutageDefault && route.LimitedUse:
+		route.Outage = OutageFailClosed // single use that cannot be proved is refused
+	case route.Outage == OutageDefault:
 		route.Outage = v.cfg.Outage
 	}
 	return func(next http.Handler) http.Handler {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/apiguard/apiguard/internal/events"
+	"github.com/apiguard/apiguard/internal/replay"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -33,7 +35,36 @@ var (
 	// ErrVendor: the key set cannot be had, is too stale, or has not
 	// caught up with the token's kid (an [*UnavailableError]).
 	ErrVendor = provider.ErrVendor
+	// ErrTokenReplayed: a limited-use token was presented again before
+	// its expiry (its jti is recorded in Config.Replay, or the Consumer
+	// reported it already consumed). It matches [ErrToken].
+	ErrTokenReplayed = fmt.Errorf("%w: limited-use token used before", ErrToken)
+	// ErrStore: the Config.Replay store did not answer, so a limited-use
+	// token cannot be proved unused; it is refused (an outage).
+	ErrStore = provider.ErrStore
 )
+
+// ReplayStore records the jti of limited-use tokens as used until their
+// expiry: the method set of redisstore.ReplayStore (and of
+// auth.ReplayStore and playintegrity.NonceStore). Use returns true for
+// the first use of id, false for every later one until exp.
+type ReplayStore interface {
+	Use(ctx context.Context, id string, exp time.Time) (bool, error)
+}
+
+// Consumer marks a limited-use token as consumed at Firebase, so that
+// backends not behind this verifier (Cloud Functions, a Node service with
+// the Admin SDK's consume option) refuse it too. A client implements it
+// with a POST to
+// https://firebaseappcheck.googleapis.com/v1beta/projects/{project_number}:verifyAppCheckToken
+// with body {"appCheckToken": token}, under Google service-account
+// credentials, returning the answer's alreadyConsumed. An error (no
+// answer, a non-2xx) is an outage: the token is refused. ctx is the
+// request's; the client bounds its own call. apiguard ships no such
+// client (it would pull in Google credentials).
+type Consumer interface {
+	Consume(ctx context.Context, token string) (alreadyConsumed bool, err error)
+}
 
 // UnavailableError reports that the key set cannot be used now, and in
 // RetryAfter how long until the next fetch. It wraps [ErrVendor].
@@ -54,6 +85,9 @@ const (
 	appCheckMaxStaleness = 24 * time.Hour
 	// appCheckMaxJWKS caps the key set document.
 	appCheckMaxJWKS = 256 << 10
+	// appCheckSkew is the clock skew allowed on exp: a token is accepted
+	// until exp plus appCheckSkew, so its jti is recorded as long.
+	appCheckSkew = 30 * time.Second
 )
 
 // Config configures a [Verifier]. A zero field takes the default in its
@@ -84,6 +118,22 @@ type Config struct {
 	MaxWait time.Duration
 	// FetchTimeout bounds one fetch of the key set. Default: 10s.
 	FetchTimeout time.Duration
+	// LimitedUse makes every token verified single use, as
+	// [Verifier.VerifyLimitedUse] does. Default: false: only
+	// VerifyLimitedUse, and routes with attest.Route.LimitedUse, require
+	// it.
+	LimitedUse bool
+	// Replay records the jti of limited-use tokens until their exp (plus
+	// 30s of skew); ids are a digest of project and jti, never the token.
+	// Several instances must share one (redisstore.ReplayStore), or a
+	// token is usable once per instance. Default: in memory, 100000
+	// entries, forgotten at restart; an id it must evict raises its
+	// floor, so tokens expiring at or before the evicted one are refused,
+	// never admitted twice.
+	Replay ReplayStore
+	// Consumer, when set, is called for each limited-use token that
+	// Replay accepted, to consume it at Firebase as well. Default: none.
+	Consumer Consumer
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (attestation_failed, appcheck_jwks_error,
@@ -152,6 +202,9 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Replay == nil {
+		cfg.Replay = memoryReplay{replay.New(100000, cfg.Now(), cfg.Now)}
+	}
 	events.WarnUnobserved(cfg.Logger, "attest/appcheck")
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Verifier{
@@ -164,11 +217,13 @@ func New(cfg Config) (*Verifier, error) {
 
 // Provider is how an attest.Verifier consults c: set c itself as
 // attest.Config.AppCheck rather than calling this. A request carries its
-// token in the [Header]; App Check binds nothing of the request.
+// token in the [Header]; App Check binds nothing of the request. On a
+// route with attest.Route.LimitedUse (or with Config.LimitedUse) the
+// token is used once, within the request's store deadline.
 func (c *Verifier) Provider() provider.Provider {
 	return provider.Provider{Name: "app_check", Identities: []string{"firebase:" + c.cfg.ProjectNumber},
 		Check: func(ctx context.Context, r *provider.Request) (*provider.Verdict, error) {
-			if _, err := c.Verify(ctx, r.Token); err != nil {
+			if _, err := c.check(ctx, r.Token, r.LimitedUse || c.cfg.LimitedUse, r.Store); err != nil {
 				return nil, err
 			}
 			return &provider.Verdict{}, nil
@@ -196,7 +251,9 @@ func (c *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
 // allows one (Config.MinRefresh: probes never storm the key server),
 // waits for the fetch under way until it ends or ctx does, and returns
 // an [*UnavailableError] (matching [ErrVendor]) carrying the last fetch
-// error. To wait for the first key set at start-up, bounded:
+// error. With a key set, when Config.Replay has a Ready(ctx) error
+// method (redisstore's), it returns its answer wrapped in [ErrStore].
+// To wait for the first key set at start-up, bounded:
 //
 //	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 //	defer cancel()
@@ -210,7 +267,7 @@ func (c *Verifier) Ready(ctx context.Context) error {
 		if now.Sub(set.fetched) >= set.maxAge {
 			c.start(now)
 		}
-		return nil
+		return provider.StoreReady(ctx, "replay store", c.cfg.Replay)
 	}
 	if ch := c.start(now); ch != nil {
 		select {
@@ -220,7 +277,7 @@ func (c *Verifier) Ready(ctx context.Context) error {
 	}
 	now = c.cfg.Now()
 	if c.usable(now) != nil {
-		return nil
+		return provider.StoreReady(ctx, "replay store", c.cfg.Replay)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -257,52 +314,121 @@ type Token struct {
 
 // Verify checks an App Check token. Errors match [ErrToken], or
 // [ErrVendor] (an [*UnavailableError]) when the key set cannot be had or
-// has not caught up with the token's kid.
+// has not caught up with the token's kid. With Config.LimitedUse it is
+// [Verifier.VerifyLimitedUse].
 func (c *Verifier) Verify(ctx context.Context, token string) (*Token, error) {
-	t, err := c.verify(ctx, token)
+	return c.check(ctx, token, c.cfg.LimitedUse, nil)
+}
+
+// VerifyLimitedUse checks a limited-use App Check token (one the app got
+// with getLimitedUseToken) as Verify does, then uses it once: its jti is
+// recorded in Config.Replay until its expiry, and the Consumer, if any,
+// consumes it at Firebase. Returns [ErrTokenReplayed] (matching
+// [ErrToken]) for a token used before, [ErrToken] for one without a jti,
+// [ErrStore] when the store did not answer, and [ErrVendor] when the
+// Consumer failed: a token is refused whenever its single use cannot be
+// proved.
+func (c *Verifier) VerifyLimitedUse(ctx context.Context, token string) (*Token, error) {
+	return c.check(ctx, token, true, nil)
+}
+
+// check verifies token, uses it once when limited (store calls under
+// the request's deadline d when not nil), and logs a refusal.
+func (c *Verifier) check(ctx context.Context, token string, limited bool, d *provider.StoreDeadline) (*Token, error) {
+	t, jti, err := c.verify(ctx, token)
+	if err == nil && limited {
+		err = c.useOnce(ctx, token, jti, t.Expiry, d)
+	}
 	if err != nil {
 		reason := "token"
-		if errors.Is(err, ErrVendor) {
+		switch {
+		case errors.Is(err, ErrTokenReplayed):
+			reason = "replay"
+		case errors.Is(err, ErrVendor):
 			reason = "vendor"
+		case errors.Is(err, ErrStore):
+			reason = "store"
 		}
 		events.Log(ctx, c.cfg.Logger, slog.LevelWarn, "attest: app check token refused",
 			slog.String("event", "attestation_failed"), slog.String("reason", reason), slog.String("provider", "app_check"))
+		return nil, err
 	}
-	return t, err
+	return t, nil
 }
 
-func (c *Verifier) verify(ctx context.Context, token string) (t *Token, err error) {
+// useOnce records jti as used until exp plus the skew Verify allows, and
+// then asks the Consumer. The store comes first: a replay costs no call
+// to Google.
+func (c *Verifier) useOnce(ctx context.Context, token, jti string, exp time.Time, d *provider.StoreDeadline) error {
+	if jti == "" {
+		return fmt.Errorf("%w: limited-use token without jti", ErrToken)
+	}
+	id := sha256.Sum256([]byte("app-check-jti\x00" + c.cfg.ProjectNumber + "\x00" + jti))
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if d != nil {
+		sctx, cancel = d.Context(ctx)
+	}
+	fresh, err := c.cfg.Replay.Use(sctx, base64.RawURLEncoding.EncodeToString(id[:]), exp.Add(appCheckSkew))
+	cancel()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: replay store: %v", ErrStore, err)
+	case !fresh:
+		return ErrTokenReplayed
+	case c.cfg.Consumer == nil:
+		return nil
+	}
+	used, err := c.cfg.Consumer.Consume(ctx, token)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: consume: %v", ErrVendor, err)
+	case used:
+		return ErrTokenReplayed
+	}
+	return nil
+}
+
+// memoryReplay is the bounded in-memory ReplayStore, with the eviction
+// floor of internal/replay.
+type memoryReplay struct{ c *replay.Cache }
+
+func (m memoryReplay) Use(_ context.Context, id string, exp time.Time) (bool, error) {
+	return m.c.Use(id, exp) == replay.Fresh, nil
+}
+
+// verify checks token and returns it with its jti ("" when it has none).
+func (c *Verifier) verify(ctx context.Context, token string) (t *Token, jti string, err error) {
 	defer func() { // a panic in the JOSE library on crafted input is a refusal
 		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("%w: malformed", ErrToken)
+			t, jti, err = nil, "", fmt.Errorf("%w: malformed", ErrToken)
 		}
 	}()
 	if token == "" || len(token) > 8<<10 || strings.Count(token, ".") != 2 {
-		return nil, fmt.Errorf("%w: malformed", ErrToken)
+		return nil, "", fmt.Errorf("%w: malformed", ErrToken)
 	}
 	hb, err := base64.RawURLEncoding.DecodeString(token[:strings.IndexByte(token, '.')])
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed header", ErrToken)
+		return nil, "", fmt.Errorf("%w: malformed header", ErrToken)
 	}
 	var hdr struct{ Alg, Typ, Kid string }
 	if json.Unmarshal(hb, &hdr) != nil || hdr.Alg != "RS256" || !strings.EqualFold(hdr.Typ, "JWT") || hdr.Kid == "" {
-		return nil, fmt.Errorf("%w: header", ErrToken)
+		return nil, "", fmt.Errorf("%w: header", ErrToken)
 	}
 	key, err := c.key(ctx, hdr.Kid)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	tok, err := jwt.Parse([]byte(token),
 		jwt.WithKey(jwa.RS256, key), jwt.WithValidate(true), jwt.WithIssuer(c.iss), jwt.WithAudience(c.aud),
-		jwt.WithRequiredClaim("exp"), jwt.WithAcceptableSkew(30*time.Second),
+		jwt.WithRequiredClaim("exp"), jwt.WithAcceptableSkew(appCheckSkew),
 		jwt.WithClock(jwt.ClockFunc(c.cfg.Now)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrToken, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrToken, err)
 	}
 	if len(c.cfg.AppIDs) > 0 && !slices.Contains(c.cfg.AppIDs, tok.Subject()) {
-		return nil, fmt.Errorf("%w: app not allowed", ErrToken)
+		return nil, "", fmt.Errorf("%w: app not allowed", ErrToken)
 	}
-	return &Token{AppID: tok.Subject(), Expiry: tok.Expiration()}, nil
+	return &Token{AppID: tok.Subject(), Expiry: tok.Expiration()}, tok.JwtID(), nil
 }
 
 // usable returns the current key set unless it is missing or too stale.

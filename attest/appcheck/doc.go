@@ -26,5 +26,20 @@
 // valid token is not refused because the verifier has not caught up with
 // a rotation.
 //
-// Events: attestation_failed, appcheck_jwks_error, appcheck_jwks_refresh.
+// # Limited-use tokens
+//
+// A token the app got with getLimitedUseToken is meant for one call.
+// [Verifier.VerifyLimitedUse] (or Verify with Config.LimitedUse, or an
+// attest.Route with LimitedUse for the routes that ask it) records its
+// jti in Config.Replay until its expiry plus 30s of skew, under a digest
+// of project and jti, and refuses a second use ([ErrTokenReplayed]) and a
+// token without a jti ([ErrToken]). Instances share one store
+// (redisstore.ReplayStore); the in-memory default holds one process's.
+// A store that does not answer refuses the token ([ErrStore]; on an
+// attest route, an outage, failing closed unless the route says
+// otherwise). An optional [Consumer] also consumes the token at
+// Firebase, so that other backends refuse it too.
+//
+// Events: attestation_failed (reason token, replay, store or vendor),
+// appcheck_jwks_error, appcheck_jwks_refresh.
 package appcheck

@@ -92,6 +92,9 @@ type Request struct {
 	Token string
 	// Store is the one deadline of the request's store calls.
 	Store *StoreDeadline
+	// LimitedUse: the route requires a limited-use App Check token, used
+	// once (attest.Route.LimitedUse).
+	LimitedUse bool
 }
 
 // Verdict is what a vendor's check of one request tells the engine.
