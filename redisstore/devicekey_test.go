@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/apiguard/apiguard/internal/redistest"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -308,4 +309,67 @@ func TestDeviceKeyRevocationSeenByEveryLookupAfter(t *testing.T) {
 	wg.Wait()
 	require.Zero(t, errs)
 	require.Equal(t, g*perG/2, afterRevoked)
+}
+
+// TestDeviceKeyCluster: enrolment, rotation across two key IDs (two
+// slots, two calls) and revocation on a three-node Cluster, seen by a
+// second client.
+func TestDeviceKeyCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	c := redistest.SharedCluster(t)
+	opts := Options{Prefix: "dk-cluster:" + t.Name() + ":", Timeout: testTimeout}
+	a := NewDeviceKeyStore(clusterClient(t, c), opts)
+	b := NewDeviceKeyStore(clusterClient(t, c), opts)
+	ctx := context.Background()
+	v1, v2 := newECKey(t), newECKey(t)
+	for i := range 8 { // IDs spread over the slots
+		id := "device-" + string(rune('a'+i))
+		require.NoError(t, a.Put(ctx, id+".v1", AlgECDSAP256SHA256, &v1.PublicKey))
+		require.NoError(t, a.Rotate(ctx, id+".v1", id+".v2", AlgECDSAP256SHA256, &v2.PublicKey))
+		old, _, err := b.Get(ctx, id+".v1")
+		require.NoError(t, err)
+		require.True(t, old.Revoked)
+		cur, found, err := b.Get(ctx, id+".v2")
+		require.NoError(t, err)
+		require.True(t, found)
+		require.True(t, v2.PublicKey.Equal(cur.PublicKey))
+		require.NoError(t, b.Revoke(ctx, id+".v2"))
+		cur, _, err = a.Get(ctx, id+".v2")
+		require.NoError(t, err)
+		require.True(t, cur.Revoked)
+	}
+}
+
+// BenchmarkDeviceKeyGet is one lookup: an HMGET round trip and the
+// parse of a P-256 SPKI.
+func BenchmarkDeviceKeyGet(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()}, MaxRetries: -1, ContextTimeoutEnabled: true})
+	b.Cleanup(func() { _ = rdb.Close() })
+	s := NewDeviceKeyStore(rdb, Options{Timeout: testTimeout})
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "device-1", AlgECDSAP256SHA256, &k.PublicKey); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Get", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := s.Get(ctx, "device-1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("HMGet_only", func(b *testing.B) {
+		key := s.key("device-1")
+		for b.Loop() {
+			if err := rdb.HMGet(ctx, key, "alg", "spki", "revoked").Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
