@@ -29,6 +29,11 @@
 // LeaseConfig); [ConcurrencyStore] bounds requests in flight with leases
 // that expire when an instance dies.
 //
+// Device keys: [DeviceKeyStore] keeps enrolled device public keys for
+// signing (the application adapts it to signing.KeyStore in a few lines:
+// see its example), with revocation that every instance sees on its next
+// lookup, and rotation.
+//
 // Where each promise is kept: whose clock decides ([Options] and its
 // MaxClockSkew), how long a call may take (Options.Timeout), what a key
 // name reveals (Options.KeySecret), and what an outage costs ([Breaker]).

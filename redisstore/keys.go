@@ -22,6 +22,7 @@ const (
 	purposeChallenge = "aa-ch"   // AttestStore: issued challenges
 	purposeHistory   = "aa-hist" // AttestStore: subjects' risk history
 	purposeInFlight  = "cc"      // ConcurrencyStore: requests in flight
+	purposeDeviceKey = "dk"      // DeviceKeyStore: enrolled device public keys
 )
 
 // keyHashes pools the digests of one Options value (SHA-256 or its
