@@ -253,7 +253,7 @@ func (s *memoryStore) reserve() bool {
 // home is the slot where h's probe starts.
 func (sh *memShard) home(h uint64) int {
 	i, _ := bits.Mul64(h, uint64(len(sh.slots)))
-	return int(i)
+	return int(i) // #nosec G115 -- the high word of h*len is below len
 }
 
 // find returns the slot holding h, or the empty slot where h belongs,
@@ -338,7 +338,7 @@ func (sh *memShard) remove(i int) {
 // fewer (a bucket that would take more than 146 years to refill), so that
 // burst*per never overflows.
 func capBurst(per, burst int64) int64 {
-	if hi, lo := bits.Mul64(uint64(per), uint64(burst)); hi != 0 || lo > maxDebt {
+	if hi, lo := bits.Mul64(uint64(per), uint64(burst)); hi != 0 || lo > maxDebt { // #nosec G115 -- per and burst are positive (New checks them)
 		return maxDebt / per
 	}
 	return burst
@@ -366,17 +366,17 @@ func (b *bucket) adopt(per, burst, now int64) {
 	if k := q + burst - b.burst; k >= 0 && per > 0 {
 		// At most burst*per (<= maxDebt: capBurst), also when a clock
 		// that went back left more debt than the burst.
-		hi, lo := bits.Mul64(uint64(k), uint64(per))
+		hi, lo := bits.Mul64(uint64(k), uint64(per)) // #nosec G115 -- k >= 0 and per > 0, checked above
 		debt = burst * per
-		if hi == 0 && lo < uint64(debt) {
-			debt = int64(lo)
+		if hi == 0 && lo < uint64(debt) { // #nosec G115 -- debt = burst*per > 0 (capBurst keeps it below maxDebt)
+			debt = int64(lo) // #nosec G115 -- lo < debt, an int64
 			if r > 0 {
-				hi, lo := bits.Mul64(uint64(r), uint64(per))
-				f, rem := bits.Div64(hi, lo, uint64(b.per)) // hi < b.per: r < b.per
+				hi, lo := bits.Mul64(uint64(r), uint64(per)) // #nosec G115 -- 0 < r < b.per and per > 0
+				f, rem := bits.Div64(hi, lo, uint64(b.per))  // #nosec G115 -- b.per > 0; hi < b.per since r < b.per
 				if rem > 0 {
 					f++
 				}
-				debt = min(debt+int64(f), burst*per) // f < per
+				debt = min(debt+int64(f), burst*per) // #nosec G115 -- f < per, an int64
 			}
 		}
 	}

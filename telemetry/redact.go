@@ -560,7 +560,8 @@ func looksJWS(run string) bool {
 		if !ok {
 			return false // the last segment
 		}
-		if len(seg) >= 10 && seg[0] == 'e' && (seg[1] == 'y' || seg[1] == 'w') && strings.IndexFunc(seg, func(c rune) bool { return c < 128 && isUpper(byte(c)) }) >= 0 {
+		isUpperASCII := func(c rune) bool { return c < 128 && isUpper(byte(c)) } // #nosec G115 -- c < 128
+		if len(seg) >= 10 && seg[0] == 'e' && (seg[1] == 'y' || seg[1] == 'w') && strings.IndexFunc(seg, isUpperASCII) >= 0 {
 			return true
 		}
 		run = rest

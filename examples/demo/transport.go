@@ -148,9 +148,9 @@ func (c *client) transportAttacks(ctx context.Context) []result {
 	}
 	host := strings.TrimPrefix(c.base, "https://")
 	return []result{
-		c.handshake(ctx, "old TLS client (TLS 1.0 and 1.1 only)", host, &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}),
+		c.handshake(ctx, "old TLS client (TLS 1.0 and 1.1 only)", host, &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}), // #nosec G402 -- the attack: an old client the server must refuse
 		c.handshake(ctx, "TLS 1.2 client offering only CBC suites", host, &tls.Config{MaxVersion: tls.VersionTLS12,
-			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}}),
+			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}}), // #nosec G402 -- the attack: CBC-only suites the server must refuse
 		c.plainToTLS(ctx, host),
 		c.do(ctx, "cleartext HTTP to the plain port", true, 403, call{method: "GET", path: "/v1/orders", base: c.cleartext}),
 	}
