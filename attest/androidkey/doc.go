@@ -27,6 +27,15 @@
 // leaf's validity, set on the device, is not checked: the single-use
 // challenge proves freshness. [Verifier.Verify] gives the evidence.
 //
+// # Device keys
+//
+// [Verifier.EnrolHandler] is an enrolment endpoint: the app generates an
+// EC P-256 key with purpose SIGN in Keystore, attested with the server's
+// challenge, and posts its key ID and chain; the attested key itself,
+// once the chain verifies and the key is P-256, SIGN and generated in
+// the device, goes to the application's store as an ecdsa-p256-sha256
+// key that signing verifies requests with.
+//
 // Events: attestation_failed, android_key_status_error,
 // android_key_status_refresh, android_key_revocation_unchecked. Every
 // type here is safe for concurrent use by multiple goroutines.

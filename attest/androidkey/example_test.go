@@ -1,11 +1,18 @@
 package androidkey_test
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"time"
 
 	"github.com/apiguard/apiguard/attest/androidkey"
@@ -102,4 +109,56 @@ func ExampleGoogleRoots() {
 	// roots.AppendCertsFromPEM(newRootPEM)
 	fmt.Println(roots.Equal(androidkey.GoogleRoots()))
 	// Output: true
+}
+
+// The enrolment endpoint turns an attested Keystore key into a device
+// signing key. The application keeps the challenge it issued (here a
+// fixed one; in a session, short-lived) and adapts its key store:
+//
+//	Enrol: func(ctx context.Context, id string, pub crypto.PublicKey, _ []string) error {
+//		err := deviceKeys.Put(ctx, id, redisstore.AlgECDSAP256SHA256, pub)
+//		if errors.Is(err, redisstore.ErrKeyExists) {
+//			return fmt.Errorf("%w: %w", androidkey.ErrKeyTaken, err)
+//		}
+//		return err
+//	}
+//
+// and signing.Config.Keys reads the same store back as a signing.Key
+// with Algorithm signing.AlgECDSAP256SHA256.
+func ExampleVerifier_EnrolHandler() {
+	ak, ca := setup()
+	defer ak.Close()
+	challenge := []byte("issued-by-the-server-2")
+	enrolled := map[string]crypto.PublicKey{}
+	h, err := ak.EnrolHandler(androidkey.Enrolment{
+		Challenge: func(*http.Request) ([]byte, error) { return challenge, nil },
+		Enrol: func(_ context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
+			if _, ok := enrolled[keyID]; ok {
+				return androidkey.ErrKeyTaken
+			}
+			enrolled[keyID] = pub
+			return nil
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	chain, _, _ := ca.Attest(attesttest.AndroidKey{Challenge: challenge,
+		Packages: []string{"com.example.shop"}, SignatureDigests: [][]byte{signer[:]}})
+	var certs []string
+	for _, c := range chain {
+		certs = append(certs, base64.StdEncoding.EncodeToString(c))
+	}
+	body, _ := json.Marshal(map[string]any{"key_id": "k-7f3a9c", "chain": certs})
+	for range 2 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/device-keys/android", bytes.NewReader(body)))
+		fmt.Print(w.Code, " ", w.Body.String())
+	}
+	_, ok := enrolled["k-7f3a9c"].(*ecdsa.PublicKey)
+	fmt.Println(ok)
+	// Output:
+	// 201 {"algorithm":"ecdsa-p256-sha256","key_id":"k-7f3a9c"}
+	// 401 {"detail":"The request's app attestation is missing or invalid; attest again.","status":401,"title":"Invalid app attestation","type":"urn:apiguard:problem:invalid-attestation"}
+	// true
 }

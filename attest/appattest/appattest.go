@@ -654,7 +654,7 @@ func appAttestReason(err error) string {
 		{ErrMalformed, "malformed"}, {ErrFormat, "format"}, {ErrCertificate, "certificate"},
 		{ErrNonce, "nonce"}, {ErrKeyID, "key_id"}, {ErrAppID, "app_id"}, {ErrEnvironment, "environment"},
 		{ErrCounter, "counter"}, {ErrSignature, "signature"}, {ErrUnknownKey, "unknown_key"},
-		{ErrKeyExists, "key_exists"}, {ErrStore, "store"},
+		{ErrKeyExists, "key_exists"}, {ErrDeviceKey, "device_key"}, {ErrStore, "store"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.reason

@@ -27,6 +27,15 @@
 // App ID and service. The default stores are bounded and in memory;
 // redisstore implements [KeyStore] and [ChallengeStore] on Redis.
 //
+// # Device keys
+//
+// App Attest keys sign only assertions. [Verifier.EnrolHandler] enrols a
+// second key, a Secure Enclave P-256 key that signs requests
+// (ecdsa-p256-sha256, verified by signing), bound to the App Attest key
+// by an assertion over [EnrolClientData]: a digest of the key and a
+// challenge. It goes to the application's store under the App Attest
+// key ID.
+//
 // Events: attestation_failed, attestation_legacy_binding.
 //
 // Every type here is safe for concurrent use by multiple goroutines.

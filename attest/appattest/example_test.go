@@ -1,8 +1,15 @@
 package appattest_test
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -83,4 +90,51 @@ func ExampleVerifier_Handler() {
 func ExampleClientDataHash() {
 	fmt.Printf("%x\n", appattest.ClientDataHash([]byte("wurzelpfropf")))
 	// Output: 8be65cca515ad097c953967d18d635d86dd78a142ed3d077526bed11c6bec67b
+}
+
+// The app makes a P-256 key in the Secure Enclave, asks a challenge for
+// its App Attest key, and asserts over EnrolClientData of the new key's
+// SubjectPublicKeyInfo; the endpoint hands the key to the application's
+// store (redisstore.DeviceKeyStore.Put, its ErrKeyExists mapped to
+// appattest.ErrKeyTaken), which signing then reads as a signing.Key with
+// Algorithm signing.AlgECDSAP256SHA256. A device key swapped in transit
+// is refused.
+func ExampleVerifier_EnrolHandler() {
+	a, dev := setup()
+	enrolled := map[string]crypto.PublicKey{}
+	h, err := a.EnrolHandler(appattest.Enrolment{
+		Enrol: func(_ context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
+			if _, ok := enrolled[keyID]; ok {
+				return appattest.ErrKeyTaken
+			}
+			enrolled[keyID] = pub
+			return nil
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	enrol := func(signedKey, sentKey []byte) {
+		challenge, _, _ := a.IssueChallenge(context.Background(), dev.KeyID)
+		assertion, _ := dev.Assert(appattest.EnrolClientData(signedKey, challenge))
+		body, _ := json.Marshal(map[string]string{
+			"key_id": dev.KeyID, "device_key": base64.StdEncoding.EncodeToString(sentKey),
+			"challenge": challenge, "assertion": base64.StdEncoding.EncodeToString(assertion),
+		})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/device-keys/ios", bytes.NewReader(body)))
+		fmt.Println(w.Code)
+	}
+	seKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // in the Secure Enclave on a device
+	spki, _ := x509.MarshalPKIXPublicKey(&seKey.PublicKey)
+	attackerKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	attackerSPKI, _ := x509.MarshalPKIXPublicKey(&attackerKey.PublicKey)
+
+	enrol(spki, attackerSPKI) // swapped after the assertion
+	enrol(spki, spki)
+	fmt.Println(enrolled[dev.KeyID].(*ecdsa.PublicKey).Equal(&seKey.PublicKey))
+	// Output:
+	// 401
+	// 201
+	// true
 }

@@ -151,10 +151,15 @@ func (a *Verifier) Handler(next http.Handler) http.Handler {
 
 // WriteError is the default Config.ErrorHandler. It answers with an
 // RFC 9457 problem+json body: 413 for [ErrBodyTooLarge], 503 with
-// Retry-After for [ErrStore], and 401 for any other error (the detail
+// Retry-After for [ErrStore], for enrolment 400 for [ErrEnrolRequest]
+// and 409 for [ErrKeyTaken], and 401 for any other error (the detail
 // never says which check failed).
 func (a *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, ErrEnrolRequest):
+		problem.Write(w, provider.ProbBadEnrolRq)
+	case errors.Is(err, ErrKeyTaken):
+		problem.Write(w, provider.ProbKeyTaken)
 	case errors.Is(err, ErrBodyTooLarge):
 		problem.Write(w, provider.ProbTooBig)
 	case errors.Is(err, ErrStore):

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -110,6 +111,14 @@ type AndroidKey struct {
 	BatchNotAfter time.Time
 	// KeyDescription replaces the leaf's KeyDescription extension value.
 	KeyDescription []byte
+	// Purposes are the key's purposes. Default: SIGN (2).
+	Purposes []int
+	// RSA attests an RSA-2048 key instead of EC P-256; Attest then
+	// returns no private key.
+	RSA bool
+	// Imported marks the key as imported into Keystore (origin IMPORTED),
+	// not generated in the device.
+	Imported bool
 	// Serials, when set, receive the serials (lower-case hex) of the
 	// chain, leaf first, root last.
 	Serials *[]string
@@ -121,10 +130,21 @@ var (
 )
 
 // Attest makes an attested P-256 signing key and its chain (DER, leaf
-// first, root last, as KeyStore returns it).
+// first, root last, as KeyStore returns it). With k.RSA the key is
+// RSA-2048 and key is nil.
 func (ca *AndroidCA) Attest(k AndroidKey) (chain [][]byte, key *ecdsa.PrivateKey, err error) {
-	if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		return nil, nil, err
+	var leafPub any
+	if k.RSA {
+		rk, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return nil, nil, err
+		}
+		leafPub = &rk.PublicKey
+	} else {
+		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			return nil, nil, err
+		}
+		leafPub = &key.PublicKey
 	}
 	kd := k.KeyDescription
 	if kd == nil {
@@ -170,7 +190,7 @@ func (ca *AndroidCA) Attest(k AndroidKey) (chain [][]byte, key *ecdsa.PrivateKey
 		KeyUsage:        x509.KeyUsageDigitalSignature,
 		ExtraExtensions: []pkix.Extension{{Id: oidAndroidKeyDescription, Value: kd}},
 	}
-	leafDER, err := createSignedBy(leafTmpl, batch, &key.PublicKey, batchKey)
+	leafDER, err := createSignedBy(leafTmpl, batch, leafPub, batchKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,9 +283,19 @@ func AndroidKeyDescription(k AndroidKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hwTags := []tagged{
-		{1, asn1Set{2}}, {2, 3}, {3, 256}, {10, 1}, {503, asn1.RawValue{Tag: asn1.TagNull}}, {702, 0},
+	purposes := asn1Set{2}
+	if k.Purposes != nil {
+		purposes = asn1Set(k.Purposes)
 	}
+	origin := 0
+	if k.Imported {
+		origin = 2
+	}
+	hwTags := []tagged{{1, purposes}, {2, 3}, {3, 256}, {10, 1}}
+	if k.RSA {
+		hwTags = []tagged{{1, purposes}, {2, 1}, {3, 2048}, {200, 65537}}
+	}
+	hwTags = append(hwTags, tagged{503, asn1.RawValue{Tag: asn1.TagNull}}, tagged{702, origin})
 	if !k.Software {
 		hwTags = append(hwTags,
 			tagged{704, struct {
