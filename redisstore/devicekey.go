@@ -18,8 +18,8 @@ import (
 const (
 	// AlgECDSAP256SHA256 is an ECDSA P-256 key (Secure Enclave, Android
 	// Keystore): signing.AlgECDSAP256SHA256.
-	AlgECDSAP256SHA256 = "ecdsa-p256-sha256"
-	// AlgEd25519 is an Ed25519 key: signing.AlgEd25519.
+	AlgECDSAP256SHA256 = "ecdsa-p256-sha256" // gitleaks:allow -- an algorithm name
+	// AlgEd25519 is an Ed25519 key: signing.AlgEd25519. (gitleaks:allow)
 	AlgEd25519 = "ed25519"
 )
 

@@ -97,7 +97,7 @@ type loginForm struct {
 }
 
 const (
-	jwt       = "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ1c2VyLTQyIn0.MEUCIQDu1Qb2kZ9cY5z7f3"
+	jwt       = "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ1c2VyLTQyIn0.MEUCIQDu1Qb2kZ9cY5z7f3" // gitleaks:allow -- a fake token the test plants
 	dpopProof = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2In0.eyJodG0iOiJHRVQifQ.c2lnbmF0dXJlLWJ5dGVz"
 	rfc9421   = `sig1=:K2qGT5srn2OGbOIDzQ6kYT+ruaycnDAAUpKv+ePFfD0=:`
 )
@@ -138,7 +138,7 @@ func TestRedactHandlerRedacts(t *testing.T) {
 		{"dpop_scheme_value", slog.String("header", "DPoP abcdefgh12345678"), "abcdefgh12345678", "DPoP " + telemetry.Redacted},
 		{"jwt_value", slog.String("note", "got "+jwt+" from app"), jwt, "got " + telemetry.Redacted + " from app"},
 		{"jwt_glued_to_text", slog.String("note", "x"+jwt+"y"), "MEUCIQDu1Qb2kZ9cY5z7f3", telemetry.Redacted},
-		{"unsecured_jwt_alg_none", slog.String("note", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."), "eyJzdWIiOiJhZG1pbiJ9", telemetry.Redacted},
+		{"unsecured_jwt_alg_none", slog.String("note", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."), "eyJzdWIiOiJhZG1pbiJ9", telemetry.Redacted}, // gitleaks:allow -- a fake token the test plants
 		{"dpop_proof_value", slog.String("header_value", dpopProof), dpopProof, telemetry.Redacted},
 		{"rfc9421_signature_value", slog.String("sig", rfc9421), "K2qGT5srn2OGbOIDzQ6kYT", "sig1=:" + telemetry.Redacted + ":"},
 		{"query_token", slog.String("url", "https://api.example/cb?access_token=qwerty123&state=1"), "qwerty123", "https://api.example/cb?access_token=" + telemetry.Redacted + "&state=1"},
