@@ -86,7 +86,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	for i := range v.cfg.Issuers {
 		is := &v.cfg.Issuers[i]
-		ik := &issuerKeys{issuer: is, v: v, remote: is.JWKSURL != "", wake: make(chan struct{}, 1)}
+		ik := &issuerKeys{issuer: is, v: v, remote: is.Keys == nil, wake: make(chan struct{}, 1)}
 		if is.Keys != nil {
 			set := buildKeySet(setKeys(is.Keys), is.Algorithms, cfg.Now(), ik.skipLogger())
 			if len(set.all) == 0 {
