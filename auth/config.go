@@ -61,6 +61,14 @@ type Config struct {
 	MaxTokenSize int
 	// Realm is the realm of the WWW-Authenticate challenges. Default: none.
 	Realm string
+	// Resource is this API's resource identifier (RFC 9728): the https URL
+	// (http only on loopback), without query or fragment, that clients ask
+	// tokens for. With it, challenges carry resource_metadata, the URL of
+	// the document [Verifier.MetadataHandler] serves. Default: none.
+	Resource string
+	// ResourceMetadata adds optional members to that document. Default:
+	// none.
+	ResourceMetadata ResourceMetadata
 
 	// DPoP says whether DPoP-bound tokens are accepted or required.
 	// Default: DPoPOff.
@@ -286,6 +294,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = defaultHTTPClient(cfg.FetchTimeout)
+	}
+	if err := cfg.checkResource(); err != nil {
+		return err
 	}
 	switch cfg.DPoP {
 	case DPoPOff:
