@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -336,4 +339,34 @@ func TestDiscoverRefusesIssuerURL(t *testing.T) {
 			require.ErrorContains(t, err, "must be an https URL")
 		})
 	}
+}
+
+// docTransport answers every request with body, 200.
+type docTransport []byte
+
+func (b docTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(b)), Request: r}, nil
+}
+
+// FuzzDiscoveryDocument: whatever a metadata document holds, discover
+// never panics, and accepts it only for the configured issuer with a
+// jwks_uri that is https (http only on loopback).
+func FuzzDiscoveryDocument(f *testing.F) {
+	const issuer = "https://login.example.com/tenant"
+	f.Add([]byte(`{"issuer":"https://login.example.com/tenant","jwks_uri":"https://login.example.com/keys"}`))
+	f.Add([]byte(`{"issuer":"https://login.example.com/tenant","jwks_uri":"http://127.0.0.1/keys","token_endpoint":"https://x/t"}`))
+	f.Add([]byte(`{"issuer":"https://login.example.com/tenant/","jwks_uri":"https://login.example.com/keys"}`))
+	f.Add([]byte(`{"issuer":null,"jwks_uri":"javascript:alert(1)"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		m, err := discover(t.Context(), &http.Client{Transport: docTransport(doc)}, issuer, 4096)
+		if err != nil {
+			return
+		}
+		require.Equal(t, issuer, m.Issuer)
+		u, perr := url.Parse(m.JWKSURI)
+		require.NoError(t, perr)
+		require.True(t, u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())), m.JWKSURI)
+		require.NotEmpty(t, u.Host)
+	})
 }
