@@ -322,6 +322,24 @@ func TestDiscoveryRediscovers(t *testing.T) {
 	require.Equal(t, 1, srv.hitsOf("/keys-3"))
 }
 
+// TestDiscoveryFetchStorm: a hundred requests at start-up, at once,
+// share the first fetch: one discovery, one JWKS download.
+func TestDiscoveryFetchStorm(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	a := newSigner(t, jwa.ES256, "key-a")
+	srv := newDiscoServer(t)
+	srv.json(t, oidcPath, map[string]any{"issuer": srv.URL, "jwks_uri": srv.URL + "/keys"})
+	srv.json(t, "/keys", jwkSet(t, a))
+	v, logs := newDiscoveryVerifier(t, clk, srv.URL, nil)
+	toks := make([]string, 100)
+	for i := range toks {
+		toks[i] = issuedBy(t, a, clk, srv.URL)
+	}
+	require.Equal(t, int32(100), verifyAtOnce(t, v, toks), logs.String())
+	require.Equal(t, 1, srv.hitsOf(oidcPath))
+	require.Equal(t, 1, srv.hitsOf("/keys"))
+}
+
 func TestDiscoverRefusesIssuerURL(t *testing.T) {
 	tests := []struct {
 		name, issuer string

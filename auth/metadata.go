@@ -119,9 +119,9 @@ func (v *Verifier) MetadataURL() string { return v.resMeta.url }
 // members of Config.ResourceMetadata, bearer_methods_supported
 // (["header"]), dpop_signing_alg_values_supported (Config.DPoPAlgorithms,
 // when DPoP is on) and dpop_bound_access_tokens_required (Config.DPoP is
-// DPoPRequired). It holds nothing secret: no key, no audience list beyond
-// the resource. GET and HEAD get it (cacheable for an hour); other methods
-// 405. It panics without Config.Resource (a wiring error).
+// DPoPRequired). It holds nothing secret: no key, no audience, no JWKS
+// URL. GET and HEAD get it (cacheable for an hour); other methods 405. It
+// panics without Config.Resource (a wiring error).
 func (v *Verifier) MetadataHandler() http.Handler {
 	if v.resMeta.url == "" {
 		panic("auth: MetadataHandler needs Config.Resource")
