@@ -322,6 +322,32 @@ func TestDiscoveryRediscovers(t *testing.T) {
 	require.Equal(t, 1, srv.hitsOf("/keys-3"))
 }
 
+// TestDiscoveryGone: 410 counts as 404: the OpenID Connect document gone
+// falls back to RFC 8414, and a JWKS URL gone is discovered again.
+func TestDiscoveryGone(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	a := newSigner(t, jwa.ES256, "key-a")
+	b := newSigner(t, jwa.ES256, "key-b")
+	gone := func(w http.ResponseWriter) { w.WriteHeader(http.StatusGone) }
+	srv := newDiscoServer(t)
+	const rfc8414 = "/.well-known/oauth-authorization-server"
+	srv.route(oidcPath, gone)
+	srv.json(t, rfc8414, map[string]any{"issuer": srv.URL, "jwks_uri": srv.URL + "/keys-1"})
+	srv.json(t, "/keys-1", jwkSet(t, a))
+	v, logs := newDiscoveryVerifier(t, clk, srv.URL, nil)
+	require.NoError(t, v.Ready(t.Context()), logs.String())
+
+	srv.route("/keys-1", gone)
+	srv.json(t, rfc8414, map[string]any{"issuer": srv.URL, "jwks_uri": srv.URL + "/keys-2"})
+	srv.json(t, "/keys-2", jwkSet(t, a, b))
+	clk.Advance(2 * time.Minute)
+	_, reached, _ := call(v.Handler, bearer(issuedBy(t, b, clk, srv.URL)))
+	require.True(t, reached, logs.String())
+	require.Equal(t, 2, srv.hitsOf(oidcPath))
+	require.Equal(t, 2, srv.hitsOf(rfc8414))
+	require.Equal(t, 1, srv.hitsOf("/keys-2"))
+}
+
 // TestDiscoveryFetchStorm: a hundred requests at start-up, at once,
 // share the first fetch: one discovery, one JWKS download.
 func TestDiscoveryFetchStorm(t *testing.T) {
