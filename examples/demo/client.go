@@ -559,27 +559,33 @@ func (c *client) enrolAndroid(ctx context.Context, name string, attack bool, exp
 		res.err = err
 		return res, "", nil
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(issued)
-	if err != nil {
+	if k.Challenge, err = base64.RawURLEncoding.DecodeString(issued); err != nil {
 		res.err = err
 		return res, "", nil
 	}
-	k.Challenge, k.Packages, k.SignatureDigests = raw, []string{demoAndroidPackage}, [][]byte{demoAndroidSigner[:]}
+	keyID := "android-" + rand.Text() // 128 bits or more: an enrolled ID is never reused
+	r, key := c.enrolAndroidWith(ctx, name, attack, expect, token, keyID, issued, k)
+	return r, keyID, key
+}
+
+// enrolAndroidWith attests a key as k describes it (k.Challenge the
+// attestation challenge) and posts it for keyID with the challenge
+// header issued.
+func (c *client) enrolAndroidWith(ctx context.Context, name string, attack bool, expect int, token, keyID, issued string, k attesttest.AndroidKey) (result, *ecdsa.PrivateKey) {
+	k.Packages, k.SignatureDigests = []string{demoAndroidPackage}, [][]byte{demoAndroidSigner[:]}
 	chain, key, err := c.androidCA.Attest(k)
 	if err != nil {
-		res.err = err
-		return res, "", nil
+		return result{name: name, attack: attack, expect: expect, err: err}, nil
 	}
 	certs := make([]string, len(chain))
 	for i, der := range chain {
 		certs[i] = base64.StdEncoding.EncodeToString(der)
 	}
-	keyID := "android-" + rand.Text() // 128 bits or more: an enrolled ID is never reused
 	body, _ := json.Marshal(map[string]any{"key_id": keyID, "chain": certs})
 	h := bearer(token)
 	h[headerEnrolChallenge] = issued
 	r := c.do(ctx, name, attack, expect, call{method: "POST", path: "/v1/device-keys/android", header: h, body: string(body)})
-	return enrolled(r), keyID, key
+	return enrolled(r), key
 }
 
 // enrolChallenge asks the API for an Android enrolment challenge.

@@ -178,7 +178,11 @@ func newWhyLog(next slog.Handler) *whyLog {
 	return &whyLog{next: next, mu: &sync.Mutex{}, why: map[string]string{}}
 }
 
-func (h *whyLog) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+// Enabled admits security events (Info and above) whatever the level of
+// the log under it, as telemetry counts them.
+func (h *whyLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
+}
 
 func (h *whyLog) Handle(ctx context.Context, rec slog.Record) error {
 	if id, ok := telemetry.IDFrom(ctx); ok {
@@ -200,6 +204,9 @@ func (h *whyLog) Handle(ctx context.Context, rec slog.Record) error {
 			h.why[id] = reason
 			h.mu.Unlock()
 		}
+	}
+	if !h.next.Enabled(ctx, rec.Level) {
+		return nil
 	}
 	return h.next.Handle(ctx, rec)
 }

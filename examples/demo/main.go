@@ -6,6 +6,13 @@
 // incidents, each with the status, the reason and the correlation ID. It
 // exits non-zero if an attack got through or the happy path failed.
 //
+// The client enrols hardware device keys: an Android Keystore key with its
+// Key Attestation chain, and a Secure Enclave key vouched for by an App
+// Attest assertion; each then signs a payment (RFC 9421,
+// ecdsa-p256-sha256). Where an answer does not say why a request was
+// refused (an attestation or a revoked key is one 401 to the client, on
+// purpose), the row adds the reason the API logged for it.
+//
 //	go run ./examples/demo
 //	go run ./examples/demo -serve   # keep the API up for curl
 //	go run ./examples/demo -http    # plain HTTP, as behind a TLS-terminating proxy (ops/, load tests)
@@ -24,10 +31,13 @@
 //
 // Without the secret every process makes its own (as a single instance
 // needs), and -redis warns that instances will share no tokens or limits.
-// What stays per instance: the PKCE codes of the demo's authorization
-// server (authorize and redeem at one instance), the throwaway TLS CA
-// without -http (trust each instance's ca.pem) and the test root that
-// stands in for Apple's App Attest root.
+// Enrolled device keys, used Android enrolment challenges and signature
+// nonces are in Redis too, and the enrolment challenges are MACed with a
+// key derived from the secret, so any instance accepts another's. What
+// stays per instance: the PKCE codes of the demo's authorization server
+// (authorize and redeem at one instance), the throwaway TLS CA without
+// -http (trust each instance's ca.pem) and the test roots that stand in
+// for Apple's App Attest root and Google's Key Attestation roots.
 package main
 
 import (
