@@ -21,9 +21,11 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -67,17 +69,24 @@ type keyStore interface {
 	Revoke(ctx context.Context, keyID string) error
 }
 
-// stores are the stores every instance shares.
+// stores are the stores and secrets every instance shares.
 type stores struct {
-	keys   keyStore
-	nonces androidkey.NonceStore // used enrolment challenges; nil: per instance
-	replay signing.ReplayStore   // used signature nonces; nil: per instance
-	name   string
+	challenges challenges
+	keys       keyStore
+	nonces     androidkey.NonceStore // used enrolment challenges; nil: per instance
+	replay     signing.ReplayStore   // used signature nonces; nil: per instance
+	name       string
 }
 
 func newStores(redisAddr string) (*stores, func(), error) {
+	// The challenge key: a real service loads it from its secret store,
+	// the same on every instance.
+	ch := challenges{key: make([]byte, 32), ttl: 5 * time.Minute}
+	if _, err := rand.Read(ch.key); err != nil {
+		return nil, nil, err
+	}
 	if redisAddr == "" {
-		return &stores{keys: &memoryKeys{keys: map[string]redisstore.DeviceKey{}}, name: "in memory"}, func() {}, nil
+		return &stores{challenges: ch, keys: &memoryKeys{keys: map[string]redisstore.DeviceKey{}}, name: "in memory"}, func() {}, nil
 	}
 	// The client settings redisstore's documentation asks for.
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}, ContextTimeoutEnabled: true, MaxRetries: -1})
@@ -90,10 +99,56 @@ func newStores(redisAddr string) (*stores, func(), error) {
 	opts := redisstore.Options{Prefix: "apiguard-devicekeys:", Timeout: 250 * time.Millisecond}
 	replay := redisstore.NewReplayStore(rdb, opts)
 	return &stores{
-		keys:   redisstore.NewDeviceKeyStore(rdb, opts),
-		nonces: replay.WithNamespace("enrol"), replay: replay.WithNamespace("pay"),
+		challenges: ch,
+		keys:       redisstore.NewDeviceKeyStore(rdb, opts),
+		nonces:     replay.WithNamespace("enrol"), replay: replay.WithNamespace("pay"),
 		name: "Redis " + redisAddr,
 	}, func() { _ = rdb.Close() }, nil
+}
+
+// challenges issues the enrolment challenges that keys are attested
+// with, stateless so that every instance accepts them: 8 bytes of expiry,
+// 16 random bytes and a MAC over both. androidkey checks that the
+// attested challenge equals the one sent back and uses it up (single use,
+// in Redis with -redis). A service with sessions binds it to the
+// session or account too.
+type challenges struct {
+	key []byte
+	ttl time.Duration
+}
+
+func (c challenges) mac(b []byte) []byte {
+	m := hmac.New(sha256.New, c.key)
+	m.Write(b)
+	return m.Sum(nil)[:16]
+}
+
+// issue answers {"challenge": "<base64url>"}.
+func (c challenges) issue() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 24, 40)
+		binary.BigEndian.PutUint64(b, uint64(time.Now().Add(c.ttl).Unix())) // #nosec G115 -- a time after 1970
+		if _, err := rand.Read(b[8:]); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]string{"challenge": base64.RawURLEncoding.EncodeToString(append(b, c.mac(b)...))})
+	})
+}
+
+// check is androidkey's Enrolment.Challenge: the X-Challenge header's
+// challenge if this service issued it and it has not expired.
+func (c challenges) check(r *http.Request) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(r.Header.Get("X-Challenge"))
+	switch {
+	case err != nil || len(b) != 40 || !hmac.Equal(b[24:], c.mac(b[:24])):
+		return nil, errors.New("devicekeys: challenge not issued here")
+	case time.Now().Unix() > int64(binary.BigEndian.Uint64(b)): // #nosec G115 -- issued above, below 2^63
+		return nil, errors.New("devicekeys: challenge expired")
+	}
+	return b, nil
 }
 
 // newInstance is one instance of the service: the enrolment endpoint
@@ -109,11 +164,7 @@ func newInstance(st *stores, roots *attesttest.AndroidCA, logger *slog.Logger) (
 		return nil, nil, err
 	}
 	enrol, err := ak.EnrolHandler(androidkey.Enrolment{
-		// The challenge this service issued to the client: a real one
-		// keeps it in the session; the walkthrough sends it back.
-		Challenge: func(r *http.Request) ([]byte, error) {
-			return base64.RawURLEncoding.DecodeString(r.Header.Get("X-Challenge"))
-		},
+		Challenge: st.challenges.check,
 		Enrol: func(ctx context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
 			err := st.keys.Put(ctx, keyID, redisstore.AlgECDSAP256SHA256, pub)
 			if errors.Is(err, redisstore.ErrKeyExists) {
@@ -143,6 +194,7 @@ func newInstance(st *stores, roots *attesttest.AndroidCA, logger *slog.Logger) (
 		return nil, nil, err
 	}
 	mux := http.NewServeMux()
+	mux.Handle("POST /device-keys/challenge", st.challenges.issue())
 	mux.Handle("POST /device-keys/android", enrol)
 	mux.Handle("POST /pay", v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		device, _ := signing.KeyIDFrom(r.Context())
@@ -195,11 +247,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The phone: a P-256 signing key made in Keystore with the server's
 	// challenge, and its attestation chain (here from the test root).
-	challenge := make([]byte, 32)
-	if _, err := rand.Read(challenge); err != nil {
+	challenge, err := getChallenge(ctx, a+"/device-keys/challenge")
+	if err != nil {
 		return err
 	}
-	chain, key, err := ca.Attest(attesttest.AndroidKey{Challenge: challenge, Packages: []string{pkg}, SignatureDigests: [][]byte{signer[:]}})
+	raw, err := base64.RawURLEncoding.DecodeString(challenge)
+	if err != nil {
+		return err
+	}
+	chain, key, err := ca.Attest(attesttest.AndroidKey{Challenge: raw, Packages: []string{pkg}, SignatureDigests: [][]byte{signer[:]}})
 	if err != nil {
 		return err
 	}
@@ -248,8 +304,22 @@ func errOrDone(err error) any {
 	return "done"
 }
 
+// getChallenge asks for an enrolment challenge.
+func getChallenge(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, nil)
+	if err != nil {
+		return "", err
+	}
+	status, body, err := send(req)
+	var out struct{ Challenge string }
+	if err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &out) != nil {
+		return "", fmt.Errorf("no challenge: %d %v", status, err)
+	}
+	return out.Challenge, nil
+}
+
 // postEnrolment posts the enrolment request the app sends.
-func postEnrolment(ctx context.Context, url, keyID string, chain [][]byte, challenge []byte) (int, error) {
+func postEnrolment(ctx context.Context, url, keyID string, chain [][]byte, challenge string) (int, error) {
 	certs := make([]string, len(chain))
 	for i, der := range chain {
 		certs[i] = base64.StdEncoding.EncodeToString(der)
@@ -263,7 +333,7 @@ func postEnrolment(ctx context.Context, url, keyID string, chain [][]byte, chall
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Challenge", base64.RawURLEncoding.EncodeToString(challenge))
+	req.Header.Set("X-Challenge", challenge)
 	status, _, err := send(req)
 	return status, err
 }

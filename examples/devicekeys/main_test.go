@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/internal/redistest"
 	"github.com/stretchr/testify/require"
 )
@@ -56,4 +63,73 @@ func TestDeviceKeysRedisDown(t *testing.T) {
 func TestDeviceKeysRejectsBadFlag(t *testing.T) {
 	var out, log bytes.Buffer
 	require.Error(t, run(context.Background(), []string{"-nope"}, &out, &log))
+}
+
+// instance starts one in-memory instance and returns its URL and the
+// test root its chains come from.
+func instance(t *testing.T) (string, *attesttest.AndroidCA) {
+	t.Helper()
+	st, closeStores, err := newStores("")
+	require.NoError(t, err)
+	t.Cleanup(closeStores)
+	ca, err := attesttest.NewAndroidCA(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	h, closeInstance, err := newInstance(st, ca, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(closeInstance)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL, ca
+}
+
+func attested(t *testing.T, ca *attesttest.AndroidCA, challenge string, k attesttest.AndroidKey) ([][]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(challenge)
+	require.NoError(t, err)
+	k.Challenge, k.Packages, k.SignatureDigests = raw, []string{pkg}, [][]byte{signer[:]}
+	chain, key, err := ca.Attest(k)
+	require.NoError(t, err)
+	return chain, key
+}
+
+// A key attested with a challenge the service never issued (made up by
+// an attacker, or expired) is refused, as is one from an unlocked device.
+func TestDeviceKeysForgedChallengeAndUnlockedBootloaderRefused(t *testing.T) {
+	base, ca := instance(t)
+	ctx := context.Background()
+	forged := base64.RawURLEncoding.EncodeToString(make([]byte, 40))
+	chain, _ := attested(t, ca, forged, attesttest.AndroidKey{})
+	status, err := postEnrolment(ctx, base+"/device-keys/android", "phone-forged-0123456789", chain, forged)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, status)
+
+	challenge, err := getChallenge(ctx, base+"/device-keys/challenge")
+	require.NoError(t, err)
+	chain, _ = attested(t, ca, challenge, attesttest.AndroidKey{Unlocked: true, BootState: 2})
+	status, err = postEnrolment(ctx, base+"/device-keys/android", "phone-unlocked-0123456789", chain, challenge)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, status)
+}
+
+// An enrolled key ID cannot be taken over by a second enrolment, and the
+// first key still signs.
+func TestDeviceKeysKeyIDTakeoverRefused(t *testing.T) {
+	base, ca := instance(t)
+	ctx := context.Background()
+	var keys []*ecdsa.PrivateKey
+	for _, want := range []int{http.StatusCreated, http.StatusConflict} {
+		challenge, err := getChallenge(ctx, base+"/device-keys/challenge")
+		require.NoError(t, err)
+		chain, key := attested(t, ca, challenge, attesttest.AndroidKey{})
+		status, err := postEnrolment(ctx, base+"/device-keys/android", "phone-taken-0123456789", chain, challenge)
+		require.NoError(t, err)
+		require.Equal(t, want, status)
+		keys = append(keys, key)
+	}
+	status, _, err := pay(ctx, base+"/pay", "phone-taken-0123456789", keys[0])
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	status, _, err = pay(ctx, base+"/pay", "phone-taken-0123456789", keys[1])
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, status, "the second key did not take the ID")
 }
