@@ -563,7 +563,7 @@ func (c *client) enrolAndroid(ctx context.Context, name string, attack bool, exp
 		res.err = err
 		return res, "", nil
 	}
-	keyID := "android-" + rand.Text() // 128 bits or more: an enrolled ID is never reused
+	keyID := androidPrefix + rand.Text() // 128 bits or more: an enrolled ID is never reused
 	r, key := c.enrolAndroidWith(ctx, name, attack, expect, token, keyID, issued, k)
 	return r, keyID, key
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,10 +34,21 @@ type deviceKeyStore interface {
 	Revoke(ctx context.Context, keyID string) error
 }
 
-// enrol is the Enrol function of both enrolment endpoints: an ID taken
-// (enrolled or revoked before) is a 409, anything else a store outage.
-func enrol(ks deviceKeyStore) func(ctx context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
+// androidPrefix starts every Android device key ID. The two enrolment
+// endpoints share one key space: Android key IDs are the client's choice,
+// App Attest ones (standard base64 of a digest) never hold a '-', so the
+// prefix keeps an Android enrolment from taking an iPhone's App Attest
+// key ID before its Secure Enclave key is enrolled.
+const androidPrefix = "android-"
+
+// enrol is the Enrol function of the enrolment endpoints, android or not:
+// an ID taken (enrolled or revoked before) or outside the endpoint's
+// share of the key space is a 409, anything else a store outage.
+func enrol(ks deviceKeyStore, android bool) func(ctx context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
 	return func(ctx context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
+		if strings.HasPrefix(keyID, androidPrefix) != android {
+			return fmt.Errorf("%w: key IDs of Android keys, and only those, start with %q", androidkey.ErrKeyTaken, androidPrefix)
+		}
 		err := ks.Put(ctx, keyID, redisstore.AlgECDSAP256SHA256, pub)
 		if errors.Is(err, redisstore.ErrKeyExists) {
 			return fmt.Errorf("%w: %w", androidkey.ErrKeyTaken, err)

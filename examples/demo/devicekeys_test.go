@@ -71,3 +71,22 @@ func TestAndroidEnrolmentReplayedChallengeAndKeyIDTakeoverRefused(t *testing.T) 
 	r = c.because(r, "replay")
 	require.True(t, r.ok(), "%d %s %v", r.status, r.reason, r.err)
 }
+
+// An Android enrolment cannot take an iPhone's App Attest key ID (sent in
+// its headers) before the iPhone enrols its Secure Enclave key under it:
+// Android key IDs live in a share of the key space of their own.
+func TestAndroidEnrolmentSquattingAnAppAttestKeyIDRefused(t *testing.T) {
+	c, token := enrolDemo(t)
+	ctx := context.Background()
+	issued, err := c.enrolChallenge(ctx, token)
+	require.NoError(t, err)
+	raw, err := base64.RawURLEncoding.DecodeString(issued)
+	require.NoError(t, err)
+	r, _ := c.enrolAndroidWith(ctx, "squat", true, 409, token, c.device.KeyID, issued, attesttest.AndroidKey{Challenge: raw})
+	require.True(t, r.ok(), "%d %s %v", r.status, r.reason, r.err)
+
+	r = c.enroll(ctx, token) // the iPhone attests its App Attest key
+	require.True(t, r.ok(), "%d %s %v", r.status, r.reason, r.err)
+	r, _ = c.enrolSecureEnclave(ctx, token)
+	require.True(t, r.ok(), "the iPhone enrols under its key ID: %d %s %v", r.status, r.reason, r.err)
+}

@@ -509,11 +509,11 @@ func newAPI(o apiOptions) (*api, error) {
 	}
 	st.closers = append(st.closers, func() { _ = android.Close() })
 	challenges := enrolChallenges{key: o.secrets.enrolKey, ttl: 5 * time.Minute}
-	androidEnrol, err := android.EnrolHandler(androidkey.Enrolment{Challenge: challenges.challenge, Enrol: enrol(st.deviceKeys)})
+	androidEnrol, err := android.EnrolHandler(androidkey.Enrolment{Challenge: challenges.challenge, Enrol: enrol(st.deviceKeys, true)})
 	if err != nil {
 		return nil, err
 	}
-	iosEnrol, err := appAttest.EnrolHandler(appattest.Enrolment{Enrol: enrol(st.deviceKeys)})
+	iosEnrol, err := appAttest.EnrolHandler(appattest.Enrolment{Enrol: enrol(st.deviceKeys, false)})
 	if err != nil {
 		return nil, err
 	}
