@@ -72,7 +72,7 @@ func TestDemoServeAttacksRunsTheScriptPerCall(t *testing.T) {
 	for range 3 {
 		status, body := postAttacks(t, base, hc)
 		require.Equal(t, http.StatusOK, status, body)
-		require.Contains(t, body, "25 of 25 attacks stopped", "every round's attacks are stopped, whatever the earlier rounds left")
+		require.Contains(t, body, "28 of 28 attacks stopped", "every round's attacks are stopped, whatever the earlier rounds left")
 	}
 	resp, err := hc.Get(base + "/metrics")
 	require.NoError(t, err)
@@ -94,5 +94,5 @@ func TestDemoServeAttacksPlainHTTP(t *testing.T) {
 	require.True(t, strings.HasPrefix(base, "http://"), base)
 	status, body := postAttacks(t, base, hc)
 	require.Equal(t, http.StatusOK, status, body)
-	require.Contains(t, body, "21 of 21 attacks stopped")
+	require.Contains(t, body, "24 of 24 attacks stopped")
 }

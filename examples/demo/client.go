@@ -39,6 +39,13 @@ type client struct {
 	ca     *attesttest.CA // the test root that stands in for Apple's
 	device *attesttest.Device
 
+	// androidCA stands in for Google's attestation root; deviceKeys is
+	// the API's store of enrolled keys, where the support desk revokes a
+	// lost phone; why reads the refusal reasons the API logged.
+	androidCA  *attesttest.AndroidCA
+	deviceKeys deviceKeyStore
+	why        *whyLog
+
 	dpopKey *ecdsa.PrivateKey
 	dpopPub jwk.Key
 
@@ -54,7 +61,7 @@ type client struct {
 }
 
 // sensitive are the request headers whose values are secrets.
-var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", appattest.HeaderAssertion, appattest.HeaderChallenge}
+var sensitive = []string{"Authorization", "DPoP", "Signature", "Signature-Input", appattest.HeaderAssertion, appattest.HeaderChallenge, headerEnrolChallenge}
 
 // newClient makes the app for a's API at base. Over HTTPS it trusts the
 // throwaway CA, and a.cleartext is the plain port its transport rows try.
@@ -71,7 +78,8 @@ func newClient(base string, a *api) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{base: base, issuer: a.issuer, ca: a.ca, master: a.deviceMaster, device: dev, dpopKey: k, dpopPub: pub, cleartext: a.cleartext}
+	c := &client{base: base, issuer: a.issuer, ca: a.ca, master: a.deviceMaster, device: dev, dpopKey: k, dpopPub: pub, cleartext: a.cleartext,
+		androidCA: a.androidCA, deviceKeys: a.deviceKeys, why: a.why}
 	if a.pki != nil {
 		c.roots = a.pki.roots
 	}
@@ -122,6 +130,7 @@ func (c *client) do(ctx context.Context, name string, attack bool, expect int, r
 	c.recordAnswer(resp, b)
 	resp.Body = io.NopCloser(strings.NewReader(string(b)))
 	res.status = resp.StatusCode
+	res.body = string(b)
 	res.id = resp.Header.Get("X-Request-ID")
 	res.reason = reasonOf(resp)
 	return res
@@ -134,9 +143,12 @@ func (c *client) recordSent(req *http.Request) {
 				v = tok
 			}
 			c.sent = append(c.sent, v)
-			// The parts of a structured field, too: signatures and nonces.
-			for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == '"' || r == ';' || r == '=' }) {
-				if len(part) >= 16 {
+			// The parts of a structured field, too: signatures and nonces,
+			// but not the keyid and alg parameters, which name the device
+			// and its algorithm and are logged.
+			parts := strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == '"' || r == ';' || r == '=' })
+			for i, part := range parts {
+				if len(part) >= 16 && (i == 0 || parts[i-1] != "keyid" && parts[i-1] != "alg") {
 					c.sent = append(c.sent, part)
 				}
 			}
@@ -410,6 +422,20 @@ func (c *client) script(ctx context.Context) []result {
 	} else {
 		add(r)
 	}
+	// Device keys: enrolled with the platform's evidence, then signing
+	// payments in place of a secret derived for the device.
+	r, androidID, androidKey := c.enrolAndroid(ctx, "Android key enrolment (Key Attestation: TEE, locked)", false, 201, token, attesttest.AndroidKey{})
+	add(r)
+	if !r.ok() {
+		return out
+	}
+	add(c.devicePay(ctx, "POST /v1/pay/device signed by the Android key", token, androidID, androidKey))
+	r, enclaveKey := c.enrolSecureEnclave(ctx, token)
+	add(r)
+	if !r.ok() {
+		return out
+	}
+	add(c.devicePay(ctx, "POST /v1/pay/device signed by the Secure Enclave key", token, c.device.KeyID, enclaveKey))
 	add(c.premium(ctx, "premium call from Paris, App Attest assertion", false, 200, token, paris, nil, ""))
 	add(c.do(ctx, "client reports a pinning failure", false, 204, call{method: "POST", path: "/v1/reports",
 		header: map[string]string{"Content-Type": "application/reports+json"},
@@ -441,6 +467,11 @@ func (c *client) script(ctx context.Context) []result {
 	add(c.do(ctx, "payment signed with another key", true, 401, call{method: "POST", path: "/v1/pay", header: forged, body: forgedBody}))
 	unsigned := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	add(c.do(ctx, "unsigned payment", true, 401, call{method: "POST", path: "/v1/pay", header: unsigned, body: `{"amount":5}`}))
+	r, _, _ = c.enrolAndroid(ctx, "Android key from a device with an unlocked bootloader", true, 401, token, attesttest.AndroidKey{Unlocked: true, BootState: 2})
+	add(c.because(r, "boot_state"))
+	r, _, _ = c.enrolAndroid(ctx, "Android software-only key (emulator)", true, 401, token, attesttest.AndroidKey{Software: true})
+	add(c.because(r, "security_level"))
+	add(c.revokedPay(ctx, token, androidID, androidKey))
 	add(c.premium(ctx, "premium call with a forged App Attest assertion", true, 401, token, paris, []byte("forged"), ""))
 	add(c.premium(ctx, "premium call whose query a proxy rewrote", true, 401, token, paris, nil, "plan=platinum&seats=500"))
 	add(c.premium(ctx, "premium call from Sydney a minute after Paris", true, 401, token, sydney, nil, ""))
@@ -470,13 +501,19 @@ func (c *client) signedPay(token, keyID, body string) (map[string]string, string
 }
 
 func (c *client) signWith(token, keyID string, secret []byte, body string) (map[string]string, string, error) {
-	r, err := http.NewRequest("POST", c.base+"/v1/pay", strings.NewReader(body))
+	return c.signPay("/v1/pay", token, signing.NewSigner(keyID, secret), body)
+}
+
+// signPay signs a payment to path with s and returns the headers to send
+// with body.
+func (c *client) signPay(path, token string, s *signing.Signer, body string) (map[string]string, string, error) {
+	r, err := http.NewRequest("POST", c.base+path, strings.NewReader(body))
 	if err != nil {
 		return nil, "", err
 	}
 	r.Header.Set("Authorization", "Bearer "+token)
 	r.Header.Set("Content-Type", "application/json")
-	if err := signing.NewSigner(keyID, secret).Sign(r); err != nil {
+	if err := s.Sign(r); err != nil {
 		return nil, "", err
 	}
 	h := map[string]string{}
@@ -508,4 +545,186 @@ func hs256WithPublicKey(is *issuer, now time.Time) string {
 	m := hmac.New(sha256.New, der)
 	m.Write([]byte(input))
 	return input + "." + enc(m.Sum(nil))
+}
+
+// enrolAndroid enrols a device key as the Android app does: a challenge
+// from the API, a P-256 signing key generated in Keystore with it as the
+// attestation challenge (here a chain from attesttest's test root, the
+// device as k describes it), and the key ID and chain posted. It returns
+// the key ID and the private key, which stays in the phone's TEE.
+func (c *client) enrolAndroid(ctx context.Context, name string, attack bool, expect int, token string, k attesttest.AndroidKey) (result, string, *ecdsa.PrivateKey) {
+	res := result{name: name, attack: attack, expect: expect}
+	issued, err := c.enrolChallenge(ctx, token)
+	if err != nil {
+		res.err = err
+		return res, "", nil
+	}
+	if k.Challenge, err = base64.RawURLEncoding.DecodeString(issued); err != nil {
+		res.err = err
+		return res, "", nil
+	}
+	keyID := androidPrefix + rand.Text() // 128 bits or more: an enrolled ID is never reused
+	r, key := c.enrolAndroidWith(ctx, name, attack, expect, token, keyID, issued, k)
+	return r, keyID, key
+}
+
+// enrolAndroidWith attests a key as k describes it (k.Challenge the
+// attestation challenge) and posts it for keyID with the challenge
+// header issued.
+func (c *client) enrolAndroidWith(ctx context.Context, name string, attack bool, expect int, token, keyID, issued string, k attesttest.AndroidKey) (result, *ecdsa.PrivateKey) {
+	k.Packages, k.SignatureDigests = []string{demoAndroidPackage}, [][]byte{demoAndroidSigner[:]}
+	chain, key, err := c.androidCA.Attest(k)
+	if err != nil {
+		return result{name: name, attack: attack, expect: expect, err: err}, nil
+	}
+	certs := make([]string, len(chain))
+	for i, der := range chain {
+		certs[i] = base64.StdEncoding.EncodeToString(der)
+	}
+	body, _ := json.Marshal(map[string]any{"key_id": keyID, "chain": certs})
+	h := bearer(token)
+	h[headerEnrolChallenge] = issued
+	r := c.do(ctx, name, attack, expect, call{method: "POST", path: "/v1/device-keys/android", header: h, body: string(body)})
+	return enrolled(r), key
+}
+
+// enrolChallenge asks the API for an Android enrolment challenge.
+func (c *client) enrolChallenge(ctx context.Context, token string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/device-keys/challenge", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct{ Challenge string }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out); err != nil || out.Challenge == "" {
+		return "", fmt.Errorf("no enrolment challenge (status %d)", resp.StatusCode)
+	}
+	return out.Challenge, nil
+}
+
+// enrolSecureEnclave enrols a device key as the iOS app does: App Attest
+// keys sign only assertions, so the app makes a P-256 key in the Secure
+// Enclave and vouches for it with an assertion of its App Attest key
+// over the key and a challenge. It returns the private key.
+func (c *client) enrolSecureEnclave(ctx context.Context, token string) (result, *ecdsa.PrivateKey) {
+	res := result{name: "Secure Enclave key enrolment (App Attest assertion)", expect: 201}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		res.err = err
+		return res, nil
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		res.err = err
+		return res, nil
+	}
+	ch, err := c.challenge(ctx, c.device.KeyID)
+	if err != nil {
+		res.err = err
+		return res, nil
+	}
+	assertion, err := c.device.Assert(appattest.EnrolClientData(spki, ch))
+	if err != nil {
+		res.err = err
+		return res, nil
+	}
+	body, _ := json.Marshal(map[string]string{"key_id": c.device.KeyID, "device_key": base64.StdEncoding.EncodeToString(spki),
+		"challenge": ch, "assertion": base64.StdEncoding.EncodeToString(assertion)})
+	r := c.do(ctx, res.name, false, 201, call{method: "POST", path: "/v1/device-keys/ios", header: bearer(token), body: string(body)})
+	c.sent = append(c.sent, body2sent(body)...)
+	return enrolled(r), key
+}
+
+// body2sent returns the challenge and assertion of an enrolment body,
+// secrets the hygiene test looks for.
+func body2sent(body []byte) []string {
+	var b struct{ Challenge, Assertion string }
+	_ = json.Unmarshal(body, &b)
+	return []string{b.Challenge, b.Assertion}
+}
+
+// enrolled checks a 201 of an enrolment endpoint: the key is enrolled as
+// an ecdsa-p256-sha256 key.
+func enrolled(r result) result {
+	if r.status != 201 {
+		return r
+	}
+	var out struct{ KeyID, Algorithm string }
+	if json.Unmarshal([]byte(r.body), &out) != nil || out.Algorithm != signing.AlgECDSAP256SHA256 {
+		r.err = fmt.Errorf("enrolment answered %q", r.body)
+		return r
+	}
+	r.reason = "key enrolled (" + out.Algorithm + ")"
+	return r
+}
+
+// devicePay sends a payment signed (RFC 9421, ecdsa-p256-sha256) by the
+// enrolled device key keyID, and checks that the payment handler saw it
+// as that device's.
+func (c *client) devicePay(ctx context.Context, name, token, keyID string, key *ecdsa.PrivateKey) result {
+	res := result{name: name, expect: 200}
+	s, err := signing.NewKeySigner(keyID, key)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	h, body, err := c.signPay("/v1/pay/device", token, s, `{"amount":250}`)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	r := c.do(ctx, name, false, 200, call{method: "POST", path: "/v1/pay/device", header: h, body: body})
+	if r.status == 200 {
+		var out struct {
+			Paid   int
+			Device string
+		}
+		if json.Unmarshal([]byte(r.body), &out) != nil || out.Paid != 250 || out.Device != keyID {
+			r.err = fmt.Errorf("the payment handler answered %q", r.body)
+		} else {
+			r.reason = "paid by the enrolled key"
+		}
+	}
+	return r
+}
+
+// revokedPay: the phone is reported lost and the support desk revokes
+// its key in one call; a payment signed with it afterwards (the thief,
+// or malware that copied the signing code) is refused.
+func (c *client) revokedPay(ctx context.Context, token, keyID string, key *ecdsa.PrivateKey) result {
+	res := result{name: "payment signed by a revoked device key (lost phone)", attack: true, expect: 401}
+	if err := c.deviceKeys.Revoke(ctx, keyID); err != nil {
+		res.err = err
+		return res
+	}
+	s, err := signing.NewKeySigner(keyID, key)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	h, body, err := c.signPay("/v1/pay/device", token, s, `{"amount":900}`)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	return c.because(c.do(ctx, res.name, true, 401, call{method: "POST", path: "/v1/pay/device", header: h, body: body}), "revoked_key")
+}
+
+// because adds to a refusal the reason the API logged for it, which its
+// answer does not say on purpose, and fails the row when it is not want.
+func (c *client) because(r result, want string) result {
+	if r.err != nil || r.status != r.expect {
+		return r
+	}
+	why := c.why.reason(r.id)
+	r.reason += " (" + why + ")"
+	if why != want {
+		r.err = fmt.Errorf("refused, but for %q, not %q", why, want)
+	}
+	return r
 }

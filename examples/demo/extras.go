@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/androidkey"
 	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
@@ -36,6 +37,9 @@ type stores struct {
 	attestKeys       appattest.KeyStore
 	attestChallenges appattest.ChallengeStore
 	attestHistory    attest.HistoryStore
+	deviceKeys       deviceKeyStore        // enrolled device public keys
+	androidNonces    androidkey.NonceStore // used Android enrolment challenges; nil: in memory
+	deviceReplay     signing.ReplayStore   // the device-key verifier's; nil: in memory
 	closers          []func()
 }
 
@@ -44,7 +48,7 @@ type stores struct {
 // the limits).
 func newStores(redisAddr string, keySecret []byte) (*stores, error) {
 	if redisAddr == "" {
-		return &stores{}, nil // every package's bounded in-memory default
+		return &stores{deviceKeys: newMemoryDeviceKeys()}, nil // every package's bounded in-memory default
 	}
 	// The client settings redisstore's documentation asks for: deadlines
 	// from the context, no retry of commands that are not idempotent, one
@@ -72,6 +76,7 @@ func newStores(redisAddr string, keySecret []byte) (*stores, error) {
 		authReplay: replay, signingReplay: replay,
 		limits: redisstore.NewLimitStore(rdb, opts), failures: redisstore.NewFailureStore(rdb, opts), keySecret: keySecret,
 		attestKeys: as, attestChallenges: as, attestHistory: as,
+		deviceKeys: redisstore.NewDeviceKeyStore(rdb, opts), androidNonces: replay.WithNamespace("android-enrol"), deviceReplay: replay.WithNamespace("device-keys"),
 		closers: []func(){func() { _ = rdb.Close() }},
 	}, nil
 }

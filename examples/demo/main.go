@@ -6,6 +6,13 @@
 // incidents, each with the status, the reason and the correlation ID. It
 // exits non-zero if an attack got through or the happy path failed.
 //
+// The client enrols hardware device keys: an Android Keystore key with its
+// Key Attestation chain, and a Secure Enclave key vouched for by an App
+// Attest assertion; each then signs a payment (RFC 9421,
+// ecdsa-p256-sha256). Where an answer does not say why a request was
+// refused (an attestation or a revoked key is one 401 to the client, on
+// purpose), the row adds the reason the API logged for it.
+//
 //	go run ./examples/demo
 //	go run ./examples/demo -serve   # keep the API up for curl
 //	go run ./examples/demo -http    # plain HTTP, as behind a TLS-terminating proxy (ops/, load tests)
@@ -24,14 +31,18 @@
 //
 // Without the secret every process makes its own (as a single instance
 // needs), and -redis warns that instances will share no tokens or limits.
-// What stays per instance: the PKCE codes of the demo's authorization
-// server (authorize and redeem at one instance), the throwaway TLS CA
-// without -http (trust each instance's ca.pem) and the test root that
-// stands in for Apple's App Attest root.
+// Enrolled device keys, used Android enrolment challenges and signature
+// nonces are in Redis too, and the enrolment challenges are MACed with a
+// key derived from the secret, so any instance accepts another's. What
+// stays per instance: the PKCE codes of the demo's authorization server
+// (authorize and redeem at one instance), the throwaway TLS CA without
+// -http (trust each instance's ca.pem) and the test roots that stand in
+// for Apple's App Attest root and Google's Key Attestation roots.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -50,6 +61,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest"
+	"github.com/apiguard/apiguard/attest/androidkey"
 	"github.com/apiguard/apiguard/attest/appattest"
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/auth"
@@ -254,8 +266,11 @@ func start(o startOptions) (_ *demo, err error) {
 type api struct {
 	handler      http.Handler
 	issuer       *issuer
-	ca           *attesttest.CA // the test root standing in for Apple's
-	deviceMaster []byte         // the master each device's signing secret derives from
+	ca           *attesttest.CA        // the test root standing in for Apple's
+	androidCA    *attesttest.AndroidCA // the test root standing in for Google's
+	deviceKeys   deviceKeyStore        // enrolled device keys (the support desk revokes lost phones here)
+	why          *whyLog               // refusal reasons by correlation ID, for the table
+	deviceMaster []byte                // the master each device's signing secret derives from
 	verifier     *auth.Verifier
 	guard        *servertls.Guard // nil with -http
 	pki          *pki
@@ -311,7 +326,9 @@ func newAPI(o apiOptions) (*api, error) {
 	}
 	// The client sends its device model, so that signature mismatches
 	// from one model (an emulator farm) stand out on the metrics.
-	obs, err := telemetry.New(telemetry.Config{Logger: logger, MeterProvider: o.meters, DeviceModelHeader: "X-Device-Model"})
+	// whyLog keeps each request's refusal reason for the demo's table.
+	why := newWhyLog(logger.Handler())
+	obs, err := telemetry.New(telemetry.Config{Logger: slog.New(why), MeterProvider: o.meters, DeviceModelHeader: "X-Device-Model"})
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +430,7 @@ func newAPI(o apiOptions) (*api, error) {
 		logger.WarnContext(r.Context(), "login failed", "user", user, "client_ip", r.RemoteAddr)
 		w.WriteHeader(http.StatusUnauthorized)
 	})))
-	mux.Handle("POST /v1/pay", v.Require("payments")(sig.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	pay := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		device, _ := signing.KeyIDFrom(r.Context())
 		var p struct{ Amount int }
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
@@ -422,7 +439,8 @@ func newAPI(o apiOptions) (*api, error) {
 		}
 		logger.InfoContext(r.Context(), "payment", "device", device, "amount", p.Amount)
 		writeJSON(w, map[string]any{"paid": p.Amount, "device": device})
-	}))))
+	})
+	mux.Handle("POST /v1/pay", v.Require("payments")(sig.Handler(pay)))
 	mux.Handle("GET /v1/orders", v.Require("orders:read")(perUser.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := auth.ClaimsFrom(r.Context())
 		logger.InfoContext(r.Context(), "orders listed", "sub", claims.Subject)
@@ -471,7 +489,46 @@ func newAPI(o apiOptions) (*api, error) {
 			writeJSON(w, map[string]any{"premium": "content", "risk": rk.Score})
 		}))))
 
-	a := &api{issuer: is, ca: ca, deviceMaster: o.secrets.deviceMaster, verifier: v, pki: o.pki, cleartext: o.cleartext, closers: st.closers}
+	// Device keys: a key made in Android Keystore, proven by Key
+	// Attestation to live in the TEE of a locked, verified device, or a
+	// Secure Enclave key vouched for by an App Attest assertion, enrolled
+	// as the ecdsa-p256-sha256 key that signs the device's payments. No
+	// phone is here either: the Android root is a test root of
+	// attesttest, and the revocation status list the application's own
+	// (empty; a real service leaves Roots and StatusList unset).
+	androidCA, err := attesttest.NewAndroidCA(time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	android, err := androidkey.New(androidkey.Config{
+		Packages: []string{demoAndroidPackage}, SignatureDigests: [][]byte{demoAndroidSigner[:]},
+		Roots: androidCA.Roots(), StatusList: []byte(`{"entries":{}}`), Nonces: st.androidNonces, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.closers = append(st.closers, func() { _ = android.Close() })
+	challenges := enrolChallenges{key: o.secrets.enrolKey, ttl: 5 * time.Minute}
+	androidEnrol, err := android.EnrolHandler(androidkey.Enrolment{Challenge: challenges.challenge, Enrol: enrol(st.deviceKeys, true)})
+	if err != nil {
+		return nil, err
+	}
+	iosEnrol, err := appAttest.EnrolHandler(appattest.Enrolment{Enrol: enrol(st.deviceKeys, false)})
+	if err != nil {
+		return nil, err
+	}
+	// A verifier of its own for device keys: an HMAC device ID and an
+	// enrolled key ID never meet in one key space.
+	deviceSig, err := signing.New(signing.Config{Keys: signingKeys(st.deviceKeys), ReplayStore: st.deviceReplay, Scheme: scheme(base), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("POST /v1/device-keys/challenge", v.Handler(challenges.issue()))
+	mux.Handle("POST /v1/device-keys/android", v.Handler(androidEnrol))
+	mux.Handle("POST /v1/device-keys/ios", v.Handler(iosEnrol))
+	mux.Handle("POST /v1/pay/device", v.Require("payments")(deviceSig.Handler(pay)))
+
+	a := &api{issuer: is, ca: ca, androidCA: androidCA, deviceKeys: st.deviceKeys, why: why, deviceMaster: o.secrets.deviceMaster, verifier: v, pki: o.pki, cleartext: o.cleartext, closers: st.closers}
 	if o.pki != nil {
 		// The transport: Mozilla's intermediate profile, the throwaway
 		// chain checked against the apps' pins before anything is served.
@@ -497,6 +554,7 @@ func newAPI(o apiOptions) (*api, error) {
 		telemetry.Check{Name: "jwks", Ready: v},
 		telemetry.Check{Name: "ratelimit-ip", Ready: perIP},
 		telemetry.Check{Name: "ratelimit-user", Ready: perUser},
+		telemetry.Check{Name: "android-key-status", Ready: android},
 	)))
 	if o.metrics != nil {
 		root.Handle("GET /metrics", a.secure(o.metrics))
@@ -537,6 +595,12 @@ const demoUser = "alice@shop.example"
 // demoAppID is the App Attest App ID of the demo's iOS app.
 const demoAppID = "DEMO123456.dev.apiguard.demo"
 
+// demoAndroidPackage and demoAndroidSigner are the package name and the
+// SHA-256 digest of the signing certificate of the demo's Android app.
+const demoAndroidPackage = "dev.apiguard.demo"
+
+var demoAndroidSigner = sha256.Sum256([]byte("the demo Android app's signing certificate (DER)"))
+
 // result is one row of the table.
 type result struct {
 	name   string
@@ -545,6 +609,7 @@ type result struct {
 	status int
 	reason string
 	id     string
+	body   string // the answer's body, up to 64 KiB
 	err    error
 }
 

@@ -30,9 +30,11 @@ func TestDemoRunsClean(t *testing.T) {
 		"burst of 10 order reads", "credential stuffing", "premium call with a forged App Attest assertion",
 		"premium call whose query a proxy rewrote", "premium call from Sydney a minute after Paris",
 		"old TLS client (TLS 1.0 and 1.1 only)", "TLS 1.2 client offering only CBC suites", "plain HTTP to the HTTPS port",
-		"cleartext HTTP to the plain port"} {
+		"cleartext HTTP to the plain port", "Android key from a device with an unlocked bootloader",
+		"Android software-only key (emulator)", "payment signed by a revoked device key (lost phone)"} {
 		require.Contains(t, s, "attack: "+attack)
 	}
+	requireDeviceKeyRows(t, s)
 	require.Contains(t, s, "pins checked at start: the served chain matches the current pin", "the pins were checked at start")
 	require.Contains(t, s, "protocol_version (TLS 1.1)", "the old TLS client's refusal was counted")
 	require.NotContains(t, s, " NO\n")
@@ -58,7 +60,7 @@ func TestDemoRunsClean(t *testing.T) {
 		require.Regexp(t, `^[A-Za-z0-9._~:-]{8,128}$`, id[0], "a row without a correlation ID: %s", line)
 		require.NotEqual(t, "yes", id[0], "a row without a correlation ID: %s", line)
 	}
-	require.GreaterOrEqual(t, rows, 20)
+	require.GreaterOrEqual(t, rows, 39)
 	m := regexp.MustCompile(`summary: (\d+) of (\d+) requests answered as expected; (\d+) of (\d+) attacks stopped`).FindStringSubmatch(s)
 	require.NotNil(t, m, s)
 	require.Equal(t, m[1], m[2])
@@ -77,7 +79,27 @@ func TestDemoPlainHTTP(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"-http"}, &out, &errOut), out.String())
 	require.NotContains(t, out.String(), " NO\n")
 	require.NotContains(t, out.String(), "TLS client")
-	require.Contains(t, out.String(), "21 of 21 attacks stopped")
+	require.Contains(t, out.String(), "24 of 24 attacks stopped")
+	requireDeviceKeyRows(t, out.String())
+}
+
+// requireDeviceKeyRows checks the device-key rows of the table: both
+// enrolments answered 201 with an ecdsa-p256-sha256 key, both keys signed
+// a payment that reached the payment handler as theirs, and each attack
+// was refused for its own reason, as the API logged it.
+func requireDeviceKeyRows(t *testing.T, table string) {
+	t.Helper()
+	for _, row := range []string{
+		`happy path: Android key enrolment \(Key Attestation: TEE, locked\)\s+201\s+201\s+key enrolled \(ecdsa-p256-sha256\)\s+\S+\s+yes`,
+		`happy path: POST /v1/pay/device signed by the Android key\s+200\s+200\s+paid by the enrolled key\s+\S+\s+yes`,
+		`happy path: Secure Enclave key enrolment \(App Attest assertion\)\s+201\s+201\s+key enrolled \(ecdsa-p256-sha256\)\s+\S+\s+yes`,
+		`happy path: POST /v1/pay/device signed by the Secure Enclave key\s+200\s+200\s+paid by the enrolled key\s+\S+\s+yes`,
+		`attack: Android key from a device with an unlocked bootloader\s+401\s+401\s+invalid-attestation \(boot_state\)\s+\S+\s+yes`,
+		`attack: Android software-only key \(emulator\)\s+401\s+401\s+invalid-attestation \(security_level\)\s+\S+\s+yes`,
+		`attack: payment signed by a revoked device key \(lost phone\)\s+401\s+401\s+invalid-signature \(revoked_key\)\s+\S+\s+yes`,
+	} {
+		require.Regexp(t, row, table)
+	}
 }
 
 func TestDemoWithRedis(t *testing.T) {
@@ -85,9 +107,15 @@ func TestDemoWithRedis(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.NoError(t, run(context.Background(), []string{"-redis", srv.Addr()}, &out, &errOut), out.String())
 	require.NotContains(t, out.String(), " NO\n")
+	requireDeviceKeyRows(t, out.String())
 	keys, err := srv.Do("DBSIZE")
 	require.NoError(t, err)
 	require.NotEqual(t, ":0", keys, "the stores wrote to Redis")
+	// The two enrolled device keys live in Redis (the Android one as a
+	// revoked tombstone): the revoked-key row was refused from there.
+	deviceKeys, err := srv.Do("KEYS", "apiguard-demo:dk:*")
+	require.NoError(t, err)
+	require.Equal(t, "*2", deviceKeys, "the device keys were stored in Redis")
 }
 
 func TestDemoServe(t *testing.T) {

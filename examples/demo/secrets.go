@@ -29,6 +29,7 @@ type secrets struct {
 	limitKey     []byte            // ratelimit's KeySecret (hashes keys stored in Redis)
 	deviceMaster []byte            // signing's master: each device's secret derives from it
 	issuerKey    *ecdsa.PrivateKey // the authorization server's ES256 key
+	enrolKey     []byte            // MACs the Android enrolment challenges
 }
 
 // loadSecrets reads the master from file (base64, surrounding space
@@ -67,6 +68,9 @@ func deriveSecrets(master []byte) (*secrets, error) {
 	if s.deviceMaster, err = derive(master, "signing device master"); err != nil {
 		return nil, err
 	}
+	if s.enrolKey, err = derive(master, "enrolment challenge key"); err != nil {
+		return nil, err
+	}
 	// A P-256 scalar must be below the group order: a 32-byte HKDF output
 	// is, except with probability about 2^-32; the next counter is tried
 	// then.
@@ -86,8 +90,11 @@ func deriveSecrets(master []byte) (*secrets, error) {
 // randomSecrets are the secrets of one process alone. The device master
 // stays the demo's constant, which the scripted client knows.
 func randomSecrets() (*secrets, error) {
-	s := &secrets{limitKey: make([]byte, 32), deviceMaster: demoMaster}
+	s := &secrets{limitKey: make([]byte, 32), deviceMaster: demoMaster, enrolKey: make([]byte, 32)}
 	if _, err := rand.Read(s.limitKey); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(s.enrolKey); err != nil {
 		return nil, err
 	}
 	var err error
