@@ -105,11 +105,13 @@ func (c *cli) fetchTimeout(raw string, timeout time.Duration) ([]byte, http.Head
 type skipped struct{ kid, err string }
 
 // skipRecorder is a slog.Handler that keeps auth's jwks_key_skipped
-// events and the text of jwks_error events.
+// events and the text of jwks_error events; failed is closed at the first
+// jwks_error, so that the check need not wait for auth's retries.
 type skipRecorder struct {
 	mu     sync.Mutex
 	skips  []skipped
 	errors []string
+	failed chan struct{}
 }
 
 func (h *skipRecorder) Enabled(context.Context, slog.Level) bool { return true }
@@ -136,6 +138,9 @@ func (h *skipRecorder) Handle(_ context.Context, r slog.Record) error {
 		h.skips = append(h.skips, skipped{kid: kid, err: msg})
 	case "jwks_error":
 		h.errors = append(h.errors, msg)
+		if len(h.errors) == 1 {
+			close(h.failed)
+		}
 	}
 	return nil
 }
@@ -162,7 +167,7 @@ func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgori
 	fmt.Fprintf(c.stdout, "  keys:          %d\n\n", len(doc.Keys))
 
 	// auth's verdict: a Verifier on this URL, its skip events captured.
-	rec := &skipRecorder{}
+	rec := &skipRecorder{failed: make(chan struct{})}
 	cfg := auth.Config{
 		Issuers: []auth.Issuer{{Issuer: iss, Audience: []string{"apiguard-cli"}, JWKSURL: jwksURL, Algorithms: allowed}},
 		Logger:  slog.New(rec),
@@ -171,7 +176,23 @@ func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgori
 	if err != nil {
 		return c.fail(path, err)
 	}
-	readyErr := v.WaitReady(ctx)
+	// Wait for the first fetch to load the set, or to fail: auth would
+	// retry with back-off, which a check need not watch.
+	waitCtx, stopWait := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-rec.failed:
+			stopWait()
+		case <-waitCtx.Done():
+		}
+	}()
+	readyErr := v.WaitReady(waitCtx)
+	stopWait()
+	if readyErr != nil {
+		if err := v.Ready(context.Background()); err != nil {
+			readyErr = err
+		}
+	}
 	_ = v.Close()
 
 	rec.mu.Lock()
@@ -212,12 +233,7 @@ func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgori
 	_ = tw.Flush()
 	fmt.Fprintln(c.stdout)
 	if readyErr != nil {
-		fmt.Fprintf(c.stdout, "auth would accept no token signed with this set: %v\n", readyErr)
-		rec.mu.Lock()
-		for _, e := range rec.errors {
-			fmt.Fprintf(c.stdout, "  jwks_error: %s\n", oneLine(e))
-		}
-		rec.mu.Unlock()
+		fmt.Fprintf(c.stdout, "auth would accept no token signed with this set: %s\n", oneLine(readyErr.Error()))
 		return exitFailure
 	}
 	fmt.Fprintf(c.stdout, "auth would accept %d of %d keys (allowed algorithms: %s)\n", accepted, len(doc.Keys), algList(allowed))
