@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"maps"
@@ -61,6 +62,7 @@ by default): run the printed command once, soon.`)
 	var headers headerFlags
 	fs.Var(&headers, "H", `request header "Name: value" (repeatable; Authorization is covered when set)`)
 	send := fs.Bool("send", false, "send the request and print the status and body instead of a curl command")
+	caFile := fs.String("cacert", "", "PEM file of the CA to trust for -send, and passed to curl (a local API's throwaway CA)")
 	if ok, code := c.parse(fs, args, 0); !ok {
 		return code
 	}
@@ -117,10 +119,17 @@ by default): run the printed command once, soon.`)
 		return c.fail(fs.path, err)
 	}
 	if !*send {
-		fmt.Fprintln(c.stdout, curlCommand(req, body, *dataFile))
+		fmt.Fprintln(c.stdout, curlCommand(req, body, *dataFile, *caFile))
 		return exitOK
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
+	if *caFile != "" {
+		roots, err := readRoots(*caFile)
+		if err != nil {
+			return c.fail(fs.path, err)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return c.fail(fs.path, err)
@@ -183,9 +192,12 @@ func (c *cli) signer(keyID, secretFile, secretEnv, masterFile, masterEnv, salt, 
 // curlCommand renders a signed request as a curl command line for a
 // POSIX shell. A body from a file is sent with --data-binary @file, so
 // that curl sends the exact bytes the digest covers.
-func curlCommand(req *http.Request, body []byte, bodyFile string) string {
+func curlCommand(req *http.Request, body []byte, bodyFile, caFile string) string {
 	var b strings.Builder
 	b.WriteString("curl -i")
+	if caFile != "" {
+		b.WriteString(" --cacert " + shellQuote(caFile))
+	}
 	if req.Method != http.MethodGet || len(body) > 0 {
 		b.WriteString(" -X " + shellQuote(req.Method))
 	}
