@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"io"
@@ -131,6 +133,23 @@ func writeKey(t *testing.T, key crypto.Signer) string {
 	name := filepath.Join(t.TempDir(), "device.pem")
 	require.NoError(t, writePrivateKey(name, key))
 	return name
+}
+
+func TestSignECDSADeviceKeyAccepted(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	keyFile := writeKey(t, priv)
+	srv := signedAPI(t, signing.KeyStoreFunc(func(_ context.Context, id string) (signing.Key, error) {
+		return signing.Key{ID: id, Algorithm: signing.AlgECDSAP256SHA256, PublicKey: &priv.PublicKey}, nil
+	}))
+	r := cliRun(t, nil, "sign", "-keyid", "se-key-1", "-key", keyFile, "-url", srv.URL+"/v1/pay", "-data", "{}", "-send")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	require.Equal(t, "200 OK\npaid by se-key-1: {}\n", r.stdout)
+	pemKey, _ := os.ReadFile(keyFile)
+	requireNoSecret(t, r, pemKey)
+	raw, err := priv.Bytes()
+	require.NoError(t, err)
+	requireNoSecret(t, r, raw)
 }
 
 func TestSignWrongSecretRefused(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -189,4 +190,36 @@ func TestDPoPProofWithoutTokenHashRefusedByAuth(t *testing.T) {
 	req.Header.Set("DPoP", strings.TrimSpace(p.stdout))
 	_, err = v.Verify(req)
 	require.ErrorIs(t, err, auth.ErrDPoPProof)
+}
+
+func TestDPoPProofWithServerNonce(t *testing.T) {
+	issuerKey, set := keygen(t, "ES256")
+	dpopKey, _ := keygen(t, "ES256")
+	mint := cliRun(t, nil, "token", "mint", "-key", issuerKey, "-iss", testIssuer, "-sub", "alice", "-aud", testAudience, "-dpop-key", dpopKey)
+	require.Equal(t, exitOK, mint.code, mint.stderr)
+	tok := strings.TrimSpace(mint.stdout)
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{Issuer: testIssuer, Audience: []string{testAudience}, Keys: set}},
+		DPoP:    auth.DPoPRequired, DPoPURL: testAudience, DPoPNonceKey: []byte("0123456789abcdef0123456789abcdef"),
+	})
+	require.NoError(t, err)
+	defer v.Close()
+	reached := 0
+	h := v.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached++ }))
+	call := func(nonce string) *httptest.ResponseRecorder {
+		p := cliRun(t, nil, "dpop", "-key", dpopKey, "-method", "GET", "-url", testAudience+"/v1/orders", "-token", tok, "-nonce", nonce)
+		require.Equal(t, exitOK, p.code, p.stderr)
+		req := httptest.NewRequest("GET", testAudience+"/v1/orders", nil)
+		req.Header.Set("Authorization", "DPoP "+tok)
+		req.Header.Set("DPoP", strings.TrimSpace(p.stdout))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	first := call("")
+	require.Equal(t, http.StatusUnauthorized, first.Code, "a proof without the server's nonce")
+	nonce := first.Header().Get("DPoP-Nonce")
+	require.NotEmpty(t, nonce)
+	require.Equal(t, http.StatusOK, call(nonce).Code)
+	require.Equal(t, 1, reached)
 }
