@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -40,8 +42,8 @@ func discoveryURLs(issuer string) ([]string, error) {
 func (c *cli) discover(args []string) int {
 	fs := newFlags("discover", "ISSUER [flags]", `
 Fetch an issuer's OpenID Connect discovery document
-(ISSUER/.well-known/openid-configuration) or, failing that, its RFC 8414
-authorization-server metadata; check that its issuer equals ISSUER
+(ISSUER/.well-known/openid-configuration) or, when that answers 404 or
+410, its RFC 8414 authorization-server metadata; check that its issuer equals ISSUER
 exactly, as auth does; print the issuer, the jwks_uri and the
 algorithms it supports; then run "jwks check" on its jwks_uri.`)
 	algs := fs.String("alg", "", "the issuer's allowed algorithms for the JWKS check, comma-separated (default: auth's)")
@@ -64,7 +66,13 @@ algorithms it supports; then run "jwks check" on its jwks_uri.`)
 		body, _, ferr := c.fetchTimeout(u, *timeout)
 		if ferr != nil {
 			errs = append(errs, ferr.Error())
-			continue
+			// As auth does: RFC 8414 only when the OpenID Connect
+			// document is not there.
+			var se *statusError
+			if errors.As(ferr, &se) && (se.code == http.StatusNotFound || se.code == http.StatusGone) {
+				continue
+			}
+			break
 		}
 		if err := json.Unmarshal(body, &doc); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: not JSON: %v", u, err))

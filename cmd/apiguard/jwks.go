@@ -86,13 +86,21 @@ func (c *cli) fetch(ctx context.Context, raw, accept string) ([]byte, http.Heade
 		return nil, nil, fmt.Errorf("GET %s: %w", raw, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: %s", raw, resp.Status)
+		return nil, nil, &statusError{url: raw, status: resp.Status, code: resp.StatusCode}
 	}
 	if len(body) > maxDocument {
 		return nil, nil, fmt.Errorf("GET %s: larger than %d bytes", raw, maxDocument)
 	}
 	return body, resp.Header, nil
 }
+
+// statusError is a fetch answered with a status other than 200.
+type statusError struct {
+	url, status string
+	code        int
+}
+
+func (e *statusError) Error() string { return "GET " + e.url + ": " + e.status }
 
 // fetchTimeout is fetch bounded by timeout.
 func (c *cli) fetchTimeout(raw string, timeout time.Duration) ([]byte, http.Header, error) {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -132,4 +133,19 @@ func TestDiscoverIssuerMismatchRefused(t *testing.T) {
 	require.Equal(t, exitFailure, r.code, r.stdout)
 	require.Contains(t, r.stdout, "refused: the document's issuer")
 	require.False(t, strings.Contains(r.stdout, "JWKS "), "the key set of a mismatched issuer is not checked")
+}
+
+func TestDiscoverNoFallbackWhenOIDCDocumentFails(t *testing.T) {
+	var rfc8414 atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/.well-known/oauth-authorization-server") {
+			rfc8414.Store(true)
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	r := cliRun(t, nil, "discover", srv.URL)
+	require.Equal(t, exitFailure, r.code)
+	require.Contains(t, r.stderr, "500")
+	require.False(t, rfc8414.Load(), "RFC 8414 is tried only when the OpenID Connect document is absent (404, 410)")
 }
