@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -74,18 +74,16 @@ func (c *cli) run(args []string) int {
 		c.topUsage(c.stdout, cmds)
 		return exitOK
 	}
-	// The longest path that the arguments start with wins: "token mint"
-	// before "token".
-	sort.SliceStable(cmds, func(i, j int) bool { return len(strings.Fields(cmds[i].path)) > len(strings.Fields(cmds[j].path)) })
+	// No command's path is a prefix of another's.
 	for _, cmd := range cmds {
 		words := strings.Fields(cmd.path)
-		if len(args) >= len(words) && equal(args[:len(words)], words) {
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
 			return cmd.run(c, args[len(words):])
 		}
 	}
 	// A group without its subcommand ("apiguard token"): list the group.
 	var group []command
-	for _, cmd := range commands() {
+	for _, cmd := range cmds {
 		if strings.HasPrefix(cmd.path, args[0]+" ") {
 			group = append(group, cmd)
 		}
@@ -100,17 +98,8 @@ func (c *cli) run(args []string) int {
 		return exitUsage
 	}
 	fmt.Fprintf(c.stderr, "apiguard: unknown command %q\n", args[0])
-	c.topUsage(c.stderr, commands())
+	c.topUsage(c.stderr, cmds)
 	return exitUsage
-}
-
-func equal(a, b []string) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return len(a) == len(b)
 }
 
 func (c *cli) topUsage(w io.Writer, cmds []command) {
