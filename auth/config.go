@@ -61,6 +61,14 @@ type Config struct {
 	MaxTokenSize int
 	// Realm is the realm of the WWW-Authenticate challenges. Default: none.
 	Realm string
+	// Resource is this API's resource identifier (RFC 9728): the https URL
+	// (http only on loopback), without query or fragment, that clients ask
+	// tokens for. With it, challenges carry resource_metadata, the URL of
+	// the document [Verifier.MetadataHandler] serves. Default: none.
+	Resource string
+	// ResourceMetadata adds optional members to that document. Default:
+	// none.
+	ResourceMetadata ResourceMetadata
 
 	// DPoP says whether DPoP-bound tokens are accepted or required.
 	// Default: DPoPOff.
@@ -102,12 +110,13 @@ type Config struct {
 	// again until it expires. Negative disables the cache. Default: 10000.
 	TokenCacheSize int
 
-	// HTTPClient fetches remote JWKS. Default: a client with no redirects
-	// to other hosts and FetchTimeout.
+	// HTTPClient fetches remote JWKS and discovery documents. Default: a
+	// client with no redirects to other hosts and FetchTimeout.
 	HTTPClient *http.Client
-	// FetchTimeout bounds one JWKS fetch. Default: 5s.
+	// FetchTimeout bounds one JWKS fetch, discovery included. Default: 5s.
 	FetchTimeout time.Duration
-	// MaxJWKSSize caps a JWKS response body. Default: 512 KiB.
+	// MaxJWKSSize caps a JWKS response body, and a discovery document.
+	// Default: 512 KiB.
 	MaxJWKSSize int64
 	// MinKeyRefresh is the floor of the refresh interval a JWKS's
 	// Cache-Control may ask for, the least time between the start of a
@@ -176,6 +185,20 @@ type Config struct {
 // remote set, within MaxKeyStaleness. A malformed key in a set is skipped
 // and logged (event=jwks_key_skipped). [Verifier.Close] stops the
 // background work.
+//
+// # Discovery
+//
+// An issuer with neither JWKSURL nor Keys (its Issuer an https URL, http
+// only on loopback) finds its jwks_uri as [Discover] does: OpenID Connect
+// discovery first, RFC 8414 metadata if that answers 404 or 410; the
+// document's issuer must equal Issuer exactly. Discovery is part of a key
+// fetch, on the schedule above and under the same FetchTimeout,
+// MaxJWKSSize and redirect rules: a fetch discovers when no jwks_uri is
+// known, when the last discovery is MaxKeyRefresh old, and once more when
+// the jwks_uri answers 404 or 410. A failed discovery is a failed fetch
+// (back-off, 503 with Retry-After, [Verifier.Ready] naming the issuer and
+// the cause, event=jwks_error with reason=discovery), and the keys loaded
+// before it keep serving within MaxKeyStaleness.
 type Issuer struct {
 	// Issuer is the exact iss value. Required.
 	Issuer string
@@ -183,9 +206,9 @@ type Issuer struct {
 	// one. Required.
 	Audience []string
 	// JWKSURL is the issuer's remote JWKS (https, or http on loopback).
-	// Exactly one of JWKSURL and Keys is required.
+	// Default: discovered from Issuer (see Discovery above).
 	JWKSURL string
-	// Keys is a static key set.
+	// Keys is a static key set, instead of JWKSURL. Default: none.
 	Keys jwk.Set
 	// Algorithms are the accepted token algorithms, asymmetric only.
 	// Default: RS256, PS256, ES256, EdDSA.
@@ -270,15 +293,10 @@ func (cfg *Config) setDefaults() error {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{
-			Timeout: cfg.FetchTimeout,
-			CheckRedirect: func(req *http.Request, via []*http.Request) error {
-				if len(via) >= 3 || req.URL.Host != via[0].URL.Host {
-					return errors.New("auth: JWKS redirect to another host refused")
-				}
-				return nil
-			},
-		}
+		cfg.HTTPClient = defaultHTTPClient(cfg.FetchTimeout)
+	}
+	if err := cfg.checkResource(); err != nil {
+		return err
 	}
 	switch cfg.DPoP {
 	case DPoPOff:
@@ -315,8 +333,13 @@ func (cfg *Config) setDefaults() error {
 		if len(is.Audience) == 0 || slices.Contains(is.Audience, "") {
 			return fmt.Errorf("auth: Config.Issuers[%d].Audience is required and must not hold an empty value", i)
 		}
-		if (is.JWKSURL == "") == (is.Keys == nil) {
-			return fmt.Errorf("auth: Config.Issuers[%d] needs exactly one of JWKSURL and Keys", i)
+		if is.JWKSURL != "" && is.Keys != nil {
+			return fmt.Errorf("auth: Config.Issuers[%d] has both JWKSURL and Keys: set one, or neither to discover the JWKS URL", i)
+		}
+		if is.JWKSURL == "" && is.Keys == nil {
+			if err := checkIssuerURL(is.Issuer); err != nil {
+				return fmt.Errorf("auth: Config.Issuers[%d]: %w", i, err)
+			}
 		}
 		if is.JWKSURL != "" {
 			u, err := url.Parse(is.JWKSURL)

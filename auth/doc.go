@@ -2,7 +2,9 @@
 // call: JWT access tokens (RFC 9068) checked against the issuer's JWKS,
 // with audience, short lifetimes and scopes; DPoP sender-constrained
 // tokens (RFC 9449); step-up challenges (RFC 9470); and PKCE helpers
-// (RFC 7636) for the authorization server side.
+// (RFC 7636) for the authorization server side. An issuer given by its
+// URL alone has its JWKS discovered (see [Issuer]); with Config.Resource,
+// [Verifier.MetadataHandler] serves RFC 9728 metadata.
 //
 //	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{{
 //		Issuer:   "https://login.example.com/",

@@ -227,6 +227,9 @@ func (v *Verifier) WriteError(w http.ResponseWriter, r *http.Request, err error)
 func (v *Verifier) setChallenges(w http.ResponseWriter, code string, extra []string) {
 	h := w.Header()
 	dpopErr := code == "invalid_dpop_proof" || code == "use_dpop_nonce"
+	if v.resMeta.url != "" {
+		extra = append(extra, "resource_metadata", v.resMeta.url) // RFC 9728 §5.1
+	}
 	if v.cfg.DPoP != DPoPRequired {
 		params := []string{"realm", v.cfg.Realm}
 		if !dpopErr {

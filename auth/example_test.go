@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
@@ -232,4 +233,147 @@ func ExampleVerifier_Ready() {
 	// Output:
 	// auth: signing keys unavailable: key set of https://login.example.com/ not loaded: GET https://login.example.com/.well-known/jwks.json returned 404
 	// false auth: key set of https://login.example.com/: GET https://login.example.com/.well-known/jwks.json returned 404
+}
+
+// metadataIdP stands in for an authorization server without a network:
+// its OpenID Connect discovery document says issuer is iss, and its JWKS
+// holds the issuer's key.
+type metadataIdP struct{ iss string }
+
+func (m metadataIdP) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
+	switch r.URL.String() {
+	case "https://login.example.com/.well-known/openid-configuration":
+		body, _ = json.Marshal(map[string]string{
+			"issuer": m.iss, "jwks_uri": "https://login.example.com/keys", "token_endpoint": "https://login.example.com/token",
+		})
+	case "https://login.example.com/keys":
+		return idp(http.StatusOK).RoundTrip(r)
+	default:
+		return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	}
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), Request: r}, nil
+}
+
+func ExampleDiscover() {
+	client := &http.Client{Transport: metadataIdP{iss: "https://login.example.com/"}}
+	m, err := auth.Discover(context.Background(), client, "https://login.example.com/")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(m.URL)
+	fmt.Println(m.JWKSURI, m.TokenEndpoint)
+	// Output:
+	// https://login.example.com/.well-known/openid-configuration
+	// https://login.example.com/keys https://login.example.com/token
+}
+
+// An issuer configured with its URL only: the Verifier discovers its
+// jwks_uri, then fetches the keys, on the key-fetch schedule.
+func ExampleIssuer_discovery() {
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{
+			Issuer:   "https://login.example.com/",
+			Audience: []string{"https://api.example.com"},
+		}},
+		HTTPClient: &http.Client{Transport: metadataIdP{iss: "https://login.example.com/"}},
+		Now:        func() time.Time { return now },
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println(v.WaitReady(ctx))
+	c, err := v.VerifyToken(ctx, mint(nil))
+	fmt.Println(c.Subject, err)
+	// Output:
+	// <nil>
+	// user-42 <nil>
+}
+
+// The discovery document names another issuer (a mix-up, or an attacker
+// serving their own document): refused, and its keys never fetched.
+// Tokens get 503 while Ready says why.
+func ExampleIssuer_discoveryIssuerMismatch() {
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{
+			Issuer:   "https://login.example.com/",
+			Audience: []string{"https://api.example.com"},
+		}},
+		HTTPClient: &http.Client{Transport: metadataIdP{iss: "https://attacker.example/"}},
+		Now:        func() time.Time { return now },
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(v.Ready(ctx))
+	// Output:
+	// auth: signing keys unavailable: key set of https://login.example.com/ not loaded: discovery document https://login.example.com/.well-known/openid-configuration: issuer mismatch: the document is for "https://attacker.example/", configured issuer is "https://login.example.com/"
+}
+
+// The RFC 9728 document for an API at https://api.example.com/v1, and
+// the resource_metadata parameter that points clients to it from every
+// challenge.
+func ExampleVerifier_MetadataHandler() {
+	pub, _ := jwk.FromRaw(issuerKey.Public())
+	_ = pub.Set(jwk.KeyIDKey, "2026-03")
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	v, err := auth.New(auth.Config{
+		Issuers:          []auth.Issuer{{Issuer: "https://login.example.com/", Audience: []string{"https://api.example.com/v1"}, Keys: set}},
+		Resource:         "https://api.example.com/v1",
+		ResourceMetadata: auth.ResourceMetadata{Scopes: []string{"orders:read", "orders:write"}},
+		DPoP:             auth.DPoPAllowed,
+		DPoPURL:          "https://api.example.com/v1",
+		DPoPAlgorithms:   []jwa.SignatureAlgorithm{jwa.ES256, jwa.EdDSA},
+		Now:              func() time.Time { return now },
+		Logger:           slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer v.Close()
+	mux := http.NewServeMux()
+	u, _ := url.Parse(v.MetadataURL())
+	mux.Handle("GET "+u.Path, v.MetadataHandler())
+	mux.Handle("/v1/orders", v.Handler(http.NotFoundHandler()))
+
+	fmt.Println(v.MetadataURL())
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", u.Path, nil))
+	var doc bytes.Buffer
+	_ = json.Indent(&doc, rec.Body.Bytes(), "", "  ")
+	fmt.Println(doc.String())
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/orders", nil))
+	fmt.Println(rec.Code, rec.Header().Values("WWW-Authenticate"))
+	// Output:
+	// https://api.example.com/.well-known/oauth-protected-resource/v1
+	// {
+	//   "resource": "https://api.example.com/v1",
+	//   "authorization_servers": [
+	//     "https://login.example.com/"
+	//   ],
+	//   "scopes_supported": [
+	//     "orders:read",
+	//     "orders:write"
+	//   ],
+	//   "bearer_methods_supported": [
+	//     "header"
+	//   ],
+	//   "dpop_signing_alg_values_supported": [
+	//     "ES256",
+	//     "EdDSA"
+	//   ],
+	//   "dpop_bound_access_tokens_required": false
+	// }
+	// 401 [Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1" DPoP resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1", algs="ES256 EdDSA"]
 }

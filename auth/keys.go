@@ -17,8 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,6 +240,7 @@ type issuerKeys struct {
 	lastErr     error         // of the last fetch; nil once one succeeded
 	lastErrAt   time.Time     // start of the fetch that failed with lastErr
 	closed      bool          // set by Close: no fetch starts any more
+	disc        *discovered   // the discovered JWKS URL; owned by the fetch
 	wake        chan struct{} // wakes the background loop to reschedule
 }
 
@@ -439,8 +438,12 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 	// follows them.
 	log := ik.v.cfg.Logger
 	if err != nil {
+		why := "fetch"
+		if errors.Is(err, errDiscovery) {
+			why = "discovery"
+		}
 		log.LogAttrs(ik.v.ctx, slog.LevelWarn, "auth: jwks fetch failed",
-			slog.String("event", "jwks_error"), slog.String("reason", "fetch"),
+			slog.String("event", "jwks_error"), slog.String("reason", why),
 			slog.String("issuer", ik.issuer.Issuer), slog.String("error", err.Error()),
 			slog.Duration("retry_in", wait))
 	} else if rotated {
@@ -456,30 +459,16 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 func (ik *issuerKeys) download(started time.Time) (*keySet, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ik.v.ctx, ik.v.cfg.FetchTimeout)
 	defer cancel()
-	jwksURL := ik.issuer.JWKSURL
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURL, nil)
+	if ik.issuer.JWKSURL == "" {
+		return ik.discoverJWKS(ctx, started)
+	}
+	return ik.downloadFrom(ctx, ik.issuer.JWKSURL, started)
+}
+
+func (ik *issuerKeys) downloadFrom(ctx context.Context, jwksURL string, started time.Time) (*keySet, time.Duration, error) {
+	body, hdr, err := getBounded(ctx, ik.v.cfg.HTTPClient, jwksURL, "application/jwk-set+json, application/json", ik.v.cfg.MaxJWKSSize)
 	if err != nil {
-		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
-	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
-	resp, err := ik.v.cfg.HTTPClient.Do(req)
-	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err // its text repeats the method and URL
-		}
-		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, 0, fmt.Errorf("GET %s returned %d", jwksURL, resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, ik.v.cfg.MaxJWKSSize+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("GET %s: %w", jwksURL, err)
-	}
-	if int64(len(body)) > ik.v.cfg.MaxJWKSSize {
-		return nil, 0, fmt.Errorf("GET %s: body over Config.MaxJWKSSize (%d bytes)", jwksURL, ik.v.cfg.MaxJWKSSize)
+		return nil, 0, err
 	}
 	skip := ik.skipLogger()
 	keys, err := parseJWKS(body, skip)
@@ -492,7 +481,7 @@ func (ik *issuerKeys) download(started time.Time) (*keySet, time.Duration, error
 	if len(set.all) == 0 {
 		return nil, 0, fmt.Errorf("GET %s: no usable key (event=jwks_key_skipped says why)", jwksURL)
 	}
-	return set, ik.maxAge(resp.Header.Get("Cache-Control")), nil
+	return set, ik.maxAge(hdr.Get("Cache-Control")), nil
 }
 
 // maxAge reads max-age from Cache-Control, clamped to

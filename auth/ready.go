@@ -161,7 +161,7 @@ func (ik *issuerKeys) readyErr(now time.Time) error {
 	case set == nil && ik.lastErr != nil:
 		err = fmt.Errorf("key set of %s not loaded: %w", iss, ik.lastErr)
 	case set == nil:
-		err = fmt.Errorf("key set of %s not loaded: no fetch of %s has ended yet", iss, ik.issuer.JWKSURL)
+		err = fmt.Errorf("key set of %s not loaded: no fetch of %s has ended yet", iss, ik.keySource())
 	case ik.lastErr != nil:
 		err = fmt.Errorf("key set of %s is stale: fetched %s ago, over Config.MaxKeyStaleness (%s): %w",
 			iss, now.Sub(set.fetched), cfg.MaxKeyStaleness, ik.lastErr)

@@ -31,6 +31,7 @@ type Verifier struct {
 	cache   *lru.Cache[[32]byte, cachedToken] // by SHA-256 of the token; nil when disabled
 	gens    atomic.Uint64                     // key-set generations
 	dpop    *dpopChecker                      // nil when DPoP is off
+	resMeta resourceMeta                      // RFC 9728 document; zero without Config.Resource
 
 	issuerNames string // the configured issuers, quoted, for errors
 
@@ -68,6 +69,7 @@ func New(cfg Config) (*Verifier, error) {
 		names[i] = is.Issuer
 	}
 	v.issuerNames = fmt.Sprintf("%q", names)
+	v.resMeta = newResourceMeta(&v.cfg)
 	if cfg.TokenCacheSize > 0 {
 		c, err := lru.New[[32]byte, cachedToken](cfg.TokenCacheSize)
 		if err != nil {
@@ -86,7 +88,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	for i := range v.cfg.Issuers {
 		is := &v.cfg.Issuers[i]
-		ik := &issuerKeys{issuer: is, v: v, remote: is.JWKSURL != "", wake: make(chan struct{}, 1)}
+		ik := &issuerKeys{issuer: is, v: v, remote: is.Keys == nil, wake: make(chan struct{}, 1)}
 		if is.Keys != nil {
 			set := buildKeySet(setKeys(is.Keys), is.Algorithms, cfg.Now(), ik.skipLogger())
 			if len(set.all) == 0 {

@@ -292,8 +292,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{name: "no_issuers", cfg: Config{}, want: "Config.Issuers is required"},
 		{name: "no_audience", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Keys: set}}}, want: "Audience is required"},
-		{name: "no_keys", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}}}}, want: "exactly one of JWKSURL and Keys"},
-		{name: "both_keys", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, Keys: set, JWKSURL: "https://x/jwks"}}}, want: "exactly one of JWKSURL and Keys"},
+		{name: "no_keys_issuer_not_discoverable", cfg: Config{Issuers: []Issuer{{Issuer: "issuer-1", Audience: []string{"a"}}}}, want: "must be an https URL (http only on loopback) without query or fragment to discover its jwks_uri"},
+		{name: "both_keys", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, Keys: set, JWKSURL: "https://x/jwks"}}}, want: "has both JWKSURL and Keys"},
 		{name: "http_jwks", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, JWKSURL: "http://idp.example.com/jwks"}}}, want: "https URL"},
 		{name: "hs256_allowed", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, Keys: set, Algorithms: []jwa.SignatureAlgorithm{jwa.HS256}}}}, want: "never none or HMAC"},
 		{name: "none_allowed", cfg: Config{Issuers: []Issuer{{Issuer: testIssuer, Audience: []string{"a"}, Keys: set, Algorithms: []jwa.SignatureAlgorithm{jwa.NoSignature}}}}, want: "never none or HMAC"},
