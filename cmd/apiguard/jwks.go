@@ -45,7 +45,7 @@ others. Exit code 1 when auth would accept none.`)
 	for _, a := range splitList(*algs) {
 		allowed = append(allowed, jwa.SignatureAlgorithm(a))
 	}
-	return c.checkJWKS(fs.path, "apiguard-jwks-check", fs.pos, allowed, *timeout)
+	return c.checkJWKS(fs.path, "apiguard-jwks-check", fs.pos, allowed, *timeout, false)
 }
 
 // checkFetchURL is auth's rule for a JWKS URL: https, or http on loopback.
@@ -86,21 +86,13 @@ func (c *cli) fetch(ctx context.Context, raw, accept string) ([]byte, http.Heade
 		return nil, nil, fmt.Errorf("GET %s: %w", raw, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, &statusError{url: raw, status: resp.Status, code: resp.StatusCode}
+		return nil, nil, fmt.Errorf("GET %s: %s", raw, resp.Status)
 	}
 	if len(body) > maxDocument {
 		return nil, nil, fmt.Errorf("GET %s: larger than %d bytes", raw, maxDocument)
 	}
 	return body, resp.Header, nil
 }
-
-// statusError is a fetch answered with a status other than 200.
-type statusError struct {
-	url, status string
-	code        int
-}
-
-func (e *statusError) Error() string { return "GET " + e.url + ": " + e.status }
 
 // fetchTimeout is fetch bounded by timeout.
 func (c *cli) fetchTimeout(raw string, timeout time.Duration) ([]byte, http.Header, error) {
@@ -154,8 +146,9 @@ func (h *skipRecorder) Handle(_ context.Context, r slog.Record) error {
 }
 
 // checkJWKS is jwks check: the listing from its own fetch, then the
-// verdict of an auth.Verifier with issuer iss and this JWKS URL.
-func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgorithm, timeout time.Duration) int {
+// verdict of an auth.Verifier with issuer iss and this JWKS URL or, with
+// discover, with the issuer alone, so that auth discovers the URL.
+func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgorithm, timeout time.Duration, discover bool) int {
 	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
 	body, hdr, err := c.fetch(ctx, jwksURL, "application/jwk-set+json, application/json")
@@ -179,6 +172,9 @@ func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgori
 	cfg := auth.Config{
 		Issuers: []auth.Issuer{{Issuer: iss, Audience: []string{"apiguard-cli"}, JWKSURL: jwksURL, Algorithms: allowed}},
 		Logger:  slog.New(rec),
+	}
+	if discover {
+		cfg.Issuers[0].JWKSURL = ""
 	}
 	v, err := auth.New(cfg)
 	if err != nil {
