@@ -69,6 +69,9 @@ func (ca *CA) Roots() *x509.CertPool {
 	return p
 }
 
+// Root returns the test root certificate (DER), for a PEM roots file.
+func (ca *CA) Root() []byte { return ca.root.Raw }
+
 // Device is an app instance with its App Attest key.
 type Device struct {
 	KeyID   string // standard base64, as DCAppAttestService returns it

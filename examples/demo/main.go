@@ -143,6 +143,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "  %s --tls-max 1.1 %s/healthz   # an old TLS client: alert protocol version\n", curl, base)
 			fmt.Fprintf(stdout, "  %s --tls-max 1.2 --ciphers ECDHE-ECDSA-AES128-SHA %s/healthz   # CBC only: alert handshake failure\n", curl, base)
 		}
+		hints, cleanup, err := cliHints(d)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		fmt.Fprintf(stdout, "\nwrite paths with the apiguard CLI (go install ./cmd/apiguard):\n  %s\n", strings.Join(hints, "\n  "))
 		fmt.Fprintln(stdout, "\nThe token above lives 5 minutes. Security events are logged to stderr. Ctrl-C stops.")
 		sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM) // and the throwaway CA's files go
 		defer stop()
