@@ -16,6 +16,7 @@ import (
 
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/internal/testkit"
+	"github.com/apiguard/apiguard/telemetry"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -122,6 +123,7 @@ func newVerifier(t testing.TB, issuer *key, mod func(*auth.Config)) *auth.Verifi
 		DPoP:    auth.DPoPAllowed,
 		DPoPURL: apiBase,
 		Now:     testkit.NewClock(t0).Now,
+		Logger:  quiet,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -140,11 +142,14 @@ type echo struct{}
 
 // seen is what the handler found in its context.
 func seen(ctx context.Context) string {
-	c, ok := auth.ClaimsFrom(ctx)
-	if !ok {
-		return "anonymous"
+	out := "anonymous"
+	if c, ok := auth.ClaimsFrom(ctx); ok {
+		out = "sub=" + c.Subject
 	}
-	return "sub=" + c.Subject
+	if id, ok := telemetry.IDFrom(ctx); ok {
+		out += " id=" + id
+	}
+	return out
 }
 
 func unaryHandler(name string) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
