@@ -15,31 +15,27 @@
 //
 // # How a call is decided
 //
-// Each interceptor builds a request from the call and serves it with the
-// package's own http.Handler: POST to the full method name
-// ("/pkg.Service/Method"), the incoming metadata as header fields
-// (authorization, dpop, x-request-id, traceparent, x-forwarded-for, ...;
-// pseudo-headers and -bin keys left out), the peer's address as
-// RemoteAddr. A DPoP proof therefore has htm POST and htu auth's
-// Config.DPoPURL joined with the full method name. The handler's context
-// is the one the middleware passed on, so auth.ClaimsFrom and
-// telemetry.IDFrom work in gRPC handlers, and the same security events are
-// logged. Streams are decided once, when they open.
+// Each interceptor serves a request built from the call with its package's
+// own http.Handler: POST to the full method name ("/pkg.Service/Method"),
+// the incoming metadata as header fields (authorization, dpop,
+// x-request-id, traceparent, x-forwarded-for; not pseudo-headers or -bin
+// keys), the peer's address as RemoteAddr. So a DPoP proof has htm POST
+// and htu auth's Config.DPoPURL plus the full method name. The handler gets
+// the context the middleware passed on (auth.ClaimsFrom and
+// telemetry.IDFrom work), and the same security events are logged. A
+// stream is decided once, when it opens.
 //
 // # Rejections
 //
-// The middleware's HTTP answer becomes a status with a fixed message per
-// code, never a detail of the check that failed: 400 InvalidArgument, 401
-// Unauthenticated, 403 PermissionDenied, 429 ResourceExhausted and 503
-// Unavailable (both with google.rpc.RetryInfo from Retry-After), other 5xx
-// Internal. Its header fields (WWW-Authenticate, Retry-After, RateLimit,
-// DPoP-Nonce) go in the trailing metadata. Header fields the middleware
-// sets on an allowed call go in the header metadata.
-//
-// Middleware that watch the outcome (telemetry's duration metric) see the
-// HTTP status standing for the handler's code: OK 200, InvalidArgument,
-// FailedPrecondition and OutOfRange 400, Unauthenticated 401,
-// PermissionDenied 403, NotFound 404, AlreadyExists and Aborted 409,
-// ResourceExhausted 429, Canceled 499, Unimplemented 501, Unavailable 503,
-// DeadlineExceeded 504, any other 500.
+// The HTTP answer becomes a status with a fixed message per code, never
+// the check that failed: 400 InvalidArgument, 401 Unauthenticated, 403
+// PermissionDenied, 429 ResourceExhausted and 503 Unavailable (both with
+// google.rpc.RetryInfo), other 5xx Internal. Its header fields
+// (WWW-Authenticate, Retry-After, RateLimit, DPoP-Nonce) are the trailing
+// metadata; those set on an allowed call, the header metadata. Middleware
+// that watch the outcome (telemetry's metric) see the HTTP status of the
+// handler's code: OK 200; InvalidArgument, FailedPrecondition, OutOfRange
+// 400; Unauthenticated 401; PermissionDenied 403; NotFound 404;
+// AlreadyExists, Aborted 409; ResourceExhausted 429; Canceled 499;
+// Unimplemented 501; Unavailable 503; DeadlineExceeded 504; others 500.
 package grpcguard

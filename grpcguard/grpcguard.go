@@ -22,7 +22,7 @@ import (
 // method values Interceptor.Unary and Interceptor.Stream are a
 // grpc.UnaryServerInterceptor and a grpc.StreamServerInterceptor. It is
 // safe for concurrent use by multiple goroutines. Create one with
-// [Telemetry], [RateLimit] or [NewAuth].
+// [Telemetry], [RateLimit] or [NewAuth]; the zero value is not usable.
 type Interceptor struct {
 	// handler returns the middleware, wrapped around serveNext, that
 	// decides a call of the full method; nil lets the call through

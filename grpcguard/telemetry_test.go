@@ -147,3 +147,31 @@ func TestTelemetry_DurationMetricPerMethodAndOutcome(t *testing.T) {
 		methodAdmin + " 429":  1,
 	}, o.durations(t))
 }
+
+func TestTelemetry_MetricStatusOfEveryHandlerCode(t *testing.T) {
+	want := map[codes.Code]string{
+		codes.OK: "200", codes.Canceled: "499", codes.Unknown: "500", codes.InvalidArgument: "400",
+		codes.DeadlineExceeded: "504", codes.NotFound: "404", codes.AlreadyExists: "409",
+		codes.PermissionDenied: "403", codes.ResourceExhausted: "429", codes.FailedPrecondition: "400",
+		codes.Aborted: "409", codes.OutOfRange: "400", codes.Unimplemented: "501", codes.Internal: "500",
+		codes.Unavailable: "503", codes.DataLoss: "500", codes.Unauthenticated: "401",
+	}
+	for c, status := range want {
+		reader := sdkmetric.NewManualReader()
+		obs, err := telemetry.New(telemetry.Config{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Logger: quiet})
+		require.NoError(t, err)
+		o := &observed{reader: reader}
+		handler := func(context.Context, any) (any, error) {
+			if c == codes.OK {
+				return "ok", nil
+			}
+			return nil, statusErr(c)
+		}
+		_, err = grpcguard.Telemetry(obs).Unary(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: methodUnary}, handler)
+		require.Equal(t, c, statusCode(err), c.String())
+		require.Equal(t, map[string]uint64{methodUnary + " " + status: 1}, o.durations(t), c.String())
+	}
+}
+
+func statusErr(c codes.Code) error    { return status.Error(c, "handler says so") }
+func statusCode(err error) codes.Code { return status.Code(err) }
