@@ -195,3 +195,48 @@ func TestNewAuth_RefusesInvalidConfig(t *testing.T) {
 	_, err := grpcguard.NewAuth(nil, grpcguard.AuthConfig{})
 	require.Error(t, err)
 }
+
+func TestAuth_DPoPNonceRoundTrip(t *testing.T) {
+	issuer, device := newKey(t, "k1"), newKey(t, "")
+	v := newVerifier(t, issuer, func(c *auth.Config) { c.DPoPNonceKey = []byte("0123456789abcdef0123456789abcdef") }) // gitleaks:allow -- test nonce key
+	conn := authServer(t, v)
+	bound := issuer.token(t, map[string]any{"cnf": map[string]any{"jkt": device.thumbprint(t)}})
+	htu := apiBase + methodUnary
+
+	first := callUnary(conn, methodUnary, "authorization", "DPoP "+bound, "dpop", device.proof(t, htu, bound))
+	require.Equal(t, codes.Unauthenticated, status.Code(first.err), "a proof without the server's nonce")
+	require.Contains(t, strings.Join(first.trailer.Get("www-authenticate"), "\n"), `error="use_dpop_nonce"`)
+	require.Len(t, first.trailer.Get("dpop-nonce"), 1, "the nonce to retry with is in the trailer")
+
+	withNonce := device.sign(t, map[string]any{"typ": "dpop+jwt", "jwk": device.pub}, map[string]any{
+		"jti": "nonce-1", "htm": "POST", "htu": htu, "iat": t0.Unix(), "ath": auth.AccessTokenHash(bound),
+		"nonce": first.trailer.Get("dpop-nonce")[0]})
+	retry := callUnary(conn, methodUnary, "authorization", "DPoP "+bound, "dpop", withNonce)
+	require.NoError(t, retry.err)
+	require.Equal(t, "sub=user-1", retry.reply)
+}
+
+func TestAuth_StepUpChallenge(t *testing.T) {
+	issuer := newKey(t, "k1")
+	a, err := grpcguard.NewAuth(newVerifier(t, issuer, nil), grpcguard.AuthConfig{
+		Methods: map[string]auth.Requirement{methodAdmin: {ACRValues: []string{"urn:example:mfa"}}},
+	})
+	require.NoError(t, err)
+	conn := serve(t, a)
+	res := callUnary(conn, methodAdmin, "authorization", "Bearer "+issuer.token(t, map[string]any{"acr": "urn:example:pwd"}))
+	require.Equal(t, codes.Unauthenticated, status.Code(res.err))
+	require.Contains(t, strings.Join(res.trailer.Get("www-authenticate"), "\n"),
+		`error="insufficient_user_authentication", acr_values="urn:example:mfa"`)
+	ok := callUnary(conn, methodAdmin, "authorization", "Bearer "+issuer.token(t, map[string]any{"acr": "urn:example:mfa"}))
+	require.NoError(t, ok.err)
+}
+
+func TestAuth_DPoPURLWithPathPrefix(t *testing.T) {
+	issuer, device := newKey(t, "k1"), newKey(t, "")
+	conn := authServer(t, newVerifier(t, issuer, func(c *auth.Config) { c.DPoPURL = apiBase + "/grpc" }))
+	bound := issuer.token(t, map[string]any{"cnf": map[string]any{"jkt": device.thumbprint(t)}})
+	res := callUnary(conn, methodUnary, "authorization", "DPoP "+bound, "dpop", device.proof(t, apiBase+"/grpc"+methodUnary, bound))
+	require.NoError(t, res.err, "htu is DPoPURL joined with the full method name")
+	res = callUnary(conn, methodUnary, "authorization", "DPoP "+bound, "dpop", device.proof(t, apiBase+methodUnary, bound))
+	require.Equal(t, codes.Unauthenticated, status.Code(res.err), "a proof for the URL without the prefix")
+}

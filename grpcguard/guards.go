@@ -73,25 +73,43 @@ func validMethod(m string) bool {
 	return strings.HasPrefix(m, "/") && ok && svc != "" && meth != "" && !strings.Contains(meth, "/")
 }
 
-// RateLimit returns interceptors that decide each call with l, exactly as
-// l's HTTP middleware ([ratelimit.Limiter.Handler]) does, on a request
-// built from the call, so that l's Config.Key keys calls as it keys
+// RateLimit returns interceptors that decide each call with l, exactly
+// as l's HTTP middleware (its Handler) does, on a request built from the
+// call; l is a [ratelimit.Limiter], [ratelimit.Concurrency] or
+// [ratelimit.FailureBudget]. So l's Config.Key keys calls as it keys
 // requests: [ratelimit.KeyByIP] by the peer's address (through trusted
 // proxies, from x-forwarded-for metadata), [ratelimit.KeyByHeader] by a
 // metadata value, a KeyFunc reading [auth.ClaimsFrom] by the claims of a
 // NewAuth interceptor earlier in the chain. A limited call gets
-// ResourceExhausted with google.rpc.RetryInfo; allowed calls get the
-// RateLimit fields as header metadata (unless l's Config.QuietAllow). It
-// panics if l is nil.
-func RateLimit(l *ratelimit.Limiter) *Interceptor {
+// ResourceExhausted with google.rpc.RetryInfo, a store outage under
+// FailClosed Unavailable; the RateLimit fields of an allowed call are
+// header metadata. A Concurrency slot is held while the handler runs, and
+// a FailureBudget counts the handler's Unauthenticated and PermissionDenied
+// (401 and 403) as failures. It panics if l is nil.
+func RateLimit(l interface {
+	Handler(next http.Handler) http.Handler
+}) *Interceptor {
 	if l == nil {
-		panic("grpcguard: RateLimit needs a Limiter")
+		panic("grpcguard: RateLimit needs a limiter")
 	}
 	i := &Interceptor{}
 	h := l.Handler(i.nextByRequest())
 	i.handler = func(string) http.Handler { return h }
 	return i
 }
+
+// The ratelimit types RateLimit takes.
+var (
+	_ interface {
+		Handler(http.Handler) http.Handler
+	} = (*ratelimit.Limiter)(nil)
+	_ interface {
+		Handler(http.Handler) http.Handler
+	} = (*ratelimit.Concurrency)(nil)
+	_ interface {
+		Handler(http.Handler) http.Handler
+	} = (*ratelimit.FailureBudget)(nil)
+)
 
 // Telemetry returns interceptors that give each call what o's HTTP
 // middleware ([telemetry.Observer.Handler]) gives a request: a

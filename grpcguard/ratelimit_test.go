@@ -1,7 +1,10 @@
 package grpcguard_test
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -15,7 +18,9 @@ import (
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -131,4 +136,78 @@ func TestRateLimit_ConcurrentCallsExactCount(t *testing.T) {
 		counts[c]++
 	}
 	require.Equal(t, map[codes.Code]int{codes.OK: burst, codes.ResourceExhausted: workers*perWorker - burst}, counts)
+}
+
+// failingStore is a shared rate-limit store that is down.
+type failingStore struct{}
+
+func (failingStore) Take(context.Context, string, time.Duration, int, time.Time) (bool, int, time.Duration, error) {
+	return false, 0, 0, errors.New("store down")
+}
+
+func (failingStore) Refund(context.Context, string, time.Duration, int, time.Time) error {
+	return errors.New("store down")
+}
+
+func TestRateLimit_StoreOutageUnderFailClosedIsUnavailable(t *testing.T) {
+	l, err := ratelimit.New(ratelimit.Config{
+		Limit: ratelimit.Limit{Requests: 10, Per: time.Minute}, Key: ratelimit.KeyByIP(),
+		Store: failingStore{}, KeySecret: []byte("0123456789abcdef0123456789abcdef"), // gitleaks:allow -- test key of a fake store
+		StorePolicy: ratelimit.FailClosed, Logger: quiet,
+	})
+	require.NoError(t, err)
+	conn := serve(t, grpcguard.RateLimit(l))
+	for transport, res := range map[string]result{"unary": callUnary(conn, methodUnary), "stream": callStream(conn)} {
+		st, _ := status.FromError(res.err)
+		require.Equal(t, codes.Unavailable, st.Code(), transport)
+		require.Equal(t, "apiguard: service unavailable, retry later", st.Message(), transport)
+		require.NotContains(t, st.Message(), "store down", transport)
+		require.Empty(t, res.reply, transport)
+	}
+}
+
+func TestRateLimit_ConcurrencySlotHeldWhileHandlerRuns(t *testing.T) {
+	c, err := ratelimit.NewConcurrency(ratelimit.ConcurrencyConfig{Limit: 1, Key: ratelimit.KeyByIP(), Logger: quiet})
+	require.NoError(t, err)
+	i := grpcguard.RateLimit(c)
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}})
+	info := &grpc.UnaryServerInfo{FullMethod: methodUnary}
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := i.Unary(ctx, nil, info, func(context.Context, any) (any, error) {
+			close(entered)
+			<-release
+			return "done", nil
+		})
+		first <- err
+	}()
+	<-entered
+	_, err = i.Unary(ctx, nil, info, func(context.Context, any) (any, error) { return "second", nil })
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "one call in flight per key")
+	close(release)
+	require.NoError(t, <-first)
+	_, err = i.Unary(ctx, nil, info, func(context.Context, any) (any, error) { return "third", nil })
+	require.NoError(t, err, "the slot is given back when the handler returns")
+}
+
+func TestRateLimit_FailureBudgetLocksOutGuessing(t *testing.T) {
+	b, err := ratelimit.NewFailureBudget(ratelimit.FailureConfig{Budget: 3, Per: time.Hour, Key: ratelimit.KeyByIP(),
+		Now: testkit.NewClock(t0).Now, Logger: quiet})
+	require.NoError(t, err)
+	i := grpcguard.RateLimit(b)
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}})
+	info := &grpc.UnaryServerInfo{FullMethod: methodUnary}
+	reached := 0
+	wrongPIN := func(context.Context, any) (any, error) {
+		reached++
+		return nil, status.Error(codes.PermissionDenied, "wrong PIN")
+	}
+	for range 3 {
+		_, err := i.Unary(ctx, nil, info, wrongPIN)
+		require.Equal(t, codes.PermissionDenied, status.Code(err))
+	}
+	_, err = i.Unary(ctx, nil, info, wrongPIN)
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "the budget is spent: the key is locked out")
+	require.Equal(t, 3, reached)
 }
