@@ -23,7 +23,8 @@
 // and htu auth's Config.DPoPURL plus the full method name. The handler gets
 // the context the middleware passed on (auth.ClaimsFrom and
 // telemetry.IDFrom work), and the same security events are logged. A
-// stream is decided once, when it opens.
+// stream is decided once, when it opens: a token that expires later does
+// not end it, so bound stream lifetimes (grpc.MaxConnectionAge) as needed.
 //
 // # Rejections
 //

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,3 +278,5 @@ func callStream(conn *grpc.ClientConn, pairs ...string) result {
 	res.trailer = cs.Trailer()
 	return res
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
