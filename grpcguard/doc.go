@@ -24,7 +24,7 @@
 // the context the middleware passed on (auth.ClaimsFrom and
 // telemetry.IDFrom work), and the same security events are logged. A
 // stream is decided once, when it opens: a token that expires later does
-// not end it, so bound stream lifetimes (grpc.MaxConnectionAge) as needed.
+// not end it, so bound stream lifetimes (keepalive.ServerParameters.MaxConnectionAge).
 //
 // # Rejections
 //

@@ -75,6 +75,7 @@ func (s *stream) Context() context.Context { return s.ctx }
 // call is the state of one intercepted call, in the synthetic request's
 // context, where the middleware's next handler finds it.
 type call struct {
+	method    string // the full method name
 	run       func(context.Context) error
 	setHeader func(metadata.MD) error
 	reached   bool
@@ -88,7 +89,7 @@ func (i *Interceptor) intercept(ctx context.Context, fullMethod string, setHeade
 	if h == nil {
 		return run(ctx)
 	}
-	c := &call{run: run, setHeader: setHeader}
+	c := &call{method: fullMethod, run: run, setHeader: setHeader}
 	rec := &recorder{header: http.Header{}}
 	h.ServeHTTP(rec, newRequest(context.WithValue(ctx, callKey{}, c), fullMethod))
 	if c.reached {
@@ -105,11 +106,11 @@ func (i *Interceptor) intercept(ctx context.Context, fullMethod string, setHeade
 // correlation ID) as header metadata, runs the rest of the gRPC chain with
 // the middleware's context, and writes the HTTP status of its outcome, for
 // the middleware that watch it (telemetry's metrics, a failure budget).
-func (i *Interceptor) serveNext(w http.ResponseWriter, r *http.Request, fullMethod string) {
+func (i *Interceptor) serveNext(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(callKey{}).(*call)
 	c.reached = true
 	if i.enter != nil {
-		i.enter(w, r, fullMethod)
+		i.enter(w, r, c.method)
 	}
 	if md := toMetadata(w.Header()); len(md) > 0 {
 		_ = c.setHeader(md) // fails only once headers are sent: the handler's choice

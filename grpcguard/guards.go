@@ -42,7 +42,7 @@ func NewAuth(v *auth.Verifier, cfg AuthConfig) (*Interceptor, error) {
 		if !validMethod(m) {
 			return nil, fmt.Errorf("grpcguard: AuthConfig.Methods: %q is not a full method name", m)
 		}
-		handlers[m] = v.RequireWith(req)(i.next(m))
+		handlers[m] = v.RequireWith(req)(i.next())
 	}
 	public := make(map[string]bool, len(cfg.Public))
 	for _, m := range cfg.Public {
@@ -54,7 +54,7 @@ func NewAuth(v *auth.Verifier, cfg AuthConfig) (*Interceptor, error) {
 		}
 		public[m] = true
 	}
-	dflt := v.Handler(i.nextByRequest())
+	dflt := v.Handler(i.next())
 	i.handler = func(m string) http.Handler {
 		if h, ok := handlers[m]; ok {
 			return h
@@ -93,7 +93,7 @@ func RateLimit(l interface {
 		panic("grpcguard: RateLimit needs a limiter")
 	}
 	i := &Interceptor{}
-	h := l.Handler(i.nextByRequest())
+	h := l.Handler(i.next())
 	i.handler = func(string) http.Handler { return h }
 	return i
 }
@@ -125,21 +125,13 @@ func Telemetry(o *telemetry.Observer) *Interceptor {
 		panic("grpcguard: Telemetry needs an Observer")
 	}
 	i := &Interceptor{enter: enterTelemetry}
-	h := o.Handler(i.nextByRequest())
+	h := o.Handler(i.next())
 	i.handler = func(string) http.Handler { return h }
 	return i
 }
 
-// next returns the middleware's next handler for calls of fullMethod.
-func (i *Interceptor) next(fullMethod string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serveNext(w, r, fullMethod) })
-}
-
-// nextByRequest returns the middleware's next handler for calls of any
-// method: the method is the request's path, which newRequest set.
-func (i *Interceptor) nextByRequest() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i.serveNext(w, r, r.URL.Path) })
-}
+// next returns the middleware's next handler.
+func (i *Interceptor) next() http.Handler { return http.HandlerFunc(i.serveNext) }
 
 // enterTelemetry names the route and adds the trace context to the
 // response, as telemetry.NewTransport would send it on an outgoing
