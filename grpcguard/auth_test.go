@@ -1,6 +1,8 @@
 package grpcguard_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -239,4 +241,25 @@ func TestAuth_DPoPURLWithPathPrefix(t *testing.T) {
 	require.NoError(t, res.err, "htu is DPoPURL joined with the full method name")
 	res = callUnary(conn, methodUnary, "authorization", "DPoP "+bound, "dpop", device.proof(t, apiBase+methodUnary, bound))
 	require.Equal(t, codes.Unauthenticated, status.Code(res.err), "a proof for the URL without the prefix")
+}
+
+// downReplayStore is a shared DPoP replay store that is down.
+type downReplayStore struct{}
+
+func (downReplayStore) Use(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("replay store down")
+}
+
+func TestAuth_ReplayStoreDownIsUnavailable(t *testing.T) {
+	issuer, device := newKey(t, "k1"), newKey(t, "")
+	conn := authServer(t, newVerifier(t, issuer, func(c *auth.Config) { c.ReplayStore = downReplayStore{} }))
+	bound := issuer.token(t, map[string]any{"cnf": map[string]any{"jkt": device.thumbprint(t)}})
+	for transport, res := range callBoth(conn, methodUnary, func(htu string) []string {
+		return []string{"authorization", "DPoP " + bound, "dpop", device.proof(t, htu, bound)}
+	}) {
+		st, _ := status.FromError(res.err)
+		require.Equal(t, codes.Unavailable, st.Code(), "fail closed, never accepted: "+transport)
+		require.Equal(t, "apiguard: service unavailable, retry later", st.Message(), transport)
+		require.Empty(t, res.reply, transport)
+	}
 }
