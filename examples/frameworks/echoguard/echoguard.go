@@ -10,7 +10,8 @@
 // Handlers read results from c.Request().Context():
 // auth.ClaimsFrom(c.Request().Context()). Register the middleware with
 // e.Use or on routes and groups, not with e.Pre: before routing, c.Path()
-// is not yet known.
+// is not yet known. Every wrapped middleware names the route after echo's
+// pattern (c.Path(), "/orders/:id") for telemetry's metrics.
 package echoguard
 
 import (
@@ -40,7 +41,8 @@ import (
 //
 // mw must call its next handler, if at all, on the request's goroutine
 // before it returns, with a request whose context derives from the one it
-// got, as every apiguard middleware does. It panics if mw is nil.
+// got, as every apiguard middleware does. The returned middleware is safe
+// for concurrent use by multiple goroutines. It panics if mw is nil.
 func Wrap(mw func(http.Handler) http.Handler) echo.MiddlewareFunc {
 	if mw == nil {
 		panic("echoguard: nil middleware")

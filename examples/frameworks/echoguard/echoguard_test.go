@@ -2,9 +2,11 @@ package echoguard_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/apiguard/apiguard/examples/frameworks/echoguard"
 	"github.com/apiguard/apiguard/examples/frameworks/internal/issuer"
 	"github.com/apiguard/apiguard/ratelimit"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/assert"
@@ -226,4 +229,41 @@ func TestWrap_concurrentFloodAdmitsExactlyTheBurst(t *testing.T) {
 
 func TestWrap_nilMiddlewarePanicsAtWiring(t *testing.T) {
 	require.PanicsWithValue(t, "echoguard: nil middleware", func() { echoguard.Wrap(nil) })
+}
+
+// signing reads the body to check its digest and hands the next handler a
+// fresh copy on a new request; Wrap makes that request echo's.
+func TestWrap_signedBodyReachesHandler(t *testing.T) {
+	master := make([]byte, 32) // a test master secret, all zero
+	v, err := signing.New(signing.Config{Keys: signing.DerivedKeys(master, []byte("echo-test")), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	e := echo.New()
+	var got []string
+	e.POST("/pay", func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		device, _ := signing.KeyIDFrom(c.Request().Context())
+		got = append(got, device+" "+string(body))
+		return c.NoContent(http.StatusNoContent)
+	}, echoguard.Wrap(v.Handler))
+	pay := func(t *testing.T, body string, tamper bool) *httptest.ResponseRecorder {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodPost, "https://example.com/pay", strings.NewReader(body))
+		secret, err := signing.DeriveSecret(master, []byte("echo-test"), "device-7")
+		require.NoError(t, err)
+		require.NoError(t, signing.NewSigner("device-7", secret).Sign(r))
+		if tamper {
+			r.Body = io.NopCloser(strings.NewReader(`{"amount":9}`))
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, r)
+		return rec
+	}
+	require.Equal(t, http.StatusNoContent, pay(t, `{"amount":5}`, false).Code)
+	rec := pay(t, `{"amount":5}`, true)
+	require.Equal(t, http.StatusUnauthorized, rec.Code, "body_tampered_after_signing")
+	require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	require.Equal(t, []string{`device-7 {"amount":5}`}, got)
 }

@@ -22,7 +22,7 @@ func ExampleWrap() {
 	tokens, _ := iss.Verifier(nil, slog.New(slog.DiscardHandler))
 	defer tokens.Close()
 	obs, _ := telemetry.New(telemetry.Config{Logger: slog.New(slog.DiscardHandler)})
-	perIP, _ := ratelimit.New(ratelimit.Config{Name: "ip", Limit: ratelimit.Limit{Requests: 100, Per: time.Minute}, Key: ratelimit.KeyByIP()})
+	perIP, _ := ratelimit.New(ratelimit.Config{Name: "ip", Limit: ratelimit.Limit{Requests: 100, Per: time.Minute}, Key: ratelimit.KeyByIP(), Logger: obs.Logger()})
 
 	e := echo.New()
 	e.Use(echoguard.Wrap(obs.Handler), echoguard.Wrap(perIP.Handler))

@@ -23,7 +23,7 @@ func ExampleUse() {
 	tokens, _ := iss.Verifier(nil, slog.New(slog.DiscardHandler))
 	defer tokens.Close()
 	obs, _ := telemetry.New(telemetry.Config{Logger: slog.New(slog.DiscardHandler)})
-	perIP, _ := ratelimit.New(ratelimit.Config{Name: "ip", Limit: ratelimit.Limit{Requests: 100, Per: time.Minute}, Key: ratelimit.KeyByIP()})
+	perIP, _ := ratelimit.New(ratelimit.Config{Name: "ip", Limit: ratelimit.Limit{Requests: 100, Per: time.Minute}, Key: ratelimit.KeyByIP(), Logger: obs.Logger()})
 
 	engine := gin.New()
 	ginguard.Use(engine, obs.Handler, perIP.Handler)

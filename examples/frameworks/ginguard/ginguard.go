@@ -17,6 +17,14 @@
 // even on a request the middleware verified. [Use] turns it on. With [Wrap]
 // alone, read results from c.Request.Context(), which is always right:
 // Wrap makes the request the middleware enriched the framework's request.
+//
+// # Metrics
+//
+// Every wrapped middleware names the route after gin's pattern
+// (c.FullPath(), "/orders/:id"), so telemetry never labels a matched route
+// "unmatched". Telemetry may run inside gin, as above, or wrap the engine,
+// http.Server{Handler: obs.Handler(engine)}, which also measures the answers
+// gin gives without running middleware (trailing-slash redirects).
 package ginguard
 
 import (
@@ -56,7 +64,8 @@ func Use(e *gin.Engine, mws ...func(http.Handler) http.Handler) {
 //
 // mw must call its next handler, if at all, on the request's goroutine
 // before it returns, with a request whose context derives from the one it
-// got, as every apiguard middleware does. It panics if mw is nil.
+// got, as every apiguard middleware does. The returned handler is safe for
+// concurrent use by multiple goroutines. It panics if mw is nil.
 func Wrap(mw func(http.Handler) http.Handler) gin.HandlerFunc {
 	if mw == nil {
 		panic("ginguard: nil middleware")

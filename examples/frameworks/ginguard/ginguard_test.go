@@ -2,10 +2,12 @@ package ginguard_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/apiguard/apiguard/examples/frameworks/ginguard"
 	"github.com/apiguard/apiguard/examples/frameworks/internal/issuer"
 	"github.com/apiguard/apiguard/ratelimit"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/apiguard/apiguard/telemetry"
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
@@ -255,4 +258,61 @@ func TestWrap_concurrentFloodAdmitsExactlyTheBurst(t *testing.T) {
 
 func TestWrap_nilMiddlewarePanicsAtWiring(t *testing.T) {
 	require.PanicsWithValue(t, "ginguard: nil middleware", func() { ginguard.Wrap(nil) })
+}
+
+// signing reads the body to check its digest and hands the next handler a
+// fresh copy on a new request; Wrap makes that request gin's.
+func TestWrap_signedBodyReachesHandler(t *testing.T) {
+	master := make([]byte, 32) // a test master secret, all zero
+	v, err := signing.New(signing.Config{Keys: signing.DerivedKeys(master, []byte("gin-test")), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	engine := gin.New()
+	var got []string
+	engine.POST("/pay", ginguard.Wrap(v.Handler), func(c *gin.Context) {
+		body, err := c.GetRawData()
+		if err != nil {
+			c.Status(http.StatusInternalServerError)
+			return
+		}
+		device, _ := signing.KeyIDFrom(c.Request.Context())
+		got = append(got, device+" "+string(body))
+		c.Status(http.StatusNoContent)
+	})
+	pay := func(t *testing.T, body string, tamper bool) *httptest.ResponseRecorder {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodPost, "https://example.com/pay", strings.NewReader(body))
+		secret, err := signing.DeriveSecret(master, []byte("gin-test"), "device-7")
+		require.NoError(t, err)
+		require.NoError(t, signing.NewSigner("device-7", secret).Sign(r))
+		if tamper {
+			r.Body = io.NopCloser(strings.NewReader(`{"amount":9}`))
+		}
+		rec := httptest.NewRecorder()
+		engine.ServeHTTP(rec, r)
+		return rec
+	}
+	require.Equal(t, http.StatusNoContent, pay(t, `{"amount":5}`, false).Code)
+	rec := pay(t, `{"amount":5}`, true)
+	require.Equal(t, http.StatusUnauthorized, rec.Code, "body_tampered_after_signing")
+	require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	require.Equal(t, []string{`device-7 {"amount":5}`}, got)
+}
+
+// Telemetry may also wrap the whole engine, outside gin: then it sees gin's
+// own 404 answers, and any Wrap on the route names the route.
+func TestWrap_routeLabelWithTelemetryOutsideEngine(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	obs, err := telemetry.New(telemetry.Config{Logger: slog.New(slog.DiscardHandler), MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	require.NoError(t, err)
+	perIP, err := ratelimit.New(ratelimit.Config{Name: "ip", Limit: ratelimit.Limit{Requests: 10, Per: time.Hour}, Key: ratelimit.KeyByIP(), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	engine := gin.New()
+	ginguard.Use(engine, perIP.Handler)
+	engine.GET("/orders/:id", func(c *gin.Context) { c.Status(http.StatusAccepted) })
+	h := obs.Handler(engine)
+	for _, path := range []string{"/orders/7", "/orders/8", "/admin"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
+	}
+	f := &fixture{reader: reader}
+	require.Equal(t, map[series]uint64{{"/orders/:id", 202}: 2, {"unmatched", 404}: 1}, f.durations(t))
 }
