@@ -1,4 +1,4 @@
-module github.com/apiguard/apiguard/grpcguard
+module github.com/apiguard/apiguard/grpc
 
 go 1.26.0
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
-	"github.com/apiguard/apiguard/grpcguard"
+	"github.com/apiguard/apiguard/grpc/grpcguard"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apiguard/apiguard/grpcguard"
+	"github.com/apiguard/apiguard/grpc/grpcguard"
 	"github.com/apiguard/apiguard/ratelimit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
-	"github.com/apiguard/apiguard/grpcguard"
+	"github.com/apiguard/apiguard/grpc/grpcguard"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/telemetry"
 	"github.com/lestrrat-go/jwx/v2/jwa"

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/apiguard/apiguard/auth"
-	"github.com/apiguard/apiguard/grpcguard"
+	"github.com/apiguard/apiguard/grpc/grpcguard"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/telemetry"
 	"google.golang.org/grpc"

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
-	"github.com/apiguard/apiguard/grpcguard"
+	"github.com/apiguard/apiguard/grpc/grpcguard"
 	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/telemetry"
