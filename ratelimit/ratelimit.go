@@ -633,7 +633,8 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 		switch {
 		case errors.Is(err, ErrNoKey):
 			events.Log(r.Context(), l.cfg.Logger, slog.LevelWarn, "ratelimit: no key",
-				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", d.Policy))
+				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", d.Policy),
+				slog.Bool("shadow", l.cfg.Shadow && !l.cfg.InsecureAllowNoKey))
 			if l.cfg.InsecureAllowNoKey || l.cfg.Shadow {
 				next.ServeHTTP(w, r)
 				return
