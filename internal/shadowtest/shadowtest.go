@@ -43,7 +43,8 @@ type Case struct {
 }
 
 // Record returns r as a Case named name that enforce mode refuses with
-// want (nil: lets through). It reads r's body.
+// want (nil: lets through). It reads r's body and gives r a new one that
+// reads the same bytes, so that r can be recorded again.
 func Record(tb testing.TB, name string, r *http.Request, want error) Case {
 	tb.Helper()
 	var body []byte
@@ -51,6 +52,7 @@ func Record(tb testing.TB, name string, r *http.Request, want error) Case {
 		b, err := io.ReadAll(r.Body)
 		require.NoError(tb, err)
 		body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
 	}
 	return Case{Name: name, Method: r.Method, Target: r.URL.String(), Header: r.Header.Clone(), Body: body, Want: want}
 }
