@@ -19,6 +19,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/sfv"
+	"github.com/apiguard/apiguard/internal/shadowbody"
 )
 
 // Config configures a [Verifier]. A zero field takes the default in its
@@ -457,9 +458,9 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var res Result // on the stack: a rejection allocates no state
 			buf := bodyPool.Get().(*bodyBuffer)
-			in, seen := r, (*shadowBody)(nil)
+			in, seen := r, (*shadowbody.Body)(nil)
 			if v.cfg.Shadow {
-				in, seen = watchBody(r)
+				in, seen = shadowbody.Watch(r)
 			}
 			if err := v.verify(in, p, req, buf, &res); err != nil {
 				// res.KeyID is the key the request claims, unverified:
@@ -467,7 +468,7 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 				refused := v.reject(w, r, p, err, res.KeyID)
 				putBodyBuffer(buf)
 				if !refused {
-					next.ServeHTTP(w, seen.restore(r))
+					next.ServeHTTP(w, seen.Restore(r))
 				}
 				return
 			}
