@@ -115,10 +115,11 @@ func (h *recorder) Handle(ctx context.Context, rec slog.Record) error {
 func (h *recorder) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *recorder) WithGroup(string) slog.Handler      { return h }
 
-// replay runs cases in order through a fresh instance in one mode.
-func replay(t *testing.T, cases []Case, build Build, shadow bool) []outcome {
+// replay runs cases in order through a fresh instance in one mode, its
+// clock starting at start.
+func replay(t *testing.T, start time.Time, cases []Case, build Build, shadow bool) []outcome {
 	t.Helper()
-	clk := testkit.NewClock(Start)
+	clk := testkit.NewClock(start)
 	rec := &recorder{by: map[int][]event{}}
 	out := make([]outcome, len(cases))
 	cur := -1
@@ -159,8 +160,14 @@ func replay(t *testing.T, cases []Case, build Build, shadow bool) []outcome {
 // refusals.
 func Run(t *testing.T, cases []Case, build Build) {
 	t.Helper()
-	enforce := replay(t, cases, build, false)
-	shadow := replay(t, cases, build, true)
+	RunFrom(t, Start, cases, build)
+}
+
+// RunFrom is [Run] with both clocks starting at start instead of [Start].
+func RunFrom(t *testing.T, start time.Time, cases []Case, build Build) {
+	t.Helper()
+	enforce := replay(t, start, cases, build, false)
+	shadow := replay(t, start, cases, build, true)
 	refusals, wouldDeny := 0, 0
 	for i, c := range cases {
 		e, s := enforce[i], shadow[i]
