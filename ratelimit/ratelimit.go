@@ -153,8 +153,12 @@ type Config struct {
 	// its buckets with a per-process seeded hash, one seed per rule.)
 	KeySecret []byte
 
-	// Shadow decides, logs and counts, but never rejects: for rolling a
-	// new limit out. Default: false.
+	// Shadow decides, logs and counts, but never rejects for a limit or a
+	// missing key: for rolling a new limit out. Buckets are charged as in
+	// enforce mode; the rate_limited and ratelimit_no_key events carry
+	// shadow=true, which telemetry counts with the attribute
+	// shadow="true" (the would-deny count). A store failure under
+	// FailClosed is still answered 503. Default: false.
 	Shadow bool
 	// InsecureAllowNoKey lets requests without a key through unlimited.
 	// Default: false, such requests are rejected with 400.
