@@ -1,12 +1,17 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,3 +138,73 @@ func TestShadowNextHandlerSeesWholeBody(t *testing.T) {
 		})
 	}
 }
+
+// TestShadowConcurrentReplaysCountedExactly: 64 signed requests, each
+// sent twice at once by many goroutines through a Verifier in shadow
+// mode: all 128 reach the handler, exactly one of each pair with a
+// verified Result, and exactly 64 replay events carry shadow=true, the
+// count enforce mode would refuse.
+func TestShadowConcurrentReplaysCountedExactly(t *testing.T) {
+	var events eventCount
+	v, clk, _ := newTestVerifier(t, func(c *Config) {
+		c.Shadow = true
+		c.Logger = slog.New(&events)
+	})
+	s := signer(clk, "device-a", secretA)
+	h := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := ResultFrom(r.Context()); ok {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted) // passed in shadow mode
+	}))
+	type sent struct{ code int }
+	out := make(chan sent, 128)
+	var wg sync.WaitGroup
+	for i := range 64 {
+		r := signed(t, s, "POST", api+"/v1/pay", fmt.Sprintf(`{"n":%d}`, i), nil)
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		for range 2 {
+			r2 := r.Clone(context.Background())
+			r2.Body = io.NopCloser(bytes.NewReader(body))
+			wg.Go(func() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r2)
+				out <- sent{rec.Code}
+			})
+		}
+	}
+	wg.Wait()
+	close(out)
+	codes := map[int]int{}
+	for s := range out {
+		codes[s.code]++
+	}
+	require.Equal(t, map[int]int{http.StatusOK: 64, http.StatusAccepted: 64}, codes)
+	require.Equal(t, int64(64), events.shadow.Load(), "would-deny events")
+	require.Equal(t, int64(64), events.all.Load(), "no other event")
+}
+
+// eventCount is a slog handler that counts security events, and those
+// with shadow=true, from many goroutines.
+type eventCount struct{ all, shadow atomic.Int64 }
+
+func (h *eventCount) Enabled(context.Context, slog.Level) bool { return true }
+func (h *eventCount) Handle(_ context.Context, rec slog.Record) error {
+	var isEvent, isShadow bool
+	rec.Attrs(func(a slog.Attr) bool {
+		isEvent = isEvent || a.Key == "event"
+		isShadow = isShadow || a.Key == "shadow" && a.Value.Kind() == slog.KindBool && a.Value.Bool()
+		return true
+	})
+	if isEvent {
+		h.all.Add(1)
+	}
+	if isShadow {
+		h.shadow.Add(1)
+	}
+	return nil
+}
+func (h *eventCount) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *eventCount) WithGroup(string) slog.Handler      { return h }
