@@ -3,6 +3,8 @@ package auth
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +123,46 @@ func TestShadowNextHandlerSees(t *testing.T) {
 	require.Equal(t, "user-1", claims.Subject)
 	require.Equal(t, http.StatusNoContent, rec.Code)
 	require.Contains(t, logs.String(), `"reason":"insufficient_scope"`)
+}
+
+// TestShadowConcurrentDPoPReplaysCountedExactly: one DPoP proof sent 32
+// times at once through a Verifier in shadow mode: all 32 reach the
+// handler, exactly one with claims, and exactly 31 dpop_replay events
+// carry shadow=true, the count enforce mode would refuse.
+func TestShadowConcurrentDPoPReplaysCountedExactly(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	es := newSigner(t, jwa.ES256, "es-1")
+	device := newSigner(t, jwa.ES256, "device")
+	v, logs := newTestVerifier(t, clk, func(c *Config) {
+		c.Shadow = true
+		c.DPoP, c.DPoPURL = DPoPAllowed, apiBase
+	}, es)
+	bound := es.token(t, map[string]any{"cnf": map[string]any{"jkt": jkt(t, device)}})
+	prf := proof(t, device, "GET", apiBase+"/orders/7", bound, t0, map[string]any{"jti": "once"})
+	h := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := ClaimsFrom(r.Context()); ok {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted) // passed in shadow mode
+	}))
+	codes := make(chan int, 32)
+	var wg sync.WaitGroup
+	for range 32 {
+		r := dpopRequest("GET", "/orders/7", bound, prf)
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			codes <- rec.Code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	got := map[int]int{}
+	for c := range codes {
+		got[c]++
+	}
+	require.Equal(t, map[int]int{http.StatusOK: 1, http.StatusAccepted: 31}, got)
+	require.Equal(t, 31, strings.Count(logs.String(), `"reason":"dpop_replay"`))
+	require.Equal(t, 31, strings.Count(logs.String(), `"shadow":true`))
 }
