@@ -33,6 +33,14 @@
 // [Route].LimitedUse uses each App Check token once, and fails closed by
 // default.
 //
-// Events: risk_step_up, risk_denied, impossible_travel, and the vendors'.
+// Events: risk_step_up, risk_denied, impossible_travel,
+// attestation_failed (a body that cannot be read whole),
+// attestation_unavailable (a fail-closed outage), and the vendors'.
+//
+// With Config.Shadow (appattest.Config.Shadow for its Handler) every
+// refusal is decided and logged as in enforce mode, with shadow=true, and
+// the request is passed on, counted as would-deny: see the rollout recipe
+// in ops/RUNBOOKS.md.
+//
 // Every type here is safe for concurrent use by multiple goroutines.
 package attest

@@ -18,6 +18,7 @@ import (
 	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/problem"
+	"github.com/apiguard/apiguard/internal/shadowbody"
 )
 
 // Band is what a risk score leads to.
@@ -183,7 +184,25 @@ type Config struct {
 	SIMSwapMaxAge time.Duration
 	// Thresholds are the default bands. Default: 30, 60, 85.
 	Thresholds Thresholds
-	// MonitorOnly assesses and logs but never rejects. Default: false.
+	// Shadow decides every request exactly as enforce mode does, with the
+	// same side effects (challenges and limited-use tokens consumed,
+	// counters advanced, history recorded), logs each refusal as its
+	// event with shadow=true, which telemetry counts with the attribute
+	// shadow="true" (the would-deny count), and then calls the next
+	// handler instead of refusing: risk_denied and risk_step_up (the
+	// request carries its [Risk]), attestation_failed with reason
+	// body_too_large or body (a body that cannot be read whole; next gets
+	// it whole), and attestation_unavailable with reason store or vendor
+	// (an outage on a route that fails closed; no Risk in the context).
+	// Outages pass because a control on trial must not make the API less
+	// available than it was without it. Default: false.
+	Shadow bool
+	// MonitorOnly is Shadow for the risk bands only: step-up and deny are
+	// logged (with shadow=true) and passed, bodies that cannot be read
+	// and fail-closed outages are still refused.
+	//
+	// Deprecated: use Shadow, one field for every refusal of every
+	// control; MonitorOnly stays for existing configurations.
 	MonitorOnly bool
 	// InsecureExposeReasons lists the risk reasons that fired in the
 	// problem+json body of step-up and deny answers ("reasons"). Off, the
@@ -215,11 +234,13 @@ type Config struct {
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (risk_step_up, risk_denied,
-	// impossible_travel, attestation_failed). Default: slog.Default().
+	// impossible_travel, attestation_failed, attestation_unavailable).
+	// Default: slog.Default().
 	Logger *slog.Logger
 	// MaxBodyBytes caps the body the Handler reads, whole, to check what
 	// an assertion or an integrity token binds; a larger body is
-	// [ErrBodyTooLarge] (413), even under MonitorOnly. At most 1 GiB.
+	// [ErrBodyTooLarge] (413), even under MonitorOnly (in shadow mode,
+	// logged and passed on whole). At most 1 GiB.
 	// Default: 1 MiB.
 	MaxBodyBytes int64
 	// ErrorHandler writes the Handler's rejections: [ErrBodyTooLarge];
@@ -647,40 +668,57 @@ func (v *Verifier) RequireRoute(route Route) func(http.Handler) http.Handler {
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
-			ev, err := v.EvidenceFrom(r)
-			if err != nil {
-				v.cfg.ErrorHandler(w, r, err)
-				return
+			in, seen := r, (*shadowbody.Body)(nil)
+			if v.cfg.Shadow {
+				in, seen = shadowbody.Watch(r)
 			}
-			risk, err := v.assess(ctx, &ev, route)
-			if err != nil {
-				v.cfg.ErrorHandler(w, r, err)
-				return
-			}
-			r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
-			attrs := []slog.Attr{slog.Int("score", risk.Score), slog.String("reason", strings.Join(risk.Reasons, ",")),
-				slog.String("action", string(risk.Action)), slog.Bool("monitor_only", v.cfg.MonitorOnly)}
-			switch {
-			case risk.Band == BandDeny:
-				events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
-				if !v.cfg.MonitorOnly {
-					v.cfg.ErrorHandler(w, r2, ErrRiskDenied)
-					return
-				}
-			case risk.Band == BandStepUp:
-				events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
-				if !v.cfg.MonitorOnly {
-					v.cfg.ErrorHandler(w, r2, ErrRiskStepUp)
+			ev, err := v.EvidenceFrom(in)
+			if err == nil {
+				var risk *Risk
+				if risk, err = v.assess(ctx, &ev, route); err == nil {
+					v.serveRisk(w, r, next, ev.Body, risk)
 					return
 				}
 			}
-			if ev.Body != nil {
-				r2.Body = io.NopCloser(bytes.NewReader(ev.Body))
-				r2.ContentLength = int64(len(ev.Body))
+			if v.refuse(w, r, err) {
+				return
 			}
-			next.ServeHTTP(w, r2)
+			next.ServeHTTP(w, seen.Restore(r))
 		})
 	}
+}
+
+// serveRisk answers r by its assessed risk: step-up and deny are logged
+// and refused (passed in shadow mode and under MonitorOnly), every other
+// band reaches next; next reads body.
+func (v *Verifier) serveRisk(w http.ResponseWriter, r *http.Request, next http.Handler, body []byte, risk *Risk) {
+	ctx := r.Context()
+	pass := v.cfg.Shadow || v.cfg.MonitorOnly
+	r2 := r.WithContext(context.WithValue(ctx, riskKey{}, risk))
+	attrs := []slog.Attr{slog.Int("score", risk.Score), slog.String("reason", strings.Join(risk.Reasons, ",")),
+		slog.String("action", string(risk.Action)), slog.Bool("monitor_only", v.cfg.MonitorOnly)}
+	if pass {
+		attrs = append(attrs, slog.Bool("shadow", true))
+	}
+	switch {
+	case risk.Band == BandDeny:
+		events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: risk denied", append([]slog.Attr{slog.String("event", "risk_denied")}, attrs...)...)
+		if !pass {
+			v.cfg.ErrorHandler(w, r2, ErrRiskDenied)
+			return
+		}
+	case risk.Band == BandStepUp:
+		events.Log(ctx, v.cfg.Logger, slog.LevelWarn, "attest: risk step-up", append([]slog.Attr{slog.String("event", "risk_step_up")}, attrs...)...)
+		if !pass {
+			v.cfg.ErrorHandler(w, r2, ErrRiskStepUp)
+			return
+		}
+	}
+	if body != nil {
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+		r2.ContentLength = int64(len(body))
+	}
+	next.ServeHTTP(w, r2)
 }
 
 // Errors of the risk assessment, for Config.ErrorHandler.

@@ -69,6 +69,20 @@ type Config struct {
 	// ResourceMetadata adds optional members to that document. Default:
 	// none.
 	ResourceMetadata ResourceMetadata
+	// Shadow decides every request exactly as enforce mode does, with the
+	// same side effects (DPoP proof jti values recorded as used, nonces
+	// checked), logs each refusal as its usual event (auth_failed with
+	// its reason) with shadow=true, which telemetry counts with the
+	// attribute shadow="true" (the would-deny count), and then calls the
+	// next handler instead of refusing. A refused token puts no claims in
+	// the context ([ClaimsFrom] reports false), and a later Require of
+	// the same Verifier in the chain neither decides nor logs again; a
+	// valid token that lacks a scope or step-up passes with its claims.
+	// Outages (ErrKeysUnavailable, 503 in enforce mode) pass too, counted
+	// the same way: a control on trial must not make the API less
+	// available than it was without it. A DPoP-Nonce is sent as on an
+	// accepted request. Default: false.
+	Shadow bool
 
 	// DPoP says whether DPoP-bound tokens are accepted or required.
 	// Default: DPoPOff.

@@ -79,5 +79,11 @@
 // With Config.DPoP set, tokens bound to a key (cnf.jkt) need the DPoP scheme
 // and a proof that passes every check of RFC 9449 §4.3: see [DPoPMode].
 //
+// # Shadow mode
+//
+// With Config.Shadow a Verifier decides and logs as it would enforce, but
+// passes refused requests on (without claims), counted as would-deny: see
+// the rollout recipe in ops/RUNBOOKS.md.
+//
 // A Verifier is safe for concurrent use by multiple goroutines.
 package auth

@@ -477,10 +477,11 @@ func (c *claimsCtx) Value(key any) any {
 }
 
 // ClaimsFrom returns the claims of the token verified for the request
-// whose context is ctx.
+// whose context is ctx; false when there are none (no Verifier ran, or
+// one in shadow mode refused the token).
 func ClaimsFrom(ctx context.Context) (*Claims, bool) {
 	cc, ok := ctx.Value(claimsKey).(*claimsCtx)
-	if !ok {
+	if !ok || cc.claims == nil {
 		return nil, false
 	}
 	return cc.claims, true
@@ -489,7 +490,9 @@ func ClaimsFrom(ctx context.Context) (*Claims, bool) {
 // Handler returns next behind access-token verification: a request with
 // a valid token reaches next with its claims in the context
 // ([ClaimsFrom]); any other is answered by Config.ErrorHandler and logged
-// as event=auth_failed with its reason. It panics if next is nil.
+// as event=auth_failed with its reason (in shadow mode, Config.Shadow,
+// logged with shadow=true and passed to next without claims). It panics
+// if next is nil.
 func (v *Verifier) Handler(next http.Handler) http.Handler {
 	return v.RequireWith(Requirement{})(next)
 }
@@ -517,19 +520,19 @@ func (v *Verifier) RequireWith(req Requirement) func(http.Handler) http.Handler 
 			ctx := r.Context()
 			var claims *Claims
 			if cc, ok := ctx.Value(claimsKey).(*claimsCtx); ok && cc.v == v {
-				claims = cc.claims
+				claims = cc.claims // nil: refused in shadow mode, decided and logged once
 			} else {
 				c, err := v.Verify(r)
-				if err != nil {
-					v.reject(w, r, err)
+				if err != nil && v.reject(w, r, err) {
 					return
 				}
 				claims = c
 				r = r.WithContext(&claimsCtx{Context: ctx, claims: c, v: v})
 			}
-			if err := v.Authorize(claims, req); err != nil {
-				v.reject(w, r, err)
-				return
+			if claims != nil {
+				if err := v.Authorize(claims, req); err != nil && v.reject(w, r, err) {
+					return
+				}
 			}
 			if v.dpop != nil {
 				v.dpop.refreshNonce(w, r)
@@ -539,18 +542,26 @@ func (v *Verifier) RequireWith(req Requirement) func(http.Handler) http.Handler 
 	}
 }
 
-func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, err error) {
+// reject logs the refusal of r for err and answers it, and reports true;
+// in shadow mode it logs the refusal with shadow=true, answers nothing and
+// reports false: the caller passes r on.
+func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, err error) bool {
 	level := slog.LevelWarn
 	if err == ErrNoToken {
 		level = slog.LevelInfo
 	}
-	events.Log(r.Context(), v.cfg.Logger, level, "auth: request rejected",
-		slog.String("event", "auth_failed"),
-		slog.String("reason", reason(err)),
-		slog.String("error", err.Error()))
+	attrs := []slog.Attr{slog.String("event", "auth_failed"), slog.String("reason", reason(err)), slog.String("error", err.Error())}
+	if v.cfg.Shadow {
+		attrs = append(attrs, slog.Bool("shadow", true))
+	}
+	events.Log(r.Context(), v.cfg.Logger, level, "auth: request rejected", attrs...)
+	if v.cfg.Shadow {
+		return false
+	}
 	if v.cfg.ErrorHandler != nil {
 		v.cfg.ErrorHandler(w, r, err)
-		return
+		return true
 	}
 	v.WriteError(w, r, err)
+	return true
 }

@@ -153,8 +153,12 @@ type Config struct {
 	// its buckets with a per-process seeded hash, one seed per rule.)
 	KeySecret []byte
 
-	// Shadow decides, logs and counts, but never rejects: for rolling a
-	// new limit out. Default: false.
+	// Shadow decides, logs and counts, but never rejects for a limit or a
+	// missing key: for rolling a new limit out. Buckets are charged as in
+	// enforce mode; the rate_limited and ratelimit_no_key events carry
+	// shadow=true, which telemetry counts with the attribute
+	// shadow="true" (the would-deny count). A store failure under
+	// FailClosed is still answered 503. Default: false.
 	Shadow bool
 	// InsecureAllowNoKey lets requests without a key through unlimited.
 	// Default: false, such requests are rejected with 400.
@@ -633,7 +637,8 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 		switch {
 		case errors.Is(err, ErrNoKey):
 			events.Log(r.Context(), l.cfg.Logger, slog.LevelWarn, "ratelimit: no key",
-				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", d.Policy))
+				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", d.Policy),
+				slog.Bool("shadow", l.cfg.Shadow && !l.cfg.InsecureAllowNoKey))
 			if l.cfg.InsecureAllowNoKey || l.cfg.Shadow {
 				next.ServeHTTP(w, r)
 				return

@@ -313,6 +313,22 @@ func TestShadowMode(t *testing.T) {
 	require.Contains(t, logs.String(), `"shadow":true`)
 }
 
+// TestShadowModeMissingKeyIsWouldDeny: in shadow mode a request without
+// a key, which enforce mode refuses with 400, reaches the handler and its
+// event carries shadow=true (the would-deny count); with
+// InsecureAllowNoKey enforce mode lets it through too, so it is no
+// would-deny.
+func TestShadowModeMissingKeyIsWouldDeny(t *testing.T) {
+	l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("X-Device-ID"), Shadow: true})
+	require.Equal(t, 204, get(l.Handler(ok204), "203.0.113.7:1", nil).Code, "shadow never rejects")
+	require.Contains(t, logs.String(), `"event":"ratelimit_no_key"`)
+	require.Contains(t, logs.String(), `"shadow":true`)
+
+	open, _, openLogs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("X-Device-ID"), Shadow: true, InsecureAllowNoKey: true})
+	require.Equal(t, 204, get(open.Handler(ok204), "203.0.113.7:1", nil).Code)
+	require.Contains(t, openLogs.String(), `"shadow":false`)
+}
+
 func TestNoKey(t *testing.T) {
 	l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("X-Device-ID")})
 	rec := get(l.Handler(ok204), "203.0.113.7:1", nil)

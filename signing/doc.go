@@ -79,5 +79,11 @@
 // event=signature_rejected with a reason. Secrets, signatures and nonces
 // are never logged.
 //
+// # Shadow mode
+//
+// With Config.Shadow a Verifier decides and logs as it would enforce, but
+// passes refused requests on (without a Result, with their whole body),
+// counted as would-deny: see the rollout recipe in ops/RUNBOOKS.md.
+//
 // A Verifier is safe for concurrent use by multiple goroutines.
 package signing

@@ -19,6 +19,7 @@ import (
 
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/sfv"
+	"github.com/apiguard/apiguard/internal/shadowbody"
 )
 
 // Config configures a [Verifier]. A zero field takes the default in its
@@ -73,6 +74,19 @@ type Config struct {
 	// truncated) is logged with signature mismatches, so that emulator
 	// farms show up as clusters. Default: X-Device-Model.
 	DeviceModelHeader string
+	// Shadow decides every request exactly as enforce mode does, with the
+	// same side effects (nonces recorded as used, replay floors and
+	// high-water marks raised), logs each refusal as its usual event
+	// (signature_mismatch, replay, replay_floor, signature_rejected) with
+	// shadow=true, which telemetry counts with the attribute
+	// shadow="true" (the would-deny count), and then calls the next
+	// handler instead of refusing. A refused request carries no [Result]
+	// ([ResultFrom] and [KeyIDFrom] report false) and its whole body,
+	// what the check read and the rest (kept in memory up to
+	// MaxBodyBytes). Outages (ErrStoreUnavailable, 503 in enforce mode)
+	// pass too, counted the same way: a control on trial must not make
+	// the API less available than it was without it. Default: false.
+	Shadow bool
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (signature_mismatch, replay, replay_floor,
@@ -421,7 +435,9 @@ func ResultFrom(ctx context.Context) (*Result, bool) {
 }
 
 // Handler returns next behind signature verification with Config.Profile.
-// It panics if next is nil.
+// In shadow mode (Config.Shadow) a refused request is logged with
+// shadow=true and reaches next without a [Result]. It panics if next is
+// nil.
 func (v *Verifier) Handler(next http.Handler) http.Handler {
 	return v.RequireProfile(v.cfg.Profile)(next)
 }
@@ -442,11 +458,18 @@ func (v *Verifier) RequireProfile(p Profile) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var res Result // on the stack: a rejection allocates no state
 			buf := bodyPool.Get().(*bodyBuffer)
-			if err := v.verify(r, p, req, buf, &res); err != nil {
+			in, seen := r, (*shadowbody.Body)(nil)
+			if v.cfg.Shadow {
+				in, seen = shadowbody.Watch(r)
+			}
+			if err := v.verify(in, p, req, buf, &res); err != nil {
 				// res.KeyID is the key the request claims, unverified:
 				// for the log only.
-				v.reject(w, r, p, err, res.KeyID)
+				refused := v.reject(w, r, p, err, res.KeyID)
 				putBodyBuffer(buf)
+				if !refused {
+					next.ServeHTTP(w, seen.Restore(r))
+				}
 				return
 			}
 			st := &handled{res: res}
@@ -972,9 +995,11 @@ func (v *Verifier) target(r *http.Request) target {
 const mismatchHint = "@scheme and @authority come from Config.Scheme (default https) and Config.Authority (default the request's Host); " +
 	"if every client mismatches, set them to what clients sign (a client that connects without TLS, in development or to a TLS-terminating proxy, signs http; a proxy may rewrite Host)"
 
-// reject logs and answers a rejected request; keyID is the key it claims,
-// unverified ("" when it names none).
-func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, keyID string) {
+// reject logs and answers a rejected request, and reports true; keyID is
+// the key it claims, unverified ("" when it names none). In shadow mode
+// it logs the refusal with shadow=true, answers nothing and reports
+// false: the caller passes r on.
+func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err error, keyID string) bool {
 	event := "signature_rejected"
 	switch {
 	case errors.Is(err, ErrSignature):
@@ -1001,12 +1026,19 @@ func (v *Verifier) reject(w http.ResponseWriter, r *http.Request, p Profile, err
 	if errors.Is(err, ErrMissingSignature) {
 		level = slog.LevelInfo
 	}
+	if v.cfg.Shadow {
+		attrs = append(attrs, slog.Bool("shadow", true))
+	}
 	events.Log(r.Context(), v.cfg.Logger, level, "signing: request rejected", attrs...)
+	if v.cfg.Shadow {
+		return false
+	}
 	if v.cfg.ErrorHandler != nil {
 		v.cfg.ErrorHandler(w, r, err)
-		return
+		return true
 	}
 	v.WriteError(w, r, err)
+	return true
 }
 
 // deviceModel keeps a device model header fit for logs: at most 64

@@ -33,8 +33,10 @@
 // outages) only a logger from [Observer.Logger] counts them, and a
 // package's New warns when its logger does not. They are counted in
 // apiguard.security.events with the attributes event and reason, the
-// policy of a rate-limit event (a limiter's Name, from configuration), and
-// a bounded device_model with [Config.DeviceModelHeader]. The logger adds
+// policy of a rate-limit event (a limiter's Name, from configuration), a
+// bounded device_model with [Config.DeviceModelHeader], and shadow="true"
+// on the refusals a control in shadow mode did not make (its would-deny
+// count; the record has shadow=true). The logger adds
 // correlation_id, trace_id and span_id to every record logged with a
 // request context. Device IDs, key IDs, tokens and addresses are never
 // metric attributes.

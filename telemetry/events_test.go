@@ -227,3 +227,29 @@ func TestEventPolicyLabel(t *testing.T) {
 	require.Equal(t, "per-user", p.AsString())
 	require.Equal(t, int64(2), sum.DataPoints[0].Value)
 }
+
+// TestEventShadowLabel: the event of a refusal that a control in shadow
+// mode did not make (shadow=true) is counted in the same metric with the
+// attribute shadow="true", apart from enforced refusals of the same event
+// and reason, which carry no shadow attribute; shadow=false is no label.
+func TestEventShadowLabel(t *testing.T) {
+	o, _, reader := newObserver(t, Config{})
+	h := o.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		shadow := r.URL.Query().Get("shadow") == "1"
+		events.Log(r.Context(), slog.New(slog.DiscardHandler), slog.LevelWarn, "auth: request rejected",
+			slog.String("event", "auth_failed"), slog.String("reason", "expired"), slog.Bool("shadow", shadow))
+	}))
+	for _, target := range []string{"/o?shadow=1", "/o?shadow=1", "/o?shadow=1", "/o"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", target, nil))
+	}
+	m := findMetric(collect(t, reader), MetricSecurityEvents)
+	require.NotNil(t, m)
+	sum, ok := m.Data.(metricdata.Sum[int64])
+	require.True(t, ok)
+	got := map[string]int64{}
+	for _, dp := range sum.DataPoints {
+		s, _ := dp.Attributes.Value(KeyShadow)
+		got[s.AsString()] = dp.Value
+	}
+	require.Equal(t, map[string]int64{"true": 3, "": 1}, got)
+}

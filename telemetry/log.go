@@ -34,6 +34,10 @@ const (
 	// KeyDeviceModel is the attribute of security events that carries the
 	// device model, when [Config.DeviceModelHeader] is set.
 	KeyDeviceModel = "device_model"
+	// KeyShadow is the attribute, "true", of the events of refusals that a
+	// control in shadow mode did not make (the would-deny count); events
+	// of enforced decisions carry no shadow attribute.
+	KeyShadow = "shadow"
 )
 
 // maxEventSets bounds the distinct (event, reason) pairs counted; further
@@ -167,9 +171,13 @@ type eventCounter struct {
 	n     atomic.Int32
 }
 
-// eventKey is an (event, reason, policy, device_model) attribute set; an
-// empty policy or device model stands for no such attribute.
-type eventKey [4]string
+// eventKey is an (event, reason, policy, device_model) attribute set and
+// the shadow flag; an empty policy or device model stands for no such
+// attribute, and shadow false for no shadow attribute.
+type eventKey struct {
+	s      [4]string
+	shadow bool
+}
 
 func newEventCounter(mp metric.MeterProvider) (*eventCounter, error) {
 	c, err := mp.Meter(scope).Int64Counter(MetricSecurityEvents,
@@ -182,12 +190,15 @@ func newEventCounter(mp metric.MeterProvider) (*eventCounter, error) {
 }
 
 func eventOptions(k eventKey) []metric.AddOption {
-	kv := []attribute.KeyValue{attribute.String(KeyEvent, k[0]), attribute.String(KeyReason, k[1])}
-	if k[2] != "" {
-		kv = append(kv, attribute.String(events.KeyPolicy, k[2]))
+	kv := []attribute.KeyValue{attribute.String(KeyEvent, k.s[0]), attribute.String(KeyReason, k.s[1])}
+	if k.s[2] != "" {
+		kv = append(kv, attribute.String(events.KeyPolicy, k.s[2]))
 	}
-	if k[3] != "" {
-		kv = append(kv, attribute.String(KeyDeviceModel, k[3]))
+	if k.s[3] != "" {
+		kv = append(kv, attribute.String(KeyDeviceModel, k.s[3]))
+	}
+	if k.shadow {
+		kv = append(kv, attribute.String(KeyShadow, "true"))
 	}
 	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
 }
@@ -199,13 +210,13 @@ func (c *eventCounter) add(ctx context.Context, e events.Event, device string) {
 	if c == nil {
 		return
 	}
-	k := eventKey{e.Name, e.Reason, e.Policy, device}
+	k := eventKey{s: [4]string{e.Name, e.Reason, e.Policy, device}, shadow: e.Shadow}
 	if v, ok := c.sets.Load(k); ok {
 		c.c.Add(ctx, 1, v.([]metric.AddOption)...)
 		return
 	}
 	if !c.admit(e) {
-		k[0], k[1], k[2] = "other", "other", ""
+		k.s[0], k.s[1], k.s[2] = "other", "other", ""
 	}
 	v, ok := c.sets.Load(k)
 	if !ok {

@@ -149,6 +149,17 @@ type Config struct {
 	// what the assertion binds; a larger one is [ErrBodyTooLarge] (413).
 	// At most 1 GiB. Default: 1 MiB.
 	MaxBodyBytes int64
+	// Shadow makes [Verifier.Handler] decide every request exactly as in
+	// enforce mode, with the same side effects (challenges consumed,
+	// counters advanced), log each refusal as attestation_failed with its
+	// reason and shadow=true, which telemetry counts with the attribute
+	// shadow="true" (the would-deny count), and then call the next
+	// handler instead of refusing: without an [Assertion] in the context,
+	// with the whole body. Store outages (503 in enforce mode) pass too: a
+	// control on trial must not make the API less available than it was
+	// without it. ChallengeHandler and EnrolHandler are not affected.
+	// Default: false.
+	Shadow bool
 	// ErrorHandler writes the rejections of [Verifier.Handler] and
 	// [Verifier.ChallengeHandler]. Default: [Verifier.WriteError].
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
@@ -641,9 +652,12 @@ func ecdsaFromECDH(pub *ecdh.PublicKey) (*ecdsa.PublicKey, error) {
 }
 
 func (a *Verifier) fail(ctx context.Context, what string, err error) {
-	events.Log(ctx, a.cfg.Logger, slog.LevelWarn, "attest: "+what+" refused",
-		slog.String("event", "attestation_failed"), slog.String("reason", appAttestReason(err)),
-		slog.String("provider", "app_attest"))
+	attrs := []slog.Attr{slog.String("event", "attestation_failed"), slog.String("reason", appAttestReason(err)),
+		slog.String("provider", "app_attest")}
+	if ctx.Value(shadowKey{}) != nil {
+		attrs = append(attrs, slog.Bool("shadow", true))
+	}
+	events.Log(ctx, a.cfg.Logger, slog.LevelWarn, "attest: "+what+" refused", attrs...)
 }
 
 func appAttestReason(err error) string {
@@ -655,6 +669,7 @@ func appAttestReason(err error) string {
 		{ErrNonce, "nonce"}, {ErrKeyID, "key_id"}, {ErrAppID, "app_id"}, {ErrEnvironment, "environment"},
 		{ErrCounter, "counter"}, {ErrSignature, "signature"}, {ErrUnknownKey, "unknown_key"},
 		{ErrKeyExists, "key_exists"}, {ErrDeviceKey, "device_key"}, {ErrStore, "store"},
+		{ErrBodyTooLarge, "body_too_large"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.reason

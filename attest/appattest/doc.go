@@ -38,5 +38,9 @@
 //
 // Events: attestation_failed, attestation_legacy_binding.
 //
+// With Config.Shadow, [Verifier.Handler] decides and logs as it would
+// enforce, but passes refused requests on (without an Assertion, with
+// their whole body), counted as would-deny: see ops/RUNBOOKS.md.
+//
 // Every type here is safe for concurrent use by multiple goroutines.
 package appattest

@@ -15,6 +15,7 @@ import (
 	"github.com/apiguard/apiguard/attest/internal/provider"
 	"github.com/apiguard/apiguard/internal/events"
 	"github.com/apiguard/apiguard/internal/problem"
+	"github.com/apiguard/apiguard/internal/shadowbody"
 )
 
 // Header names of the App Attest HTTP profile.
@@ -98,6 +99,10 @@ func ClientDataHash(challenge []byte) []byte {
 
 type assertionKey struct{}
 
+// shadowKey marks the context of a request that Handler checks in shadow
+// mode, so that its refusal is logged with shadow=true.
+type shadowKey struct{}
+
 // AssertionFrom returns the verified assertion of the request whose
 // context is ctx.
 func AssertionFrom(ctx context.Context) (*Assertion, bool) {
@@ -111,22 +116,35 @@ func AssertionFrom(ctx context.Context) (*Assertion, bool) {
 // key), and the assertion signs [ClientData] of the request. The
 // challenge is used once, the body is read whole (up to
 // Config.MaxBodyBytes) and handed on intact, and the verified [Assertion]
-// is in the context. Rejections go to Config.ErrorHandler. It panics if
-// next is nil.
+// is in the context. Rejections are logged as attestation_failed and go
+// to Config.ErrorHandler (in shadow mode, Config.Shadow, logged with
+// shadow=true and passed to next). It panics if next is nil.
 func (a *Verifier) Handler(next http.Handler) http.Handler {
 	if next == nil {
 		panic("attest: nil handler")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx, in, seen := r.Context(), r, (*shadowbody.Body)(nil)
+		if a.cfg.Shadow {
+			ctx = context.WithValue(ctx, shadowKey{}, true) // for fail: the refusal is a would-deny
+			in, seen = shadowbody.Watch(r)
+		}
+		refuse := func(err error) {
+			if !a.cfg.Shadow {
+				a.cfg.ErrorHandler(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, seen.Restore(r))
+		}
 		if r.Header.Get(HeaderKeyID) == "" || r.Header.Get(HeaderChallenge) == "" || r.Header.Get(HeaderAssertion) == "" {
 			a.fail(ctx, "assertion", ErrMalformed)
-			a.cfg.ErrorHandler(w, r, ErrMalformed)
+			refuse(ErrMalformed)
 			return
 		}
-		body, err := provider.ReadBody(r, a.cfg.MaxBodyBytes)
+		body, err := provider.ReadBody(in, a.cfg.MaxBodyBytes)
 		if err != nil {
-			a.cfg.ErrorHandler(w, r, err)
+			a.fail(ctx, "assertion", err)
+			refuse(err)
 			return
 		}
 		req := &provider.Request{
@@ -137,10 +155,10 @@ func (a *Verifier) Handler(next http.Handler) http.Handler {
 		as, err := a.verifyRequest(sctx, req)
 		cancel()
 		if err != nil {
-			a.cfg.ErrorHandler(w, r, err)
+			refuse(err)
 			return
 		}
-		r2 := r.WithContext(context.WithValue(ctx, assertionKey{}, as))
+		r2 := r.WithContext(context.WithValue(r.Context(), assertionKey{}, as))
 		if body != nil {
 			r2.Body = io.NopCloser(bytes.NewReader(body))
 			r2.ContentLength = int64(len(body))

@@ -19,22 +19,31 @@ import (
 
 // Attribute keys of a security event. Policy names the limit or budget
 // (a ratelimit Limiter's or FailureBudget's Name) an event is about.
+// Shadow (a bool) is true on the event of a refusal that a control in
+// shadow mode did not make: the request went on to the next handler.
 const (
 	KeyEvent  = "event"
 	KeyReason = "reason"
 	KeyPolicy = "policy"
+	KeyShadow = "shadow"
 )
 
-// Event is what a security event is counted by: its name, its reason and,
-// for rate limits, its policy. Every field is a bounded set chosen by
-// apiguard or by the application's configuration, never by a client.
+// Event is what a security event is counted by: its name, its reason,
+// for rate limits its policy, and whether it is a shadow-mode refusal
+// (a would-deny). Every field is a bounded set chosen by apiguard or by
+// the application's configuration, never by a client.
 type Event struct {
 	Name, Reason, Policy string
+	Shadow               bool
 }
 
 // Take sets the field of e that a names, if a is a string attribute of
-// an event, and reports whether it did.
+// an event (or the bool shadow attribute), and reports whether it did.
 func (e *Event) Take(a slog.Attr) bool {
+	if a.Key == KeyShadow && a.Value.Kind() == slog.KindBool {
+		e.Shadow = a.Value.Bool()
+		return true
+	}
 	if a.Value.Kind() != slog.KindString {
 		return false
 	}
