@@ -158,7 +158,10 @@ type Config struct {
 	// enforce mode; the rate_limited and ratelimit_no_key events carry
 	// shadow=true, which telemetry counts with the attribute
 	// shadow="true" (the would-deny count). A store failure under
-	// FailClosed is still answered 503. Default: false.
+	// FailClosed passes too, its ratelimit_store_error event marked
+	// shadow=true: as in auth, signing and attest, a control on trial
+	// must not make the API less available than it was without it.
+	// Default: false.
 	Shadow bool
 	// InsecureAllowNoKey lets requests without a key through unlimited.
 	// Default: false, such requests are rejected with 400.
@@ -524,7 +527,8 @@ func (l *Limiter) storeFailed(ctx context.Context, r *rule, key string, lim Limi
 	}
 	events.Log(ctx, l.cfg.Logger, slog.LevelWarn, "ratelimit: store failed",
 		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
-		slog.String("policy", r.name), slog.String("error", err.Error()))
+		slog.String("policy", r.name), slog.String("error", err.Error()),
+		slog.Bool("shadow", l.cfg.Shadow && out != nil))
 	return res, out
 }
 
@@ -646,6 +650,10 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 			l.reject(w, r, err)
 			return
 		case err != nil:
+			if l.cfg.Shadow && errors.Is(err, ErrStoreUnavailable) {
+				next.ServeHTTP(w, r)
+				return
+			}
 			l.reject(w, r, err)
 			return
 		}

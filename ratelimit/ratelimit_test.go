@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,6 +328,31 @@ func TestShadowModeMissingKeyIsWouldDeny(t *testing.T) {
 	open, _, openLogs := newLimiter(t, Config{Limit: Limit{Requests: 1, Per: time.Hour}, Key: KeyByHeader("X-Device-ID"), Shadow: true, InsecureAllowNoKey: true})
 	require.Equal(t, 204, get(open.Handler(ok204), "203.0.113.7:1", nil).Code)
 	require.Contains(t, openLogs.String(), `"shadow":false`)
+}
+
+// TestShadowModeStoreOutageUnderFailClosedPasses: a store outage that
+// enforce mode answers 503 under FailClosed reaches the handler in shadow
+// mode, its event marked shadow=true (the would-deny count), like an
+// outage in auth, signing and attest.
+func TestShadowModeStoreOutageUnderFailClosedPasses(t *testing.T) {
+	secret := bytes.Repeat([]byte{1}, 32)
+	for _, shadow := range []bool{false, true} {
+		l, _, logs := newLimiter(t, Config{Limit: Limit{Requests: 2, Per: time.Hour}, Key: KeyByIP(),
+			Store: failingStore{}, KeySecret: secret, StorePolicy: FailClosed, Shadow: shadow})
+		reached := 0
+		h := l.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { reached++; w.WriteHeader(204) }))
+		for range 3 {
+			code := get(h, "203.0.113.7:1", nil).Code
+			if shadow {
+				require.Equal(t, 204, code, "shadow never refuses, outages included")
+			} else {
+				require.Equal(t, 503, code)
+			}
+		}
+		require.Equal(t, map[bool]int{false: 0, true: 3}[shadow], reached)
+		require.Equal(t, 3, strings.Count(logs.String(), `"event":"ratelimit_store_error"`))
+		require.Equal(t, map[bool]int{false: 0, true: 3}[shadow], strings.Count(logs.String(), `"shadow":true`))
+	}
 }
 
 func TestNoKey(t *testing.T) {
