@@ -183,13 +183,19 @@ type Issuer struct {
 	// one. Required.
 	Audience []string
 	// JWKSURL is the issuer's remote JWKS (https, or http on loopback).
-	// Exactly one of JWKSURL and Keys is required.
+	// Exactly one of JWKSURL and Keys is required, unless the issuer has
+	// an Introspection (then at most one).
 	JWKSURL string
 	// Keys is a static key set.
 	Keys jwk.Set
 	// Algorithms are the accepted token algorithms, asymmetric only.
 	// Default: RS256, PS256, ES256, EdDSA.
 	Algorithms []jwa.SignatureAlgorithm
+	// Introspection, when set, checks this issuer's opaque tokens (and,
+	// with Introspection.JWTs, its JWTs) at its RFC 7662 introspection
+	// endpoint; JWKSURL and Keys are then optional. At most one issuer
+	// may have one: see [Introspection]. Default: none.
+	Introspection *Introspection
 	// InsecureAllowJWTType also accepts typ "JWT" (and a missing typ)
 	// instead of only "at+jwt" (RFC 9068), for issuers that do not type
 	// their access tokens. It weakens the defence against ID tokens used
@@ -315,7 +321,7 @@ func (cfg *Config) setDefaults() error {
 		if len(is.Audience) == 0 || slices.Contains(is.Audience, "") {
 			return fmt.Errorf("auth: Config.Issuers[%d].Audience is required and must not hold an empty value", i)
 		}
-		if (is.JWKSURL == "") == (is.Keys == nil) {
+		if (is.JWKSURL == "") == (is.Keys == nil) && !(is.Introspection != nil && is.Keys == nil) {
 			return fmt.Errorf("auth: Config.Issuers[%d] needs exactly one of JWKSURL and Keys", i)
 		}
 		if is.JWKSURL != "" {
@@ -331,7 +337,7 @@ func (cfg *Config) setDefaults() error {
 			return err
 		}
 	}
-	return nil
+	return cfg.checkIntrospection()
 }
 
 func checkAlgorithms(field string, algs []jwa.SignatureAlgorithm) error {

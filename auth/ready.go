@@ -56,6 +56,11 @@ func (v *Verifier) Ready(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if v.intro != nil {
+		if err := v.intro.ready(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) == 1 {
 		return errs[0]
 	}
@@ -86,8 +91,15 @@ func (v *Verifier) WaitReady(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		var retry <-chan time.Time // the next introspection probe's time
+		if v.intro != nil {
+			if at := v.intro.retryAt(); !at.IsZero() {
+				retry = time.After(max(at.Sub(v.now()), time.Millisecond))
+			}
+		}
 		select {
 		case <-ended:
+		case <-retry:
 		case <-ctx.Done():
 			return fmt.Errorf("%w (stopped waiting: %w)", err, context.Cause(ctx))
 		case <-v.ctx.Done():

@@ -31,6 +31,7 @@ type Verifier struct {
 	cache   *lru.Cache[[32]byte, cachedToken] // by SHA-256 of the token; nil when disabled
 	gens    atomic.Uint64                     // key-set generations
 	dpop    *dpopChecker                      // nil when DPoP is off
+	intro   *introspector                     // nil when no issuer introspects
 
 	issuerNames string // the configured issuers, quoted, for errors
 
@@ -97,6 +98,14 @@ func New(cfg Config) (*Verifier, error) {
 			ik.cur.Store(set)
 		}
 		v.issuers[is.Issuer] = ik
+		if is.Introspection != nil {
+			in, err := newIntrospector(v, ik)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			v.intro = in
+		}
 	}
 	for _, ik := range v.issuers {
 		if ik.remote {
@@ -231,11 +240,15 @@ func parseCompact(token string, maxSize int) (*compact, error) {
 }
 
 // VerifyToken checks an access token alone, with no request: signature,
-// issuer, audience, type, lifetime. It does not check DPoP binding; use
-// [Verifier.Verify] for requests.
+// issuer, audience, type, lifetime, or for a token to introspect (see
+// [Introspection]) the endpoint's answer. It does not check DPoP binding;
+// use [Verifier.Verify] for requests.
 func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > v.cfg.MaxTokenSize {
 		return nil, ErrMalformedToken
+	}
+	if v.intro != nil && v.intro.introspects(token) {
+		return v.intro.verify(ctx, token)
 	}
 	var key [32]byte
 	if v.cache != nil {
