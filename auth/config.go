@@ -99,7 +99,8 @@ type Config struct {
 
 	// TokenCacheSize is the number of verified tokens remembered (by
 	// SHA-256 of the token) so that a token seen before is not verified
-	// again until it expires. Negative disables the cache. Default: 10000.
+	// again until it expires; it also sizes the cache of introspection
+	// answers. Negative disables the caches. Default: 10000.
 	TokenCacheSize int
 
 	// HTTPClient fetches remote JWKS. Default: a client with no redirects
@@ -136,7 +137,8 @@ type Config struct {
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (auth_failed with a reason, jwks_refresh,
-	// jwks_error, jwks_key_skipped). Default: slog.Default().
+	// jwks_error, jwks_key_skipped, introspection_error, and at debug
+	// level introspection_cache_error). Default: slog.Default().
 	Logger *slog.Logger
 	// ErrorHandler writes rejections. Default: [Verifier.WriteError].
 	ErrorHandler func(http.ResponseWriter, *http.Request, error)

@@ -23,7 +23,8 @@ var (
 	ErrInvalidRequest = errors.New("auth: malformed authorization request")
 
 	// ErrMalformedToken: not a compact JWS of three base64url parts with
-	// JSON header and payload, or larger than Config.MaxTokenSize.
+	// JSON header and payload (or, for a token to introspect, not an RFC
+	// 6750 b64token), or larger than Config.MaxTokenSize.
 	ErrMalformedToken = errors.New("auth: malformed token")
 	// ErrAlgorithm: alg is "none", HMAC, or not in the issuer's allow-list.
 	ErrAlgorithm = errors.New("auth: algorithm not allowed")

@@ -233,3 +233,62 @@ func ExampleVerifier_Ready() {
 	// auth: signing keys unavailable: key set of https://login.example.com/ not loaded: GET https://login.example.com/.well-known/jwks.json returned 404
 	// false auth: key set of https://login.example.com/: GET https://login.example.com/.well-known/jwks.json returned 404
 }
+
+// An issuer whose access tokens are opaque: the Verifier asks its
+// introspection endpoint (RFC 7662), here a stand-in for the identity
+// provider's, and caches the answer by the token's hash. A revoked token
+// is inactive at the endpoint, and refused like any invalid token.
+func ExampleIntrospection() {
+	var calls int
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if id, secret, _ := r.BasicAuth(); id != "orders-api" || secret != "from-the-secret-store" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		answer := map[string]any{"active": false}
+		if r.PostFormValue("token") == "2YotnFZFEjr1zCsicMWpAA" {
+			answer = map[string]any{"active": true, "iss": "https://login.example.com/", "aud": "https://api.example.com",
+				"sub": "user-42", "scope": "orders:read", "exp": now.Add(10 * time.Minute).Unix()}
+		}
+		_ = json.NewEncoder(w).Encode(answer)
+	}))
+	defer idp.Close()
+
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{
+			Issuer:   "https://login.example.com/",
+			Audience: []string{"https://api.example.com"},
+			Introspection: &auth.Introspection{
+				URL:          idp.URL + "/introspect", // https in production
+				ClientID:     "orders-api",
+				ClientSecret: "from-the-secret-store",
+				// Cache: redisstore.NewIntrospectionCache(rdb, opts), so that
+				// all instances make one call per token.
+			},
+		}},
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer v.Close()
+	orders := v.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, _ := auth.ClaimsFrom(r.Context())
+		fmt.Fprintf(w, "orders of %s", claims.Subject)
+	}))
+	for _, token := range []string{"2YotnFZFEjr1zCsicMWpAA", "2YotnFZFEjr1zCsicMWpAA", "revoked-token"} {
+		if rec := get(orders, token); rec.Code == http.StatusOK {
+			fmt.Println(rec.Code, rec.Body.String())
+		} else {
+			fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+	fmt.Println("calls:", calls) // the second request was answered from the cache
+	// Output:
+	// 200 orders of user-42
+	// 200 orders of user-42
+	// 401 Bearer error="invalid_token"
+	// calls: 2
+}
