@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
@@ -239,9 +240,9 @@ func ExampleVerifier_Ready() {
 // provider's, and caches the answer by the token's hash. A revoked token
 // is inactive at the endpoint, and refused like any invalid token.
 func ExampleIntrospection() {
-	var calls int
+	var calls atomic.Int32
 	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
+		calls.Add(1)
 		if id, secret, _ := r.BasicAuth(); id != "orders-api" || secret != "from-the-secret-store" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -285,7 +286,7 @@ func ExampleIntrospection() {
 			fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
 		}
 	}
-	fmt.Println("calls:", calls) // the second request was answered from the cache
+	fmt.Println("calls:", calls.Load()) // the second request was answered from the cache
 	// Output:
 	// 200 orders of user-42
 	// 200 orders of user-42

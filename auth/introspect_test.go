@@ -33,6 +33,8 @@ const (
 type introServer struct {
 	*httptest.Server
 	calls atomic.Int64
+	// inflight and maxInflight count the calls being answered.
+	inflight, maxInflight atomic.Int64
 
 	mu      sync.Mutex
 	answers map[string]map[string]any
@@ -40,11 +42,11 @@ type introServer struct {
 	raw     []byte
 	hold    chan struct{} // when set, requests wait for it to close
 	bad     []string      // what a request did wrong (method, auth, form)
-	arrived chan struct{} // receives (without blocking) when a call arrives
+	arrived chan struct{} // receives when a call arrives (the first 1024)
 }
 
 func newIntroServer(t testing.TB) *introServer {
-	s := &introServer{answers: map[string]map[string]any{}, arrived: make(chan struct{}, 1)}
+	s := &introServer{answers: map[string]map[string]any{}, arrived: make(chan struct{}, 1024)}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -64,12 +66,19 @@ func (s *introServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.bad = append(s.bad, r.Method+" "+r.Header.Get("Content-Type"))
 	}
 	s.mu.Unlock()
+	n := s.inflight.Add(1)
+	for m := s.maxInflight.Load(); n > m && !s.maxInflight.CompareAndSwap(m, n); m = s.maxInflight.Load() {
+	}
 	if hold != nil {
 		select {
 		case <-hold:
 		case <-r.Context().Done():
-			return
 		}
+	}
+	// Counted out before the answer, which lets the client start another.
+	s.inflight.Add(-1)
+	if r.Context().Err() != nil {
+		return
 	}
 	if err := r.ParseForm(); err != nil || r.PostForm.Get("token_type_hint") != "access_token" {
 		s.mu.Lock()
@@ -751,4 +760,35 @@ func TestIntrospectionWaitReadyStopsOnBadCredentials(t *testing.T) {
 	srv.set(func(s *introServer) { s.status = 0 })
 	v2, _ := newIntroVerifier(t, testkit.NewClock(t0), srv, nil)
 	require.NoError(t, v2.WaitReady(t.Context()), "a probe with a random token gets an answer")
+}
+
+// TestIntrospectionFloodOfNewTokensBoundedByMaxConcurrent: a flood of
+// tokens never seen makes at most MaxConcurrent calls at once; the others
+// wait for a slot (within Timeout).
+func TestIntrospectionFloodOfNewTokensBoundedByMaxConcurrent(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	srv := newIntroServer(t)
+	hold := make(chan struct{})
+	srv.set(func(s *introServer) { s.hold = hold })
+	v, _ := newIntroVerifier(t, clk, srv, func(c *Config) {
+		c.Issuers[0].Introspection.MaxConcurrent = 3
+		c.Issuers[0].Introspection.Timeout = time.Minute
+	})
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := v.VerifyToken(context.Background(), fmt.Sprintf("flood-%d", i))
+			errs <- err
+		}()
+	}
+	for range 3 {
+		<-srv.arrived
+	}
+	close(hold)
+	for range n {
+		require.ErrorIs(t, <-errs, ErrInactive)
+	}
+	require.EqualValues(t, n, srv.calls.Load())
+	require.EqualValues(t, 3, srv.maxInflight.Load(), "never more than MaxConcurrent calls at once")
 }

@@ -50,12 +50,19 @@ func introEndpoint(t *testing.T, active string) (*httptest.Server, *atomic.Int64
 // Verifier, sharing the Redis at addr.
 func introInstance(t *testing.T, addr, endpoint string) *auth.Verifier {
 	t.Helper()
+	return introInstanceWith(t, addr, endpoint, testTimeout)
+}
+
+// introInstanceWith is introInstance with storeTimeout as the store's
+// Options.Timeout.
+func introInstanceWith(t *testing.T, addr, endpoint string, storeTimeout time.Duration) *auth.Verifier {
+	t.Helper()
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1, DialerRetries: 1, DialTimeout: testTimeout, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = rdb.Close() })
 	v, err := auth.New(auth.Config{
 		Issuers: []auth.Issuer{{Issuer: introIssuer, Audience: []string{"api"}, Introspection: &auth.Introspection{
 			URL: endpoint, ClientID: "rs", ClientSecret: "rs-secret",
-			Cache:   redisstore.NewIntrospectionCache(rdb, redisstore.Options{Timeout: testTimeout}),
+			Cache:   redisstore.NewIntrospectionCache(rdb, redisstore.Options{Timeout: storeTimeout}),
 			Timeout: testTimeout,
 		}}},
 		Logger: slog.New(slog.DiscardHandler),
@@ -171,6 +178,25 @@ func TestIntrospectionRedisDownFallsBackToEndpoint(t *testing.T) {
 		require.ErrorIs(t, err, auth.ErrInactive)
 	}
 	require.LessOrEqual(t, calls.Load(), int64(4))
+}
+
+// TestIntrospectionRedisHungFallsBackToEndpoint: a Redis that accepts
+// connections and never answers costs each store call Options.Timeout
+// (then the Breaker fails them at once), and the instances call the
+// endpoint themselves: the valid token is accepted.
+func TestIntrospectionRedisHungFallsBackToEndpoint(t *testing.T) {
+	srv := redistest.Start(t)
+	endpoint, calls := introEndpoint(t, "opaque-active")
+	a := introInstanceWith(t, srv.Addr(), endpoint.URL, 50*time.Millisecond)
+	b := introInstanceWith(t, srv.Addr(), endpoint.URL, 50*time.Millisecond)
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	for _, v := range []*auth.Verifier{a, b, a, b} {
+		c, err := v.VerifyToken(t.Context(), "opaque-active")
+		require.NoError(t, err)
+		require.Equal(t, "user-7", c.Subject)
+	}
+	require.EqualValues(t, 2, calls.Load(), "one call per instance")
 }
 
 func TestIntrospectionCacheLock(t *testing.T) {
