@@ -26,6 +26,32 @@ func BenchmarkCachedToken(b *testing.B) {
 			}
 		}
 	})
+	b.Run("jwt_beside_introspection", func(b *testing.B) {
+		// The routing cost a JWT pays when an issuer introspects.
+		v, err := New(Config{
+			Issuers: []Issuer{
+				{Issuer: testIssuer, Audience: []string{testAudience}, Keys: jwkSet(b, s), Algorithms: []jwa.SignatureAlgorithm{jwa.ES256}},
+				{Issuer: "https://opaque.example.com/", Audience: []string{testAudience}, Introspection: &Introspection{
+					URL: "https://opaque.example.com/introspect", ClientID: introClient, ClientSecret: introSecret,
+				}},
+			},
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = v.Close() })
+		tok := benchTokens(b, s, 1)[0]
+		if _, err := v.VerifyToken(b.Context(), tok); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.VerifyToken(b.Context(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("introspected", func(b *testing.B) {
 		srv := newIntroServer(b)
 		tok := "2YotnFZFEjr1zCsicMWpAA-opaque-access-token-of-43"
