@@ -66,8 +66,8 @@
 // # Readiness
 //
 // [Verifier.Ready] answers a readiness probe: nil while every key set is
-// loaded and within MaxKeyStaleness (and an introspection endpoint
-// answers), else an error naming the issuer and the cause (the JWKS's or
+// loaded and within MaxKeyStaleness (and an introspection endpoint has
+// answered, and not failed for longer than its CacheTTL), else an error naming the issuer and the cause (the JWKS's or
 // endpoint's status, the dial error). Probes ask for fetches as
 // requests do, on the same schedule, so they never add any.
 // [Verifier.WaitReady] waits for it at start-up, bounded by its context.

@@ -69,9 +69,13 @@ import (
 // starts no sooner than 1s·2^(n-1), at most Config.MinKeyRefresh, plus up
 // to half again of jitter; until then requests with tokens not cached get
 // 503 at once, and then one call at a time probes the endpoint.
-// [Verifier.Ready] names the issuer and the cause, and makes that probe
-// (with a random token) when one is due, or when no call has succeeded
-// yet, so that bad credentials stop start-up under [Verifier.WaitReady].
+// [Verifier.Ready] makes that probe (with a random token) when one is
+// due, or when no call has got an answer yet, and names the issuer and
+// the cause while no call has got an answer (bad credentials stop
+// start-up under [Verifier.WaitReady]) or once calls have failed for
+// longer than CacheTTL: until then the cached answers still serve, as the
+// last good keys do, and a probe that took every instance out of service
+// when the endpoint blinked would turn its outage into yours.
 //
 // A shared Cache that fails (Redis down) is skipped: each instance calls
 // the endpoint itself, one call per token per instance, and no valid
@@ -223,6 +227,7 @@ type introspector struct {
 	mu          sync.Mutex
 	succeeded   bool      // a call got an answer
 	failures    int       // consecutive calls without an answer
+	failingFrom time.Time // start of the first of them
 	lastErr     error     // of the last call; nil once one got an answer
 	nextAllowed time.Time // the earliest start of a call while failing
 	probing     bool      // a call is under way while failing
@@ -508,7 +513,7 @@ func (in *introspector) takeTurn(ctx context.Context, sk string) (e introEntry, 
 
 func (in *introspector) cacheFailed(op string, err error) {
 	in.v.cfg.Logger.LogAttrs(in.v.ctx, slog.LevelDebug, "auth: introspection cache failed; calling the endpoint",
-		slog.String("event", "introspection_cache_error"), slog.String("op", op),
+		slog.String("event", "introspection_cache_error"), slog.String("reason", op),
 		slog.String("issuer", in.ik.issuer.Issuer), slog.String("error", err.Error()))
 }
 
@@ -568,6 +573,9 @@ func (in *introspector) call(ctx context.Context, token string) ([]byte, error) 
 	if err == nil {
 		in.succeeded, in.failures, in.lastErr = true, 0, nil
 	} else {
+		if in.failures == 0 {
+			in.failingFrom = start
+		}
 		in.failures++
 		in.lastErr = err
 		in.nextAllowed = start.Add(wait)
@@ -578,7 +586,7 @@ func (in *introspector) call(ctx context.Context, token string) ([]byte, error) 
 	}
 	if err != nil {
 		in.v.cfg.Logger.LogAttrs(in.v.ctx, slog.LevelWarn, "auth: introspection failed",
-			slog.String("event", "introspection_error"), slog.String("issuer", in.ik.issuer.Issuer),
+			slog.String("event", "introspection_error"), slog.String("reason", "call"), slog.String("issuer", in.ik.issuer.Issuer),
 			slog.String("error", err.Error()), slog.Duration("retry_in", wait))
 		return nil, &UnavailableError{RetryAfter: max(wait, time.Second), Err: fmt.Errorf("%w: %w", errIntrospectionDown, err)}
 	}
@@ -705,10 +713,10 @@ func (in *introspector) ready() error {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.failures == 0 {
+	now := in.v.now()
+	if in.failures == 0 || (in.succeeded && now.Sub(in.failingFrom) <= max(in.cfg.CacheTTL, 0)) {
 		return nil
 	}
-	now := in.v.now()
 	u := in.unavailableLocked(now).(*UnavailableError)
 	u.Err = fmt.Errorf("introspection endpoint of %s: %w", in.ik.issuer.Issuer, in.lastErr)
 	return u

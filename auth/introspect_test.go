@@ -313,6 +313,7 @@ func TestIntrospectionOutageIs503NotInvalid(t *testing.T) {
 			require.Equal(t, "1", rec.Header().Get("Retry-After"))
 			require.Contains(t, logs.String(), `"event":"introspection_error"`)
 			require.Contains(t, logs.String(), `"reason":"introspection_unavailable"`)
+			require.Contains(t, logs.String(), `"event":"introspection_error","reason":"call"`)
 			require.Contains(t, logs.String(), tc.cause)
 			require.EqualValues(t, 1, srv.calls.Load())
 
@@ -791,4 +792,33 @@ func TestIntrospectionFloodOfNewTokensBoundedByMaxConcurrent(t *testing.T) {
 	}
 	require.EqualValues(t, n, srv.calls.Load())
 	require.EqualValues(t, 3, srv.maxInflight.Load(), "never more than MaxConcurrent calls at once")
+}
+
+// TestIntrospectionReadyKeepsServingCachedAnswers: once the endpoint has
+// answered, an outage makes Ready fail only after CacheTTL, while cached
+// answers still serve: the readiness probe does not take every instance
+// out of service when the endpoint blinks.
+func TestIntrospectionReadyKeepsServingCachedAnswers(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	srv := newIntroServer(t)
+	srv.answer("cached", nil)
+	v, _ := newIntroVerifier(t, clk, srv, func(c *Config) {
+		c.Rand = zeroReader{}
+		c.Issuers[0].Introspection.CacheTTL = 2 * time.Minute
+	})
+	require.NoError(t, v.Ready(t.Context()), "probe answered")
+	_, err := v.VerifyToken(t.Context(), "cached")
+	require.NoError(t, err)
+	srv.set(func(s *introServer) { s.status = 502 })
+	_, err = v.VerifyToken(t.Context(), "new-token")
+	require.ErrorIs(t, err, ErrKeysUnavailable)
+	require.NoError(t, v.Ready(t.Context()), "within CacheTTL of the first failure")
+	clk.Advance(2*time.Minute - time.Second)
+	_, err = v.VerifyToken(t.Context(), "cached")
+	require.NoError(t, err, "the cached answer still serves")
+	require.NoError(t, v.Ready(t.Context()))
+	clk.Advance(time.Second + time.Millisecond)
+	err = v.Ready(t.Context())
+	require.ErrorIs(t, err, ErrKeysUnavailable)
+	require.ErrorContains(t, err, "introspection endpoint of "+testIssuer+": POST "+srv.URL+" returned 502")
 }

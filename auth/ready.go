@@ -26,11 +26,12 @@ import (
 //	auth: signing keys unavailable: key set of https://login.example.com/ not loaded: GET https://login.example.com/jwks returned 404
 //
 // several joined with [errors.Join]. An issuer with an [Introspection]
-// endpoint is ready once a call got an answer and while the last call
-// did: Ready probes it (a random token; any answer will do) when no call
-// has got one yet, or when calls fail and the back-off allows the next,
-// waiting for that probe at most Introspection.Timeout; WaitReady retries
-// at the back-off's end. A failed refresh of keys still within
+// endpoint is ready once a call got an answer, until calls have failed
+// for longer than Introspection.CacheTTL: Ready probes it (a random
+// token; any answer will do) when no call has got one yet, or when calls
+// fail and the back-off allows the next, waiting for that probe at most
+// Introspection.Timeout; WaitReady retries at the back-off's end. A
+// failed refresh of keys still within
 // MaxKeyStaleness does not make Ready fail: the Verifier still serves, and
 // a readiness probe that took every instance out of service when the
 // issuer blinked would turn its outage into yours. Watch
