@@ -121,7 +121,8 @@ type Config struct {
 
 	// TokenCacheSize is the number of verified tokens remembered (by
 	// SHA-256 of the token) so that a token seen before is not verified
-	// again until it expires. Negative disables the cache. Default: 10000.
+	// again until it expires; it also sizes the cache of introspection
+	// answers. Negative disables the caches. Default: 10000.
 	TokenCacheSize int
 
 	// HTTPClient fetches remote JWKS and discovery documents. Default: a
@@ -159,7 +160,8 @@ type Config struct {
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (auth_failed with a reason, jwks_refresh,
-	// jwks_error, jwks_key_skipped). Default: slog.Default().
+	// jwks_error, jwks_key_skipped, introspection_error, and at debug
+	// level introspection_cache_error). Default: slog.Default().
 	Logger *slog.Logger
 	// ErrorHandler writes rejections. Default: [Verifier.WriteError].
 	ErrorHandler func(http.ResponseWriter, *http.Request, error)
@@ -220,13 +222,20 @@ type Issuer struct {
 	// one. Required.
 	Audience []string
 	// JWKSURL is the issuer's remote JWKS (https, or http on loopback).
-	// Default: discovered from Issuer (see Discovery above).
+	// Default: discovered from Issuer (see Discovery above), except for
+	// an issuer with an Introspection: without JWKSURL or Keys its tokens
+	// are checked by introspection only.
 	JWKSURL string
 	// Keys is a static key set, instead of JWKSURL. Default: none.
 	Keys jwk.Set
 	// Algorithms are the accepted token algorithms, asymmetric only.
 	// Default: RS256, PS256, ES256, EdDSA.
 	Algorithms []jwa.SignatureAlgorithm
+	// Introspection, when set, checks this issuer's opaque tokens (and,
+	// with Introspection.JWTs, its JWTs) at its RFC 7662 introspection
+	// endpoint; JWKSURL and Keys are then optional. At most one issuer
+	// may have one: see [Introspection]. Default: none.
+	Introspection *Introspection
 	// InsecureAllowJWTType also accepts typ "JWT" (and a missing typ)
 	// instead of only "at+jwt" (RFC 9068), for issuers that do not type
 	// their access tokens. It weakens the defence against ID tokens used
@@ -350,7 +359,7 @@ func (cfg *Config) setDefaults() error {
 		if is.JWKSURL != "" && is.Keys != nil {
 			return fmt.Errorf("auth: Config.Issuers[%d] has both JWKSURL and Keys: set one, or neither to discover the JWKS URL", i)
 		}
-		if is.JWKSURL == "" && is.Keys == nil {
+		if is.JWKSURL == "" && is.Keys == nil && is.Introspection == nil {
 			if err := checkIssuerURL(is.Issuer); err != nil {
 				return fmt.Errorf("auth: Config.Issuers[%d]: %w", i, err)
 			}
@@ -368,7 +377,7 @@ func (cfg *Config) setDefaults() error {
 			return err
 		}
 	}
-	return nil
+	return cfg.checkIntrospection()
 }
 
 func checkAlgorithms(field string, algs []jwa.SignatureAlgorithm) error {

@@ -1,5 +1,6 @@
 // Package auth verifies OAuth 2.0 access tokens for APIs that mobile apps
 // call: JWT access tokens (RFC 9068) checked against the issuer's JWKS,
+// or opaque tokens checked by introspection (RFC 7662),
 // with audience, short lifetimes and scopes; DPoP sender-constrained
 // tokens (RFC 9449); step-up challenges (RFC 9470); and PKCE helpers
 // (RFC 7636) for the authorization server side. An issuer given by its
@@ -67,12 +68,28 @@
 // # Readiness
 //
 // [Verifier.Ready] answers a readiness probe: nil while every key set is
-// loaded and within MaxKeyStaleness, else an error naming the issuer and
-// the cause (the JWKS's status, the dial error). Probes ask for fetches as
+// loaded and within MaxKeyStaleness (and an introspection endpoint has
+// answered, and not failed for longer than its CacheTTL), else an error naming the issuer and the cause (the JWKS's or
+// endpoint's status, the dial error). Probes ask for fetches as
 // requests do, on the same schedule, so they never add any.
 // [Verifier.WaitReady] waits for it at start-up, bounded by its context.
 // [Verifier.KeySetAge] gives the age of the oldest key set and the last
 // refresh error, for gauges and alerts.
+//
+// # Opaque tokens
+//
+// An issuer with an [Introspection] endpoint checks the tokens that are
+// not JWTs (at most one issuer may have one: an opaque token names no
+// issuer), or all of its tokens with Introspection.JWTs. The answer is
+// held to the rules for JWTs (active, exp, iss, aud, no refresh token)
+// and yields the same [Claims], scopes, step-up and DPoP binding
+// (cnf.jkt) included. Answers are cached by the token's SHA-256 (never
+// the token) until its exp or Introspection.CacheTTL (5 minutes: the
+// longest a revoked token is still accepted), inactive ones for 10s;
+// concurrent requests with a new token make one call, and with a shared
+// Introspection.Cache (redisstore) one call across instances. An endpoint
+// that gives no answer means 503 with Retry-After and back-off, as for
+// key sets, never 401; [Verifier.Ready] names it.
 //
 // # DPoP
 //

@@ -23,7 +23,8 @@ var (
 	ErrInvalidRequest = errors.New("auth: malformed authorization request")
 
 	// ErrMalformedToken: not a compact JWS of three base64url parts with
-	// JSON header and payload, or larger than Config.MaxTokenSize.
+	// JSON header and payload (or, for a token to introspect, not an RFC
+	// 6750 b64token), or larger than Config.MaxTokenSize.
 	ErrMalformedToken = errors.New("auth: malformed token")
 	// ErrAlgorithm: alg is "none", HMAC, or not in the issuer's allow-list.
 	ErrAlgorithm = errors.New("auth: algorithm not allowed")
@@ -48,6 +49,10 @@ var (
 	// Config.MaxTokenLifetime.
 	ErrLifetime = errors.New("auth: token lifetime too long")
 
+	// ErrInactive: the issuer's introspection endpoint answered that the
+	// token is not active (revoked, expired or unknown to it).
+	ErrInactive = errors.New("auth: token not active")
+
 	// ErrInsufficientScope: the token lacks a required scope. 403
 	// insufficient_scope.
 	ErrInsufficientScope = errors.New("auth: insufficient scope")
@@ -59,8 +64,10 @@ var (
 	// no key set fresher than Config.MaxKeyStaleness is loaded (the JWKS
 	// cannot be fetched, or its first fetch has not ended), or the token's
 	// kid is missing from a key set fetched before the token was issued,
-	// or its key there fails the signature, and a refresh is due. 503 with Retry-After, never 401: the token may
-	// well be valid. Tokens in the verified-token cache get it too.
+	// or its key there fails the signature, and a refresh is due; or the
+	// issuer's introspection endpoint gave no answer (see [Introspection]).
+	// 503 with Retry-After, never 401: the token may well be valid. Tokens
+	// in the verified-token cache get it too.
 	ErrKeysUnavailable = errors.New("auth: signing keys unavailable")
 )
 
@@ -83,9 +90,9 @@ func (e *RequirementError) Unwrap() error { return e.Err }
 // UnavailableError wraps [ErrKeysUnavailable] with the time after which a
 // retry may succeed.
 type UnavailableError struct {
-	// RetryAfter is when the next JWKS fetch may start (1s while one is
-	// under way): a retry then finds it made or under way. For the DPoP
-	// replay store, 1s.
+	// RetryAfter is when the next JWKS fetch (or introspection call, after
+	// failed ones) may start (1s while one is under way): a retry then
+	// finds it made or under way. For the DPoP replay store, 1s.
 	RetryAfter time.Duration
 	Err        error // the fetch error, for the log
 }
@@ -129,9 +136,11 @@ var reasons = []struct {
 	{ErrExpired, "expired"},
 	{ErrNotYetValid, "not_yet_valid"},
 	{ErrLifetime, "lifetime"},
+	{ErrInactive, "inactive"},
 	{ErrInsufficientScope, "insufficient_scope"},
 	{ErrStepUp, "step_up"},
 	{errKidRefreshDue, "kid_refresh_due"},
+	{errIntrospectionDown, "introspection_unavailable"},
 	{ErrKeysUnavailable, "keys_unavailable"},
 	{ErrDPoPRequired, "dpop_required"},
 	{ErrDPoPProof, "dpop_proof"},

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
@@ -376,4 +377,63 @@ func ExampleVerifier_MetadataHandler() {
 	//   "dpop_bound_access_tokens_required": false
 	// }
 	// 401 [Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1" DPoP resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1", algs="ES256 EdDSA"]
+}
+
+// An issuer whose access tokens are opaque: the Verifier asks its
+// introspection endpoint (RFC 7662), here a stand-in for the identity
+// provider's, and caches the answer by the token's hash. A revoked token
+// is inactive at the endpoint, and refused like any invalid token.
+func ExampleIntrospection() {
+	var calls atomic.Int32
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if id, secret, _ := r.BasicAuth(); id != "orders-api" || secret != "from-the-secret-store" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		answer := map[string]any{"active": false}
+		if r.PostFormValue("token") == "2YotnFZFEjr1zCsicMWpAA" {
+			answer = map[string]any{"active": true, "iss": "https://login.example.com/", "aud": "https://api.example.com",
+				"sub": "user-42", "scope": "orders:read", "exp": now.Add(10 * time.Minute).Unix()}
+		}
+		_ = json.NewEncoder(w).Encode(answer)
+	}))
+	defer idp.Close()
+
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{
+			Issuer:   "https://login.example.com/",
+			Audience: []string{"https://api.example.com"},
+			Introspection: &auth.Introspection{
+				URL:          idp.URL + "/introspect", // https in production
+				ClientID:     "orders-api",
+				ClientSecret: "from-the-secret-store",
+				// Cache: redisstore.NewIntrospectionCache(rdb, opts), so that
+				// all instances make one call per token.
+			},
+		}},
+		Now:    func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer v.Close()
+	orders := v.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, _ := auth.ClaimsFrom(r.Context())
+		fmt.Fprintf(w, "orders of %s", claims.Subject)
+	}))
+	for _, token := range []string{"2YotnFZFEjr1zCsicMWpAA", "2YotnFZFEjr1zCsicMWpAA", "revoked-token"} {
+		if rec := get(orders, token); rec.Code == http.StatusOK {
+			fmt.Println(rec.Code, rec.Body.String())
+		} else {
+			fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+	fmt.Println("calls:", calls.Load()) // the second request was answered from the cache
+	// Output:
+	// 200 orders of user-42
+	// 200 orders of user-42
+	// 401 Bearer error="invalid_token"
+	// calls: 2
 }

@@ -25,7 +25,13 @@ import (
 //
 //	auth: signing keys unavailable: key set of https://login.example.com/ not loaded: GET https://login.example.com/jwks returned 404
 //
-// several joined with [errors.Join]. A failed refresh of keys still within
+// several joined with [errors.Join]. An issuer with an [Introspection]
+// endpoint is ready once a call got an answer, until calls have failed
+// for longer than Introspection.CacheTTL: Ready probes it (a random
+// token; any answer will do) when no call has got one yet, or when calls
+// fail and the back-off allows the next, waiting for that probe at most
+// Introspection.Timeout; WaitReady retries at the back-off's end. A
+// failed refresh of keys still within
 // MaxKeyStaleness does not make Ready fail: the Verifier still serves, and
 // a readiness probe that took every instance out of service when the
 // issuer blinked would turn its outage into yours. Watch
@@ -53,6 +59,11 @@ func (v *Verifier) Ready(ctx context.Context) error {
 	var errs []error
 	for _, is := range v.cfg.Issuers {
 		if err := v.issuers[is.Issuer].readyErr(now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if v.intro != nil {
+		if err := v.intro.ready(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -86,8 +97,15 @@ func (v *Verifier) WaitReady(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		var retry <-chan time.Time // the next introspection probe's time
+		if v.intro != nil {
+			if at := v.intro.retryAt(); !at.IsZero() {
+				retry = time.After(max(at.Sub(v.now()), time.Millisecond))
+			}
+		}
 		select {
 		case <-ended:
+		case <-retry:
 		case <-ctx.Done():
 			return fmt.Errorf("%w (stopped waiting: %w)", err, context.Cause(ctx))
 		case <-v.ctx.Done():

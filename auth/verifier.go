@@ -32,6 +32,7 @@ type Verifier struct {
 	gens    atomic.Uint64                     // key-set generations
 	dpop    *dpopChecker                      // nil when DPoP is off
 	resMeta resourceMeta                      // RFC 9728 document; zero without Config.Resource
+	intro   *introspector                     // nil when no issuer introspects
 
 	issuerNames string // the configured issuers, quoted, for errors
 
@@ -88,7 +89,11 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	for i := range v.cfg.Issuers {
 		is := &v.cfg.Issuers[i]
-		ik := &issuerKeys{issuer: is, v: v, remote: is.Keys == nil, wake: make(chan struct{}, 1)}
+		// An issuer without Keys fetches its JWKS (from JWKSURL, or
+		// discovered), unless it introspects and has no JWKSURL: then it
+		// has no key set at all.
+		remote := is.Keys == nil && (is.JWKSURL != "" || is.Introspection == nil)
+		ik := &issuerKeys{issuer: is, v: v, remote: remote, wake: make(chan struct{}, 1)}
 		if is.Keys != nil {
 			set := buildKeySet(setKeys(is.Keys), is.Algorithms, cfg.Now(), ik.skipLogger())
 			if len(set.all) == 0 {
@@ -99,6 +104,14 @@ func New(cfg Config) (*Verifier, error) {
 			ik.cur.Store(set)
 		}
 		v.issuers[is.Issuer] = ik
+		if is.Introspection != nil {
+			in, err := newIntrospector(v, ik)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			v.intro = in
+		}
 	}
 	for _, ik := range v.issuers {
 		if ik.remote {
@@ -233,15 +246,18 @@ func parseCompact(token string, maxSize int) (*compact, error) {
 }
 
 // VerifyToken checks an access token alone, with no request: signature,
-// issuer, audience, type, lifetime. It does not check DPoP binding; use
-// [Verifier.Verify] for requests.
+// issuer, audience, type, lifetime, or for a token to introspect (see
+// [Introspection]) the endpoint's answer. It does not check DPoP binding;
+// use [Verifier.Verify] for requests.
 func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > v.cfg.MaxTokenSize {
 		return nil, ErrMalformedToken
 	}
 	var key [32]byte
-	if v.cache != nil {
+	if v.cache != nil || v.intro != nil {
 		key = sha256.Sum256([]byte(token))
+	}
+	if v.cache != nil {
 		if e, ok := v.cache.Get(key); ok {
 			now := v.now()
 			// The entry serves only under the key set that verified it,
@@ -255,6 +271,11 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, erro
 				return e.claims, nil
 			}
 		}
+	}
+	// After the JWT cache, which never holds a token to introspect, so
+	// that cached JWTs pay nothing for the routing.
+	if v.intro != nil && v.intro.introspects(token) {
+		return v.intro.verify(ctx, token, key)
 	}
 	e, err := v.verifyToken(ctx, token)
 	if err != nil {

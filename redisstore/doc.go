@@ -34,6 +34,10 @@
 // see its example), with revocation that every instance sees on its next
 // lookup, and rotation.
 //
+// Opaque tokens: [IntrospectionCache] shares auth's introspection answers
+// and makes instances take turns, so that N instances make one call to
+// the identity provider per token, not N.
+//
 // Where each promise is kept: whose clock decides ([Options] and its
 // MaxClockSkew), how long a call may take (Options.Timeout), what a key
 // name reveals (Options.KeySecret), and what an outage costs ([Breaker]).

@@ -23,6 +23,9 @@ const (
 	purposeHistory   = "aa-hist" // AttestStore: subjects' risk history
 	purposeInFlight  = "cc"      // ConcurrencyStore: requests in flight
 	purposeDeviceKey = "dk"      // DeviceKeyStore: enrolled device public keys
+
+	purposeIntrospection     = "intro"      // IntrospectionCache: introspection results
+	purposeIntrospectionLock = "intro-lock" // IntrospectionCache: one caller per token
 )
 
 // keyHashes pools the digests of one Options value (SHA-256 or its
