@@ -351,12 +351,14 @@ func (s *LeaseStore) Take(ctx context.Context, key string, interval time.Duratio
 			return true, rem, next, nil
 		}
 		if e.next > 0 {
+			wait := e.nextAt.Sub(now) // read under s.mu: a lease call in flight may set it
 			s.mu.Unlock()
-			return false, 0, e.nextAt.Sub(now), nil
+			return false, 0, wait, nil
 		}
 		if now.Before(e.until) {
+			wait := e.until.Sub(now)
 			s.mu.Unlock()
-			return false, 0, e.until.Sub(now), nil
+			return false, 0, wait, nil
 		}
 		if ch := e.fetch; ch != nil {
 			s.mu.Unlock()
