@@ -48,6 +48,11 @@ var (
 	// Config.MaxTokenLifetime.
 	ErrLifetime = errors.New("auth: token lifetime too long")
 
+	// ErrRevoked: Config.Revocations holds a revocation of the token (its
+	// jti, sid, or its sub or client_id at or after its iat). 401
+	// invalid_token.
+	ErrRevoked = errors.New("auth: token revoked")
+
 	// ErrInsufficientScope: the token lacks a required scope. 403
 	// insufficient_scope.
 	ErrInsufficientScope = errors.New("auth: insufficient scope")
@@ -129,6 +134,7 @@ var reasons = []struct {
 	{ErrExpired, "expired"},
 	{ErrNotYetValid, "not_yet_valid"},
 	{ErrLifetime, "lifetime"},
+	{ErrRevoked, "revoked"},
 	{ErrInsufficientScope, "insufficient_scope"},
 	{ErrStepUp, "step_up"},
 	{errKidRefreshDue, "kid_refresh_due"},

@@ -250,6 +250,9 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, erro
 					v.cache.Remove(key)
 					return nil, err
 				}
+				if err := v.checkRevoked(e.claims); err != nil {
+					return nil, err
+				}
 				return e.claims, nil
 			}
 		}
@@ -258,10 +261,21 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := v.checkRevoked(e.claims); err != nil {
+		return nil, err
+	}
 	if v.cache != nil {
 		v.cache.Add(key, e)
 	}
 	return e.claims, nil
+}
+
+// checkRevoked asks Config.Revocations about a verified token.
+func (v *Verifier) checkRevoked(c *Claims) error {
+	if v.cfg.Revocations != nil && v.cfg.Revocations.Revoked(c.Issuer, c.Subject, c.SessionID, c.ID, c.ClientID, c.IssuedAt) {
+		return ErrRevoked
+	}
+	return nil
 }
 
 func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, error) {
