@@ -23,6 +23,7 @@ const (
 	purposeHistory   = "aa-hist" // AttestStore: subjects' risk history
 	purposeInFlight  = "cc"      // ConcurrencyStore: requests in flight
 	purposeDeviceKey = "dk"      // DeviceKeyStore: enrolled device public keys
+	purposeRevoke    = "rv"      // RevocationStore: the durable set of revocations, and its channel
 )
 
 // keyHashes pools the digests of one Options value (SHA-256 or its
