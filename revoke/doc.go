@@ -1,7 +1,7 @@
 // Package revoke refuses revoked access tokens on every instance, within
 // a second of the revocation, at the cost of a map look-up per request.
 //
-//	list, err := revoke.New(revoke.Config{Store: redisstore.NewRevocationStore(rdb, opts)})
+//	list, err := revoke.New(revoke.Config{Store: redisstore.NewRevocationStore(rdb, opts, 0)})
 //	v, err := auth.New(auth.Config{..., Revocations: list})
 //	rcv, err := revoke.NewReceiver(revoke.ReceiverConfig{List: list, Issuer: ..., Audience: ..., JWKSURL: ...})
 //	mux.Handle("POST /ssf/events", rcv)                         // RFC 8935 push
@@ -22,6 +22,9 @@
 // a dropped connection misses nothing, and [List.Ready] fails until it
 // has. While the store is down each instance keeps refusing what it
 // holds, and Revoke holds the revocation locally and returns [ErrStore].
+//
+// The push endpoint sits outside auth's middleware: a transmitter is
+// authenticated by the SET's signature (and ReceiverConfig.BearerToken).
 //
 // Memory is bounded by Config.MaxEntries; a full List refuses new
 // revocations ([ErrFull]) rather than forget an unexpired one.

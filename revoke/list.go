@@ -362,13 +362,15 @@ func (l *List) sweep(now int64) {
 func (l *List) apply(b []byte) {
 	var rec record
 	now := l.cfg.Now()
-	if len(b) > maxRecord || json.Unmarshal(b, &rec) != nil || rec.Kind < kindSubject || rec.Kind > kindClient || rec.Iss == "" || rec.Val == "" {
+	// The store is shared, so a record is held to this instance's bounds:
+	// an At ahead of the clock would refuse logins still to come.
+	if len(b) > maxRecord || json.Unmarshal(b, &rec) != nil || rec.Kind < kindSubject || rec.Kind > kindClient ||
+		rec.Iss == "" || rec.Val == "" || rec.At > now.Add(l.cfg.ClockSkew).UnixNano() {
 		l.invalid.Add(1)
 		events.Log(l.ctx, l.cfg.Logger, slog.LevelWarn, "revoke: record from the store ignored",
 			slog.String("event", "revocation_invalid"), slog.String("reason", "malformed"))
 		return
 	}
-	// The store is shared, so a record is held to this instance's bounds.
 	if ceiling := now.Add(l.cfg.MaxTokenLifetime + l.cfg.ClockSkew).UnixNano(); rec.Exp > ceiling {
 		rec.Exp = ceiling
 	}

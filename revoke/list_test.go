@@ -1,6 +1,8 @@
 package revoke
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -215,4 +217,53 @@ func BenchmarkRevokedSerial(b *testing.B) {
 	for b.Loop() {
 		_ = l.Revoked(iss, "user-1", "sess", "tok", "app", t0)
 	}
+}
+
+// fakeStore is a Store that delivers what the test hands it.
+type fakeStore struct {
+	recs   chan []byte
+	synced chan struct{}
+}
+
+func (f *fakeStore) Publish(context.Context, []byte, time.Time) error { return nil }
+
+func (f *fakeStore) Watch(ctx context.Context, apply func([]byte), synced func()) error {
+	synced()
+	f.synced <- struct{}{}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case b := <-f.recs:
+			apply(b)
+			f.synced <- struct{}{}
+		}
+	}
+}
+
+// TestStoreRecordAttacks: records read from the shared store are held to
+// this instance's bounds: malformed ones are counted and ignored, an At
+// in the future (refusing logins to come) is refused, and an expiry past
+// the longest token lifetime is clamped.
+func TestStoreRecordAttacks(t *testing.T) {
+	f := &fakeStore{recs: make(chan []byte), synced: make(chan struct{})}
+	l, clk, _ := newTestList(t, func(c *Config) { c.Store = f })
+	<-f.synced
+	require.NoError(t, l.Ready(t.Context()))
+	send := func(r record) {
+		b, err := json.Marshal(r)
+		require.NoError(t, err)
+		f.recs <- b
+		<-f.synced
+	}
+	f.recs <- []byte("{not json")
+	<-f.synced
+	send(record{Iss: iss, Kind: kindSubject, Val: "u1", At: t0.Add(time.Hour).UnixNano(), Exp: t0.Add(time.Hour).UnixNano()})
+	send(record{Iss: iss, Kind: 9, Val: "x", At: t0.UnixNano(), Exp: t0.Add(time.Hour).UnixNano()})
+	require.Equal(t, uint64(3), l.Stats().Invalid)
+	require.Zero(t, l.Stats().Entries)
+	send(record{Iss: iss, Kind: kindToken, Val: "j1", At: t0.UnixNano(), Exp: t0.Add(1000 * time.Hour).UnixNano()})
+	require.True(t, l.Revoked(iss, "", "", "j1", "", t0))
+	clk.Advance(time.Hour + 30*time.Second)
+	require.False(t, l.Revoked(iss, "", "", "j1", "", t0), "clamped to the longest token lifetime")
 }
