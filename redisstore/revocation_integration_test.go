@@ -114,7 +114,8 @@ func TestRevocationReachesEveryInstance(t *testing.T) {
 		insts[i] = newRevInstance(t, srv.Addr(), key, 0)
 	}
 	const n = 200
-	lat := make([]time.Duration, 0, n)
+	lat := make([]time.Duration, 0, n)  // from Revoke returning
+	full := make([]time.Duration, 0, n) // from Revoke being called
 	for i := range n {
 		var rev revoke.Revocation
 		var tok string
@@ -133,17 +134,21 @@ func TestRevocationReachesEveryInstance(t *testing.T) {
 			_, err := in.v.VerifyToken(t.Context(), tok)
 			require.NoError(t, err, "accepted, and cached, before the revocation")
 		}
+		called := time.Now()
 		require.NoError(t, insts[i%4].list.Revoke(t.Context(), rev))
 		returned := time.Now()
 		deadline := returned.Add(10 * time.Second)
 		for j, in := range insts {
 			require.True(t, waitRefused(in, tok, deadline), "instance %d still accepts revocation %d", j, i)
 		}
-		lat = append(lat, time.Since(returned))
+		end := time.Now()
+		lat = append(lat, end.Sub(returned))
+		full = append(full, end.Sub(called))
 	}
 	slices.Sort(lat)
-	t.Logf("revocation to last of 4 instances refusing, %d revocations: p50 %s, p99 %s, max %s",
-		n, lat[n/2], lat[n*99/100], lat[n-1])
+	slices.Sort(full)
+	t.Logf("last of 4 instances refusing, %d revocations, from Revoke returning: p50 %s, p99 %s, max %s; from Revoke called: p50 %s, p99 %s, max %s",
+		n, lat[n/2], lat[n*99/100], lat[n-1], full[n/2], full[n*99/100], full[n-1])
 	for j, in := range insts {
 		require.Equal(t, n, in.list.Stats().Entries, "instance %d", j)
 	}
