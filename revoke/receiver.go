@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/internal/events"
+	"github.com/apiguard/apiguard/internal/problem"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -301,11 +302,12 @@ func (r *Receiver) Stats() ReceiverStats {
 // "description":...}) when the SET is refused, 401 when
 // ReceiverConfig.BearerToken is set and not presented, 503 with
 // Retry-After when it cannot be handled now (deliver it again), and 405
-// or 415 for another method or media type.
+// or 415 for another method or media type (those three with an RFC 9457
+// problem+json body).
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		problem.Write(w, probMethod)
 		return
 	}
 	if r.cfg.BearerToken != "" {
@@ -317,7 +319,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/secevent+jwt" {
-		http.Error(w, "unsupported media type: application/secevent+jwt expected", http.StatusUnsupportedMediaType)
+		problem.Write(w, probMediaType)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, r.cfg.MaxBodySize+1))
@@ -332,11 +334,17 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
+var (
+	probMethod      = problem.Problem{Type: problem.TypeBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed, Detail: "Security events are delivered with POST."}
+	probMediaType   = problem.Problem{Type: problem.TypeBase + "unsupported-media-type", Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType, Detail: "The body must be application/secevent+jwt."}
+	probUnavailable = problem.Problem{Type: problem.TypeBase + "event-not-handled", Title: "Service unavailable", Status: http.StatusServiceUnavailable, Detail: "The event cannot be handled now; deliver it again."}
+)
+
 func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, err error) {
 	code, desc, ok := setCode(err)
 	if !ok {
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, "the event cannot be handled now; deliver it again", http.StatusServiceUnavailable)
+		problem.Write(w, probUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
