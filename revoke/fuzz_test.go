@@ -2,6 +2,7 @@ package revoke
 
 import (
 	"testing"
+	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -49,4 +50,25 @@ func isTemporary(err error) bool {
 		e = u.Unwrap()
 	}
 	return false
+}
+
+// FuzzApply feeds arbitrary records, as a shared store could hold, to
+// the List: no panic, and whatever it holds expires no later than the
+// longest token lifetime plus skew from now and takes effect no later
+// than now plus skew.
+func FuzzApply(f *testing.F) {
+	f.Add([]byte(`{"iss":"https://idp.example/","k":1,"v":"u1","at":1796536800000000000,"exp":1796540400000000000}`))
+	f.Add([]byte(`{"iss":"i","k":3,"v":"j","at":-1,"exp":9223372036854775807}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, _, _ := newTestList(t, nil)
+		l.apply(b)
+		now := t0.UnixNano()
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		for k, e := range l.m {
+			if e.exp > now+int64(time.Hour+30*time.Second) || e.at > now+int64(30*time.Second) || k.iss == "" || k.val == "" {
+				t.Fatalf("held out of bounds: %+v %+v", k, e)
+			}
+		}
+	})
 }

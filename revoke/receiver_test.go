@@ -346,3 +346,34 @@ func TestNewReceiverRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentPushReplays: many goroutines push 50 distinct SETs, each
+// 8 times at once; exactly one delivery of each is accepted and every
+// other is refused as a replay.
+func TestConcurrentPushReplays(t *testing.T) {
+	const distinct, copies = 50, 8
+	x := newTx(t, "k1")
+	r, l, _, _ := newTestReceiver(t, x, nil)
+	sets := make([]string, distinct)
+	for i := range sets {
+		sets[i] = x.sign(t, nil, map[string]any{"jti": fmt.Sprint("c", i), "sub_id": map[string]any{"format": "opaque", "id": fmt.Sprint("u", i)}})
+	}
+	codes := make(chan int, distinct*copies)
+	var wg sync.WaitGroup
+	for c := range copies {
+		wg.Go(func() {
+			for i := range distinct {
+				codes <- push(r, sets[(i+c)%distinct], nil).Code
+			}
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	require.Equal(t, map[int]int{http.StatusAccepted: distinct, http.StatusBadRequest: distinct * (copies - 1)}, count)
+	require.Equal(t, ReceiverStats{Accepted: distinct, Rejected: distinct * (copies - 1), Revoked: distinct}, r.Stats())
+	require.Equal(t, distinct, l.Stats().Entries)
+}
