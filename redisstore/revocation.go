@@ -36,6 +36,9 @@ var ErrRevocationsFull = errors.New("redisstore: revocation set full")
 // started afterwards does not; run Redis with persistence (appendonly) or
 // replicas if that matters, as for any store here.
 //
+// Watch reads the whole set in one command bounded by ten times
+// Options.Timeout (at least 5s): about 15 MB for 100000 records.
+//
 // Records are kept until their expiry (at most the revoke.List's
 // MaxTokenLifetime plus ClockSkew) plus Options.MaxClockSkew on the Redis
 // server's clock. They hold the revoked issuer and subject, session, token
@@ -45,6 +48,7 @@ var ErrRevocationsFull = errors.New("redisstore: revocation set full")
 type RevocationStore struct {
 	rdb        redis.UniversalClient
 	opts       Options
+	load       Options // opts with the longer timeout of reading the whole set
 	maxEntries int
 	set, ch    string
 	// health is how long a subscription may be silent before it is
@@ -67,8 +71,13 @@ func NewRevocationStore(rdb redis.UniversalClient, opts Options, maxEntries int)
 		maxEntries = 100_000
 	}
 	opts.defaults()
+	load := opts
+	// The whole set is read in one call (paging by offset could skip
+	// records as expired ones leave): up to maxEntries records of a few
+	// hundred bytes, more than Options.Timeout allows for a command.
+	load.Timeout = max(10*opts.Timeout, 5*time.Second)
 	return &RevocationStore{
-		rdb: rdb, opts: opts, maxEntries: maxEntries,
+		rdb: rdb, opts: opts, load: load, maxEntries: maxEntries,
 		set: opts.key(purposeRevoke, "set"), ch: opts.key(purposeRevoke, "channel"),
 		health: time.Second,
 	}
@@ -131,7 +140,7 @@ func (s *RevocationStore) Watch(ctx context.Context, apply func(rec []byte), syn
 	if err != nil {
 		return s.dropped(ctx, "subscribe", err)
 	}
-	recs, err := call(ctx, &s.opts, func(ctx context.Context) ([]string, error) {
+	recs, err := call(ctx, &s.load, func(ctx context.Context) ([]string, error) {
 		// Expired records (scores include MaxClockSkew) are skipped
 		// here, and by the List in any case.
 		from := "(" + strconv.FormatInt(s.opts.Now().UnixMilli(), 10)

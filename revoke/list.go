@@ -81,7 +81,8 @@ type Config struct {
 	ClockSkew time.Duration
 	// MaxEntries caps the revocations held. When every one is unexpired,
 	// a new one is refused with [ErrFull]: none is ever dropped to make
-	// room. An entry costs about 150 bytes plus its strings. Default:
+	// room. An entry costs about 100 bytes with its strings (10 MB for
+	// 100000 subject revocations, measured). Default:
 	// 100000.
 	MaxEntries int
 	// Store, when set, shares revocations with the other instances.
