@@ -82,8 +82,7 @@ type Config struct {
 	// MaxEntries caps the revocations held. When every one is unexpired,
 	// a new one is refused with [ErrFull]: none is ever dropped to make
 	// room. An entry costs about 100 bytes with its strings (10 MB for
-	// 100000 subject revocations, measured). Default:
-	// 100000.
+	// 100000 subject revocations, measured). Default: 100000.
 	MaxEntries int
 	// Store, when set, shares revocations with the other instances.
 	// Default: none (this instance only).
