@@ -1,16 +1,20 @@
 package revoke
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,4 +380,37 @@ func TestConcurrentPushReplays(t *testing.T) {
 	require.Equal(t, map[int]int{http.StatusAccepted: distinct, http.StatusBadRequest: distinct * (copies - 1)}, count)
 	require.Equal(t, ReceiverStats{Accepted: distinct, Rejected: distinct * (copies - 1), Revoked: distinct}, r.Stats())
 	require.Equal(t, distinct, l.Stats().Entries)
+}
+
+// flakyStore is a Store whose Publish fails while down is set.
+type flakyStore struct {
+	fakeStore
+	down atomic.Bool
+}
+
+func (f *flakyStore) Publish(context.Context, []byte, time.Time) error {
+	if f.down.Load() {
+		return errors.New("store down")
+	}
+	return nil
+}
+
+// TestPushWhileStoreDown: a SET whose revocation cannot be shared is
+// answered 503 (deliver again) with its jti left unused, so that the
+// redelivery, once the store is back, is accepted and shared rather than
+// refused as a replay.
+func TestPushWhileStoreDown(t *testing.T) {
+	x := newTx(t, "k1")
+	f := &flakyStore{fakeStore: fakeStore{recs: make(chan []byte), synced: make(chan struct{}, 1)}}
+	f.down.Store(true)
+	l, clk, _ := newTestList(t, func(c *Config) { c.Store = f })
+	r, err := NewReceiver(ReceiverConfig{List: l, Issuer: transmitter, Audience: receiverAud, Keys: x.set, Now: clk.Now, Logger: slogTo(io.Discard)})
+	require.NoError(t, err)
+	set := x.sign(t, nil, nil)
+	rec := push(r, set, nil)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	require.True(t, l.Revoked(transmitter, "u1", "", "", "", t0), "held on this instance meanwhile")
+	f.down.Store(false)
+	require.Equal(t, http.StatusAccepted, push(r, set, nil).Code)
+	require.Equal(t, http.StatusBadRequest, push(r, set, nil).Code, "now it is a replay")
 }
