@@ -19,6 +19,7 @@ type Claims struct {
 	IssuedAt  time.Time // iat
 	ID        string    // jti
 	ClientID  string    // client_id (RFC 9068)
+	SessionID string    // sid (OpenID Connect session)
 	Scopes    []string  // scope (space-delimited) or scp (array)
 	ACR       string    // acr
 	AMR       []string  // amr
@@ -48,6 +49,7 @@ type payload struct {
 	Iat      numericDate `json:"iat"`
 	Jti      string      `json:"jti"`
 	ClientID string      `json:"client_id"`
+	Sid      string      `json:"sid"`
 	Scope    string      `json:"scope"`
 	Scp      stringList  `json:"scp"`
 	ACR      string      `json:"acr"`
@@ -119,6 +121,7 @@ func (p *payload) claims(raw []byte) *Claims {
 		IssuedAt:  p.Iat.t,
 		ID:        p.Jti,
 		ClientID:  p.ClientID,
+		SessionID: p.Sid,
 		ACR:       p.ACR,
 		AMR:       p.AMR,
 		AuthTime:  p.AuthTime.t,

@@ -157,6 +157,15 @@ type Config struct {
 	// failed JWKS fetches. Default: crypto/rand.Reader.
 	Rand io.Reader
 
+	// Revocations, when set, is asked about every token after it verifies
+	// and on every verified-token cache hit, so the cache never serves a
+	// revoked token: a revoked one is refused with [ErrRevoked] (401
+	// invalid_token, logged with reason "revoked"). A *revoke.List
+	// implements it. Default: none.
+	Revocations interface {
+		Revoked(iss, sub, sid, jti, clientID string, issuedAt time.Time) bool
+	}
+
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Logger receives events (auth_failed with a reason, jwks_refresh,

@@ -52,6 +52,10 @@ var (
 	// ErrInactive: the issuer's introspection endpoint answered that the
 	// token is not active (revoked, expired or unknown to it).
 	ErrInactive = errors.New("auth: token not active")
+	// ErrRevoked: Config.Revocations holds a revocation of the token (its
+	// jti, sid, or its sub or client_id at or after its iat). 401
+	// invalid_token.
+	ErrRevoked = errors.New("auth: token revoked")
 
 	// ErrInsufficientScope: the token lacks a required scope. 403
 	// insufficient_scope.
@@ -137,6 +141,7 @@ var reasons = []struct {
 	{ErrNotYetValid, "not_yet_valid"},
 	{ErrLifetime, "lifetime"},
 	{ErrInactive, "inactive"},
+	{ErrRevoked, "revoked"},
 	{ErrInsufficientScope, "insufficient_scope"},
 	{ErrStepUp, "step_up"},
 	{errKidRefreshDue, "kid_refresh_due"},

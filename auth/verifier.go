@@ -268,6 +268,9 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, erro
 					v.cache.Remove(key)
 					return nil, err
 				}
+				if err := v.checkRevoked(e.claims); err != nil {
+					return nil, err
+				}
 				return e.claims, nil
 			}
 		}
@@ -275,16 +278,34 @@ func (v *Verifier) VerifyToken(ctx context.Context, token string) (*Claims, erro
 	// After the JWT cache, which never holds a token to introspect, so
 	// that cached JWTs pay nothing for the routing.
 	if v.intro != nil && v.intro.introspects(token) {
-		return v.intro.verify(ctx, token, key)
+		c, err := v.intro.verify(ctx, token, key)
+		if err != nil {
+			return nil, err
+		}
+		if err := v.checkRevoked(c); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	e, err := v.verifyToken(ctx, token)
 	if err != nil {
+		return nil, err
+	}
+	if err := v.checkRevoked(e.claims); err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
 		v.cache.Add(key, e)
 	}
 	return e.claims, nil
+}
+
+// checkRevoked asks Config.Revocations about a verified token.
+func (v *Verifier) checkRevoked(c *Claims) error {
+	if v.cfg.Revocations != nil && v.cfg.Revocations.Revoked(c.Issuer, c.Subject, c.SessionID, c.ID, c.ClientID, c.IssuedAt) {
+		return ErrRevoked
+	}
+	return nil
 }
 
 func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, error) {

@@ -38,6 +38,10 @@
 // and makes instances take turns, so that N instances make one call to
 // the identity provider per token, not N.
 //
+// Revocations: [RevocationStore] carries revoke.List's revocations to
+// every instance (publish/subscribe) and keeps them in a durable set that
+// a starting or reconnecting instance reads, so none is missed.
+//
 // Where each promise is kept: whose clock decides ([Options] and its
 // MaxClockSkew), how long a call may take (Options.Timeout), what a key
 // name reveals (Options.KeySecret), and what an outage costs ([Breaker]).

@@ -26,6 +26,7 @@ const (
 
 	purposeIntrospection     = "intro"      // IntrospectionCache: introspection results
 	purposeIntrospectionLock = "intro-lock" // IntrospectionCache: one caller per token
+	purposeRevoke            = "rv"         // RevocationStore: the durable set of revocations, and its channel
 )
 
 // keyHashes pools the digests of one Options value (SHA-256 or its

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var allPurposes = []string{purposeReplay, purposeNonce, purposeMark, purposeBucket, purposeAttestKey, purposeChallenge, purposeHistory, purposeInFlight, purposeIntrospection, purposeIntrospectionLock}
+var allPurposes = []string{purposeReplay, purposeNonce, purposeMark, purposeBucket, purposeAttestKey, purposeChallenge, purposeHistory, purposeInFlight, purposeIntrospection, purposeIntrospectionLock, purposeRevoke}
 
 func testOptions(secret []byte) *Options {
 	o := &Options{Prefix: "p:", KeySecret: secret}

@@ -55,7 +55,7 @@ import (
 // # Keys
 //
 // Every key is Options.Prefix, a tag naming its purpose ("replay",
-// "nonce", "mark", "rl", "fb", "aa-key", "aa-ch", "aa-hist", "cc", "dk", "intro", "intro-lock"), ':' and the hex
+// "nonce", "mark", "rl", "fb", "aa-key", "aa-ch", "aa-hist", "cc", "dk", "intro", "intro-lock", "rv"), ':' and the hex
 // SHA-256 of the identifying values, each prefixed with its length (an
 // HMAC-SHA-256 under Options.KeySecret when set). Keys of different
 // purposes cannot collide, a value chosen by a client cannot move the

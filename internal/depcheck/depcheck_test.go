@@ -26,6 +26,7 @@ var public = map[string][]string{
 	"attest/androidkey":    {}, // the standard library only
 	"telemetry":            {"go.opentelemetry.io/otel"},
 	"redisstore":           {"github.com/redis/go-redis"},
+	"revoke":               {"github.com/lestrrat-go/jwx"},
 	"servertls":            {"go.opentelemetry.io/otel", "github.com/lestrrat-go/jwx"},
 }
 
