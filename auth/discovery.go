@@ -241,13 +241,18 @@ func (ik *issuerKeys) keySource() string {
 }
 
 // defaultHTTPClient fetches JWKS and metadata: no redirect to another
-// host, at most 3 redirects, timeout.
+// host or to cleartext (https only, http only on loopback, as for the
+// configured URLs: keys fetched over http could be replaced on the
+// path), at most 3 redirects, timeout.
 func defaultHTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 || req.URL.Host != via[0].URL.Host {
+			switch {
+			case len(via) >= 3 || req.URL.Host != via[0].URL.Host:
 				return errors.New("auth: JWKS redirect to another host refused")
+			case !secureScheme(req.URL):
+				return errors.New("auth: JWKS redirect to cleartext http refused")
 			}
 			return nil
 		},
