@@ -38,7 +38,7 @@ var errDiscovery = errors.New("discovery")
 // OpenID Connect Discovery §4.3: a document for another issuer is an
 // attack or a mix-up), one without jwks_uri, one over 512 KiB, and URLs
 // that are not https (http only on loopback). A nil client gets one that
-// follows no redirect to another host and gives up after 5s, the
+// follows no redirect to another host or to http and gives up after 5s, the
 // Verifier's defaults. A Verifier whose issuer has neither JWKSURL nor
 // Keys runs it on its key-fetch schedule (see [Issuer]).
 func Discover(ctx context.Context, client *http.Client, issuer string) (*ServerMetadata, error) {
