@@ -110,8 +110,11 @@ func newStores(redisAddr string) (*stores, func(), error) {
 // with, stateless so that every instance accepts them: 8 bytes of expiry,
 // 16 random bytes and a MAC over both. androidkey checks that the
 // attested challenge equals the one sent back and uses it up (single use,
-// in Redis with -redis). A service with sessions binds it to the
-// session or account too.
+// in Redis with -redis). A service with accounts binds it to the
+// signed-in account too, and stores the key under that account, looking
+// it up only for requests of the same account (examples/demo's
+// ownedKeyID): otherwise a stolen access token is signed with the
+// thief's own enrolled key.
 type challenges struct {
 	key []byte
 	ttl time.Duration
