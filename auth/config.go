@@ -126,7 +126,8 @@ type Config struct {
 	TokenCacheSize int
 
 	// HTTPClient fetches remote JWKS and discovery documents. Default: a
-	// client with no redirects to other hosts and FetchTimeout.
+	// client with no redirects to other hosts or to cleartext http, and
+	// FetchTimeout.
 	HTTPClient *http.Client
 	// FetchTimeout bounds one JWKS fetch, discovery included. Default: 5s.
 	FetchTimeout time.Duration

@@ -38,7 +38,7 @@ var errDiscovery = errors.New("discovery")
 // OpenID Connect Discovery §4.3: a document for another issuer is an
 // attack or a mix-up), one without jwks_uri, one over 512 KiB, and URLs
 // that are not https (http only on loopback). A nil client gets one that
-// follows no redirect to another host and gives up after 5s, the
+// follows no redirect to another host or to http and gives up after 5s, the
 // Verifier's defaults. A Verifier whose issuer has neither JWKSURL nor
 // Keys runs it on its key-fetch schedule (see [Issuer]).
 func Discover(ctx context.Context, client *http.Client, issuer string) (*ServerMetadata, error) {
@@ -241,13 +241,18 @@ func (ik *issuerKeys) keySource() string {
 }
 
 // defaultHTTPClient fetches JWKS and metadata: no redirect to another
-// host, at most 3 redirects, timeout.
+// host or to cleartext (https only, http only on loopback, as for the
+// configured URLs: keys fetched over http could be replaced on the
+// path), at most 3 redirects, timeout.
 func defaultHTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 || req.URL.Host != via[0].URL.Host {
+			switch {
+			case len(via) >= 3 || req.URL.Host != via[0].URL.Host:
 				return errors.New("auth: JWKS redirect to another host refused")
+			case !secureScheme(req.URL):
+				return errors.New("auth: JWKS redirect to cleartext http refused")
 			}
 			return nil
 		},

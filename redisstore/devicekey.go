@@ -29,6 +29,11 @@ const (
 // ID stays revoked.
 var ErrKeyExists = errors.New("redisstore: device key ID already taken")
 
+// ErrNotEnrolled is the error of [DeviceKeyStore.Rotate] whose old key ID
+// holds no key or was revoked (other than by this same rotation): a
+// revoked key is never rotated into a valid one.
+var ErrNotEnrolled = errors.New("redisstore: device key ID not enrolled, or revoked")
+
 // DeviceKey is an enrolled device's public key, plain data.
 type DeviceKey struct {
 	// Algorithm is AlgECDSAP256SHA256 or AlgEd25519; empty when revoked.
@@ -44,7 +49,8 @@ type DeviceKey struct {
 // signing's KeyStore, which the application adapts in a few lines (see
 // the example). Each key ID is one hash under the "dk" purpose holding
 // the algorithm, the key as SPKI DER (x509.MarshalPKIXPublicKey) and, once
-// revoked, a revoked flag; no secret is ever stored.
+// revoked, a revoked flag (and, when [DeviceKeyStore.Rotate] revoked it,
+// the new key ID); no secret is ever stored.
 //
 // Revocation is immediate on every instance: Get reads Redis on every
 // call, and nothing is cached, so a key revoked by one instance is
@@ -162,12 +168,30 @@ func (s *DeviceKeyStore) Revoke(ctx context.Context, keyID string) error {
 	})
 }
 
+// rotateOutScript revokes KEYS[1] as rotated to ARGV[1]: it returns 1
+// when the key was valid (now revoked, noting ARGV[1]) or was already
+// rotated to ARGV[1] (a retry), 0 when it holds no key or was revoked
+// otherwise.
+var rotateOutScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'alg', 'revoked', 'rotated')
+if v[2] ~= false then
+  if v[3] == ARGV[1] then return 1 end
+  return 0
+end
+if v[1] == false then return 0 end
+redis.call('HSET', KEYS[1], 'revoked', '1', 'rotated', ARGV[1])
+return 1
+`)
+
 // Rotate replaces the device key oldID with pub under newID: Put of the
-// new key, then Revoke of the old. The two are separate calls (two keys,
-// which may live on different Cluster nodes), in the order that never
-// locks a device out: when Rotate fails, the old key may still be valid
-// beside the new one, and calling Rotate again with the same arguments
-// completes it.
+// new key, then the old one revoked if it is still valid. The two are
+// separate calls (two keys, which may live on different Cluster nodes),
+// in the order that never locks a device out: when Rotate fails, the old
+// key may still be valid beside the new one, and calling Rotate again
+// with the same arguments completes it. An oldID that holds no key, or
+// that was revoked (a lost phone, even while its rotation was on its
+// way), is [ErrNotEnrolled], and newID is revoked: a revoked key never
+// rotates into a valid one.
 func (s *DeviceKeyStore) Rotate(ctx context.Context, oldID, newID, alg string, pub crypto.PublicKey) error {
 	if oldID == newID {
 		return errors.New("redisstore: DeviceKeyStore.Rotate: the new key ID must differ from the old")
@@ -175,7 +199,19 @@ func (s *DeviceKeyStore) Rotate(ctx context.Context, oldID, newID, alg string, p
 	if err := s.Put(ctx, newID, alg, pub); err != nil {
 		return err
 	}
-	return s.Revoke(ctx, oldID)
+	ok, err := call(ctx, &s.opts, func(ctx context.Context) (int, error) {
+		return rotateOutScript.Run(ctx, s.rdb, []string{s.key(oldID)}, newID).Int()
+	})
+	if err != nil {
+		return err
+	}
+	if ok != 1 {
+		if err := s.Revoke(ctx, newID); err != nil {
+			return fmt.Errorf("%w (and the new key ID could not be revoked: %w)", ErrNotEnrolled, err)
+		}
+		return ErrNotEnrolled
+	}
+	return nil
 }
 
 // Ready reports whether Redis answers a PING in time; see

@@ -55,7 +55,10 @@ type Enrolment struct {
 	// for algorithm ecdsa-p256-sha256, under the App Attest key ID;
 	// signals is nil. An error matching [ErrKeyTaken] is a 409; any other
 	// is a key store outage, 503. Adapt redisstore.DeviceKeyStore.Put to
-	// it. Required.
+	// it, storing the key under the signed-in account (ctx is the
+	// request's), and look it up for signing under the request's account
+	// only: a key bound to no account lets a stolen access token be
+	// signed with the thief's own enrolled key. Required.
 	Enrol func(ctx context.Context, keyID string, pub crypto.PublicKey, signals []string) error
 	// MaxBodyBytes caps the request body. Default: 64 KiB.
 	MaxBodyBytes int64

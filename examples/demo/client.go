@@ -698,7 +698,7 @@ func (c *client) devicePay(ctx context.Context, name, token, keyID string, key *
 // or malware that copied the signing code) is refused.
 func (c *client) revokedPay(ctx context.Context, token, keyID string, key *ecdsa.PrivateKey) result {
 	res := result{name: "payment signed by a revoked device key (lost phone)", attack: true, expect: 401}
-	if err := c.deviceKeys.Revoke(ctx, keyID); err != nil {
+	if err := c.revokeDeviceKey(ctx, tokenSubject, keyID); err != nil {
 		res.err = err
 		return res
 	}
@@ -713,6 +713,15 @@ func (c *client) revokedPay(ctx context.Context, token, keyID string, key *ecdsa
 		return res
 	}
 	return c.because(c.do(ctx, res.name, true, 401, call{method: "POST", path: "/v1/pay/device", header: h, body: body}), "revoked_key")
+}
+
+// tokenSubject is the sub of the demo's access tokens (issuer.mint).
+const tokenSubject = "user-42"
+
+// revokeDeviceKey is the support desk's call for a lost phone: the key
+// keyID that account sub enrolled is revoked everywhere at once.
+func (c *client) revokeDeviceKey(ctx context.Context, sub, keyID string) error {
+	return c.deviceKeys.Revoke(ctx, ownedKeyID(sub, keyID))
 }
 
 // because adds to a refusal the reason the API logged for it, which its

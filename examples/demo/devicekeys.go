@@ -41,15 +41,29 @@ type deviceKeyStore interface {
 // key ID before its Secure Enclave key is enrolled.
 const androidPrefix = "android-"
 
+// ownedKeyID is the store's ID of the device key keyID enrolled by the
+// account sub. A device key proves the device of that account and no
+// other: stored under the account, a key is found only for requests whose
+// access token is the same account's, so a stolen token signed with the
+// thief's own enrolled key is an unknown key (401). Key IDs never hold a
+// NUL byte (provider.ValidKeyID), so the pair is read back unambiguously.
+func ownedKeyID(sub, keyID string) string { return sub + "\x00" + keyID }
+
 // enrol is the Enrol function of the enrolment endpoints, android or not:
-// an ID taken (enrolled or revoked before) or outside the endpoint's
-// share of the key space is a 409, anything else a store outage.
+// the key is stored under the signed-in account (the endpoints sit behind
+// auth); an ID taken (enrolled or revoked before) or outside the
+// endpoint's share of the key space is a 409, anything else a store
+// outage.
 func enrol(ks deviceKeyStore, android bool) func(ctx context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
 	return func(ctx context.Context, keyID string, pub crypto.PublicKey, _ []string) error {
 		if strings.HasPrefix(keyID, androidPrefix) != android {
 			return fmt.Errorf("%w: key IDs of Android keys, and only those, start with %q", androidkey.ErrKeyTaken, androidPrefix)
 		}
-		err := ks.Put(ctx, keyID, redisstore.AlgECDSAP256SHA256, pub)
+		claims, ok := auth.ClaimsFrom(ctx)
+		if !ok {
+			return errors.New("demo: device key enrolment without a signed-in account") // a wiring error: 503
+		}
+		err := ks.Put(ctx, ownedKeyID(claims.Subject, keyID), redisstore.AlgECDSAP256SHA256, pub)
 		if errors.Is(err, redisstore.ErrKeyExists) {
 			return fmt.Errorf("%w: %w", androidkey.ErrKeyTaken, err)
 		}
@@ -57,11 +71,17 @@ func enrol(ks deviceKeyStore, android bool) func(ctx context.Context, keyID stri
 	}
 }
 
-// signingKeys reads the enrolled keys back for signing: an unknown ID is
-// signing.ErrUnknownKey, a revoked one is refused (the same 401).
+// signingKeys reads the enrolled keys back for signing, those of the
+// request's account only (signing runs after auth): an unknown ID, or one
+// another account enrolled, is signing.ErrUnknownKey, a revoked one is
+// refused (the same 401).
 func signingKeys(ks deviceKeyStore) signing.KeyStore {
 	return signing.KeyStoreFunc(func(ctx context.Context, keyID string) (signing.Key, error) {
-		k, found, err := ks.Get(ctx, keyID)
+		claims, ok := auth.ClaimsFrom(ctx)
+		if !ok {
+			return signing.Key{}, signing.ErrUnknownKey
+		}
+		k, found, err := ks.Get(ctx, ownedKeyID(claims.Subject, keyID))
 		if err != nil {
 			return signing.Key{}, err // 503
 		}

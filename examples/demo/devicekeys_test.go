@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/stretchr/testify/require"
 )
 
@@ -89,4 +90,34 @@ func TestAndroidEnrolmentSquattingAnAppAttestKeyIDRefused(t *testing.T) {
 	require.True(t, r.ok(), "%d %s %v", r.status, r.reason, r.err)
 	r, _ = c.enrolSecureEnclave(ctx, token)
 	require.True(t, r.ok(), "the iPhone enrols under its key ID: %d %s %v", r.status, r.reason, r.err)
+}
+
+// A device key proves the device of the account that enrolled it, and no
+// other: mallory enrols a key of her own phone under her account, steals
+// user-42's access token (a log, a proxy, a shared laptop) and signs a
+// payment with her key and his token. The enrolment challenge was bound
+// to mallory's account, so the key must be too; the Secure Enclave key of
+// user-42's iPhone likewise pays only with user-42's tokens.
+func TestDevicePaymentWithAnotherAccountsDeviceKeyRefused(t *testing.T) {
+	c, victim := enrolDemo(t)
+	ctx := context.Background()
+	mallory, err := c.issuer.mint(map[string]any{"scope": "payments", "sub": "mallory"}, time.Now(), 5*time.Minute)
+	require.NoError(t, err)
+	r, keyID, key := c.enrolAndroid(ctx, "mallory enrols her phone", false, 201, mallory, attesttest.AndroidKey{})
+	require.True(t, r.ok(), "%d %s %v", r.status, r.reason, r.err)
+	require.True(t, c.devicePay(ctx, "mallory pays as mallory", mallory, keyID, key).ok())
+
+	s, err := signing.NewKeySigner(keyID, key)
+	require.NoError(t, err)
+	h, body, err := c.signPay("/v1/pay/device", victim, s, `{"amount":900}`)
+	require.NoError(t, err)
+	r = c.do(ctx, "mallory pays with user-42's token", true, 401, call{method: "POST", path: "/v1/pay/device", header: h, body: body})
+	require.True(t, r.ok(), "%d %s %v", r.status, r.body, r.err)
+
+	// The support desk revokes a lost phone's key by account and key ID.
+	require.NoError(t, c.revokeDeviceKey(ctx, "mallory", keyID))
+	h, body, err = c.signPay("/v1/pay/device", mallory, s, `{"amount":900}`)
+	require.NoError(t, err)
+	r = c.because(c.do(ctx, "revoked", true, 401, call{method: "POST", path: "/v1/pay/device", header: h, body: body}), "revoked_key")
+	require.True(t, r.ok(), "%d %s %v", r.status, r.reason, r.err)
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/apiguard/apiguard/attest/androidkey"
 	"github.com/apiguard/apiguard/attest/attesttest"
+	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/redisstore"
 	"github.com/apiguard/apiguard/signing"
 	"github.com/redis/go-redis/v9"
@@ -73,8 +74,8 @@ type keyStore interface {
 type stores struct {
 	challenges challenges
 	keys       keyStore
-	nonces     androidkey.NonceStore // used enrolment challenges; nil: per instance
-	replay     signing.ReplayStore   // used signature nonces; nil: per instance
+	nonces     androidkey.NonceStore // used enrolment challenges
+	replay     signing.ReplayStore   // used signature nonces
 	name       string
 }
 
@@ -86,7 +87,15 @@ func newStores(redisAddr string) (*stores, func(), error) {
 		return nil, nil, err
 	}
 	if redisAddr == "" {
-		return &stores{challenges: ch, keys: &memoryKeys{keys: map[string]redisstore.DeviceKey{}}, name: "in memory"}, func() {}, nil
+		// One process: the instances share in-memory stores. What is
+		// single use must be shared wherever the keys are, or an
+		// enrolment or a signed payment replayed at the other instance
+		// is accepted there.
+		return &stores{
+			challenges: ch, keys: &memoryKeys{keys: map[string]redisstore.DeviceKey{}},
+			nonces: auth.NewMemoryReplayStore(0, nil), replay: signing.NewMemoryReplayStore(0, 5*time.Minute, nil), // signing.Config.Window
+			name: "in memory",
+		}, func() {}, nil
 	}
 	// The client settings redisstore's documentation asks for.
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{redisAddr}, ContextTimeoutEnabled: true, MaxRetries: -1})
@@ -110,8 +119,11 @@ func newStores(redisAddr string) (*stores, func(), error) {
 // with, stateless so that every instance accepts them: 8 bytes of expiry,
 // 16 random bytes and a MAC over both. androidkey checks that the
 // attested challenge equals the one sent back and uses it up (single use,
-// in Redis with -redis). A service with sessions binds it to the
-// session or account too.
+// in Redis with -redis). A service with accounts binds it to the
+// signed-in account too, and stores the key under that account, looking
+// it up only for requests of the same account (examples/demo's
+// ownedKeyID): otherwise a stolen access token is signed with the
+// thief's own enrolled key.
 type challenges struct {
 	key []byte
 	ttl time.Duration

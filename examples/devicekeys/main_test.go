@@ -14,6 +14,7 @@ import (
 
 	"github.com/apiguard/apiguard/attest/attesttest"
 	"github.com/apiguard/apiguard/internal/redistest"
+	"github.com/apiguard/apiguard/signing"
 	"github.com/stretchr/testify/require"
 )
 
@@ -132,4 +133,61 @@ func TestDeviceKeysKeyIDTakeoverRefused(t *testing.T) {
 	status, _, err = pay(ctx, base+"/pay", "phone-taken-0123456789", keys[1])
 	require.NoError(t, err)
 	require.Equal(t, http.StatusUnauthorized, status, "the second key did not take the ID")
+}
+
+// instances starts two in-memory instances on the same stores, as run
+// does, and returns their URLs and the test root.
+func instances(t *testing.T) (a, b string, ca *attesttest.AndroidCA) {
+	t.Helper()
+	st, closeStores, err := newStores("")
+	require.NoError(t, err)
+	t.Cleanup(closeStores)
+	ca, err = attesttest.NewAndroidCA(time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	var urls [2]string
+	for i := range urls {
+		h, closeInstance, err := newInstance(st, ca, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		t.Cleanup(closeInstance)
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		urls[i] = srv.URL
+	}
+	return urls[0], urls[1], ca
+}
+
+// The two instances share the key store, so they must share what is
+// single use too: an enrolment replayed at B (its stateless challenge
+// verifies there as well) enrols the key under a second ID that a
+// revocation of the first leaves valid, and a signed payment captured at
+// A and replayed at B (one authority behind a load balancer) is paid
+// twice.
+func TestDeviceKeysReplayAtTheOtherInstanceRefused(t *testing.T) {
+	a, b, ca := instances(t)
+	ctx := context.Background()
+	challenge, err := getChallenge(ctx, a+"/device-keys/challenge")
+	require.NoError(t, err)
+	chain, key := attested(t, ca, challenge, attesttest.AndroidKey{})
+	status, err := postEnrolment(ctx, a+"/device-keys/android", "phone-first-0123456789", chain, challenge)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, status)
+	status, err = postEnrolment(ctx, b+"/device-keys/android", "phone-second-0123456789", chain, challenge)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, status, "the challenge was used at A")
+
+	s, err := signing.NewKeySigner("phone-first-0123456789", key)
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(ctx, "POST", a+"/pay", strings.NewReader(`{"amount":250}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	require.NoError(t, s.Sign(req))
+	for i, base := range []string{a, b} {
+		replay, err := http.NewRequestWithContext(ctx, "POST", base+"/pay", strings.NewReader(`{"amount":250}`))
+		require.NoError(t, err)
+		replay.Header = req.Header.Clone()
+		replay.Host = req.Host // behind one load balancer: one authority
+		status, _, err := send(replay)
+		require.NoError(t, err)
+		require.Equal(t, []int{http.StatusOK, http.StatusUnauthorized}[i], status, "at %s", base)
+	}
 }
