@@ -126,6 +126,9 @@ type Config struct {
 	StatusListURL string
 	// StatusList is a status list the application supplies (the JSON
 	// Google publishes), replaced later with [Verifier.SetStatusList].
+	// Without StatusListURL it ages like a fetched list: past
+	// StatusMaxStale without a SetStatusList, chains are refused (503)
+	// and Ready fails, so a supplier that stopped is noticed.
 	StatusList []byte
 	// HTTPClient fetches the list. Default: http.DefaultClient.
 	HTTPClient *http.Client
@@ -430,12 +433,19 @@ func (v *Verifier) policy(k *Key, now time.Time) error {
 			return fmt.Errorf("%w: signing certificate digest %s", ErrApplication, base64.StdEncoding.EncodeToString(d))
 		}
 	}
+	// The key is only as safe as the weaker of where it was attested and
+	// where KeyMint keeps it; real KeyMint never reports a mix.
+	level := min(k.SecurityLevel, k.KeyMintSecurityLevel)
+	levels := "attestation security level " + k.SecurityLevel.String()
+	if k.KeyMintSecurityLevel != k.SecurityLevel {
+		levels += ", KeyMint " + k.KeyMintSecurityLevel.String()
+	}
 	switch {
-	case v.cfg.RequireStrongBox && k.SecurityLevel != StrongBox:
-		return fmt.Errorf("%w: %s, StrongBox required", ErrSecurityLevel, k.SecurityLevel)
-	case k.SecurityLevel == Software && !v.cfg.InsecureAllowSoftwareKeys:
-		return fmt.Errorf("%w: attestation security level %s", ErrSecurityLevel, k.SecurityLevel)
-	case k.SecurityLevel == Software:
+	case v.cfg.RequireStrongBox && level != StrongBox:
+		return fmt.Errorf("%w: %s, StrongBox required", ErrSecurityLevel, levels)
+	case level == Software && !v.cfg.InsecureAllowSoftwareKeys:
+		return fmt.Errorf("%w: %s", ErrSecurityLevel, levels)
+	case level == Software:
 		k.Signals = append(k.Signals, SignalSoftwareKey)
 	}
 	rot := k.RootOfTrust

@@ -87,6 +87,7 @@ func TestAttacksRefused(t *testing.T) {
 		wantErr error
 	}{
 		{name: "software_key_from_emulator", give: func(k *attesttest.AndroidKey) { k.Software = true }, wantErr: ErrSecurityLevel},
+		{name: "hardware_attestation_of_a_software_keymint_key", give: func(k *attesttest.AndroidKey) { k.SoftwareKeyMint = true }, wantErr: ErrSecurityLevel},
 		{name: "unlocked_bootloader", give: func(k *attesttest.AndroidKey) { k.Unlocked = true }, wantErr: ErrBootState},
 		{name: "unverified_boot", give: func(k *attesttest.AndroidKey) { k.BootState = int(Unverified) }, wantErr: ErrBootState},
 		{name: "self_signed_boot", give: func(k *attesttest.AndroidKey) { k.BootState = int(SelfSigned) }, wantErr: ErrBootState},

@@ -90,6 +90,9 @@ type AndroidKey struct {
 	// Software is false) or 2 (StrongBox).
 	SecurityLevel int
 	Software      bool // attest in software (an emulator): level 0, no rootOfTrust
+	// SoftwareKeyMint claims keyMintSecurityLevel Software beside a
+	// hardware attestation level: a mix real KeyMint never produces.
+	SoftwareKeyMint bool
 	Unlocked      bool // deviceLocked false
 	BootState     int  // 0 Verified, 1 SelfSigned, 2 Unverified, 3 Failed
 	// AttestationVersion defaults to 300.
@@ -249,6 +252,10 @@ func AndroidKeyDescription(k AndroidKey) ([]byte, error) {
 	if level == 0 && !k.Software {
 		level = 1
 	}
+	keyMintLevel := level
+	if k.SoftwareKeyMint {
+		keyMintLevel = 0
+	}
 	version := k.AttestationVersion
 	if version == 0 {
 		version = 300
@@ -318,7 +325,7 @@ func AndroidKeyDescription(k AndroidKey) ([]byte, error) {
 		Challenge          []byte
 		UniqueID           []byte
 		Software, Hardware asn1.RawValue
-	}{version, asn1.Enumerated(level), version, asn1.Enumerated(level), k.Challenge, []byte{}, sw, hw})
+	}{version, asn1.Enumerated(level), version, asn1.Enumerated(keyMintLevel), k.Challenge, []byte{}, sw, hw})
 }
 
 // tagged is one [tag] EXPLICIT value of an AuthorizationList.
