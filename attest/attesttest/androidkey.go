@@ -93,8 +93,8 @@ type AndroidKey struct {
 	// SoftwareKeyMint claims keyMintSecurityLevel Software beside a
 	// hardware attestation level: a mix real KeyMint never produces.
 	SoftwareKeyMint bool
-	Unlocked      bool // deviceLocked false
-	BootState     int  // 0 Verified, 1 SelfSigned, 2 Unverified, 3 Failed
+	Unlocked        bool // deviceLocked false
+	BootState       int  // 0 Verified, 1 SelfSigned, 2 Unverified, 3 Failed
 	// AttestationVersion defaults to 300.
 	AttestationVersion int
 	// OSPatchLevel (YYYYMM) defaults to 202610.
