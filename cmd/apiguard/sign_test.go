@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/apiguard/apiguard/signing"
@@ -183,4 +184,30 @@ func TestSignSecretErrorsNeverQuoteTheSecret(t *testing.T) {
 			requireNoSecret(t, r, []byte(tt.env))
 		})
 	}
+}
+
+// A server (or anyone who can answer for it on http) redirects the signed
+// request to another host: sign -send must not hand that host a fresh,
+// replayable signature, the Authorization header or the body. The
+// redirected request could not verify anyway: @target-uri is signed.
+func TestSignSendRedirectToAnotherHostNotFollowed(t *testing.T) {
+	var leaked atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Signature") != "" || r.Header.Get("Signature-Input") != "" {
+			leaked.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(evil.Close)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, evil.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(api.Close)
+	secret := randomSecret(t)
+	r := cliRun(t, map[string]string{"S": base64.StdEncoding.EncodeToString(secret)},
+		"sign", "-keyid", "device-7", "-secret-env", "S", "-url", api.URL+"/v1/pay", "-data", "{}", "-send")
+	require.Equal(t, int64(0), leaked.Load(), "the signature went to the redirect's host")
+	require.True(t, strings.HasPrefix(r.stdout, "307 "), r.stdout)
+	require.Equal(t, exitFailure, r.code, "a redirect is not a success")
+	requireNoSecret(t, r, secret)
 }
