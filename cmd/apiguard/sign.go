@@ -170,7 +170,7 @@ func (c *cli) signer(keyID, secretFile, secretEnv, masterFile, masterEnv, salt, 
 		}
 		return signing.NewKeySigner(keyID, key)
 	case masterFile != "" || masterEnv != "":
-		master, err := c.readSecret(masterFile, masterEnv)
+		master, err := c.readSecret("master", masterFile, masterEnv)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func (c *cli) signer(keyID, secretFile, secretEnv, masterFile, masterEnv, salt, 
 		}
 		return signing.NewSigner(keyID, secret), nil
 	default:
-		secret, err := c.readSecret(secretFile, secretEnv)
+		secret, err := c.readSecret("secret", secretFile, secretEnv)
 		if err != nil {
 			return nil, err
 		}

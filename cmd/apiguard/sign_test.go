@@ -211,3 +211,21 @@ func TestSignSendRedirectToAnotherHostNotFollowed(t *testing.T) {
 	require.Equal(t, exitFailure, r.code, "a redirect is not a success")
 	requireNoSecret(t, r, secret)
 }
+
+// The common slip -secret-env "$SECRET" (the value, not the variable's
+// name) or -secret-file "$SECRET": the error must not print the secret
+// into the terminal or the CI log. This one is made only of letters and
+// digits, so it is also a valid variable name.
+func TestSignSecretGivenInsteadOfItsNameNeverEchoed(t *testing.T) {
+	secret := base64.RawStdEncoding.EncodeToString([]byte("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")) // gitleaks:allow -- a test value
+	require.Regexp(t, `^[A-Za-z0-9]+$`, secret)
+	for _, flag := range []string{"-secret-env", "-secret-file", "-master-env", "-master-file"} {
+		t.Run(flag, func(t *testing.T) {
+			r := cliRun(t, nil, "sign", "-keyid", "d", flag, secret, "-url", "http://127.0.0.1:1/x")
+			require.Equal(t, exitFailure, r.code)
+			require.Contains(t, r.stderr, flag)
+			require.NotContains(t, r.stdout+r.stderr, secret)
+			require.NotContains(t, r.stdout+r.stderr, secret[:12])
+		})
+	}
+}
