@@ -46,7 +46,7 @@ that auth discovers the key set itself.`)
 	}
 	fmt.Fprintf(c.stdout, "discovery %s\n", m.URL)
 	fmt.Fprintf(c.stdout, "  issuer:    %s\n", m.Issuer)
-	fmt.Fprintf(c.stdout, "  jwks_uri:  %s\n", m.JWKSURI)
+	fmt.Fprintf(c.stdout, "  jwks_uri:  %s\n", oneLine(m.JWKSURI))
 	// The algorithms, for the reader: auth.Discover checked the document.
 	if body, _, err := c.fetchTimeout(m.URL, *timeout); err == nil {
 		var l algLists

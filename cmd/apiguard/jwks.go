@@ -17,6 +17,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/apiguard/apiguard/auth"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -161,7 +162,7 @@ func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgori
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return c.fail(path, fmt.Errorf("%s: not a JWKS: %w", jwksURL, err))
 	}
-	fmt.Fprintf(c.stdout, "JWKS %s\n", jwksURL)
+	fmt.Fprintf(c.stdout, "JWKS %s\n", oneLine(jwksURL))
 	fmt.Fprintf(c.stdout, "  Content-Type:  %s\n", orNone(hdr.Get("Content-Type")))
 	fmt.Fprintf(c.stdout, "  Cache-Control: %s\n", orNone(hdr.Get("Cache-Control")))
 	fmt.Fprintf(c.stdout, "  refresh:       %s\n", refreshNote(hdr.Get("Cache-Control")))
@@ -230,7 +231,7 @@ func (c *cli) checkJWKS(path, iss, jwksURL string, allowed []jwa.SignatureAlgori
 		}
 		alg := "-"
 		if a := k.Algorithm(); a != nil && a.String() != "" {
-			alg = a.String()
+			alg = oneLine(a.String()) // jwx keeps an unknown alg as the server sent it
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", orDash(k.KeyID()), k.KeyType(), alg, orDash(k.KeyUsage()), keySize(k), verdict)
 	}
@@ -311,7 +312,7 @@ func orNone(s string) string {
 	if s == "" {
 		return "(none)"
 	}
-	return s
+	return oneLine(s)
 }
 
 func orDash(s string) string {
@@ -321,10 +322,11 @@ func orDash(s string) string {
 	return oneLine(s)
 }
 
-// oneLine keeps text from a fetched document on one line.
+// oneLine keeps text from a fetched document on one line and out of the
+// terminal's control: C0 and C1 controls (escape sequences) become spaces.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r

@@ -149,3 +149,16 @@ func TestDiscoverNoFallbackWhenOIDCDocumentFails(t *testing.T) {
 	require.Contains(t, r.stderr, "500")
 	require.False(t, rfc8414.Load(), "RFC 8414 is tried only when the OpenID Connect document is absent (404, 410)")
 }
+
+// A hostile JWKS server puts escape sequences and a forged verdict line in
+// a key's alg; the table must keep them inert and on the key's row.
+func TestJWKSCheckTerminalEscapeInAlgNeutralised(t *testing.T) {
+	k := ecKey(t, "k1", func(k jwk.Key) {
+		require.NoError(t, k.Set(jwk.AlgorithmKey, "ES256\x1b[2J\u009b2J\nauth would accept 1 of 1 keys"))
+	})
+	srv := jwksServer(t, "", k)
+	r := cliRun(t, nil, "jwks", "check", srv.URL+"/jwks.json")
+	require.NotContains(t, r.stdout, "\x1b")
+	require.NotContains(t, r.stdout, "\u009b")
+	require.NotContains(t, r.stdout, "\nauth would accept 1 of 1")
+}

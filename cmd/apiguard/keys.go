@@ -9,8 +9,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -166,18 +168,23 @@ func thumbprint(k jwk.Key) (string, error) {
 
 // readSecret reads a base64 secret (standard or URL-safe, padding
 // optional, surrounding space ignored) from the file or the environment
-// variable named; exactly one of file and envName is set. Errors name
-// the source, never the secret.
-func (c *cli) readSecret(file, envName string) ([]byte, error) {
+// variable named by the flags -<kind>-file and -<kind>-env; exactly one of
+// file and envName is set. Errors name the flag, never the file, the
+// variable or the secret: a secret pasted in place of its name
+// (-secret-env "$SECRET") stays out of the terminal and the CI log.
+func (c *cli) readSecret(kind, file, envName string) ([]byte, error) {
 	var text, from string
 	if file != "" {
+		from = "the file named by -" + kind + "-file"
 		b, err := readFile(file)
-		if err != nil {
-			return nil, err
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			return nil, fmt.Errorf("%s: %w", from, pe.Err)
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: larger than %d bytes", from, maxFile)
 		}
-		text, from = string(b), file
+		text = string(b)
 	} else {
-		text, from = c.env(envName), "$"+envName
+		text, from = c.env(envName), "the variable named by -"+kind+"-env"
 	}
 	text = strings.TrimSpace(text)
 	if text == "" {

@@ -37,7 +37,7 @@ RFC 9421-sign a request as a device, with signing.Signer: @method,
 @target-uri, content-digest when there is a body, authorization when
 that header is set; created, keyid, nonce and alg, as signing.Verifier
 asks by default. Print it as a curl command, or send it with -send and
-print the status and body.
+print the status and body (a redirect is printed, not followed).
 
 The key is one of: the device's hmac-sha256 secret (-secret-file, or
 -secret-env naming a variable; base64); the server's master secret
@@ -122,7 +122,12 @@ by default): run the printed command once, soon.`)
 		fmt.Fprintln(c.stdout, curlCommand(req, body, *dataFile, *caFile))
 		return exitOK
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
+	// A redirect is never followed: it would hand the new host a fresh,
+	// replayable signature (and the body), which it could not verify
+	// anyway, @target-uri being signed. It is printed and fails.
+	client := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
 	if *caFile != "" {
 		roots, err := readRoots(*caFile)
 		if err != nil {
@@ -144,7 +149,7 @@ by default): run the printed command once, soon.`)
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		fmt.Fprintln(c.stdout)
 	}
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode >= 300 {
 		return exitFailure
 	}
 	return exitOK
@@ -165,7 +170,7 @@ func (c *cli) signer(keyID, secretFile, secretEnv, masterFile, masterEnv, salt, 
 		}
 		return signing.NewKeySigner(keyID, key)
 	case masterFile != "" || masterEnv != "":
-		master, err := c.readSecret(masterFile, masterEnv)
+		master, err := c.readSecret("master", masterFile, masterEnv)
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +183,7 @@ func (c *cli) signer(keyID, secretFile, secretEnv, masterFile, masterEnv, salt, 
 		}
 		return signing.NewSigner(keyID, secret), nil
 	default:
-		secret, err := c.readSecret(secretFile, secretEnv)
+		secret, err := c.readSecret("secret", secretFile, secretEnv)
 		if err != nil {
 			return nil, err
 		}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/apiguard/apiguard/signing"
@@ -181,6 +182,50 @@ func TestSignSecretErrorsNeverQuoteTheSecret(t *testing.T) {
 			require.Contains(t, r.stderr, "apiguard sign:")
 			requireNoSecret(t, r, []byte(tt.secret))
 			requireNoSecret(t, r, []byte(tt.env))
+		})
+	}
+}
+
+// A server (or anyone who can answer for it on http) redirects the signed
+// request to another host: sign -send must not hand that host a fresh,
+// replayable signature, the Authorization header or the body. The
+// redirected request could not verify anyway: @target-uri is signed.
+func TestSignSendRedirectToAnotherHostNotFollowed(t *testing.T) {
+	var leaked atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Signature") != "" || r.Header.Get("Signature-Input") != "" {
+			leaked.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(evil.Close)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, evil.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(api.Close)
+	secret := randomSecret(t)
+	r := cliRun(t, map[string]string{"S": base64.StdEncoding.EncodeToString(secret)},
+		"sign", "-keyid", "device-7", "-secret-env", "S", "-url", api.URL+"/v1/pay", "-data", "{}", "-send")
+	require.Equal(t, int64(0), leaked.Load(), "the signature went to the redirect's host")
+	require.True(t, strings.HasPrefix(r.stdout, "307 "), r.stdout)
+	require.Equal(t, exitFailure, r.code, "a redirect is not a success")
+	requireNoSecret(t, r, secret)
+}
+
+// The common slip -secret-env "$SECRET" (the value, not the variable's
+// name) or -secret-file "$SECRET": the error must not print the secret
+// into the terminal or the CI log. This one is made only of letters and
+// digits, so it is also a valid variable name.
+func TestSignSecretGivenInsteadOfItsNameNeverEchoed(t *testing.T) {
+	secret := base64.RawStdEncoding.EncodeToString([]byte("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")) // gitleaks:allow -- a test value
+	require.Regexp(t, `^[A-Za-z0-9]+$`, secret)
+	for _, flag := range []string{"-secret-env", "-secret-file", "-master-env", "-master-file"} {
+		t.Run(flag, func(t *testing.T) {
+			r := cliRun(t, nil, "sign", "-keyid", "d", flag, secret, "-url", "http://127.0.0.1:1/x")
+			require.Equal(t, exitFailure, r.code)
+			require.Contains(t, r.stderr, flag)
+			require.NotContains(t, r.stdout+r.stderr, secret)
+			require.NotContains(t, r.stdout+r.stderr, secret[:12])
 		})
 	}
 }

@@ -24,7 +24,10 @@
 // the context the middleware passed on (auth.ClaimsFrom and
 // telemetry.IDFrom work), and the same security events are logged. A
 // stream is decided once, when it opens: a token that expires later does
-// not end it, so bound stream lifetimes (keepalive.ServerParameters.MaxConnectionAge).
+// not end it, so bound stream lifetimes with both MaxConnectionAge and
+// MaxConnectionAgeGrace of keepalive.ServerParameters: MaxConnectionAge
+// alone only stops new streams, and the grace, infinite by default, lets
+// an open stream run on forever.
 //
 // # Rejections
 //

@@ -29,7 +29,9 @@ type Interceptor struct {
 	// undecided (a public method).
 	handler func(fullMethod string) http.Handler
 	// enter runs in the middleware's next handler before the gRPC handler.
-	enter func(w http.ResponseWriter, r *http.Request, fullMethod string)
+	// route is the full method name, or "" for a call grpc-go routes to
+	// its UnknownServiceHandler, whose name the caller chose.
+	enter func(w http.ResponseWriter, r *http.Request, route string)
 }
 
 var (
@@ -43,7 +45,7 @@ var (
 // as a status error (see the package documentation).
 func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	var resp any
-	err := i.intercept(ctx, info.FullMethod,
+	err := i.intercept(ctx, info.FullMethod, info.FullMethod,
 		func(md metadata.MD) error { return grpc.SetHeader(ctx, md) },
 		func(md metadata.MD) error { return grpc.SetTrailer(ctx, md) },
 		func(ctx context.Context) error {
@@ -56,9 +58,16 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 
 // Stream is a grpc.StreamServerInterceptor: [Interceptor.Unary] for
 // streams. The decision is made once, when the stream opens; the handler's
-// stream returns the context that carries the middleware's results.
+// stream returns the context that carries the middleware's results. A
+// call grpc-go hands to its UnknownServiceHandler (srv is nil) is decided
+// under its name but never names a route: telemetry counts it as
+// unmatched, so that callers cannot fill the route table with names.
 func (i *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return i.intercept(ss.Context(), info.FullMethod, ss.SetHeader,
+	route := info.FullMethod
+	if srv == nil {
+		route = ""
+	}
+	return i.intercept(ss.Context(), info.FullMethod, route, ss.SetHeader,
 		func(md metadata.MD) error { ss.SetTrailer(md); return nil },
 		func(ctx context.Context) error { return handler(srv, &stream{ServerStream: ss, ctx: ctx}) })
 }
@@ -76,6 +85,7 @@ func (s *stream) Context() context.Context { return s.ctx }
 // context, where the middleware's next handler finds it.
 type call struct {
 	method    string // the full method name
+	route     string // method, or "" when the service does not know it
 	run       func(context.Context) error
 	setHeader func(metadata.MD) error
 	reached   bool
@@ -84,12 +94,12 @@ type call struct {
 
 type callKey struct{}
 
-func (i *Interceptor) intercept(ctx context.Context, fullMethod string, setHeader, setTrailer func(metadata.MD) error, run func(context.Context) error) error {
+func (i *Interceptor) intercept(ctx context.Context, fullMethod, route string, setHeader, setTrailer func(metadata.MD) error, run func(context.Context) error) error {
 	h := i.handler(fullMethod)
 	if h == nil {
 		return run(ctx)
 	}
-	c := &call{method: fullMethod, run: run, setHeader: setHeader}
+	c := &call{method: fullMethod, route: route, run: run, setHeader: setHeader}
 	rec := &recorder{header: http.Header{}}
 	h.ServeHTTP(rec, newRequest(context.WithValue(ctx, callKey{}, c), fullMethod))
 	if c.reached {
@@ -110,7 +120,7 @@ func (i *Interceptor) serveNext(w http.ResponseWriter, r *http.Request) {
 	c := r.Context().Value(callKey{}).(*call)
 	c.reached = true
 	if i.enter != nil {
-		i.enter(w, r, c.method)
+		i.enter(w, r, c.route)
 	}
 	if md := toMetadata(w.Header()); len(md) > 0 {
 		_ = c.setHeader(md) // fails only once headers are sent: the handler's choice

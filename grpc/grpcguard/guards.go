@@ -117,8 +117,10 @@ var (
 // x-request-id) or a fresh one, the W3C trace context from traceparent and
 // tracestate metadata, the security events of the call counted, and the
 // duration metric with the full method name as the route and the HTTP
-// status that stands for the call's gRPC code. The correlation ID,
-// traceparent and tracestate of the call go back as header metadata.
+// status that stands for the call's gRPC code; a method the server does
+// not know (an UnknownServiceHandler's call) counts as unmatched. The
+// correlation ID, traceparent and tracestate of the call go back as
+// header metadata.
 // Put it first in the chain. It panics if o is nil.
 func Telemetry(o *telemetry.Observer) *Interceptor {
 	if o == nil {
@@ -136,8 +138,10 @@ func (i *Interceptor) next() http.Handler { return http.HandlerFunc(i.serveNext)
 // enterTelemetry names the route and adds the trace context to the
 // response, as telemetry.NewTransport would send it on an outgoing
 // request: the trace the call continues, or the root telemetry started.
-func enterTelemetry(w http.ResponseWriter, r *http.Request, fullMethod string) {
-	telemetry.SetRoute(r.Context(), fullMethod)
+func enterTelemetry(w http.ResponseWriter, r *http.Request, route string) {
+	if route != "" {
+		telemetry.SetRoute(r.Context(), route)
+	}
 	var capture headerCapture
 	out := (&http.Request{Method: http.MethodGet, URL: r.URL, Header: http.Header{}}).WithContext(r.Context())
 	_, _ = telemetry.NewTransport(&capture).RoundTrip(out)

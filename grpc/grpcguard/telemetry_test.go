@@ -3,7 +3,9 @@ package grpcguard_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -175,3 +178,39 @@ func TestTelemetry_MetricStatusOfEveryHandlerCode(t *testing.T) {
 
 func statusErr(c codes.Code) error    { return status.Error(c, "handler says so") }
 func statusCode(err error) codes.Code { return status.Code(err) }
+
+// With grpc.UnknownServiceHandler (a gRPC proxy, say), anyone can call
+// any method name. Those names must not become route labels: 1024 of them
+// would fill telemetry's route table, and every real method first seen
+// after would be counted as "other", out of sight of its metrics and drift
+// events.
+func TestTelemetry_UnknownMethodNamesAreNotRouteLabels(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	obs, err := telemetry.New(telemetry.Config{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Logger: quiet})
+	require.NoError(t, err)
+	tel := grpcguard.Telemetry(obs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer(grpc.UnaryInterceptor(tel.Unary), grpc.StreamInterceptor(tel.Stream),
+		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error { return status.Error(codes.Unimplemented, "unknown") }))
+	srv.RegisterService(&echoDesc, echo{})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(); srv.Stop(); <-done })
+
+	for i := range 3 {
+		res := callUnary(conn, fmt.Sprintf("/scan.Junk%d/Probe", i))
+		require.Equal(t, codes.Unimplemented, status.Code(res.err))
+	}
+	require.NoError(t, callUnary(conn, methodUnary).err)
+	require.NoError(t, callStream(conn).err)
+
+	o := &observed{reader: reader}
+	require.Equal(t, map[string]uint64{
+		telemetry.UnmatchedRoute + " 501": 3,
+		methodUnary + " 200":              1,
+		methodStream + " 200":             1,
+	}, o.durations(t))
+}

@@ -40,8 +40,10 @@ import (
 
 // Use turns on e.ContextWithFallback, so that auth.ClaimsFrom(c) and the
 // other accessors work on the *gin.Context, and adds mws, each wrapped by
-// [Wrap], to e's global middleware in order (the first is outermost). It
-// panics if a middleware is nil.
+// [Wrap], to e's global middleware in order (the first is outermost). Call
+// it before registering routes: gin copies the global chain into a route
+// when the route is registered, so a route registered earlier is served
+// without mws, unauthenticated. It panics if a middleware is nil.
 func Use(e *gin.Engine, mws ...func(http.Handler) http.Handler) {
 	e.ContextWithFallback = true
 	for _, mw := range mws {
