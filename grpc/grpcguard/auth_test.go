@@ -263,3 +263,29 @@ func TestAuth_ReplayStoreDownIsUnavailable(t *testing.T) {
 		require.Empty(t, res.reply, transport)
 	}
 }
+
+// TestCheckMethods_MisspeltMethodFound: a Methods entry whose name the
+// server does not serve (here "admin" for "Admin") would leave the real
+// method with the default requirement; CheckMethods names it.
+func TestCheckMethods_MisspeltMethodFound(t *testing.T) {
+	v := newVerifier(t, newKey(t, "k1"), nil)
+	srv := grpc.NewServer()
+	srv.RegisterService(&echoDesc, echo{})
+
+	good, err := grpcguard.NewAuth(v, grpcguard.AuthConfig{
+		Methods: map[string]auth.Requirement{methodAdmin: {Scopes: []string{"admin"}}},
+		Public:  []string{methodUnary},
+	})
+	require.NoError(t, err)
+	require.NoError(t, good.CheckMethods(srv))
+
+	typo, err := grpcguard.NewAuth(v, grpcguard.AuthConfig{
+		Methods: map[string]auth.Requirement{"/apiguard.test.Echo/admin": {Scopes: []string{"admin"}}},
+		Public:  []string{"/apiguard.test.Ekho/Unary"},
+	})
+	require.NoError(t, err)
+	err = typo.CheckMethods(srv)
+	require.ErrorContains(t, err, "/apiguard.test.Echo/admin")
+	require.ErrorContains(t, err, "/apiguard.test.Ekho/Unary")
+
+}

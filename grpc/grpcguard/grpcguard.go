@@ -32,6 +32,8 @@ type Interceptor struct {
 	// route is the full method name, or "" for a call grpc-go routes to
 	// its UnknownServiceHandler, whose name the caller chose.
 	enter func(w http.ResponseWriter, r *http.Request, route string)
+	// named are the full method names NewAuth was given; nil otherwise.
+	named []string
 }
 
 var (

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/telemetry"
+	"google.golang.org/grpc"
 )
 
 // AuthConfig says what each gRPC method requires of the caller's access
@@ -54,6 +56,11 @@ func NewAuth(v *auth.Verifier, cfg AuthConfig) (*Interceptor, error) {
 		}
 		public[m] = true
 	}
+	for m := range handlers {
+		i.named = append(i.named, m)
+	}
+	i.named = append(i.named, cfg.Public...)
+	slices.Sort(i.named)
 	dflt := v.Handler(i.next())
 	i.handler = func(m string) http.Handler {
 		if h, ok := handlers[m]; ok {
@@ -65,6 +72,28 @@ func NewAuth(v *auth.Verifier, cfg AuthConfig) (*Interceptor, error) {
 		return dflt
 	}
 	return i, nil
+}
+
+// CheckMethods returns an error naming every method of NewAuth's
+// AuthConfig (Methods and Public) that srv does not serve. Call it once
+// the services are registered: a misspelt name in Methods leaves the real
+// method with the default requirement (any valid token), and nothing else
+// would notice. It returns nil for interceptors NewAuth did not make.
+func (i *Interceptor) CheckMethods(srv interface {
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}) error {
+	info := srv.GetServiceInfo()
+	var unknown []string
+	for _, m := range i.named {
+		svc, meth, _ := strings.Cut(strings.TrimPrefix(m, "/"), "/")
+		if !slices.ContainsFunc(info[svc].Methods, func(mi grpc.MethodInfo) bool { return mi.Name == meth }) {
+			unknown = append(unknown, m)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("grpcguard: AuthConfig names methods the server does not serve: %s", strings.Join(unknown, ", "))
+	}
+	return nil
 }
 
 // validMethod reports whether m is a full method name, "/service/method".
