@@ -3,9 +3,7 @@
 // or opaque tokens checked by introspection (RFC 7662),
 // with audience, short lifetimes and scopes; DPoP sender-constrained
 // tokens (RFC 9449); step-up challenges (RFC 9470); and PKCE helpers
-// (RFC 7636) for the authorization server side. An issuer given by its
-// URL alone has its JWKS discovered (see [Issuer]); with Config.Resource,
-// [Verifier.MetadataHandler] serves RFC 9728 metadata.
+// (RFC 7636) for the authorization server side.
 //
 //	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{{
 //		Issuer:   "https://login.example.com/",
@@ -44,60 +42,32 @@
 //
 // # Errors
 //
-// Rejections match the sentinels (errors.Is) and are answered per RFC 6750:
-// 400 invalid_request, 401 invalid_token, 403 insufficient_scope, and 401
-// insufficient_user_authentication for step-up, with a WWW-Authenticate
-// challenge and a problem+json body whose text is fixed per kind: a client
-// learns "invalid token", never which check failed. The log gets the
-// reason (event=auth_failed) and the error, which names the setting behind
-// a refusal an operator can fix (Issuer.InsecureAllowJWTType for typ,
-// Config.MaxTokenLifetime) and, for an unknown issuer, the token's iss
-// (capped, control characters removed) beside the configured ones; never
-// the token. When an issuer's keys cannot settle a token (JWKS down and
-// nothing fresher than Config.MaxKeyStaleness cached, or a kid the key set
-// lacks, or its key there failing the signature, while a refresh is due)
-// the answer is 503 with Retry-After, never 401.
+// Rejections match the sentinels (errors.Is) and are answered per RFC 6750
+// (400 invalid_request, 401 invalid_token, 403 insufficient_scope, 401
+// insufficient_user_authentication for step-up) with a WWW-Authenticate
+// challenge and a problem+json body fixed per kind: a client learns
+// "invalid token", never which check failed. The log gets the reason
+// (event=auth_failed) and an error naming the setting an operator can
+// fix; never the token. When keys or an introspection endpoint cannot
+// settle a token the answer is 503 with Retry-After, never 401.
 //
-// # Keys
+// # Keys, opaque tokens, readiness
 //
-// A remote JWKS is fetched in the background on one schedule per issuer
-// whatever the traffic, and a key rotation never gets valid tokens refused:
-// see [Issuer] for the schedule and the rules. [Verifier.Close] stops the
-// background work.
+// A remote JWKS (configured, or discovered from an issuer given by its URL
+// alone) is fetched in the background on one schedule per issuer whatever
+// the traffic, and a rotation never gets valid tokens refused: see
+// [Issuer]. Opaque tokens are checked by RFC 7662 introspection, held to
+// the rules for JWTs and cached by hash: see [Introspection]. Revoked
+// tokens are refused on every request, cached ones included, through
+// Config.Revocations. [Verifier.Ready] answers a readiness probe naming
+// the issuer and the cause; [Verifier.WaitReady] waits for it at start-up;
+// [Verifier.KeySetAge] feeds gauges. With Config.Resource,
+// [Verifier.MetadataHandler] serves RFC 9728 metadata.
 //
-// # Readiness
-//
-// [Verifier.Ready] answers a readiness probe: nil while every key set is
-// loaded and within MaxKeyStaleness (and an introspection endpoint has
-// answered, and not failed for longer than its CacheTTL), else an error naming the issuer and the cause (the JWKS's or
-// endpoint's status, the dial error). Probes ask for fetches as
-// requests do, on the same schedule, so they never add any.
-// [Verifier.WaitReady] waits for it at start-up, bounded by its context.
-// [Verifier.KeySetAge] gives the age of the oldest key set and the last
-// refresh error, for gauges and alerts.
-//
-// # Opaque tokens
-//
-// An issuer with an [Introspection] endpoint checks the tokens that are
-// not JWTs (at most one issuer may have one: an opaque token names no
-// issuer), or all of its tokens with Introspection.JWTs. The answer is
-// held to the rules for JWTs (active, exp, iss, aud, no refresh token)
-// and yields the same [Claims], scopes, step-up and DPoP binding
-// (cnf.jkt) included. Answers are cached by the token's SHA-256 (never
-// the token) until its exp or Introspection.CacheTTL (5 minutes: the
-// longest a revoked token is still accepted), inactive ones for 10s;
-// concurrent requests with a new token make one call, and with a shared
-// Introspection.Cache (redisstore) one call across instances. An endpoint
-// that gives no answer means 503 with Retry-After and back-off, as for
-// key sets, never 401; [Verifier.Ready] names it.
-//
-// # DPoP
+// # DPoP and shadow mode
 //
 // With Config.DPoP set, tokens bound to a key (cnf.jkt) need the DPoP scheme
 // and a proof that passes every check of RFC 9449 §4.3: see [DPoPMode].
-//
-// # Shadow mode
-//
 // With Config.Shadow a Verifier decides and logs as it would enforce, but
 // passes refused requests on (without claims), counted as would-deny: see
 // the rollout recipe in ops/RUNBOOKS.md.
