@@ -239,7 +239,7 @@ type Verifier struct {
 	pkgs    map[string]bool
 	digests map[[32]byte]bool
 	scope   string
-	status  *statusLists
+	status  *provider.Fetcher[map[string]string] // the revocation status list
 }
 
 // New validates cfg, fills in its defaults and returns a verifier. The
@@ -320,8 +320,8 @@ func New(cfg Config) (*Verifier, error) {
 	v.scope = provider.Scope("android-key-challenge", cfg.Namespace)
 	v.status = newStatusLists(&v.cfg)
 	if cfg.StatusList != nil {
-		if err := v.status.set(cfg.StatusList); err != nil {
-			v.status.close()
+		if err := v.setStatusList(cfg.StatusList); err != nil {
+			v.status.Close()
 			return nil, fmt.Errorf("attest: androidkey.Config.StatusList: %w", err)
 		}
 	}
@@ -516,7 +516,7 @@ func (v *Verifier) useChallenge(ctx context.Context, challenge []byte, now time.
 // method (redisstore's), its answer, wrapped in [ErrStore]. It can be
 // called concurrently with request handling.
 func (v *Verifier) Ready(ctx context.Context) error {
-	if _, err := v.status.list(ctx, 0); err != nil && !v.cfg.InsecureAcceptUncheckedRevocation {
+	if _, err := v.statusList(ctx, 0); err != nil && !v.cfg.InsecureAcceptUncheckedRevocation {
 		return err
 	}
 	return provider.StoreReady(ctx, "nonce store", v.cfg.Nonces)
@@ -527,7 +527,7 @@ func (v *Verifier) Ready(ctx context.Context) error {
 // last fetch (nil when it succeeded). It can be called concurrently with
 // request handling.
 func (v *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
-	return v.status.age()
+	return v.status.Age()
 }
 
 // SetStatusList replaces the revocation status list with one the
@@ -535,13 +535,13 @@ func (v *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
 // An invalid list is an error and the current one stays. It can be
 // called concurrently with request handling.
 func (v *Verifier) SetStatusList(list []byte) error {
-	return v.status.set(list)
+	return v.setStatusList(list)
 }
 
 // Close stops fetching the status list and waits for a fetch under way.
 // It is idempotent and returns nil.
 func (v *Verifier) Close() error {
-	v.status.close()
+	v.status.Close()
 	return nil
 }
 

@@ -9,13 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/apiguard/apiguard/attest/internal/provider"
@@ -148,24 +145,7 @@ type Verifier struct {
 	iss string
 	aud string
 
-	cur atomic.Pointer[appCheckKeys]
-	ctx context.Context // ends at Close: bounds fetches
-	wg  sync.WaitGroup
-
-	mu       sync.Mutex
-	cancel   context.CancelFunc
-	closed   bool
-	inflight chan struct{} // closed when the running fetch ends
-	loads    uint64        // successful fetches so far
-	lastErr  error
-	space    provider.Spacing
-}
-
-// appCheckKeys is one fetched key set.
-type appCheckKeys struct {
-	keys    map[string]*rsa.PublicKey
-	fetched time.Time
-	maxAge  time.Duration
+	keys *provider.Fetcher[map[string]*rsa.PublicKey] // the key set, by kid
 }
 
 // New validates cfg, fills in its defaults and returns a verifier. The
@@ -206,12 +186,18 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.Replay = memoryReplay{replay.New(100000, cfg.Now(), cfg.Now)}
 	}
 	events.WarnUnobserved(cfg.Logger, "attest/appcheck")
-	ctx, cancel := context.WithCancel(context.Background())
 	return &Verifier{
-		cfg: cfg, ctx: ctx, cancel: cancel,
-		iss:   "https://firebaseappcheck.googleapis.com/" + cfg.ProjectNumber,
-		aud:   "projects/" + cfg.ProjectNumber,
-		space: provider.Spacing{Every: cfg.MinRefresh, Base: cfg.MinRefresh, Limit: 16 * cfg.MinRefresh},
+		cfg: cfg,
+		iss: "https://firebaseappcheck.googleapis.com/" + cfg.ProjectNumber,
+		aud: "projects/" + cfg.ProjectNumber,
+		keys: provider.NewFetcher(provider.FetchConfig[map[string]*rsa.PublicKey]{
+			Name: "app check key set", Message: "app check key set", Event: "appcheck_jwks", Fetch: "fetch app check jwks",
+			URL: cfg.JWKSURL, Client: cfg.HTTPClient, MaxBytes: appCheckMaxJWKS, Parse: parseKeySet,
+			Size:          func(keys map[string]*rsa.PublicKey) slog.Attr { return slog.Int("keys", len(keys)) },
+			DefaultMaxAge: appCheckDefaultMaxAge, MaxMaxAge: appCheckDefaultMaxAge,
+			MinRefresh: cfg.MinRefresh, FetchTimeout: cfg.FetchTimeout, MaxStale: appCheckMaxStaleness,
+			Now: cfg.Now, Logger: cfg.Logger,
+		}),
 	}, nil
 }
 
@@ -235,14 +221,7 @@ func (c *Verifier) Provider() provider.Provider {
 // the error of the last fetch (nil when it succeeded). It can be called
 // concurrently with request handling.
 func (c *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
-	set := c.cur.Load()
-	c.mu.Lock()
-	lastErr = c.lastErr
-	c.mu.Unlock()
-	if set == nil {
-		return 0, false, lastErr
-	}
-	return c.cfg.Now().Sub(set.fetched), true, lastErr
+	return c.keys.Age()
 }
 
 // Ready reports whether tokens can be verified: nil while a key set is
@@ -263,46 +242,20 @@ func (c *Verifier) KeySetAge() (age time.Duration, loaded bool, lastErr error) {
 // be called concurrently with request handling.
 func (c *Verifier) Ready(ctx context.Context) error {
 	now := c.cfg.Now()
-	if set := c.usable(now); set != nil {
-		if now.Sub(set.fetched) >= set.maxAge {
-			c.start(now)
-		}
-		return provider.StoreReady(ctx, "replay store", c.cfg.Replay)
-	}
-	if ch := c.start(now); ch != nil {
-		select {
-		case <-ch:
-		case <-ctx.Done():
+	if c.keys.Current(now) == nil {
+		c.keys.Await(ctx, now, 0)
+		now = c.cfg.Now()
+		if c.keys.Current(now) == nil {
+			return c.keys.Unavailable(now, c.keys.Missing())
 		}
 	}
-	now = c.cfg.Now()
-	if c.usable(now) != nil {
-		return provider.StoreReady(ctx, "replay store", c.cfg.Replay)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	retry := c.space.RetryAfter(now)
-	if c.inflight != nil {
-		retry = time.Second
-	}
-	cause := errors.New("app check key set not loaded")
-	if c.cur.Load() != nil {
-		cause = errors.New("app check key set stale")
-	}
-	if c.lastErr != nil {
-		cause = fmt.Errorf("%w: %w", cause, c.lastErr)
-	}
-	return provider.Unavailable(retry, cause)
+	return provider.StoreReady(ctx, "replay store", c.cfg.Replay)
 }
 
 // Close stops fetching the key set and waits for a fetch under way. It is
 // idempotent and returns nil.
 func (c *Verifier) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
+	c.keys.Close()
 	return nil
 }
 
@@ -431,138 +384,34 @@ func (c *Verifier) verify(ctx context.Context, token string) (t *Token, jti stri
 	return &Token{AppID: tok.Subject(), Expiry: tok.Expiration()}, tok.JwtID(), nil
 }
 
-// usable returns the current key set unless it is missing or too stale.
-func (c *Verifier) usable(now time.Time) *appCheckKeys {
-	set := c.cur.Load()
-	if set == nil || now.Sub(set.fetched) > appCheckMaxStaleness {
-		return nil
-	}
-	return set
-}
-
 // key returns the key for kid. Without a usable set, or for a kid the set
 // lacks, it starts a fetch if the spacing allows one and waits on the
 // fetch under way for at most MaxWait.
 func (c *Verifier) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	now := c.cfg.Now()
-	if set := c.usable(now); set != nil {
-		if k := set.keys[kid]; k != nil {
-			if now.Sub(set.fetched) >= set.maxAge {
-				c.start(now) // periodic refresh, in the background
-			}
-			return k, nil
-		}
+	seen := c.keys.Current(now)
+	if seen != nil && seen.Value[kid] != nil {
+		return seen.Value[kid], nil
 	}
-	c.mu.Lock()
-	loads := c.loads
-	c.mu.Unlock()
-	if ch := c.start(now); ch != nil {
-		t := time.NewTimer(c.cfg.MaxWait)
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
+	c.keys.Await(ctx, now, c.cfg.MaxWait)
 	now = c.cfg.Now()
-	set := c.usable(now)
+	set := c.keys.Current(now)
 	if set != nil {
-		if k := set.keys[kid]; k != nil {
+		if k := set.Value[kid]; k != nil {
 			return k, nil
 		}
+		if set != seen {
+			// A set fetched since this request arrived lacks the kid.
+			return nil, fmt.Errorf("%w: unknown kid", ErrToken)
+		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if set != nil && c.loads > loads {
-		// A set fetched since this request arrived lacks the kid.
-		return nil, fmt.Errorf("%w: unknown kid", ErrToken)
-	}
-	retry := c.space.RetryAfter(now)
-	if c.inflight != nil {
-		retry = time.Second // the fetch under way may answer any moment
-	}
-	return nil, provider.Unavailable(retry, c.lastErr)
+	return nil, c.keys.Unavailable(now, nil)
 }
 
-// start starts a fetch unless one is under way (whose channel it returns)
-// or the spacing forbids one now (nil).
-func (c *Verifier) start(now time.Time) chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.inflight != nil {
-		return c.inflight
-	}
-	if c.closed || !c.space.Allowed(now) {
-		return nil
-	}
-	ch := make(chan struct{})
-	c.inflight = ch
-	attempt := c.space.Begin()
-	c.space.Next = now.Add(c.cfg.MinRefresh) // until the outcome decides
-	c.wg.Add(1)
-	go c.fetch(ch, attempt, now)
-	return ch
-}
-
-// fetch runs one fetch under the verifier's lifetime, not a request's: a
-// client that hangs up does not cancel it for the others.
-func (c *Verifier) fetch(done chan struct{}, attempt uint64, start time.Time) {
-	defer c.wg.Done()
-	set, err := c.download()
-	now := c.cfg.Now()
-	c.mu.Lock()
-	c.lastErr = err
-	if err == nil {
-		set.fetched = now
-		c.cur.Store(set)
-		c.loads++
-		c.space.Succeeded(attempt, start)
-	} else {
-		c.space.Failed(attempt, now)
-	}
-	retry := c.space.RetryAfter(now)
-	c.inflight = nil
-	close(done)
-	c.mu.Unlock()
-	if err != nil {
-		events.Log(c.ctx, c.cfg.Logger, slog.LevelWarn, "attest: app check key set fetch failed",
-			slog.String("event", "appcheck_jwks_error"), slog.String("reason", "fetch"),
-			slog.String("error", err.Error()), slog.Duration("retry_in", retry))
-		return
-	}
-	events.Log(c.ctx, c.cfg.Logger, slog.LevelInfo, "attest: app check key set loaded",
-		slog.String("event", "appcheck_jwks_refresh"), slog.String("reason", "loaded"), slog.Int("keys", len(set.keys)))
-}
-
-func (c *Verifier) download() (*appCheckKeys, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.JWKSURL, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch app check jwks: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("fetch app check jwks: status %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, appCheckMaxJWKS+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch app check jwks: %w", err)
-	}
-	if len(body) > appCheckMaxJWKS {
-		return nil, fmt.Errorf("fetch app check jwks: over %d bytes", appCheckMaxJWKS)
-	}
-	set := &appCheckKeys{keys: map[string]*rsa.PublicKey{}, maxAge: appCheckDefaultMaxAge}
-	if d, ok := provider.CacheMaxAge(resp.Header.Get("Cache-Control")); ok {
-		set.maxAge = min(max(d, c.cfg.MinRefresh), appCheckDefaultMaxAge)
-	}
+// parseKeySet reads App Check's key set: its RS256 signing keys of 2048
+// to 8192 bits, by kid; other keys are skipped.
+func parseKeySet(body []byte) (map[string]*rsa.PublicKey, error) {
+	keys := map[string]*rsa.PublicKey{}
 	parsed, err := jwk.Parse(bytes.TrimSpace(body))
 	if err != nil {
 		return nil, fmt.Errorf("decode app check jwks: %w", err)
@@ -579,10 +428,10 @@ func (c *Verifier) download() (*appCheckKeys, error) {
 		if err := k.Raw(&pub); err != nil || pub.N.BitLen() < 2048 || pub.N.BitLen() > 8192 {
 			continue
 		}
-		set.keys[k.KeyID()] = &pub
+		keys[k.KeyID()] = &pub
 	}
-	if len(set.keys) == 0 {
+	if len(keys) == 0 {
 		return nil, errors.New("decode app check jwks: no usable RS256 key")
 	}
-	return set, nil
+	return keys, nil
 }

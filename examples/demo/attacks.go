@@ -14,10 +14,12 @@ import (
 // Calls run one at a time. Each round dials from a loopback address of its
 // own (127.0.0.2, .3, ...) where the system routes all of 127.0.0.0/8
 // (Linux), as a farm of clients would, so that per-address limits do not
-// stop later rounds; elsewhere every round comes from 127.0.0.1. A round
-// after the first meets what the earlier ones left (a spent per-user
-// limit, the risk history of user-42): some happy-path rows of its table
-// may then say NO, which the answer's status does not reflect.
+// stop later rounds; elsewhere every round comes from 127.0.0.1. Each
+// round signs in as an account of its own (client.account), so it never
+// meets the per-user limit or the risk history an earlier round left.
+// Where rounds share 127.0.0.1, quick ones share its per-address limit
+// too (burst 200, about 60 requests a round): rows of a later round may
+// then say NO, which the answer's status does not reflect.
 func withAttacks(next http.Handler, a *api, base string) http.Handler {
 	var (
 		mu    sync.Mutex
@@ -42,7 +44,8 @@ func withAttacks(next http.Handler, a *api, base string) http.Handler {
 }
 
 // roundTransport dials from 127.0.0.(2 + round%250) when that address can
-// be bound, and from the default address otherwise.
+// be bound, and from the default address otherwise (where the system
+// routes only 127.0.0.1, such as macOS).
 func roundTransport(c *client, round int) http.RoundTripper {
 	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+round%250))} // #nosec G115 -- 2..251 for any round >= 0
 	ln, err := net.ListenTCP("tcp", src)

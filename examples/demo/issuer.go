@@ -25,8 +25,18 @@ type issuer struct {
 	pub      jwk.Key
 
 	mu    sync.Mutex
-	codes map[string]string // code -> PKCE challenge
+	codes map[string]grant // code -> what its redemption needs
 }
+
+// grant is what an authorization code was issued for.
+type grant struct {
+	challenge string // the PKCE challenge
+	subject   string // the account that signed in
+}
+
+// demoSubject is the account a sign-in without login_hint is for, and
+// the subject of the tokens the demo mints itself (-serve's curl lines).
+const demoSubject = "user-42"
 
 // newIssuer signs with k: random per process, or derived from the shared
 // secret so that every instance mints and verifies the same tokens.
@@ -37,7 +47,7 @@ func newIssuer(url, audience string, k *ecdsa.PrivateKey) (*issuer, error) {
 	}
 	_ = pub.Set(jwk.KeyIDKey, "demo-2026")
 	_ = pub.Set(jwk.KeyUsageKey, "sig")
-	return &issuer{url: url, audience: audience, key: k, pub: pub, codes: map[string]string{}}, nil
+	return &issuer{url: url, audience: audience, key: k, pub: pub, codes: map[string]grant{}}, nil
 }
 
 func (is *issuer) routes(mux *http.ServeMux) {
@@ -49,8 +59,17 @@ func (is *issuer) routes(mux *http.ServeMux) {
 		_ = json.NewEncoder(w).Encode(set)
 	})
 	// The user signs in; the app sent the PKCE challenge and gets a code.
+	// The stand-in authenticates nobody: the account that signs in is the
+	// one login_hint names (OpenID Connect Core §3.1.2.1), user-42 when
+	// there is none. The scripted client names an account of its own for
+	// each run, so that runs on one Redis never meet each other's risk
+	// history or per-user limits. A real server signs the user in here.
 	mux.HandleFunc("POST /oauth/authorize", func(w http.ResponseWriter, r *http.Request) {
-		if r.FormValue("code_challenge_method") != "S256" || r.FormValue("code_challenge") == "" {
+		subject := r.FormValue("login_hint")
+		if subject == "" {
+			subject = demoSubject
+		}
+		if r.FormValue("code_challenge_method") != "S256" || r.FormValue("code_challenge") == "" || !validSubject(subject) {
 			oauthError(w, "invalid_request")
 			return
 		}
@@ -60,7 +79,7 @@ func (is *issuer) routes(mux *http.ServeMux) {
 			return
 		}
 		is.mu.Lock()
-		is.codes[code] = r.FormValue("code_challenge")
+		is.codes[code] = grant{challenge: r.FormValue("code_challenge"), subject: subject}
 		is.mu.Unlock()
 		writeJSON(w, map[string]string{"code": code})
 	})
@@ -69,14 +88,14 @@ func (is *issuer) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /oauth/token", func(w http.ResponseWriter, r *http.Request) {
 		code := r.FormValue("code")
 		is.mu.Lock()
-		challenge, ok := is.codes[code]
+		g, ok := is.codes[code]
 		delete(is.codes, code) // single use
 		is.mu.Unlock()
-		if !ok || auth.VerifyPKCE(r.FormValue("code_verifier"), challenge, "S256") != nil {
+		if !ok || auth.VerifyPKCE(r.FormValue("code_verifier"), g.challenge, "S256") != nil {
 			oauthError(w, "invalid_grant")
 			return
 		}
-		claims := map[string]any{"scope": "orders:read profile payments", "acr": "urn:demo:mfa", "auth_time": time.Now().Unix()}
+		claims := map[string]any{"sub": g.subject, "scope": "orders:read profile payments", "acr": "urn:demo:mfa", "auth_time": time.Now().Unix()}
 		if proof := r.Header.Get("DPoP"); proof != "" {
 			jkt, err := proofKeyThumbprint(proof)
 			if err != nil {
@@ -97,7 +116,7 @@ func (is *issuer) routes(mux *http.ServeMux) {
 // mint signs an access token; extra claims override the defaults.
 func (is *issuer) mint(extra map[string]any, iat time.Time, lifetime time.Duration) (string, error) {
 	claims := map[string]any{
-		"iss": is.url, "aud": is.audience, "sub": "user-42", "client_id": "shop-ios",
+		"iss": is.url, "aud": is.audience, "sub": demoSubject, "client_id": "shop-ios",
 		"iat": iat.Unix(), "exp": iat.Add(lifetime).Unix(),
 	}
 	for k, v := range extra {
@@ -131,6 +150,20 @@ func proofKeyThumbprint(proof string) (string, error) {
 		return "", err
 	}
 	return auth.Thumbprint(key)
+}
+
+// validSubject reports whether s is 1 to 64 characters of A-Z, a-z,
+// 0-9, '.', '_' and '-': what the demo takes as an account name.
+func validSubject(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func oauthError(w http.ResponseWriter, code string) {

@@ -3,7 +3,9 @@
 // is usable alone and none imports another: the contract through which
 // the engine consults a vendor ([Provider], [Request], [Verdict]), the
 // outage errors whose identity both sides test with errors.Is, the
-// spacing of calls to vendors, the request's one store deadline, the
+// spacing of calls to vendors and the loop that fetches a vendor's
+// document ([Fetcher]: a key set, a revocation status list), the
+// request's one store deadline, the
 // client data that binds an attestation to a request, and store-id
 // scopes.
 package provider
