@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -117,6 +118,47 @@ func TestTokenServeLoopbackJWKSUsedByAuth(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	pemKey, _ := os.ReadFile(file)
 	requireNoSecret(t, r, pemKey)
+}
+
+// TestTokenServeLocalhostNeverResolved: "localhost" goes through
+// /etc/hosts and DNS (a search domain could answer with a routable
+// address); token serve listens on the literal loopback instead.
+func TestTokenServeLocalhostNeverResolved(t *testing.T) {
+	for _, host := range []string{"localhost", "LocalHost"} {
+		addrs, err := loopbackAddrs(host + ":8080")
+		require.NoError(t, err)
+		require.Equal(t, []string{"127.0.0.1:8080", "[::1]:8080"}, addrs)
+	}
+	for _, addr := range []string{"localhost.:8080", "localhost.example.com:8080", "0.0.0.0:8080", "[::]:8080", "192.168.1.2:8080"} {
+		_, err := loopbackAddrs(addr)
+		require.Error(t, err, addr)
+	}
+	file, _ := keygen(t, "ES256")
+	jwksURL, stop := start(t, "token", "serve", "-key", file, "-addr", "localhost:0")
+	require.Regexp(t, `^http://(127\.0\.0\.1|\[::1\]):[0-9]+/\.well-known/jwks\.json$`, jwksURL)
+	r := stop()
+	require.Equal(t, exitOK, r.code, r.stderr)
+}
+
+// TestTokenServeBoundToNonLoopbackRefused: whatever -addr said, the
+// address the listener got is checked before anything is served.
+func TestTokenServeBoundToNonLoopbackRefused(t *testing.T) {
+	for _, a := range []net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("10.0.0.7"), Port: 8080},
+		&net.TCPAddr{IP: net.IPv4zero, Port: 8080},
+		&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080},
+		&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 8080},
+		&net.UnixAddr{Name: "/tmp/jwks.sock", Net: "unix"},
+	} {
+		require.Error(t, boundToLoopback(a), a.String())
+	}
+	for _, a := range []net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 8080},
+		&net.TCPAddr{IP: net.ParseIP("127.1.2.3"), Port: 8080},
+		&net.TCPAddr{IP: net.IPv6loopback, Port: 8080},
+	} {
+		require.NoError(t, boundToLoopback(a), a.String())
+	}
 }
 
 func TestTokenServeRefusesSymmetricKeys(t *testing.T) {
