@@ -265,3 +265,50 @@ func TestDPoPProofWithServerNonce(t *testing.T) {
 	require.Equal(t, http.StatusOK, call(nonce).Code)
 	require.Equal(t, 1, reached)
 }
+
+// TestDPoPTokenKeptOffTheCommandLine: -token puts the access token in
+// argv, which every local user reads with ps. -token-file and -token-env
+// give the same proof (ath of the token), accepted by auth, and the token
+// is never printed, not even when a slip hands the value to -token-env.
+func TestDPoPTokenKeptOffTheCommandLine(t *testing.T) {
+	issuerKey, set := keygen(t, "ES256")
+	dpopKey, _ := keygen(t, "ES256")
+	mint := cliRun(t, nil, "token", "mint", "-key", issuerKey, "-iss", testIssuer, "-sub", "alice", "-aud", testAudience, "-dpop-key", dpopKey)
+	require.Equal(t, exitOK, mint.code, mint.stderr)
+	tok := strings.TrimSpace(mint.stdout)
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{Issuer: testIssuer, Audience: []string{testAudience}, Keys: set}},
+		DPoP:    auth.DPoPRequired, DPoPURL: testAudience,
+	})
+	require.NoError(t, err)
+	defer v.Close()
+	env := map[string]string{"ACCESS_TOKEN": tok + "\n"}
+	tokenFile := writeFile(t, "token", []byte(tok+"\n"))
+	for _, from := range [][]string{{"-token-env", "ACCESS_TOKEN"}, {"-token-file", tokenFile}} {
+		t.Run(from[0], func(t *testing.T) {
+			p := cliRun(t, env, append([]string{"dpop", "-key", dpopKey, "-method", "GET", "-url", testAudience + "/v1/orders"}, from...)...)
+			require.Equal(t, exitOK, p.code, p.stderr)
+			require.NotContains(t, p.stdout+p.stderr, tok, "the token printed")
+			req := httptest.NewRequest("GET", testAudience+"/v1/orders", nil)
+			req.Header.Set("Authorization", "DPoP "+tok)
+			req.Header.Set("DPoP", strings.TrimSpace(p.stdout))
+			claims, err := v.Verify(req)
+			require.NoError(t, err)
+			require.Equal(t, "alice", claims.Subject)
+		})
+	}
+	t.Run("token_given_instead_of_its_name", func(t *testing.T) {
+		for _, flag := range []string{"-token-env", "-token-file"} {
+			p := cliRun(t, nil, "dpop", "-key", dpopKey, "-url", testAudience+"/v1/orders", flag, tok)
+			require.Equal(t, exitFailure, p.code, flag)
+			require.Contains(t, p.stderr, flag)
+			require.NotContains(t, p.stdout+p.stderr, tok[:24], flag)
+		}
+	})
+	t.Run("token_with_a_line_break", func(t *testing.T) {
+		p := cliRun(t, map[string]string{"T": tok + "\nX-Injected: 1"}, "dpop", "-key", dpopKey, "-url", testAudience+"/v1/orders", "-token-env", "T")
+		require.Equal(t, exitFailure, p.code)
+		require.Contains(t, p.stderr, "control character")
+		require.NotContains(t, p.stdout+p.stderr, tok[:24])
+	})
+}
