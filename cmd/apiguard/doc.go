@@ -26,8 +26,9 @@
 //	apiguard token keygen -out dpop.pem >/dev/null
 //	TOKEN=$(apiguard token mint -key issuer.pem -iss https://login.example.com/ \
 //	    -sub alice -aud https://api.example.com -scope orders:write -dpop-key dpop.pem)
-//	curl -H "Authorization: DPoP $TOKEN" \
-//	    -H "DPoP: $(apiguard dpop -key dpop.pem -method POST -url http://127.0.0.1:8080/v1/orders -token "$TOKEN")" \
+//	export TOKEN
+//	printf 'Authorization: DPoP %s\n' "$TOKEN" | curl -H @- \
+//	    -H "DPoP: $(apiguard dpop -key dpop.pem -method POST -url http://127.0.0.1:8080/v1/orders -token-env TOKEN)" \
 //	    -X POST http://127.0.0.1:8080/v1/orders
 //
 // # A signed request
@@ -42,4 +43,11 @@
 // from the command line, and are never printed, not even in errors. A
 // private key that token keygen makes is written with mode 0600 to a file
 // that did not exist.
+//
+// Access tokens are credentials too: give them with dpop -token-file or
+// -token-env, and an Authorization header with sign -auth-file or
+// -auth-env (and -send). The older dpop -token and sign -H
+// "Authorization: ..." still work, but put the token on the command line,
+// where any local user sees it with ps. (printf is a shell builtin, so
+// the curl line above keeps the token out of every command line.)
 package main

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -173,22 +174,9 @@ func thumbprint(k jwk.Key) (string, error) {
 // variable or the secret: a secret pasted in place of its name
 // (-secret-env "$SECRET") stays out of the terminal and the CI log.
 func (c *cli) readSecret(kind, file, envName string) ([]byte, error) {
-	var text, from string
-	if file != "" {
-		from = "the file named by -" + kind + "-file"
-		b, err := readFile(file)
-		if pe, ok := errors.AsType[*fs.PathError](err); ok {
-			return nil, fmt.Errorf("%s: %w", from, pe.Err)
-		} else if err != nil {
-			return nil, fmt.Errorf("%s: larger than %d bytes", from, maxFile)
-		}
-		text = string(b)
-	} else {
-		text, from = c.env(envName), "the variable named by -"+kind+"-env"
-	}
-	text = strings.TrimSpace(text)
-	if text == "" {
-		return nil, fmt.Errorf("%s: empty", from)
+	text, from, err := c.readText(kind, file, envName)
+	if err != nil {
+		return nil, err
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 		if b, err := enc.DecodeString(text); err == nil {
@@ -196,4 +184,42 @@ func (c *cli) readSecret(kind, file, envName string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: not base64 (make a secret with: openssl rand -base64 32)", from)
+}
+
+// readCredential reads a credential that is text, such as an access token
+// or an Authorization header's value, as readSecret reads a secret: from
+// the file or the variable named by -<kind>-file or -<kind>-env,
+// surrounding space dropped. A control character (a line break that
+// would inject a header) is an error. Errors never quote the value.
+func (c *cli) readCredential(kind, file, envName string) (string, error) {
+	text, from, err := c.readText(kind, file, envName)
+	if err != nil {
+		return "", err
+	}
+	if strings.ContainsFunc(text, unicode.IsControl) {
+		return "", fmt.Errorf("%s: holds a control character", from)
+	}
+	return text, nil
+}
+
+// readText reads the trimmed, non-empty text of a file or an environment
+// variable for readSecret and readCredential; from names its flag.
+func (c *cli) readText(kind, file, envName string) (text, from string, err error) {
+	if file != "" {
+		from = "the file named by -" + kind + "-file"
+		b, err := readFile(file)
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			return "", from, fmt.Errorf("%s: %w", from, pe.Err)
+		} else if err != nil {
+			return "", from, fmt.Errorf("%s: larger than %d bytes", from, maxFile)
+		}
+		text = string(b)
+	} else {
+		text, from = c.env(envName), "the variable named by -"+kind+"-env"
+	}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return "", from, fmt.Errorf("%s: empty", from)
+	}
+	return text, from, nil
 }

@@ -46,6 +46,11 @@ device's secret is derived as signing.DerivedKeys does
 (HKDF-SHA256, info = the key ID); or a device key (-key, an ECDSA P-256
 or Ed25519 private key, PEM). Secrets and keys are never printed.
 
+An Authorization header (an access token) is given with -auth-file or
+-auth-env (a variable's name) and -send: a value in -H is on the
+command line, which other local users can read (ps), and so is the
+curl command printed without -send. The value is never printed.
+
 The signature is single use and fresh for signing's Window (5 minutes
 by default): run the printed command once, soon.`)
 	keyID := fs.String("keyid", "", "the device's key ID (keyid). Required")
@@ -60,7 +65,9 @@ by default): run the printed command once, soon.`)
 	data := fs.String("data", "", "request body")
 	dataFile := fs.String("data-file", "", "file holding the request body")
 	var headers headerFlags
-	fs.Var(&headers, "H", `request header "Name: value" (repeatable; Authorization is covered when set)`)
+	fs.Var(&headers, "H", `request header "Name: value" (repeatable; Authorization is covered when set, but visible in ps: prefer -auth-file or -auth-env)`)
+	authFile := fs.String("auth-file", "", `file holding the Authorization header's value ("Bearer <token>"; with -send)`)
+	authEnv := fs.String("auth-env", "", `environment variable holding the Authorization header's value ("Bearer <token>"; with -send)`)
 	send := fs.Bool("send", false, "send the request and print the status and body instead of a curl command")
 	caFile := fs.String("cacert", "", "PEM file of the CA to trust for -send, and passed to curl (a local API's throwaway CA)")
 	if ok, code := c.parse(fs, args, 0); !ok {
@@ -81,6 +88,12 @@ by default): run the printed command once, soon.`)
 		return c.usageErr(fs, "-data and -data-file exclude each other")
 	case *salt != "" && *masterFile == "" && *masterEnv == "":
 		return c.usageErr(fs, "-salt goes with -master-file or -master-env")
+	case *authFile != "" && *authEnv != "":
+		return c.usageErr(fs, "-auth-file and -auth-env exclude each other")
+	case (*authFile != "" || *authEnv != "") && !*send:
+		return c.usageErr(fs, "-auth-file and -auth-env go with -send (a printed curl command would show the value)")
+	case (*authFile != "" || *authEnv != "") && slices.ContainsFunc(headers, isAuthorization):
+		return c.usageErr(fs, "-auth-file and -auth-env exclude an -H Authorization header")
 	}
 	u, err := url.Parse(*rawURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -114,6 +127,13 @@ by default): run the printed command once, soon.`)
 	for _, h := range headers {
 		name, value, _ := strings.Cut(h, ":")
 		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if *authFile != "" || *authEnv != "" {
+		v, err := c.readCredential("auth", *authFile, *authEnv)
+		if err != nil {
+			return c.fail(fs.path, err)
+		}
+		req.Header.Set("Authorization", v)
 	}
 	if err := signer.Sign(req); err != nil {
 		return c.fail(fs.path, err)
@@ -153,6 +173,12 @@ by default): run the printed command once, soon.`)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// isAuthorization reports whether an -H flag sets Authorization.
+func isAuthorization(h string) bool {
+	name, _, _ := strings.Cut(h, ":")
+	return strings.EqualFold(strings.TrimSpace(name), "Authorization")
 }
 
 // signer makes the Signer from the one key source given.

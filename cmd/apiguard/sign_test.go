@@ -229,3 +229,38 @@ func TestSignSecretGivenInsteadOfItsNameNeverEchoed(t *testing.T) {
 		})
 	}
 }
+
+// TestSignAuthorizationKeptOffTheCommandLine: -H "Authorization: Bearer
+// <token>" puts the token in argv, which every local user reads with ps.
+// -auth-env and -auth-file send the same header, covered by the
+// signature, and the value is never printed.
+func TestSignAuthorizationKeptOffTheCommandLine(t *testing.T) {
+	master := randomSecret(t)
+	const salt, authz = "shop-api", "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl" // gitleaks:allow -- a test value, no real token
+	v, err := signing.New(signing.Config{Keys: signing.DerivedKeys(master, []byte(salt)), Scheme: "http", Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var got, covered atomic.Value
+	reached := v.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Authorization"))
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		covered.Store(strings.Contains(r.Header.Get("Signature-Input"), `"authorization"`))
+		reached.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"M": base64.StdEncoding.EncodeToString(master), "API_AUTH": authz}
+	authFile := writeFile(t, "auth", []byte(authz+"\n"))
+	for _, from := range [][]string{{"-auth-env", "API_AUTH"}, {"-auth-file", authFile}} {
+		t.Run(from[0], func(t *testing.T) {
+			got.Store("")
+			args := append([]string{"sign", "-keyid", "device-7", "-master-env", "M", "-salt", salt, "-url", srv.URL + "/v1/pay", "-data", "{}", "-send"}, from...)
+			r := cliRun(t, env, args...)
+			require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+			require.Equal(t, authz, got.Load(), "the handler got the header")
+			require.Equal(t, true, covered.Load(), "the signature covers authorization")
+			require.NotContains(t, r.stdout+r.stderr, "eyJzdWIiOiJhbGljZSJ9", "the token printed")
+			requireNoSecret(t, r, master)
+		})
+	}
+}

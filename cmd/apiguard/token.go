@@ -214,7 +214,7 @@ its URL, until interrupted: the JWKSURL of a local API's auth.Issuer
 private key named by -key is reduced to its public half.`)
 	jwksFile := fs.String("jwks", "", "JWKS file to serve (from token keygen -jwks)")
 	keyFile := fs.String("key", "", "or: a key file (PEM) whose public key to serve")
-	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
+	addr := fs.String("addr", "127.0.0.1:0", `loopback address to listen on: a loopback IP, or "localhost" for 127.0.0.1 (else ::1), never resolved`)
 	maxAge := fs.Duration("max-age", 5*time.Minute, "Cache-Control max-age of the answers")
 	if ok, code := c.parse(fs, args, 0); !ok {
 		return code
@@ -222,12 +222,9 @@ private key named by -key is reduced to its public half.`)
 	if (*jwksFile == "") == (*keyFile == "") {
 		return c.usageErr(fs, "exactly one of -jwks and -key is required")
 	}
-	host, _, err := net.SplitHostPort(*addr)
+	addrs, err := loopbackAddrs(*addr)
 	if err != nil {
 		return c.usageErr(fs, "-addr: %v", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return c.usageErr(fs, "-addr %s is not a loopback address", *addr)
 	}
 	set, err := servedSet(*jwksFile, *keyFile)
 	if err != nil {
@@ -237,9 +234,19 @@ private key named by -key is reduced to its public half.`)
 	if err != nil {
 		return c.fail(fs.path, err)
 	}
-	ln, err := net.Listen("tcp", *addr)
+	var ln net.Listener
+	for _, a := range addrs {
+		if ln, err = net.Listen("tcp", a); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return c.fail(fs.path, err)
+	}
+	if err := boundToLoopback(ln.Addr()); err != nil {
+		_ = ln.Close()
+		fmt.Fprintf(c.stderr, "apiguard %s: %v\n", fs.path, err)
+		return exitUsage
 	}
 	cacheControl := fmt.Sprintf("public, max-age=%d", int(maxAge.Seconds()))
 	mux := http.NewServeMux()
@@ -261,6 +268,34 @@ private key named by -key is reduced to its public half.`)
 	case err := <-done:
 		return c.fail(fs.path, err)
 	}
+}
+
+// loopbackAddrs returns the literal addresses that token serve tries, in
+// order, for -addr: the address itself when its host is a loopback IP;
+// 127.0.0.1 then ::1 when it is "localhost", which is never resolved
+// (/etc/hosts or a DNS search domain could map it off loopback). Any other
+// host is an error.
+func loopbackAddrs(addr string) ([]string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(host, "localhost") {
+		return []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port)}, nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%s is not a loopback address", addr)
+	}
+	return []string{addr}, nil
+}
+
+// boundToLoopback reports an error unless addr, the address a listener
+// is bound to, is a TCP loopback address: the last check before serving.
+func boundToLoopback(addr net.Addr) error {
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("bound to %s, which is not a loopback address; closed", addr)
 }
 
 // servedSet reads the set to serve and keeps only public keys.

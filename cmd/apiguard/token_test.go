@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -119,6 +120,47 @@ func TestTokenServeLoopbackJWKSUsedByAuth(t *testing.T) {
 	requireNoSecret(t, r, pemKey)
 }
 
+// TestTokenServeLocalhostNeverResolved: "localhost" goes through
+// /etc/hosts and DNS (a search domain could answer with a routable
+// address); token serve listens on the literal loopback instead.
+func TestTokenServeLocalhostNeverResolved(t *testing.T) {
+	for _, host := range []string{"localhost", "LocalHost"} {
+		addrs, err := loopbackAddrs(host + ":8080")
+		require.NoError(t, err)
+		require.Equal(t, []string{"127.0.0.1:8080", "[::1]:8080"}, addrs)
+	}
+	for _, addr := range []string{"localhost.:8080", "localhost.example.com:8080", "0.0.0.0:8080", "[::]:8080", "192.168.1.2:8080"} {
+		_, err := loopbackAddrs(addr)
+		require.Error(t, err, addr)
+	}
+	file, _ := keygen(t, "ES256")
+	jwksURL, stop := start(t, "token", "serve", "-key", file, "-addr", "localhost:0")
+	require.Regexp(t, `^http://(127\.0\.0\.1|\[::1\]):[0-9]+/\.well-known/jwks\.json$`, jwksURL)
+	r := stop()
+	require.Equal(t, exitOK, r.code, r.stderr)
+}
+
+// TestTokenServeBoundToNonLoopbackRefused: whatever -addr said, the
+// address the listener got is checked before anything is served.
+func TestTokenServeBoundToNonLoopbackRefused(t *testing.T) {
+	for _, a := range []net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("10.0.0.7"), Port: 8080},
+		&net.TCPAddr{IP: net.IPv4zero, Port: 8080},
+		&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080},
+		&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 8080},
+		&net.UnixAddr{Name: "/tmp/jwks.sock", Net: "unix"},
+	} {
+		require.Error(t, boundToLoopback(a), a.String())
+	}
+	for _, a := range []net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 8080},
+		&net.TCPAddr{IP: net.ParseIP("127.1.2.3"), Port: 8080},
+		&net.TCPAddr{IP: net.IPv6loopback, Port: 8080},
+	} {
+		require.NoError(t, boundToLoopback(a), a.String())
+	}
+}
+
 func TestTokenServeRefusesSymmetricKeys(t *testing.T) {
 	set := `{"keys":[{"kty":"oct","kid":"hmac","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}]}`
 	r := cliRun(t, nil, "token", "serve", "-jwks", writeFile(t, "jwks.json", []byte(set)))
@@ -222,4 +264,51 @@ func TestDPoPProofWithServerNonce(t *testing.T) {
 	require.NotEmpty(t, nonce)
 	require.Equal(t, http.StatusOK, call(nonce).Code)
 	require.Equal(t, 1, reached)
+}
+
+// TestDPoPTokenKeptOffTheCommandLine: -token puts the access token in
+// argv, which every local user reads with ps. -token-file and -token-env
+// give the same proof (ath of the token), accepted by auth, and the token
+// is never printed, not even when a slip hands the value to -token-env.
+func TestDPoPTokenKeptOffTheCommandLine(t *testing.T) {
+	issuerKey, set := keygen(t, "ES256")
+	dpopKey, _ := keygen(t, "ES256")
+	mint := cliRun(t, nil, "token", "mint", "-key", issuerKey, "-iss", testIssuer, "-sub", "alice", "-aud", testAudience, "-dpop-key", dpopKey)
+	require.Equal(t, exitOK, mint.code, mint.stderr)
+	tok := strings.TrimSpace(mint.stdout)
+	v, err := auth.New(auth.Config{
+		Issuers: []auth.Issuer{{Issuer: testIssuer, Audience: []string{testAudience}, Keys: set}},
+		DPoP:    auth.DPoPRequired, DPoPURL: testAudience,
+	})
+	require.NoError(t, err)
+	defer v.Close()
+	env := map[string]string{"ACCESS_TOKEN": tok + "\n"}
+	tokenFile := writeFile(t, "token", []byte(tok+"\n"))
+	for _, from := range [][]string{{"-token-env", "ACCESS_TOKEN"}, {"-token-file", tokenFile}} {
+		t.Run(from[0], func(t *testing.T) {
+			p := cliRun(t, env, append([]string{"dpop", "-key", dpopKey, "-method", "GET", "-url", testAudience + "/v1/orders"}, from...)...)
+			require.Equal(t, exitOK, p.code, p.stderr)
+			require.NotContains(t, p.stdout+p.stderr, tok, "the token printed")
+			req := httptest.NewRequest("GET", testAudience+"/v1/orders", nil)
+			req.Header.Set("Authorization", "DPoP "+tok)
+			req.Header.Set("DPoP", strings.TrimSpace(p.stdout))
+			claims, err := v.Verify(req)
+			require.NoError(t, err)
+			require.Equal(t, "alice", claims.Subject)
+		})
+	}
+	t.Run("token_given_instead_of_its_name", func(t *testing.T) {
+		for _, flag := range []string{"-token-env", "-token-file"} {
+			p := cliRun(t, nil, "dpop", "-key", dpopKey, "-url", testAudience+"/v1/orders", flag, tok)
+			require.Equal(t, exitFailure, p.code, flag)
+			require.Contains(t, p.stderr, flag)
+			require.NotContains(t, p.stdout+p.stderr, tok[:24], flag)
+		}
+	})
+	t.Run("token_with_a_line_break", func(t *testing.T) {
+		p := cliRun(t, map[string]string{"T": tok + "\nX-Injected: 1"}, "dpop", "-key", dpopKey, "-url", testAudience+"/v1/orders", "-token-env", "T")
+		require.Equal(t, exitFailure, p.code)
+		require.Contains(t, p.stderr, "control character")
+		require.NotContains(t, p.stdout+p.stderr, tok[:24])
+	})
 }
