@@ -39,7 +39,8 @@ import (
 // The endpoint is called with HTTP POST, client_secret_basic
 // authentication and token_type_hint=access_token; only a 200 with a
 // JSON object whose active is a boolean is an answer. active must be
-// true; token_type, when present, must not be a refresh token; exp is
+// true; token_type, when present, must not be a refresh or ID token, and
+// nonce, at_hash and c_hash (ID-token claims) must be absent; exp is
 // required; nbf, iat (in the future) and exp are checked with
 // Config.ClockSkew, and exp - iat against Config.MaxTokenLifetime when
 // iat is present; iss, when present, must equal Issuer.Issuer; aud must
@@ -676,12 +677,22 @@ func (v *Verifier) checkIntrospected(r *introResponse, body []byte, is *Issuer, 
 	switch strings.ToLower(r.TokenType) {
 	case "refresh_token", "urn:ietf:params:oauth:token-type:refresh_token":
 		return nil, fmt.Errorf("%w: introspected token_type is a refresh token", ErrType)
+	case "id_token", "urn:ietf:params:oauth:token-type:id_token":
+		return nil, fmt.Errorf("%w: introspected token_type is an ID token", ErrType)
+	}
+	// Some endpoints answer an ID token (sent with Introspection.JWTs)
+	// active: refused as on the JWT path.
+	if r.Nonce != nil || r.AtHash != nil || r.CHash != nil {
+		return nil, fmt.Errorf("%w: the introspected token is an ID token (nonce, at_hash or c_hash)", ErrType)
 	}
 	if r.Iss != "" && r.Iss != is.Issuer {
 		return nil, fmt.Errorf("%w: introspected iss %s is not %q", ErrIssuer, quoteUntrusted(r.Iss), is.Issuer)
 	}
 	if !r.Exp.set {
 		return nil, fmt.Errorf("%w: the introspection response has no exp", ErrExpired)
+	}
+	if err := r.checkConfirmation(); err != nil {
+		return nil, err
 	}
 	c := r.claims(body)
 	c.Issuer = is.Issuer

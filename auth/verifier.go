@@ -361,6 +361,9 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 	if !p.Iat.set {
 		return cachedToken{}, fmt.Errorf("%w: no iat, so Config.MaxTokenLifetime (%s) cannot be checked", ErrLifetime, v.cfg.MaxTokenLifetime)
 	}
+	if err := p.checkConfirmation(); err != nil {
+		return cachedToken{}, err
+	}
 	c := p.claims(jws.payload)
 	if err := v.checkTimes(c, now); err != nil {
 		return cachedToken{}, err

@@ -1,0 +1,73 @@
+package auth
+
+import (
+	"testing"
+	"time"
+
+	"github.com/apiguard/apiguard/internal/testkit"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/stretchr/testify/require"
+)
+
+// TestIntrospectionIDTokenAsAccessToken: with Introspection.JWTs an ID
+// token of the issuer goes to the endpoint, and some endpoints answer an
+// ID token active (Keycloak does, with its nonce and at_hash). The JWT
+// path refuses a token with ID-token claims whatever its typ; the
+// introspection path must too, or an ID token (handed to third parties as
+// an identity assertion) whose aud names the API is an access token.
+func TestIntrospectionIDTokenAsAccessToken(t *testing.T) {
+	s := newSigner(t, jwa.ES256, "k1")
+	for _, tc := range []struct {
+		name string
+		over map[string]any
+	}{
+		{"nonce", map[string]any{"nonce": "n-0S6_WzA2Mj"}},
+		{"at_hash", map[string]any{"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}},
+		{"c_hash", map[string]any{"c_hash": "LDktKdoQak3Pk0cnXxCltA"}},
+		{"token_type_id_token", map[string]any{"token_type": "urn:ietf:params:oauth:token-type:id_token"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := testkit.NewClock(t0)
+			srv := newIntroServer(t)
+			v, _ := newIntroVerifier(t, clk, srv, func(c *Config) { c.Issuers[0].Introspection.JWTs = true })
+			idToken := s.sign(t, map[string]any{"typ": "JWT", "kid": "k1"}, map[string]any{
+				"iss": testIssuer, "aud": testAudience, "sub": "user-1", "iat": t0.Unix(), "exp": t0.Add(10 * time.Minute).Unix(), "nonce": "n-0S6_WzA2Mj",
+			})
+			srv.answer(idToken, tc.over)
+			_, err := v.VerifyToken(t.Context(), idToken)
+			require.ErrorIs(t, err, ErrType)
+			rec, reached, _ := call(v.Handler, bearer(idToken))
+			require.False(t, reached)
+			require.Equal(t, 401, rec.Code)
+		})
+	}
+}
+
+// TestCertificateBoundTokenUsedAsBearer: a token bound by cnf to an mTLS
+// certificate (RFC 8705 x5t#S256), or to a key by any member but jkt, is
+// sender-constrained in a way apiguard cannot check; taken as a bearer
+// token, a stolen one works without the certificate. Refused, as a JWT
+// and as an introspection answer.
+func TestCertificateBoundTokenUsedAsBearer(t *testing.T) {
+	es := newSigner(t, jwa.ES256, "k1")
+	for _, cnf := range []map[string]any{
+		{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
+		{"jwk": map[string]any{"kty": "EC"}},
+		{},
+	} {
+		clk := testkit.NewClock(t0)
+		v, _ := newTestVerifier(t, clk, nil, es)
+		tok := es.token(t, map[string]any{"cnf": cnf})
+		_, err := v.VerifyToken(t.Context(), tok)
+		require.ErrorIs(t, err, ErrDPoPBinding, "JWT with cnf %v", cnf)
+		rec, reached, _ := call(v.Handler, bearer(tok))
+		require.False(t, reached)
+		require.Equal(t, 401, rec.Code)
+
+		srv := newIntroServer(t)
+		iv, _ := newIntroVerifier(t, clk, srv, nil)
+		srv.answer("opaque-mtls-bound", map[string]any{"cnf": cnf})
+		_, err = iv.VerifyToken(t.Context(), "opaque-mtls-bound")
+		require.ErrorIs(t, err, ErrDPoPBinding, "introspected cnf %v", cnf)
+	}
+}
