@@ -63,10 +63,11 @@ import (
 // # Outages
 //
 // As for key sets: an endpoint that cannot be reached, answers other
-// than 200, times out (Timeout), or sends a malformed or oversized
-// answer gets the request 503 with Retry-After (an error matching
-// [ErrKeysUnavailable]), never 401; only an answer (active false, or a
-// failed check) is a 401. After n failed calls in a row the next call
+// than 200, times out (Timeout), or sends a malformed (not a JSON object
+// with a boolean active) or oversized answer gets the request 503 with
+// Retry-After (an error matching [ErrKeysUnavailable]), never 401; only
+// an answer (active false, a claim of the wrong type, or a failed check)
+// is a 401. After n failed calls in a row the next call
 // starts no sooner than 1s·2^(n-1), at most Config.MinKeyRefresh, plus up
 // to half again of jitter; until then requests with tokens not cached get
 // 503 at once, and then one call at a time probes the endpoint.
@@ -644,12 +645,16 @@ type introResponse struct {
 	Active    *bool  `json:"active"`
 	TokenType string `json:"token_type"`
 	payload
+	// badClaims is set when a claim has the wrong type (exp a string,
+	// say): an answer about this token (a 401 for it, cached briefly),
+	// not an outage that would put every other token in back-off.
+	badClaims error
 }
 
 // parseIntrospection parses an answer: a JSON object whose active is a
-// boolean, with the claims' types. Anything else is malformed (an
-// outage, not a rejection of the token). Its errors quote nothing of the
-// body.
+// boolean. Anything else is malformed (an outage, not a rejection of the
+// token); a claim of the wrong type is an answer that refuses the token
+// (badClaims). Its errors quote nothing of the body.
 func parseIntrospection(body []byte) (*introResponse, error) {
 	b := bytes.TrimLeft(body, " \t\r\n")
 	if len(b) == 0 || b[0] != '{' {
@@ -660,7 +665,13 @@ func parseIntrospection(body []byte) (*introResponse, error) {
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 			return nil, fmt.Errorf("introspection response is not JSON (offset %d)", se.Offset)
 		}
-		return nil, fmt.Errorf("introspection response: %w", err)
+		var a struct {
+			Active *bool `json:"active"`
+		}
+		if json.Unmarshal(b, &a) != nil || a.Active == nil {
+			return nil, fmt.Errorf("introspection response: %w", err)
+		}
+		r = introResponse{Active: a.Active, badClaims: fmt.Errorf("%w: introspected claims: %v", ErrMalformedToken, err)}
 	}
 	if r.Active == nil {
 		return nil, errors.New("introspection response has no boolean active")
@@ -673,6 +684,9 @@ func parseIntrospection(body []byte) (*introResponse, error) {
 func (v *Verifier) checkIntrospected(r *introResponse, body []byte, is *Issuer, now time.Time) (*Claims, error) {
 	if !*r.Active {
 		return nil, ErrInactive
+	}
+	if r.badClaims != nil {
+		return nil, r.badClaims
 	}
 	switch strings.ToLower(r.TokenType) {
 	case "refresh_token", "urn:ietf:params:oauth:token-type:refresh_token":

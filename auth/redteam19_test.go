@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -69,5 +70,34 @@ func TestCertificateBoundTokenUsedAsBearer(t *testing.T) {
 		srv.answer("opaque-mtls-bound", map[string]any{"cnf": cnf})
 		_, err = iv.VerifyToken(t.Context(), "opaque-mtls-bound")
 		require.ErrorIs(t, err, ErrDPoPBinding, "introspected cnf %v", cnf)
+	}
+}
+
+// TestIntrospectionOddClaimTypeTakesEndpointOutForAll: an answer that is
+// a JSON object with a boolean active, but a claim of another type than
+// expected (exp as a string, acr as a number, a custom mapper's doing),
+// was an outage: a 503 counted as a failed call, putting the endpoint in
+// back-off, so that one client presenting such a token again and again
+// got every other token never seen before refused with 503. It is an
+// answer about that token: 401, cached like an inactive one, and the
+// next token is introspected at once.
+func TestIntrospectionOddClaimTypeTakesEndpointOutForAll(t *testing.T) {
+	for _, over := range []map[string]any{{"exp": "1796537400"}, {"acr": 1}, {"aud": map[string]any{"a": 1}}, {"cnf": map[string]any{"jkt": 7}}} {
+		clk := testkit.NewClock(t0)
+		srv := newIntroServer(t)
+		v, _ := newIntroVerifier(t, clk, srv, nil)
+		srv.answer("odd-types", over)
+		srv.answer("someone-else", nil)
+		for range 3 {
+			rec, reached, _ := call(v.Handler, bearer("odd-types"))
+			require.False(t, reached)
+			require.Equal(t, http.StatusUnauthorized, rec.Code, "%v: %s", over, rec.Body.String())
+		}
+		_, err := v.VerifyToken(t.Context(), "odd-types")
+		require.ErrorIs(t, err, ErrMalformedToken)
+		require.EqualValues(t, 1, srv.calls.Load(), "the refusal is cached")
+		_, err = v.VerifyToken(t.Context(), "someone-else")
+		require.NoError(t, err, "no back-off for other tokens")
+		require.EqualValues(t, 2, srv.calls.Load())
 	}
 }
