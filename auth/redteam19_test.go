@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,26 @@ func TestIntrospectionOddClaimTypeTakesEndpointOutForAll(t *testing.T) {
 		_, err = v.VerifyToken(t.Context(), "someone-else")
 		require.NoError(t, err, "no back-off for other tokens")
 		require.EqualValues(t, 2, srv.calls.Load())
+	}
+}
+
+// TestShadowStackedRequiresCountOneWouldDeny: with Require stacked (a
+// group's scope, then the route's), enforce mode refuses a token lacking
+// both once, at the first; shadow mode logged a would-deny at each, so
+// the would-deny count of a rollout read higher than the denials enforce
+// mode would make. Shadow mode must decide and count the request once.
+func TestShadowStackedRequiresCountOneWouldDeny(t *testing.T) {
+	es := newSigner(t, jwa.ES256, "k1")
+	tok := es.token(t, map[string]any{"scope": "profile"})
+	for _, shadow := range []bool{false, true} {
+		clk := testkit.NewClock(t0)
+		v, logs := newTestVerifier(t, clk, func(c *Config) { c.Shadow = shadow }, es)
+		chain := func(next http.Handler) http.Handler { return v.Require("orders:read")(v.Require("orders:write")(next)) }
+		rec, reached, c := call(chain, bearer(tok))
+		require.Equal(t, shadow, reached, rec.Body.String())
+		require.Equal(t, 1, strings.Count(logs.String(), `"event":"auth_failed"`), "shadow=%t: %s", shadow, logs.String())
+		if shadow {
+			require.NotNil(t, c, "the token is valid: its claims reach next, as they would past a Require it passes")
+		}
 	}
 }
