@@ -63,11 +63,11 @@ import (
 // # Outages
 //
 // As for key sets: an endpoint that cannot be reached, answers other
-// than 200, times out (Timeout), or sends a malformed (not a JSON object
-// with a boolean active) or oversized answer gets the request 503 with
-// Retry-After (an error matching [ErrKeysUnavailable]), never 401; only
-// an answer (active false, a claim of the wrong type, or a failed check)
-// is a 401. After n failed calls in a row the next call
+// than 200 (but see below), times out (Timeout), or sends a malformed
+// (not a JSON object with a boolean active) or oversized answer gets the
+// request 503 with Retry-After (an error matching [ErrKeysUnavailable]),
+// never 401; only an answer (active false, a claim of the wrong type, or
+// a failed check) is a 401. After n failed calls in a row the next call
 // starts no sooner than 1s·2^(n-1), at most Config.MinKeyRefresh, plus up
 // to half again of jitter; until then requests with tokens not cached get
 // 503 at once, and then one call at a time probes the endpoint.
@@ -78,6 +78,13 @@ import (
 // longer than CacheTTL: until then the cached answers still serve, as the
 // last good keys do, and a probe that took every instance out of service
 // when the endpoint blinked would turn its outage into yours.
+//
+// A 4xx other than 401, 408 and 429 may be about the token alone (a
+// WAF's 403 for a token that reads like an attack): the endpoint is then
+// called at once with a random token and, when it answers that, the
+// token is refused (401, cached for InactiveCacheTTL) and the endpoint is
+// not put in back-off, so that one client's token does not take it out
+// for all.
 //
 // A shared Cache that fails (Redis down) is skipped: each instance calls
 // the endpoint itself, one call per token per instance, and no valid
@@ -431,6 +438,10 @@ func (in *introspector) resolve(key [32]byte, token string) (introEntry, error) 
 		}
 	}
 	body, err := in.call(ctx, token)
+	if tr, ok := errors.AsType[*tokenRefusedError](err); ok {
+		ttl := max(in.cfg.InactiveCacheTTL, 0)
+		return introEntry{err: fmt.Errorf("%w: %w", ErrMalformedToken, tr), until: in.v.now().Add(ttl)}, nil
+	}
 	if err != nil {
 		return introEntry{}, err
 	}
@@ -558,6 +569,18 @@ func (in *introspector) call(ctx context.Context, token string) ([]byte, error) 
 		return nil, &UnavailableError{RetryAfter: time.Second, Err: fmt.Errorf("%w: %d calls in flight (Introspection.MaxConcurrent)", errIntrospectionDown, in.cfg.MaxConcurrent)}
 	}
 	body, err := in.post(ctx, token)
+	if se, ok := errors.AsType[*introStatusError](err); ok && se.tokenSpecific() && in.answersOthers(ctx) {
+		<-in.sem
+		in.mu.Lock()
+		in.probing = false
+		changed := in.failures > 0 || !in.succeeded
+		in.succeeded, in.failures, in.lastErr = true, 0, nil
+		in.mu.Unlock()
+		if changed {
+			in.v.fetchEnded()
+		}
+		return nil, &tokenRefusedError{status: se.status}
+	}
 	<-in.sem
 	if err == nil {
 		_, err = parseIntrospection(body)
@@ -595,6 +618,43 @@ func (in *introspector) call(ctx context.Context, token string) ([]byte, error) 
 	return body, nil
 }
 
+// introStatusError is a call answered with a status other than 200.
+type introStatusError struct {
+	url    string
+	status int
+}
+
+func (e *introStatusError) Error() string { return fmt.Sprintf("POST %s returned %d", e.url, e.status) }
+
+// tokenSpecific reports whether the status may be about the token sent
+// rather than the endpoint: a 4xx other than 401 (the credentials), 408
+// and 429 (the endpoint's load).
+func (e *introStatusError) tokenSpecific() bool {
+	return e.status >= 400 && e.status < 500 && e.status != http.StatusUnauthorized &&
+		e.status != http.StatusRequestTimeout && e.status != http.StatusTooManyRequests
+}
+
+// tokenRefusedError is a call refused for its token alone: the endpoint
+// answered a random token at once.
+type tokenRefusedError struct{ status int }
+
+func (e *tokenRefusedError) Error() string {
+	return fmt.Sprintf("the introspection endpoint refused this token (status %d) and answers others", e.status)
+}
+
+// answersOthers reports whether the endpoint answers a random token: a
+// call made under the slot (MaxConcurrent) of the call it checks.
+func (in *introspector) answersOthers(ctx context.Context) bool {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	body, err := in.post(ctx, "apiguard-probe-"+hex.EncodeToString(b[:]))
+	if err != nil {
+		return false
+	}
+	_, err = parseIntrospection(body)
+	return err == nil
+}
+
 // unavailableLocked is the 503 while failing: retry when the next call
 // may start (1s while a probe is under way). It requires in.mu held.
 func (in *introspector) unavailableLocked(now time.Time) error {
@@ -627,7 +687,7 @@ func (in *introspector) post(ctx context.Context, token string) ([]byte, error) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("POST %s returned %d", in.cfg.URL, resp.StatusCode)
+		return nil, &introStatusError{url: in.cfg.URL, status: resp.StatusCode}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, in.cfg.MaxResponseSize+1))
 	if err != nil {

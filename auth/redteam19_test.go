@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +123,55 @@ func TestShadowStackedRequiresCountOneWouldDeny(t *testing.T) {
 			require.NotNil(t, c, "the token is valid: its claims reach next, as they would past a Require it passes")
 		}
 	}
+}
+
+// TestIntrospectionOneRefusedTokenTakesEndpointOutForAll: an endpoint,
+// or the WAF in front of it, that answers one token with a 4xx (403 for
+// a token that reads like a path traversal, 400 or 413 for one its parser
+// dislikes) put the endpoint in back-off for every token: one request a
+// second from an attacker got every user whose token is not cached yet
+// refused with 503. A 4xx other than 401 is checked with a random token
+// at once: when the endpoint answers that, the failure is the token's
+// (401 for it, cached briefly), and other tokens are introspected as
+// before.
+func TestIntrospectionOneRefusedTokenTakesEndpointOutForAll(t *testing.T) {
+	const attack = "../../../../etc/passwd"
+	for _, status := range []int{http.StatusBadRequest, http.StatusForbidden, http.StatusRequestEntityTooLarge} {
+		clk := testkit.NewClock(t0)
+		srv := newIntroServer(t)
+		waf := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ParseForm() == nil && strings.Contains(r.PostForm.Get("token"), "../") {
+				w.WriteHeader(status)
+				return
+			}
+			srv.Config.Handler.ServeHTTP(w, r)
+		}))
+		t.Cleanup(waf.Close)
+		v, _ := newIntroVerifier(t, clk, srv, func(c *Config) {
+			c.Issuers[0].Introspection.URL = waf.URL
+			c.Rand = zeroReader{}
+		})
+		srv.answer("alice", nil)
+		srv.answer("bob", nil)
+		_, err := v.VerifyToken(t.Context(), "alice")
+		require.NoError(t, err)
+
+		rec, reached, _ := call(v.Handler, bearer(attack))
+		require.False(t, reached)
+		require.Equal(t, http.StatusUnauthorized, rec.Code, "status %d: %s", status, rec.Body.String())
+		_, err = v.VerifyToken(t.Context(), attack)
+		require.ErrorIs(t, err, ErrMalformedToken, "cached")
+		_, err = v.VerifyToken(t.Context(), "bob")
+		require.NoError(t, err, "status %d: bob is not refused for the attacker's token", status)
+		require.NoError(t, v.Ready(t.Context()))
+	}
+
+	// A 4xx for every token (a wrong URL, say) is still an outage: 503.
+	clk := testkit.NewClock(t0)
+	srv := newIntroServer(t)
+	v, _ := newIntroVerifier(t, clk, srv, func(c *Config) { c.Rand = zeroReader{} })
+	srv.answer("alice", nil)
+	srv.set(func(s *introServer) { s.status = http.StatusNotFound })
+	_, err := v.VerifyToken(t.Context(), "alice")
+	require.ErrorIs(t, err, ErrKeysUnavailable)
 }
