@@ -30,3 +30,18 @@ func TestSETEventTimestampOverflowRevokesNothing(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 	require.True(t, l.Revoked(transmitter, "u1", "", "", "", t0.Add(-time.Minute)))
 }
+
+// TestSubjectRevokedTokenWithFractionalIatSameSecond: SET event times
+// and most iat values are whole seconds, but NumericDate allows
+// fractions. A token issued at 12:00:00.5 by an issuer that writes
+// fractional iat, for an account disabled at 12:00:00.9 and reported with
+// event_timestamp 12:00:00, had iat after At and escaped the revocation.
+// Within one second the order is unknown: the token is refused.
+func TestSubjectRevokedTokenWithFractionalIatSameSecond(t *testing.T) {
+	for _, give := range []Revocation{{Issuer: iss, Subject: "u1", At: t0}, {Issuer: iss, ClientID: "app", At: t0}} {
+		l, _, _ := newTestList(t, nil)
+		require.NoError(t, l.Revoke(t.Context(), give))
+		require.True(t, l.Revoked(iss, "u1", "", "", "app", t0.Add(500*time.Millisecond)), "%+v", give)
+		require.False(t, l.Revoked(iss, "u1", "", "", "app", t0.Add(time.Second)), "a login in the next second works")
+	}
+}
