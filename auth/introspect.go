@@ -136,6 +136,17 @@ func (in Introspection) String() string {
 // GoString is String, for %#v.
 func (in Introspection) GoString() string { return in.String() }
 
+// MarshalJSON encodes in with its secret redacted, so that a Config
+// logged by slog's JSON handler, or encoded as JSON, does not leak it.
+func (in Introspection) MarshalJSON() ([]byte, error) {
+	type plain Introspection // no methods: no recursion
+	p := plain(in)
+	if p.ClientSecret != "" {
+		p.ClientSecret = "[redacted]"
+	}
+	return json.Marshal(p)
+}
+
 // IntrospectionCache is a cache of introspection results that several
 // instances share. Keys are hex digests (of the issuer, endpoint, client
 // and the token's SHA-256), never a token; values hold the endpoint's

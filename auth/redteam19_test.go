@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -174,4 +176,20 @@ func TestIntrospectionOneRefusedTokenTakesEndpointOutForAll(t *testing.T) {
 	srv.set(func(s *introServer) { s.status = http.StatusNotFound })
 	_, err := v.VerifyToken(t.Context(), "alice")
 	require.ErrorIs(t, err, ErrKeysUnavailable)
+}
+
+// TestIntrospectionSecretInJSONLog: String and GoString redact the client
+// secret, but slog's JSON handler (and telemetry's, and anything that
+// encodes a config as JSON) marshals the struct: a service that logged
+// its issuer configuration at start-up wrote the secret to its logs.
+func TestIntrospectionSecretInJSONLog(t *testing.T) {
+	is := Issuer{Issuer: testIssuer, Introspection: &Introspection{URL: "https://idp.example/introspect", ClientID: "rs", ClientSecret: introSecret}}
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	log.Info("config", "issuer", is, "introspection", is.Introspection, "value", *is.Introspection)
+	require.NotContains(t, buf.String(), introSecret)
+	require.Contains(t, buf.String(), "https://idp.example/introspect")
+	b, err := json.Marshal(is)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), introSecret)
 }
