@@ -85,14 +85,16 @@ func (c *confirmation) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(v, &c.JKT); err != nil {
 			return err
 		}
+		c.other = c.JKT == "" // "jkt": "" binds to no key we can check
 	}
 	return nil
 }
 
 // checkConfirmation refuses a cnf claim that binds the token to anything
-// but a DPoP key, or to nothing: a bound token used without its proof.
+// but a DPoP key: a bound token used without its proof. An empty cnf
+// binds it to nothing.
 func (p *payload) checkConfirmation() error {
-	if p.Cnf != nil && (p.Cnf.other || p.Cnf.JKT == "") {
+	if p.Cnf != nil && p.Cnf.other {
 		return fmt.Errorf("%w: cnf binds the token to something other than a DPoP key (cnf.jkt)", ErrDPoPBinding)
 	}
 	return nil

@@ -58,7 +58,7 @@ func TestCertificateBoundTokenUsedAsBearer(t *testing.T) {
 	for _, cnf := range []map[string]any{
 		{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
 		{"jwk": map[string]any{"kty": "EC"}},
-		{},
+		{"jkt": ""},
 	} {
 		clk := testkit.NewClock(t0)
 		v, _ := newTestVerifier(t, clk, nil, es)
@@ -75,6 +75,11 @@ func TestCertificateBoundTokenUsedAsBearer(t *testing.T) {
 		_, err = iv.VerifyToken(t.Context(), "opaque-mtls-bound")
 		require.ErrorIs(t, err, ErrDPoPBinding, "introspected cnf %v", cnf)
 	}
+	// An empty cnf binds the token to nothing: a bearer token.
+	clk := testkit.NewClock(t0)
+	v, _ := newTestVerifier(t, clk, nil, es)
+	_, reached, _ := call(v.Handler, bearer(es.token(t, map[string]any{"cnf": map[string]any{}})))
+	require.True(t, reached)
 }
 
 // TestIntrospectionOddClaimTypeTakesEndpointOutForAll: an answer that is
