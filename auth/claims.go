@@ -85,7 +85,9 @@ func (c *confirmation) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(v, &c.JKT); err != nil {
 			return err
 		}
-		c.other = c.JKT == "" // "jkt": "" binds to no key we can check
+		if c.JKT == "" {
+			c.other = true // "jkt": "" binds to no key we can check
+		}
 	}
 	return nil
 }

@@ -59,6 +59,8 @@ func TestCertificateBoundTokenUsedAsBearer(t *testing.T) {
 		{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
 		{"jwk": map[string]any{"kty": "EC"}},
 		{"jkt": ""},
+		{"jkt": "x", "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
+		{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2", "jkt": "x", "kid": "a"},
 	} {
 		clk := testkit.NewClock(t0)
 		v, _ := newTestVerifier(t, clk, nil, es)
