@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -41,27 +42,64 @@ func (c *Claims) Decode(v any) error { return json.Unmarshal(c.raw, v) }
 // payload is the JSON shape of the claims, with the lenient types the
 // standards allow (aud as string or array, scp as array or string).
 type payload struct {
-	Iss      string      `json:"iss"`
-	Sub      string      `json:"sub"`
-	Aud      stringList  `json:"aud"`
-	Exp      numericDate `json:"exp"`
-	Nbf      numericDate `json:"nbf"`
-	Iat      numericDate `json:"iat"`
-	Jti      string      `json:"jti"`
-	ClientID string      `json:"client_id"`
-	Sid      string      `json:"sid"`
-	Scope    string      `json:"scope"`
-	Scp      stringList  `json:"scp"`
-	ACR      string      `json:"acr"`
-	AMR      stringList  `json:"amr"`
-	AuthTime numericDate `json:"auth_time"`
-	Cnf      *struct {
-		JKT string `json:"jkt"`
-	} `json:"cnf"`
+	Iss      string        `json:"iss"`
+	Sub      string        `json:"sub"`
+	Aud      stringList    `json:"aud"`
+	Exp      numericDate   `json:"exp"`
+	Nbf      numericDate   `json:"nbf"`
+	Iat      numericDate   `json:"iat"`
+	Jti      string        `json:"jti"`
+	ClientID string        `json:"client_id"`
+	Sid      string        `json:"sid"`
+	Scope    string        `json:"scope"`
+	Scp      stringList    `json:"scp"`
+	ACR      string        `json:"acr"`
+	AMR      stringList    `json:"amr"`
+	AuthTime numericDate   `json:"auth_time"`
+	Cnf      *confirmation `json:"cnf"`
 	// ID-token markers: an access token never carries these.
 	Nonce  *json.RawMessage `json:"nonce"`
 	AtHash *json.RawMessage `json:"at_hash"`
 	CHash  *json.RawMessage `json:"c_hash"`
+}
+
+// confirmation is the cnf claim (RFC 7800): jkt binds the token to a
+// DPoP key (RFC 9449); other is set when it binds it to anything else
+// (x5t#S256 of RFC 8705 mTLS, jwk, kid, ...), a binding apiguard cannot
+// check, so such a token is refused rather than taken as a bearer token.
+type confirmation struct {
+	JKT   string
+	other bool
+}
+
+func (c *confirmation) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for k, v := range m {
+		if k != "jkt" {
+			c.other = true
+			continue
+		}
+		if err := json.Unmarshal(v, &c.JKT); err != nil {
+			return err
+		}
+		if c.JKT == "" {
+			c.other = true // "jkt": "" binds to no key we can check
+		}
+	}
+	return nil
+}
+
+// checkConfirmation refuses a cnf claim that binds the token to anything
+// but a DPoP key: a bound token used without its proof. An empty cnf
+// binds it to nothing.
+func (p *payload) checkConfirmation() error {
+	if p.Cnf != nil && p.Cnf.other {
+		return fmt.Errorf("%w: cnf binds the token to something other than a DPoP key (cnf.jkt)", ErrDPoPBinding)
+	}
+	return nil
 }
 
 // numericDate is a JSON number of seconds since the epoch (RFC 7519 §2).

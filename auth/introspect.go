@@ -39,7 +39,8 @@ import (
 // The endpoint is called with HTTP POST, client_secret_basic
 // authentication and token_type_hint=access_token; only a 200 with a
 // JSON object whose active is a boolean is an answer. active must be
-// true; token_type, when present, must not be a refresh token; exp is
+// true; token_type, when present, must not be a refresh or ID token, and
+// nonce, at_hash and c_hash (ID-token claims) must be absent; exp is
 // required; nbf, iat (in the future) and exp are checked with
 // Config.ClockSkew, and exp - iat against Config.MaxTokenLifetime when
 // iat is present; iss, when present, must equal Issuer.Issuer; aud must
@@ -62,10 +63,11 @@ import (
 // # Outages
 //
 // As for key sets: an endpoint that cannot be reached, answers other
-// than 200, times out (Timeout), or sends a malformed or oversized
-// answer gets the request 503 with Retry-After (an error matching
-// [ErrKeysUnavailable]), never 401; only an answer (active false, or a
-// failed check) is a 401. After n failed calls in a row the next call
+// than 200 (but see below), times out (Timeout), or sends a malformed
+// (not a JSON object with a boolean active) or oversized answer gets the
+// request 503 with Retry-After (an error matching [ErrKeysUnavailable]),
+// never 401; only an answer (active false, a claim of the wrong type, or
+// a failed check) is a 401. After n failed calls in a row the next call
 // starts no sooner than 1s·2^(n-1), at most Config.MinKeyRefresh, plus up
 // to half again of jitter; until then requests with tokens not cached get
 // 503 at once, and then one call at a time probes the endpoint.
@@ -76,6 +78,13 @@ import (
 // longer than CacheTTL: until then the cached answers still serve, as the
 // last good keys do, and a probe that took every instance out of service
 // when the endpoint blinked would turn its outage into yours.
+//
+// A 4xx other than 401, 408 and 429 may be about the token alone (a
+// WAF's 403 for a token that reads like an attack): the endpoint is then
+// called at once with a random token and, when it answers that, the
+// token is refused (401, cached for InactiveCacheTTL) and the endpoint is
+// not put in back-off, so that one client's token does not take it out
+// for all.
 //
 // A shared Cache that fails (Redis down) is skipped: each instance calls
 // the endpoint itself, one call per token per instance, and no valid
@@ -126,6 +135,17 @@ func (in Introspection) String() string {
 
 // GoString is String, for %#v.
 func (in Introspection) GoString() string { return in.String() }
+
+// MarshalJSON encodes in with its secret redacted, so that a Config
+// logged by slog's JSON handler, or encoded as JSON, does not leak it.
+func (in Introspection) MarshalJSON() ([]byte, error) {
+	type plain Introspection // no methods: no recursion
+	p := plain(in)
+	if p.ClientSecret != "" {
+		p.ClientSecret = "[redacted]"
+	}
+	return json.Marshal(p)
+}
 
 // IntrospectionCache is a cache of introspection results that several
 // instances share. Keys are hex digests (of the issuer, endpoint, client
@@ -429,6 +449,10 @@ func (in *introspector) resolve(key [32]byte, token string) (introEntry, error) 
 		}
 	}
 	body, err := in.call(ctx, token)
+	if tr, ok := errors.AsType[*tokenRefusedError](err); ok {
+		ttl := max(in.cfg.InactiveCacheTTL, 0)
+		return introEntry{err: fmt.Errorf("%w: %w", ErrMalformedToken, tr), until: in.v.now().Add(ttl)}, nil
+	}
 	if err != nil {
 		return introEntry{}, err
 	}
@@ -556,6 +580,18 @@ func (in *introspector) call(ctx context.Context, token string) ([]byte, error) 
 		return nil, &UnavailableError{RetryAfter: time.Second, Err: fmt.Errorf("%w: %d calls in flight (Introspection.MaxConcurrent)", errIntrospectionDown, in.cfg.MaxConcurrent)}
 	}
 	body, err := in.post(ctx, token)
+	if se, ok := errors.AsType[*introStatusError](err); ok && se.tokenSpecific() && in.answersOthers(ctx) {
+		<-in.sem
+		in.mu.Lock()
+		in.probing = false
+		changed := in.failures > 0 || !in.succeeded
+		in.succeeded, in.failures, in.lastErr = true, 0, nil
+		in.mu.Unlock()
+		if changed {
+			in.v.fetchEnded()
+		}
+		return nil, &tokenRefusedError{status: se.status}
+	}
 	<-in.sem
 	if err == nil {
 		_, err = parseIntrospection(body)
@@ -593,6 +629,43 @@ func (in *introspector) call(ctx context.Context, token string) ([]byte, error) 
 	return body, nil
 }
 
+// introStatusError is a call answered with a status other than 200.
+type introStatusError struct {
+	url    string
+	status int
+}
+
+func (e *introStatusError) Error() string { return fmt.Sprintf("POST %s returned %d", e.url, e.status) }
+
+// tokenSpecific reports whether the status may be about the token sent
+// rather than the endpoint: a 4xx other than 401 (the credentials), 408
+// and 429 (the endpoint's load).
+func (e *introStatusError) tokenSpecific() bool {
+	return e.status >= 400 && e.status < 500 && e.status != http.StatusUnauthorized &&
+		e.status != http.StatusRequestTimeout && e.status != http.StatusTooManyRequests
+}
+
+// tokenRefusedError is a call refused for its token alone: the endpoint
+// answered a random token at once.
+type tokenRefusedError struct{ status int }
+
+func (e *tokenRefusedError) Error() string {
+	return fmt.Sprintf("the introspection endpoint refused this token (status %d) and answers others", e.status)
+}
+
+// answersOthers reports whether the endpoint answers a random token: a
+// call made under the slot (MaxConcurrent) of the call it checks.
+func (in *introspector) answersOthers(ctx context.Context) bool {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	body, err := in.post(ctx, "apiguard-probe-"+hex.EncodeToString(b[:]))
+	if err != nil {
+		return false
+	}
+	_, err = parseIntrospection(body)
+	return err == nil
+}
+
 // unavailableLocked is the 503 while failing: retry when the next call
 // may start (1s while a probe is under way). It requires in.mu held.
 func (in *introspector) unavailableLocked(now time.Time) error {
@@ -625,7 +698,7 @@ func (in *introspector) post(ctx context.Context, token string) ([]byte, error) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("POST %s returned %d", in.cfg.URL, resp.StatusCode)
+		return nil, &introStatusError{url: in.cfg.URL, status: resp.StatusCode}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, in.cfg.MaxResponseSize+1))
 	if err != nil {
@@ -643,12 +716,16 @@ type introResponse struct {
 	Active    *bool  `json:"active"`
 	TokenType string `json:"token_type"`
 	payload
+	// badClaims is set when a claim has the wrong type (exp a string,
+	// say): an answer about this token (a 401 for it, cached briefly),
+	// not an outage that would put every other token in back-off.
+	badClaims error
 }
 
 // parseIntrospection parses an answer: a JSON object whose active is a
-// boolean, with the claims' types. Anything else is malformed (an
-// outage, not a rejection of the token). Its errors quote nothing of the
-// body.
+// boolean. Anything else is malformed (an outage, not a rejection of the
+// token); a claim of the wrong type is an answer that refuses the token
+// (badClaims). Its errors quote nothing of the body.
 func parseIntrospection(body []byte) (*introResponse, error) {
 	b := bytes.TrimLeft(body, " \t\r\n")
 	if len(b) == 0 || b[0] != '{' {
@@ -659,7 +736,13 @@ func parseIntrospection(body []byte) (*introResponse, error) {
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 			return nil, fmt.Errorf("introspection response is not JSON (offset %d)", se.Offset)
 		}
-		return nil, fmt.Errorf("introspection response: %w", err)
+		var a struct {
+			Active *bool `json:"active"`
+		}
+		if json.Unmarshal(b, &a) != nil || a.Active == nil {
+			return nil, fmt.Errorf("introspection response: %w", err)
+		}
+		r = introResponse{Active: a.Active, badClaims: fmt.Errorf("%w: introspected claims: %v", ErrMalformedToken, err)}
 	}
 	if r.Active == nil {
 		return nil, errors.New("introspection response has no boolean active")
@@ -673,15 +756,28 @@ func (v *Verifier) checkIntrospected(r *introResponse, body []byte, is *Issuer, 
 	if !*r.Active {
 		return nil, ErrInactive
 	}
+	if r.badClaims != nil {
+		return nil, r.badClaims
+	}
 	switch strings.ToLower(r.TokenType) {
 	case "refresh_token", "urn:ietf:params:oauth:token-type:refresh_token":
 		return nil, fmt.Errorf("%w: introspected token_type is a refresh token", ErrType)
+	case "id_token", "urn:ietf:params:oauth:token-type:id_token":
+		return nil, fmt.Errorf("%w: introspected token_type is an ID token", ErrType)
+	}
+	// Some endpoints answer an ID token (sent with Introspection.JWTs)
+	// active: refused as on the JWT path.
+	if r.Nonce != nil || r.AtHash != nil || r.CHash != nil {
+		return nil, fmt.Errorf("%w: the introspected token is an ID token (nonce, at_hash or c_hash)", ErrType)
 	}
 	if r.Iss != "" && r.Iss != is.Issuer {
 		return nil, fmt.Errorf("%w: introspected iss %s is not %q", ErrIssuer, quoteUntrusted(r.Iss), is.Issuer)
 	}
 	if !r.Exp.set {
 		return nil, fmt.Errorf("%w: the introspection response has no exp", ErrExpired)
+	}
+	if err := r.checkConfirmation(); err != nil {
+		return nil, err
 	}
 	c := r.claims(body)
 	c.Issuer = is.Issuer

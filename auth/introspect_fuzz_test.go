@@ -27,7 +27,7 @@ func FuzzIntrospectionResponse(f *testing.F) {
 	}
 	v := &Verifier{cfg: Config{ClockSkew: 30 * time.Second, MaxTokenLifetime: time.Hour}}
 	is := &Issuer{Issuer: testIssuer, Audience: []string{testAudience}}
-	checks := []error{ErrInactive, ErrType, ErrIssuer, ErrExpired, ErrNotYetValid, ErrLifetime, ErrAudience}
+	checks := []error{ErrInactive, ErrType, ErrIssuer, ErrExpired, ErrNotYetValid, ErrLifetime, ErrAudience, ErrMalformedToken, ErrDPoPBinding}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := parseIntrospection(body)
 		if err != nil {

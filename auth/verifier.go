@@ -361,6 +361,9 @@ func (v *Verifier) verifyToken(ctx context.Context, token string) (cachedToken, 
 	if !p.Iat.set {
 		return cachedToken{}, fmt.Errorf("%w: no iat, so Config.MaxTokenLifetime (%s) cannot be checked", ErrLifetime, v.cfg.MaxTokenLifetime)
 	}
+	if err := p.checkConfirmation(); err != nil {
+		return cachedToken{}, err
+	}
 	c := p.claims(jws.payload)
 	if err := v.checkTimes(c, now); err != nil {
 		return cachedToken{}, err
@@ -507,6 +510,9 @@ type claimsCtx struct {
 	context.Context
 	claims *Claims
 	v      *Verifier
+	// refused: shadow mode refused the request (claims nil, or failing a
+	// Require), decided and logged once; stacked Requires add nothing.
+	refused bool
 }
 
 // Value returns the claimsCtx for auth's key and defers to the parent
@@ -561,8 +567,9 @@ func (v *Verifier) RequireWith(req Requirement) func(http.Handler) http.Handler 
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
 			var claims *Claims
+			refused := false
 			if cc, ok := ctx.Value(claimsKey).(*claimsCtx); ok && cc.v == v {
-				claims = cc.claims // nil: refused in shadow mode, decided and logged once
+				claims, refused = cc.claims, cc.refused || cc.claims == nil
 			} else {
 				c, err := v.Verify(r)
 				if err != nil && v.reject(w, r, err) {
@@ -571,9 +578,12 @@ func (v *Verifier) RequireWith(req Requirement) func(http.Handler) http.Handler 
 				claims = c
 				r = r.WithContext(&claimsCtx{Context: ctx, claims: c, v: v})
 			}
-			if claims != nil {
-				if err := v.Authorize(claims, req); err != nil && v.reject(w, r, err) {
-					return
+			if !refused && claims != nil {
+				if err := v.Authorize(claims, req); err != nil {
+					if v.reject(w, r, err) {
+						return
+					}
+					r = r.WithContext(&claimsCtx{Context: r.Context(), claims: claims, v: v, refused: true})
 				}
 			}
 			if v.dpop != nil {

@@ -38,7 +38,8 @@ type Revocation struct {
 	// Issuer is the iss of the tokens revoked. Required.
 	Issuer string
 	// Subject revokes the tokens whose sub it is and whose iat is at or
-	// before At: a login after At gets working tokens.
+	// before At, compared in whole seconds: a login in a second after At's
+	// gets working tokens.
 	Subject string
 	// SessionID revokes every token whose sid claim it is.
 	SessionID string
@@ -192,7 +193,8 @@ func (l *List) Close() error {
 
 // Revoked reports whether a token with these claims is revoked: its jti
 // or sid is revoked, or its sub or client_id is revoked at or after its
-// iat, by a revocation of issuer iss that has not expired. Empty values
+// iat (in whole seconds), by a revocation of issuer iss that has not
+// expired. Empty values
 // match nothing. It takes a read lock and allocates nothing; with no
 // revocation held it takes no lock. The signature uses standard types
 // only, so that auth's Config.Revocations accepts a *List.
@@ -200,7 +202,9 @@ func (l *List) Revoked(iss, sub, sid, jti, clientID string, issuedAt time.Time) 
 	if l.n.Load() == 0 {
 		return false
 	}
-	iat := issuedAt.UnixNano()
+	// Whole seconds: event times and most iat values are, so within one
+	// second the order is unknown and the token is refused.
+	iat := issuedAt.Truncate(time.Second).UnixNano()
 	var now int64
 	hit := func(k kind, val string, byTime bool) bool {
 		if val == "" {

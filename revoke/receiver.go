@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -480,7 +481,9 @@ func numericTime(n *json.Number) (time.Time, bool) {
 	if err != nil || f < 0 || f > 1<<40 {
 		return time.Time{}, false
 	}
-	return time.Unix(0, int64(f*1e9)), true
+	// Seconds and fraction apart: f·1e9 overflows int64 past 2262.
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), true
 }
 
 // verify checks the SET's signature and claims, and returns the
