@@ -409,6 +409,16 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 		n := ik.failures + 1
 		ik.mu.Unlock()
 		wait = ik.backoff(n) // reads Config.Rand outside the lock
+		// Logged before the failure is published: a Ready or a request
+		// that sees it finds the log written.
+		why := "fetch"
+		if errors.Is(err, errDiscovery) {
+			why = "discovery"
+		}
+		ik.v.cfg.Logger.LogAttrs(ik.v.ctx, slog.LevelWarn, "auth: jwks fetch failed",
+			slog.String("event", "jwks_error"), slog.String("reason", why),
+			slog.String("issuer", ik.issuer.Issuer), slog.String("error", err.Error()),
+			slog.Duration("retry_in", wait))
 	}
 	ik.mu.Lock()
 	rotated := false
@@ -437,16 +447,7 @@ func (ik *issuerKeys) fetch(done chan struct{}, started time.Time) {
 	// what they do next (cache the token they verify, read the log)
 	// follows them.
 	log := ik.v.cfg.Logger
-	if err != nil {
-		why := "fetch"
-		if errors.Is(err, errDiscovery) {
-			why = "discovery"
-		}
-		log.LogAttrs(ik.v.ctx, slog.LevelWarn, "auth: jwks fetch failed",
-			slog.String("event", "jwks_error"), slog.String("reason", why),
-			slog.String("issuer", ik.issuer.Issuer), slog.String("error", err.Error()),
-			slog.Duration("retry_in", wait))
-	} else if rotated {
+	if rotated {
 		ik.v.keysRotated()
 		log.LogAttrs(ik.v.ctx, slog.LevelInfo, "auth: jwks loaded",
 			slog.String("event", "jwks_refresh"), slog.String("reason", "changed"),
