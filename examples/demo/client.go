@@ -709,7 +709,7 @@ func (c *client) devicePay(ctx context.Context, name, token, keyID string, key *
 // or malware that copied the signing code) is refused.
 func (c *client) revokedPay(ctx context.Context, token, keyID string, key *ecdsa.PrivateKey) result {
 	res := result{name: "payment signed by a revoked device key (lost phone)", attack: true, expect: 401}
-	if err := c.revokeDeviceKey(ctx, tokenSubject, keyID); err != nil {
+	if err := c.revokeDeviceKey(ctx, c.account, keyID); err != nil { // the account the token was issued to
 		res.err = err
 		return res
 	}
@@ -725,9 +725,6 @@ func (c *client) revokedPay(ctx context.Context, token, keyID string, key *ecdsa
 	}
 	return c.because(c.do(ctx, res.name, true, 401, call{method: "POST", path: "/v1/pay/device", header: h, body: body}), "revoked_key")
 }
-
-// tokenSubject is the sub of the demo's access tokens (issuer.mint).
-const tokenSubject = "user-42"
 
 // revokeDeviceKey is the support desk's call for a lost phone: the key
 // keyID that account sub enrolled is revoked everywhere at once.
