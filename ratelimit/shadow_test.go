@@ -1,8 +1,12 @@
 package ratelimit
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +51,116 @@ func TestShadowDecidesAsEnforce(t *testing.T) {
 		require.NoError(t, err)
 		return l.Handler
 	})
+}
+
+// TestConcurrencyShadowDecidesAsEnforce replays one recorded table through
+// an enforce-mode and a shadow-mode Concurrency limiter (limit 2), whose
+// "export" key already has both slots taken by long exports: a further
+// export over the limit, searches of another key, a request without a
+// key, an export after one of the long ones finished (header X-Finish),
+// and one over the limit again. Shadow mode refuses nothing and logs each
+// refusal as the same event with shadow=true, and, holding no slot for
+// what it passes, admits exactly what enforce mode admits. A second table
+// replays a store outage under FailClosed.
+func TestConcurrencyShadowDecidesAsEnforce(t *testing.T) {
+	req := func(user, finish string) *http.Request {
+		r := userRequest(context.Background(), user)
+		if finish != "" {
+			r.Header.Set("X-Finish", finish)
+		}
+		return r
+	}
+	rec := func(name string, r *http.Request, want error) shadowtest.Case {
+		return shadowtest.Record(t, name, r, want)
+	}
+	t.Run("over_the_limit", func(t *testing.T) {
+		cases := []shadowtest.Case{
+			rec("third_export_at_once", req("export", ""), ErrConcurrency),
+			rec("other_key", req("search", ""), nil),
+			rec("other_key_again", req("search", ""), nil),
+			rec("no_key", req("", ""), ErrNoKey),
+			rec("export_over_limit_again", req("export", ""), ErrConcurrency),
+			rec("export_after_one_finished", req("search", "export"), nil),
+			rec("export_takes_the_freed_slot", req("export", ""), nil),
+		}
+		shadowtest.Run(t, cases, func(t *testing.T, w shadowtest.Wiring) shadowtest.Instance {
+			c := newConcurrency(t, ConcurrencyConfig{Limit: 2, Shadow: w.Shadow, Now: w.Now, Logger: w.Logger, ErrorHandler: w.ErrorHandler})
+			var held []func()
+			for range 2 {
+				release, err := c.Acquire(context.Background(), "export")
+				require.NoError(t, err)
+				held = append(held, release)
+			}
+			t.Cleanup(func() {
+				for _, release := range held {
+					release()
+				}
+				require.Zero(t, c.mem.len(), "every slot released")
+			})
+			return func(next http.Handler) http.Handler {
+				return c.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Header.Get("X-Finish") == "export" {
+						held[0]() // the long export ends
+					}
+					next.ServeHTTP(w, r)
+				}))
+			}
+		})
+	})
+	t.Run("store_outage_fail_closed", func(t *testing.T) {
+		cases := []shadowtest.Case{
+			rec("store_down", req("alice", ""), ErrStoreUnavailable),
+			rec("store_down_again", req("bob", ""), ErrStoreUnavailable),
+		}
+		shadowtest.Run(t, cases, func(t *testing.T, w shadowtest.Wiring) shadowtest.Instance {
+			c := newConcurrency(t, ConcurrencyConfig{Limit: 1, Store: &flakyInFlight{down: true}, KeySecret: bytes.Repeat([]byte{1}, 32),
+				StorePolicy: FailClosed, Shadow: w.Shadow, Now: w.Now, Logger: w.Logger, ErrorHandler: w.ErrorHandler})
+			return c.Handler
+		})
+	})
+}
+
+// slots returns the slots taken in m, all keys together.
+func (m *inFlight) slots() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, k := range m.keys {
+		n += k
+	}
+	return n
+}
+
+// One caller opens 200 parallel requests on an endpoint limited to 5 in
+// flight, in shadow mode: all 200 are inside the handler at once, exactly
+// 5 of them holding a slot and 195 logged as would-deny (rate_limited,
+// shadow=true); once they finish no slot is left taken.
+func TestConcurrencyShadowParallelFloodExact(t *testing.T) {
+	const limit, n = 5, 200
+	logs := &logSink{}
+	c := newConcurrency(t, ConcurrencyConfig{Limit: limit, Shadow: true, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	g := newGated(n)
+	h := c.Handler(g)
+	codes := make(chan int, n)
+	for range n {
+		go func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, userRequest(context.Background(), "alice"))
+			codes <- rec.Code
+		}()
+	}
+	for range n {
+		<-g.entered
+	}
+	require.EqualValues(t, n, g.inside.Load(), "every request reaches the handler")
+	require.Equal(t, limit, c.mem.slots(), "only the requests enforce mode admits hold a slot")
+	require.Equal(t, n-limit, strings.Count(logs.String(), `"shadow":true`))
+	require.Equal(t, n-limit, strings.Count(logs.String(), `"event":"rate_limited"`))
+	close(g.gate)
+	for range n {
+		require.Equal(t, http.StatusNoContent, <-codes)
+	}
+	require.Zero(t, c.mem.slots(), "every slot released")
+	require.Zero(t, c.mem.len())
+	require.Equal(t, n-limit, strings.Count(logs.String(), `"event":"rate_limited"`), "no event after the flood")
 }
