@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,15 @@ func TestShadowDecidesAsEnforce(t *testing.T) {
 		return l.Handler
 	})
 }
+
+// statusAs makes the recorded handler answer code instead: the app behind
+// a control, as the request it is replayed with would make it answer.
+type statusAs struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w statusAs) WriteHeader(int) { w.ResponseWriter.WriteHeader(w.code) }
 
 // TestConcurrencyShadowDecidesAsEnforce replays one recorded table through
 // an enforce-mode and a shadow-mode Concurrency limiter (limit 2), whose
@@ -163,4 +173,97 @@ func TestConcurrencyShadowParallelFloodExact(t *testing.T) {
 	require.Zero(t, c.mem.slots(), "every slot released")
 	require.Zero(t, c.mem.len())
 	require.Equal(t, n-limit, strings.Count(logs.String(), `"event":"rate_limited"`), "no event after the flood")
+}
+
+// TestFailureBudgetShadowDecidesAsEnforce replays one recorded table of
+// logins through an enforce-mode and a shadow-mode FailureBudget (3
+// failures per 15 minutes, 30-minute lockout doubling), whose app answers
+// 401 to a wrong password: guesses that spend the budget, guesses and the
+// right password while locked out, another account, a request without an
+// account, the right password after the lockout, a second lockout (60
+// minutes) and guesses during and after it. Shadow mode refuses nothing
+// and logs each refusal as the same event with shadow=true; the failures
+// of the requests it passes while locked out are not recorded, so the
+// failures, lockouts and their doubling are exactly enforce mode's. A
+// second table replays a store outage under FailClosed.
+func TestFailureBudgetShadowDecidesAsEnforce(t *testing.T) {
+	login := func(account, password string) *http.Request {
+		r := httptest.NewRequest("POST", "/login", nil)
+		if account != "" {
+			r.Header.Set("X-Account", account)
+		}
+		r.Header.Set("X-Password", password)
+		return r
+	}
+	rec := func(name string, r *http.Request, want error) shadowtest.Case {
+		return shadowtest.Record(t, name, r, want)
+	}
+	after := func(d time.Duration, c shadowtest.Case) shadowtest.Case {
+		c.Advance = d
+		return c
+	}
+	// app answers the recorded login: 401 to a wrong password.
+	app := func(b *FailureBudget) shadowtest.Instance {
+		return func(next http.Handler) http.Handler {
+			return b.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("X-Password") != "correct horse" {
+					w = statusAs{w, http.StatusUnauthorized}
+				}
+				next.ServeHTTP(w, r)
+			}))
+		}
+	}
+	t.Run("lockouts", func(t *testing.T) {
+		cases := []shadowtest.Case{
+			rec("guess_1", login("alice", "guess-1"), nil),
+			rec("guess_2", login("alice", "guess-2"), nil),
+			rec("guess_3_spends_the_budget", login("alice", "guess-3"), nil),
+			rec("guess_while_locked_out", login("alice", "guess-4"), ErrLimited),
+			rec("right_password_while_locked_out", login("alice", "correct horse"), ErrLimited),
+			rec("other_account", login("bob", "guess-1"), nil),
+			rec("no_account", login("", "guess-1"), ErrNoKey),
+			after(31*time.Minute, rec("right_password_after_the_lockout", login("alice", "correct horse"), nil)),
+			rec("guess_5", login("alice", "guess-5"), nil),
+			rec("guess_6", login("alice", "guess-6"), nil),
+			rec("guess_7_locks_out_again", login("alice", "guess-7"), nil),
+			after(31*time.Minute, rec("guess_in_the_doubled_lockout", login("alice", "guess-8"), ErrLimited)),
+			after(30*time.Minute, rec("right_password_after_the_doubled_lockout", login("alice", "correct horse"), nil)),
+		}
+		shadowtest.Run(t, cases, func(t *testing.T, w shadowtest.Wiring) shadowtest.Instance {
+			b, err := NewFailureBudget(FailureConfig{Key: KeyByHeader("X-Account"), Budget: 3, Per: 15 * time.Minute, Lockout: 30 * time.Minute,
+				Shadow: w.Shadow, Now: w.Now, Logger: w.Logger, ErrorHandler: w.ErrorHandler})
+			require.NoError(t, err)
+			return app(b)
+		})
+	})
+	t.Run("store_outage_fail_closed", func(t *testing.T) {
+		cases := []shadowtest.Case{
+			rec("store_down", login("alice", "guess-1"), ErrStoreUnavailable),
+			rec("store_down_right_password", login("alice", "correct horse"), ErrStoreUnavailable),
+		}
+		shadowtest.Run(t, cases, func(t *testing.T, w shadowtest.Wiring) shadowtest.Instance {
+			b, err := NewFailureBudget(FailureConfig{Key: KeyByHeader("X-Account"), Budget: 3, Per: 15 * time.Minute,
+				Store: downFailureStore{}, KeySecret: bytes.Repeat([]byte{1}, 32),
+				Shadow: w.Shadow, Now: w.Now, Logger: w.Logger, ErrorHandler: w.ErrorHandler})
+			require.NoError(t, err)
+			return app(b)
+		})
+	})
+}
+
+// downFailureStore is a shared FailureStore that is down.
+type downFailureStore struct{}
+
+var errDown = errors.New("store down")
+
+func (downFailureStore) Reserve(context.Context, string, FailurePolicy, time.Time) (bool, int64, int, time.Duration, error) {
+	return false, 0, 0, 0, errDown
+}
+
+func (downFailureStore) Settle(context.Context, string, int64, bool, bool, FailurePolicy, time.Time) (int, time.Duration, int, error) {
+	return 0, 0, 0, errDown
+}
+
+func (downFailureStore) Peek(context.Context, string, FailurePolicy, time.Time) (int, time.Duration, error) {
+	return 0, 0, errDown
 }
