@@ -77,6 +77,14 @@ type ConcurrencyConfig struct {
 	// bytes.
 	KeySecret []byte
 
+	// Shadow decides and logs as enforce mode, but Handler never rejects:
+	// for rolling a new limit out ([Config].Shadow). A request over the
+	// limit goes to next without a slot, as it could not take one, so the
+	// slots held are exactly enforce mode's; its rate_limited event, and
+	// the ratelimit_no_key or FailClosed ratelimit_store_error event of a
+	// request passed without a key or in an outage, carry shadow=true.
+	// Default: false.
+	Shadow bool
 	// InsecureAllowNoKey lets requests without a key through unlimited.
 	// Default: false, such requests are rejected with 400.
 	InsecureAllowNoKey bool
@@ -279,7 +287,8 @@ func (c *Concurrency) once(f func()) func() {
 func (c *Concurrency) storeEvent(ctx context.Context, reason string, err error) {
 	events.Log(ctx, c.cfg.Logger, slog.LevelWarn, "ratelimit: store failed",
 		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
-		slog.String("policy", c.cfg.Name), slog.String("error", err.Error()))
+		slog.String("policy", c.cfg.Name), slog.String("error", err.Error()),
+		slog.Bool("shadow", c.cfg.Shadow && reason == "fail_closed"))
 }
 
 // Handler returns next behind the limit: a request reaches next holding a
@@ -287,7 +296,9 @@ func (c *Concurrency) storeEvent(ctx context.Context, reason string, err error) 
 // requests are answered by Config.ErrorHandler (default 429 with
 // Retry-After and a problem+json body; 400 without a key; 503 when the
 // store fails under FailClosed) and logged as event=rate_limited
-// reason=concurrency. It panics if next is nil.
+// reason=concurrency. With ConcurrencyConfig.Shadow, it logs them with
+// shadow=true and passes them to next, holding no slot. It panics if next
+// is nil.
 func (c *Concurrency) Handler(next http.Handler) http.Handler {
 	if next == nil {
 		panic("ratelimit: nil handler")
@@ -296,8 +307,9 @@ func (c *Concurrency) Handler(next http.Handler) http.Handler {
 		key, err := c.cfg.Key(r)
 		if err != nil {
 			events.Log(r.Context(), c.cfg.Logger, slog.LevelWarn, "ratelimit: no key",
-				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", c.cfg.Name))
-			if c.cfg.InsecureAllowNoKey {
+				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"), slog.String("policy", c.cfg.Name),
+				slog.Bool("shadow", c.cfg.Shadow && !c.cfg.InsecureAllowNoKey))
+			if c.cfg.InsecureAllowNoKey || c.cfg.Shadow {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -309,7 +321,11 @@ func (c *Concurrency) Handler(next http.Handler) http.Handler {
 			if errors.Is(err, ErrConcurrency) {
 				events.Log(r.Context(), c.cfg.Logger, slog.LevelWarn, "ratelimit: limited",
 					slog.String("event", "rate_limited"), slog.String("reason", "concurrency"),
-					slog.String("policy", c.cfg.Name))
+					slog.String("policy", c.cfg.Name), slog.Bool("shadow", c.cfg.Shadow))
+			}
+			if c.cfg.Shadow {
+				next.ServeHTTP(w, r)
+				return
 			}
 			c.reject(w, r, err)
 			return

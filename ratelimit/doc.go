@@ -40,7 +40,9 @@
 // unless Config.QuietAllow; each limiter in a chain adds its own member (see
 // Example (Chain)). A request without a key is rejected with 400 (fail
 // closed). Every rejection is logged as event=rate_limited with the policy
-// name, never the key; Config.Shadow decides and logs but never rejects.
+// name, never the key. Shadow mode (the Shadow field of Config,
+// FailureConfig and ConcurrencyConfig) decides, changes state and logs as
+// enforce mode, events marked shadow=true, but never rejects.
 //
 // # Where each promise is kept
 //

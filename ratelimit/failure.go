@@ -74,11 +74,20 @@ type FailureConfig struct {
 	// bytes.
 	KeySecret []byte
 
+	// Shadow decides and logs as enforce mode, but Handler never rejects:
+	// for rolling a new budget out ([Config].Shadow). The request of a
+	// locked-out key goes to next holding no place, and its outcome is
+	// not recorded, as enforce mode would not have run it: failures and
+	// lockouts are counted exactly as in enforce mode. Its rate_limited
+	// event, and the ratelimit_no_key or FailClosed ratelimit_store_error
+	// event of a request passed without a key or in an outage, carry
+	// shadow=true. Default: false.
+	Shadow bool
 	// Now is the clock. Default: with a shared Store, time.Now; otherwise
 	// [MonotonicClock]().
 	Now func() time.Time
 	// Logger receives events (failure_budget_exhausted, rate_limited,
-	// ratelimit_store_error). Default: slog.Default().
+	// ratelimit_no_key, ratelimit_store_error). Default: slog.Default().
 	Logger *slog.Logger
 	// ErrorHandler writes rejections of locked-out keys. Default: 429 with
 	// Retry-After and problem+json, as [Limiter.WriteError] (503 when the
@@ -264,7 +273,8 @@ func (b *FailureBudget) storeFailed(ctx context.Context, op string, err error) (
 	}
 	events.Log(ctx, b.cfg.Logger, slog.LevelWarn, "ratelimit: store failed",
 		slog.String("event", "ratelimit_store_error"), slog.String("reason", reason),
-		slog.String("policy", b.cfg.Name), slog.String("op", op), slog.String("error", err.Error()))
+		slog.String("policy", b.cfg.Name), slog.String("op", op), slog.String("error", err.Error()),
+		slog.Bool("shadow", b.cfg.Shadow && out != nil && op == "reserve"))
 	return local, out
 }
 
@@ -486,8 +496,10 @@ func (b *FailureBudget) Succeed(ctx context.Context, key string) {
 // (IsFailure) is recorded, a 2xx gives the place back (and with
 // ResetOnSuccess clears the key), any other status gives it back. If next
 // panics, or writes nothing while the client has gone away, the outcome
-// is unknown and counted as a failure: a guess may have been checked. It
-// panics if next is nil.
+// is unknown and counted as a failure: a guess may have been checked.
+// With FailureConfig.Shadow, a request it would answer 429 (or 400, or
+// 503) is logged with shadow=true and passed to next, its outcome not
+// recorded. It panics if next is nil.
 func (b *FailureBudget) Handler(next http.Handler) http.Handler {
 	if next == nil {
 		panic("ratelimit: nil handler")
@@ -496,6 +508,13 @@ func (b *FailureBudget) Handler(next http.Handler) http.Handler {
 		ctx := r.Context()
 		key, err := b.cfg.Key(r)
 		if err != nil {
+			events.Log(ctx, b.cfg.Logger, slog.LevelWarn, "ratelimit: no key",
+				slog.String("event", "ratelimit_no_key"), slog.String("reason", "no_key"),
+				slog.String("policy", b.cfg.Name), slog.Bool("shadow", b.cfg.Shadow))
+			if b.cfg.Shadow {
+				next.ServeHTTP(w, r)
+				return
+			}
 			b.reject(w, r, ErrNoKey)
 			return
 		}
@@ -503,7 +522,12 @@ func (b *FailureBudget) Handler(next http.Handler) http.Handler {
 		if err := b.reserveInto(ctx, key, &a); err != nil {
 			if errors.Is(err, ErrLimited) {
 				events.Log(ctx, b.cfg.Logger, slog.LevelWarn, "ratelimit: locked out",
-					slog.String("event", "rate_limited"), slog.String("reason", "lockout"), slog.String("policy", b.cfg.Name))
+					slog.String("event", "rate_limited"), slog.String("reason", "lockout"), slog.String("policy", b.cfg.Name),
+					slog.Bool("shadow", b.cfg.Shadow))
+			}
+			if b.cfg.Shadow {
+				next.ServeHTTP(w, r) // holds no place: nothing to settle
+				return
 			}
 			b.reject(w, r, err)
 			return
