@@ -3,19 +3,25 @@ package grpcguard_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/grpc/grpcguard"
+	"github.com/apiguard/apiguard/internal/testkit"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // authServer serves the echo service behind NewAuth, Admin requiring the
@@ -288,4 +294,73 @@ func TestCheckMethods_MisspeltMethodFound(t *testing.T) {
 	require.ErrorContains(t, err, "/apiguard.test.Echo/admin")
 	require.ErrorContains(t, err, "/apiguard.test.Ekho/Unary")
 
+}
+
+// waitDesc is a stream that sends what its handler saw once, then stays
+// open until its context ends.
+var waitDesc = grpc.ServiceDesc{
+	ServiceName: "apiguard.test.Wait",
+	HandlerType: (*echoServer)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Wait",
+		ServerStreams: true,
+		Handler: func(_ any, ss grpc.ServerStream) error {
+			if err := ss.SendMsg(wrapperspb.String(seen(ss.Context()))); err != nil {
+				return err
+			}
+			<-ss.Context().Done()
+			return ss.Context().Err()
+		},
+	}},
+}
+
+// revokerFunc is an auth.Config.Revocations answering f().
+type revokerFunc func() bool
+
+func (f revokerFunc) Revoked(_, _, _, _, _ string, _ time.Time) bool { return f() }
+
+// TestAuth_OpenStreamEndsWhenItsTokenIsRevokedOrExpires: a stream admitted
+// with a valid token does not outlive it: once the token is revoked, or
+// expires, the next re-check ends the stream with Unauthenticated.
+func TestAuth_OpenStreamEndsWhenItsTokenIsRevokedOrExpires(t *testing.T) {
+	for _, tt := range []string{"revoked", "expired"} {
+		t.Run(tt, func(t *testing.T) {
+			issuer := newKey(t, "k1")
+			clk := testkit.NewClock(t0)
+			var revoked atomic.Bool
+			v := newVerifier(t, issuer, func(c *auth.Config) {
+				c.Now = clk.Now
+				c.Revocations = revokerFunc(revoked.Load)
+			})
+			authn, err := grpcguard.NewAuth(v, grpcguard.AuthConfig{StreamRecheck: 5 * time.Millisecond})
+			require.NoError(t, err)
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := grpc.NewServer(grpc.ChainStreamInterceptor(authn.Stream))
+			srv.RegisterService(&waitDesc, echo{})
+			go func() { _ = srv.Serve(lis) }()
+			t.Cleanup(srv.Stop)
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = conn.Close() })
+
+			ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+issuer.token(t, nil))
+			st, err := conn.NewStream(ctx, &waitDesc.Streams[0], "/apiguard.test.Wait/Wait")
+			require.NoError(t, err)
+			require.NoError(t, st.SendMsg(wrapperspb.String("open")))
+			require.NoError(t, st.CloseSend())
+			first := new(wrapperspb.StringValue)
+			require.NoError(t, st.RecvMsg(first), "admitted")
+			require.Equal(t, "sub=user-1", first.GetValue())
+
+			if tt == "revoked" {
+				revoked.Store(true)
+			} else {
+				clk.Advance(24 * time.Hour)
+			}
+			err = st.RecvMsg(new(wrapperspb.StringValue))
+			require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+			require.Equal(t, "apiguard: unauthenticated", status.Convert(err).Message())
+		})
+	}
 }

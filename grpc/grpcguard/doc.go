@@ -23,11 +23,12 @@
 // and htu auth's Config.DPoPURL plus the full method name. The handler gets
 // the context the middleware passed on (auth.ClaimsFrom and
 // telemetry.IDFrom work), and the same security events are logged. A
-// stream is decided once, when it opens: a token that expires later does
-// not end it, so bound stream lifetimes with both MaxConnectionAge and
-// MaxConnectionAgeGrace of keepalive.ServerParameters: MaxConnectionAge
-// alone only stops new streams, and the grace, infinite by default, lets
-// an open stream run on forever.
+// stream is decided when it opens, and its token verified again every
+// AuthConfig.StreamRecheck (10s): a token revoked (auth's
+// Config.Revocations) or expired since ends the stream with
+// Unauthenticated. Bound stream lifetimes too, with both MaxConnectionAge
+// and MaxConnectionAgeGrace of keepalive.ServerParameters (the grace is
+// infinite by default).
 //
 // # Rejections
 //

@@ -34,6 +34,11 @@ type Interceptor struct {
 	enter func(w http.ResponseWriter, r *http.Request, route string)
 	// named are the full method names NewAuth was given; nil otherwise.
 	named []string
+	// watch, set by NewAuth, derives the context of an admitted stream,
+	// ended when its token stops being valid; stop ends the watch and
+	// returns the error the stream ends with instead (nil if it did not
+	// end it).
+	watch func(ctx context.Context, r *http.Request) (_ context.Context, stop func() error)
 }
 
 var (
@@ -69,7 +74,7 @@ func (i *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if srv == nil {
 		route = ""
 	}
-	return i.intercept(ss.Context(), info.FullMethod, route, ss.SetHeader,
+	return i.interceptCall(ss.Context(), info.FullMethod, route, true, ss.SetHeader,
 		func(md metadata.MD) error { ss.SetTrailer(md); return nil },
 		func(ctx context.Context) error { return handler(srv, &stream{ServerStream: ss, ctx: ctx}) })
 }
@@ -88,6 +93,7 @@ func (s *stream) Context() context.Context { return s.ctx }
 type call struct {
 	method    string // the full method name
 	route     string // method, or "" when the service does not know it
+	stream    bool
 	run       func(context.Context) error
 	setHeader func(metadata.MD) error
 	reached   bool
@@ -97,11 +103,15 @@ type call struct {
 type callKey struct{}
 
 func (i *Interceptor) intercept(ctx context.Context, fullMethod, route string, setHeader, setTrailer func(metadata.MD) error, run func(context.Context) error) error {
+	return i.interceptCall(ctx, fullMethod, route, false, setHeader, setTrailer, run)
+}
+
+func (i *Interceptor) interceptCall(ctx context.Context, fullMethod, route string, isStream bool, setHeader, setTrailer func(metadata.MD) error, run func(context.Context) error) error {
 	h := i.handler(fullMethod)
 	if h == nil {
 		return run(ctx)
 	}
-	c := &call{method: fullMethod, route: route, run: run, setHeader: setHeader}
+	c := &call{method: fullMethod, route: route, stream: isStream, run: run, setHeader: setHeader}
 	rec := &recorder{header: http.Header{}}
 	h.ServeHTTP(rec, newRequest(context.WithValue(ctx, callKey{}, c), fullMethod))
 	if c.reached {
@@ -127,7 +137,14 @@ func (i *Interceptor) serveNext(w http.ResponseWriter, r *http.Request) {
 	if md := toMetadata(w.Header()); len(md) > 0 {
 		_ = c.setHeader(md) // fails only once headers are sent: the handler's choice
 	}
-	c.err = c.run(r.Context())
+	ctx, stop := r.Context(), func() error { return nil }
+	if c.stream && i.watch != nil {
+		ctx, stop = i.watch(ctx, r)
+	}
+	c.err = c.run(ctx)
+	if err := stop(); err != nil {
+		c.err = err
+	}
 	w.WriteHeader(httpStatus(status.Code(c.err)))
 }
 

@@ -1,16 +1,20 @@
 package grpcguard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/apiguard/apiguard/auth"
 	"github.com/apiguard/apiguard/ratelimit"
 	"github.com/apiguard/apiguard/telemetry"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // AuthConfig says what each gRPC method requires of the caller's access
@@ -23,6 +27,13 @@ type AuthConfig struct {
 	// Public lists the full method names served without a token (health
 	// checks, say). Default: none, every method needs a valid token.
 	Public []string
+	// StreamRecheck is how often the token of an open stream is verified
+	// again ([auth.Verifier.VerifyToken]: expiry and Config.Revocations,
+	// at the cost of a verified-token cache hit). A token that is refused
+	// ends the stream with Unauthenticated; an outage (keys unavailable)
+	// does not. Negative: never, the stream is decided only when it
+	// opens. Default: 10s.
+	StreamRecheck time.Duration
 }
 
 // NewAuth returns interceptors that verify the access token of each call
@@ -61,6 +72,15 @@ func NewAuth(v *auth.Verifier, cfg AuthConfig) (*Interceptor, error) {
 	}
 	i.named = append(i.named, cfg.Public...)
 	slices.Sort(i.named)
+	every := cfg.StreamRecheck
+	if every == 0 {
+		every = 10 * time.Second
+	}
+	if every > 0 {
+		i.watch = func(ctx context.Context, r *http.Request) (context.Context, func() error) {
+			return watchToken(ctx, v, r, every)
+		}
+	}
 	dflt := v.Handler(i.next())
 	i.handler = func(m string) http.Handler {
 		if h, ok := handlers[m]; ok {
@@ -94,6 +114,52 @@ func (i *Interceptor) CheckMethods(srv interface {
 		return fmt.Errorf("grpcguard: AuthConfig names methods the server does not serve: %s", strings.Join(unknown, ", "))
 	}
 	return nil
+}
+
+// errTokenEnded is the cause of an open stream's end when its token is
+// refused on a re-check.
+var errTokenEnded = errors.New("grpcguard: the stream's token was refused on a re-check")
+
+// watchToken verifies the token of r again every interval while the
+// stream runs, and cancels the returned context when v refuses it (an
+// outage does not count). stop ends the watch; it returns Unauthenticated
+// when the watch ended the stream.
+func watchToken(ctx context.Context, v *auth.Verifier, r *http.Request, every time.Duration) (context.Context, func() error) {
+	_, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || token == "" {
+		return ctx, func() error { return nil }
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := v.VerifyToken(ctx, token); err != nil && !errors.Is(err, auth.ErrKeysUnavailable) && ctx.Err() == nil {
+					cancel(errTokenEnded)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() error {
+		close(done)
+		<-ended
+		refused := errors.Is(context.Cause(ctx), errTokenEnded)
+		cancel(nil)
+		if refused {
+			return status.Error(codes.Unauthenticated, msgUnauth)
+		}
+		return nil
+	}
 }
 
 // validMethod reports whether m is a full method name, "/service/method".
