@@ -494,12 +494,14 @@ func TestJWKSFetchSpacing(t *testing.T) {
 	a := newSigner(t, jwa.ES256, "key-a")
 	tests := []struct {
 		name string
+		// down makes the JWKS fail from the start, before New's first
+		// fetch (set in setup, that fetch could come first and load).
+		down bool
 		// setup brings the verifier into the state at clock start and
 		// returns a request that needs a fetch in it.
 		setup func(t *testing.T, srv *jwksServer, v *Verifier, clk *testClock) func() string
 	}{
-		{name: "never_loaded", setup: func(t *testing.T, srv *jwksServer, v *Verifier, clk *testClock) func() string {
-			srv.serve(http.StatusInternalServerError, []byte("down"))
+		{name: "never_loaded", down: true, setup: func(t *testing.T, srv *jwksServer, v *Verifier, clk *testClock) func() string {
 			return func() string { return a.token(t, nil) }
 		}},
 		{name: "fresh_unknown_kids", setup: func(t *testing.T, srv *jwksServer, v *Verifier, clk *testClock) func() string {
@@ -529,6 +531,9 @@ func TestJWKSFetchSpacing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := testkit.NewClock(t0)
 			srv := newJWKSServer(t, a)
+			if tt.down {
+				srv.serve(http.StatusInternalServerError, []byte("down"))
+			}
 			v, _ := newRemoteVerifier(t, clk, srv.URL, func(c *Config) {
 				c.MinKeyRefresh = time.Second
 				c.MaxKeyStaleness = 10 * time.Second
