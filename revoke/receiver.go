@@ -176,6 +176,8 @@ type Receiver struct {
 	keyMu   sync.Mutex
 	keys    jwk.Set
 	fetched time.Time // of keys, for a remote set
+	tried   time.Time // the last fetch attempt: at most one a minute
+	lastErr error     // of that attempt
 
 	jtiMu   sync.Mutex
 	jtis    map[string]int64 // jti -> when it may be forgotten (unix ns)
@@ -674,7 +676,7 @@ func (r *Receiver) ignore(reason string) {
 
 // key returns the transmitter's key for kid and alg, fetching a remote
 // set when it has none, is an hour old, or lacks kid and was fetched over
-// a minute ago.
+// a minute ago; never more than one attempt a minute, failed ones included.
 func (r *Receiver) key(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) (jwk.Key, error) {
 	r.keyMu.Lock()
 	defer r.keyMu.Unlock()
@@ -694,17 +696,24 @@ func (r *Receiver) key(ctx context.Context, kid string, alg jwa.SignatureAlgorit
 	}
 	k := find()
 	if r.cfg.JWKSURL != "" {
-		age := r.cfg.Now().Sub(r.fetched)
-		if r.keys == nil || age > time.Hour || (k == nil && age > time.Minute) {
+		now := r.cfg.Now()
+		age := now.Sub(r.fetched)
+		// Failed attempts are spaced too, so that SETs with unknown kids
+		// while the transmitter's JWKS is down cost one fetch a minute.
+		due := r.tried.IsZero() || now.Sub(r.tried) > time.Minute
+		if due && (r.keys == nil || age > time.Hour || (k == nil && age > time.Minute)) {
+			r.tried = now
 			set, err := r.fetchKeys(ctx)
-			if err != nil {
-				if r.keys == nil || k == nil {
-					return nil, fmt.Errorf("%w: transmitter keys: %w", ErrSETUnavailable, err)
-				}
-			} else {
-				r.keys, r.fetched = set, r.cfg.Now()
+			r.lastErr = err
+			if err == nil {
+				r.keys, r.fetched = set, now
 				k = find()
 			}
+		}
+		// Without the key while the last fetch failed, the SET may be
+		// good: unavailable (503, redelivered), never refused.
+		if k == nil && r.lastErr != nil {
+			return nil, fmt.Errorf("%w: transmitter keys: %w", ErrSETUnavailable, r.lastErr)
 		}
 	}
 	if k == nil {

@@ -324,6 +324,39 @@ func TestRemoteTransmitterKeys(t *testing.T) {
 	mu.Unlock()
 }
 
+// TestSETFloodWhileTransmitterKeysDownFetchesOnceAMinute: SETs with
+// random kids pushed while the transmitter's JWKS is down are refused as
+// unavailable (503, retried later) and cost its JWKS one fetch a minute,
+// not one per SET.
+func TestSETFloodWhileTransmitterKeysDownFetchesOnceAMinute(t *testing.T) {
+	x := newTx(t, "k1")
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	r, _, clk, _ := newTestReceiver(t, x, func(c *ReceiverConfig) { c.Keys = nil; c.JWKSURL = srv.URL })
+	sets := make([][]byte, 50)
+	for i := range sets {
+		sets[i] = []byte(x.sign(t, nil, map[string]any{"jti": fmt.Sprint("flood-", i)}))
+	}
+	var wg sync.WaitGroup
+	for i, set := range sets {
+		wg.Go(func() {
+			err := r.Receive(t.Context(), set)
+			if !errors.Is(err, ErrSETUnavailable) {
+				t.Errorf("SET %d: %v, want ErrSETUnavailable", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 1, fetches.Load())
+	clk.Advance(61 * time.Second)
+	require.ErrorIs(t, r.Receive(t.Context(), []byte(x.sign(t, nil, map[string]any{"jti": "after", "iat": clk.Now().Unix()}))), ErrSETUnavailable)
+	require.EqualValues(t, 2, fetches.Load(), "one more a minute later")
+}
+
 func TestNewReceiverRejectsBadConfig(t *testing.T) {
 	x := newTx(t, "k1")
 	l, _, _ := newTestList(t, nil)
